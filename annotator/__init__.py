@@ -1,0 +1,1 @@
+"""The annotation app: projects, documents, labels, annotations, the selection queue and training jobs."""

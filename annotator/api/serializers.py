@@ -1,0 +1,165 @@
+"""Input and output shapes of the API (they also describe it in the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..models import Job, Membership, ModelVersion, Project
+from ..services.projects import PROJECT_SETTINGS
+
+
+class LabelInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class LabelListField(serializers.ListField):
+    """Labels given as names or as {"name", "description"} objects."""
+
+    child = serializers.JSONField()
+
+
+class ProjectCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    labels = LabelListField(required=False, default=list)
+    guidelines = serializers.CharField(required=False, allow_blank=True)
+    label_budget = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    retrain_every = serializers.IntegerField(required=False, min_value=1)
+    strategy = serializers.ChoiceField(choices=Project.Strategy.choices, required=False)
+    loss = serializers.ChoiceField(choices=Project.Loss.choices, required=False)
+    decision_threshold = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
+    suggestions_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    lease_seconds = serializers.IntegerField(required=False, min_value=10)
+    queue_size = serializers.IntegerField(required=False, min_value=1, max_value=100_000)
+
+
+class ProjectUpdateSerializer(ProjectCreateSerializer):
+    name = None
+    labels = None
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", *PROJECT_SETTINGS, "created_at", "role"]
+
+    def get_role(self, project: Project) -> str | None:
+        roles = self.context.get("roles", {})
+        return roles.get(project.pk)
+
+
+class MemberSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+
+class DocumentRecordSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    text = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    metadata = serializers.DictField(required=False)
+
+
+class ImportResultSerializer(serializers.Serializer):
+    documents = serializers.IntegerField()
+    annotations = serializers.IntegerField()
+    labels_created = serializers.IntegerField()
+
+
+class AnnotationInputSerializer(serializers.Serializer):
+    document = serializers.IntegerField(help_text="The document's numeric id, as returned by `next`.")
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=255, allow_blank=False),
+        allow_empty=True,
+        help_text="Label names; an empty list means none apply.",
+    )
+    seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0)
+    source = serializers.ChoiceField(choices=[("api", "api"), ("ui", "ui")], required=False, default="api")
+
+
+class AnnotationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    document = serializers.IntegerField(source="document_id")
+    labels = serializers.ListField(child=serializers.CharField())
+    strategy = serializers.CharField()
+    model_version = serializers.IntegerField(allow_null=True)
+    seconds_spent = serializers.FloatField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+
+
+class SkipInputSerializer(serializers.Serializer):
+    document = serializers.IntegerField()
+
+
+class SuggestionSerializer(serializers.Serializer):
+    label_id = serializers.IntegerField()
+    label = serializers.CharField()
+    score = serializers.FloatField()
+    preselected = serializers.BooleanField()
+
+
+class DocumentOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    text = serializers.CharField()
+    metadata = serializers.DictField()
+
+
+class NextSerializer(serializers.Serializer):
+    document = DocumentOutSerializer()
+    strategy = serializers.CharField()
+    model_version = serializers.IntegerField(allow_null=True)
+    score = serializers.FloatField()
+    suggestions = SuggestionSerializer(many=True)
+    threshold = serializers.FloatField()
+    lease_expires_at = serializers.DateTimeField()
+
+
+class LabelSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+
+
+class JobSerializer(serializers.ModelSerializer):
+    model_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "progress",
+            "message",
+            "error",
+            "reason",
+            "model_version",
+            "worker",
+            "attempts",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+    def get_model_version(self, job: Job) -> int | None:
+        return job.model_version.number if job.model_version_id else None
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "number",
+            "is_serving",
+            "created_at",
+            "n_annotations",
+            "n_labels",
+            "metrics",
+            "train_seconds",
+            "device",
+            "config",
+        ]

@@ -1,0 +1,21 @@
+from django.urls import path
+from rest_framework.authtoken.views import obtain_auth_token
+
+from . import views
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("projects/", views.ProjectListView.as_view(), name="api-projects"),
+    path("projects/<int:project_id>/", views.ProjectDetailView.as_view(), name="api-project"),
+    path("projects/<int:project_id>/members/", views.MemberView.as_view(), name="api-members"),
+    path("projects/<int:project_id>/documents/", views.DocumentImportView.as_view(), name="api-documents"),
+    path("projects/<int:project_id>/next/", views.NextView.as_view(), name="api-next"),
+    path("projects/<int:project_id>/skip/", views.SkipView.as_view(), name="api-skip"),
+    path("projects/<int:project_id>/annotations/", views.AnnotationView.as_view(), name="api-annotations"),
+    path("projects/<int:project_id>/labels/", views.LabelView.as_view(), name="api-labels"),
+    path("projects/<int:project_id>/stats/", views.StatsView.as_view(), name="api-stats"),
+    path("projects/<int:project_id>/train/", views.TrainView.as_view(), name="api-train"),
+    path("projects/<int:project_id>/models/", views.ModelListView.as_view(), name="api-models"),
+    path("projects/<int:project_id>/jobs/", views.JobListView.as_view(), name="api-jobs"),
+    path("projects/<int:project_id>/export/", views.ExportView.as_view(), name="api-export"),
+]

@@ -1,0 +1,289 @@
+"""API views: parse input, check permission, call one service or selector, render."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..exceptions import ProjectError
+from ..importing import parse_file, parse_records
+from ..models import Annotation, Membership
+from . import serializers as s
+
+
+def _valid(serializer_class: type, data: object, **kwargs: object) -> dict:
+    serializer = serializer_class(data=data, **kwargs)
+    if not serializer.is_valid():
+        problems = [f"{field}: {' '.join(str(m) for m in messages)}" for field, messages in serializer.errors.items()]
+        raise ProjectError("invalid request: " + "; ".join(problems), errors=problems)
+    return dict(serializer.validated_data)
+
+
+class ProjectListView(APIView):
+    @extend_schema(responses=s.ProjectSerializer(many=True), summary="Projects you are a member of")
+    def get(self, request: Request) -> Response:
+        projects = list(selectors.projects_for_user(user=request.user))
+        roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+        return Response(s.ProjectSerializer(projects, many=True, context={"roles": roles}).data)
+
+    @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer}, summary="Create a project")
+    def post(self, request: Request) -> Response:
+        data = _valid(s.ProjectCreateSerializer, request.data)
+        project = services.project_create(user=request.user, **data)
+        body = s.ProjectSerializer(project, context={"roles": {project.pk: Membership.Role.MANAGER}}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailView(APIView):
+    @extend_schema(responses=s.ProjectSerializer, summary="A project's settings")
+    def get(self, request: Request, project_id: int) -> Response:
+        project, role = selectors.project_get_for(project_id=project_id, user=request.user)
+        return Response(s.ProjectSerializer(project, context={"roles": {project.pk: role}}).data)
+
+    @extend_schema(request=s.ProjectUpdateSerializer, responses=s.ProjectSerializer, summary="Change settings")
+    def patch(self, request: Request, project_id: int) -> Response:
+        project, role = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        data = _valid(s.ProjectUpdateSerializer, request.data, partial=True)
+        project = services.project_update(project=project, **data)
+        return Response(s.ProjectSerializer(project, context={"roles": {project.pk: role}}).data)
+
+
+class MemberView(APIView):
+    @extend_schema(request=s.MemberSerializer, responses={201: s.MemberSerializer}, summary="Add or change a member")
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        data = _valid(s.MemberSerializer, request.data)
+        membership = services.member_add(project=project, username=data["username"], role=data["role"])
+        return Response({"username": membership.user.username, "role": membership.role}, status=201)
+
+    @extend_schema(responses=s.MemberSerializer(many=True), summary="The project's members")
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        members = project.memberships.select_related("user").order_by("user__username")
+        return Response([{"username": m.user.username, "role": m.role} for m in members])
+
+
+class DocumentImportView(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={
+            "application/json": s.DocumentRecordSerializer(many=True),
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            },
+        },
+        parameters=[OpenApiParameter("create_labels", bool, description="Add labels the project does not have yet")],
+        responses={201: s.ImportResultSerializer},
+        summary="Import documents (JSON list, or a JSONL / CSV file); all or nothing",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        upload = request.FILES.get("file")
+        if upload is not None:
+            limit = settings.ALABEL_MAX_IMPORT_BYTES
+            if upload.size > limit:
+                raise ProjectError(
+                    f"the file is {upload.size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB", status=413
+                )
+            records, errors = parse_file(upload.name, upload.read())
+        else:
+            records, errors = parse_records(request.data)
+        create_labels = request.query_params.get("create_labels", "").lower() in {"1", "true", "yes"}
+        result = services.documents_import(
+            project=project,
+            user=request.user,
+            records=records,
+            parse_errors=errors,
+            create_labels=create_labels,
+        )
+        return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
+
+
+class NextView(APIView):
+    @extend_schema(
+        responses={
+            200: s.NextSerializer,
+            204: OpenApiResponse(description="Nothing to label, or budget spent"),
+        },
+        summary="Lease the next document to label",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        served = services.queue_lease_next(project=project, user=request.user)
+        if isinstance(served, services.NothingToServe):
+            response = Response(status=status.HTTP_204_NO_CONTENT)
+            response["X-Reason"] = served.reason
+            return response
+        item, document = served.item, served.document
+        return Response(
+            {
+                "document": {
+                    "id": document.pk,
+                    "external_id": document.external_id,
+                    "text": document.text,
+                    "metadata": document.metadata,
+                },
+                "strategy": item.strategy,
+                "model_version": item.model_version.number if item.model_version_id else None,
+                "score": item.score,
+                "suggestions": served.suggestions,
+                "threshold": selectors.effective_threshold(project=project, version=item.model_version),
+                "lease_expires_at": item.lease_expires_at,
+            }
+        )
+
+
+class SkipView(APIView):
+    @extend_schema(request=s.SkipInputSerializer, responses={204: None}, summary="Skip a leased document")
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        data = _valid(s.SkipInputSerializer, request.data)
+        services.document_skip(project=project, user=request.user, document_id=data["document"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _annotation_out(annotation: Annotation) -> dict:
+    return {
+        "id": annotation.pk,
+        "document": annotation.document_id,
+        "labels": sorted(annotation.labels.values_list("name", flat=True)),
+        "strategy": annotation.strategy,
+        "model_version": annotation.model_version.number if annotation.model_version_id else None,
+        "seconds_spent": annotation.seconds_spent,
+        "updated_at": annotation.updated_at,
+    }
+
+
+class AnnotationView(APIView):
+    @extend_schema(
+        request=s.AnnotationInputSerializer,
+        responses={201: s.AnnotationSerializer},
+        summary="Submit labels for a document (replaces your earlier answer)",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        data = _valid(s.AnnotationInputSerializer, request.data)
+        annotation = services.annotation_submit(
+            project=project,
+            user=request.user,
+            document_id=data["document"],
+            labels=data["labels"],
+            seconds_spent=data.get("seconds_spent"),
+            source=data.get("source", "api"),
+        )
+        return Response(_annotation_out(annotation), status=status.HTTP_201_CREATED)
+
+
+class LabelView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("q", str), OpenApiParameter("limit", int)],
+        responses=s.LabelSerializer(many=True),
+        summary="Search labels (case- and diacritics-insensitive; prefix matches first)",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        try:
+            limit = int(request.query_params.get("limit", "20"))
+        except ValueError as exc:
+            raise ProjectError("limit must be an integer") from exc
+        labels = selectors.label_search(project=project, query=request.query_params.get("q", ""), limit=limit)
+        return Response([{"id": x.pk, "name": x.name, "description": x.description} for x in labels])
+
+    @extend_schema(
+        request={"application/json": {"type": "array", "items": {"type": "string"}}},
+        responses={201: s.LabelSerializer(many=True)},
+        summary="Add labels (names or {name, description} objects)",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        items = request.data.get("labels") if isinstance(request.data, dict) else request.data
+        if not isinstance(items, list):
+            raise ProjectError('expected a JSON list of label names or {"labels": [...]}')
+        labels = services.labels_add(project=project, labels=items)
+        return Response([{"id": x.pk, "name": x.name, "description": x.description} for x in labels], status=201)
+
+
+class StatsView(APIView):
+    @extend_schema(responses={200: dict}, summary="Budget, counts, serving model and job status")
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        return Response(selectors.project_stats(project=project))
+
+
+class TrainView(APIView):
+    @extend_schema(request=None, responses={202: s.JobSerializer}, summary="Queue a training run now")
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        job = services.training_request(project=project, user=request.user)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class ModelListView(APIView):
+    @extend_schema(responses=s.ModelVersionSerializer(many=True), summary="Model versions, newest first")
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        versions = project.model_versions.order_by("-number")
+        return Response(s.ModelVersionSerializer(versions, many=True).data)
+
+
+class JobListView(APIView):
+    @extend_schema(responses=s.JobSerializer(many=True), summary="Recent jobs, newest first")
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        jobs = selectors.recent_jobs(project=project, limit=20).select_related("model_version")
+        return Response(s.JobSerializer(jobs, many=True).data)
+
+
+def _jsonl(rows: Iterator[dict]) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def _csv(rows: Iterator[dict]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "text", "labels"])
+    for row in rows:
+        writer.writerow([row["id"], row["text"], "|".join(row["labels"] or [])])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+class ExportView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=["jsonl", "csv"]),
+            OpenApiParameter("include_unlabelled", bool),
+        ],
+        responses={(200, "application/x-ndjson"): str, (200, "text/csv"): str},
+        summary="Export documents with their labels, one line per document",
+    )
+    def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        fmt = request.query_params.get("format", "jsonl")
+        if fmt not in {"jsonl", "csv"}:
+            raise ProjectError("format must be jsonl or csv")
+        include = request.query_params.get("include_unlabelled", "").lower() in {"1", "true", "yes"}
+        rows = selectors.export_rows(project=project, include_unlabelled=include)
+        if fmt == "csv":
+            response = StreamingHttpResponse(_csv(rows), content_type="text/csv; charset=utf-8")
+        else:
+            response = StreamingHttpResponse(_jsonl(rows), content_type="application/x-ndjson; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="project-{project.pk}.{fmt}"'
+        return response

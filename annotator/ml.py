@@ -1,0 +1,143 @@
+"""The only module that imports `learner`: turns project rows into arrays and back.
+
+Heavy imports (torch, transformers) happen inside `learner`'s lazily imported modules, called from here only in
+worker processes. Loaded encoders and models are cached per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from django.conf import settings
+
+from learner.config import EncoderConfig
+from learner.fast import FastTierConfig
+
+if TYPE_CHECKING:
+    from learner.embeddings import EmbeddingStore
+    from learner.encoder import Encoder
+    from learner.fast import FastTier
+
+logger = logging.getLogger(__name__)
+
+
+def encoder_config() -> EncoderConfig:
+    return EncoderConfig(path=settings.ALABEL_ENCODER_PATH or None, device=settings.ALABEL_DEVICE)
+
+
+@functools.lru_cache(maxsize=2)
+def _encoder(config_json: str) -> Encoder:
+    import json
+
+    from learner.encoder import Encoder
+
+    return Encoder.load(EncoderConfig.from_dict(json.loads(config_json)))
+
+
+def encoder() -> Encoder:
+    import json
+
+    return _encoder(json.dumps(encoder_config().to_dict(), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=2)
+def _fingerprint(config_json: str) -> str:
+    import json
+
+    from learner.encoder import encoder_fingerprint
+
+    return encoder_fingerprint(EncoderConfig.from_dict(json.loads(config_json)))
+
+
+def fingerprint() -> str:
+    """The configured encoder's fingerprint, from its files alone: scoring never loads the encoder model."""
+    import json
+
+    return _fingerprint(json.dumps(encoder_config().to_dict(), sort_keys=True))
+
+
+def project_dir(project_id: int) -> Path:
+    return Path(settings.ARTIFACTS_DIR) / "projects" / str(project_id)
+
+
+def embedding_store(project_id: int) -> EmbeddingStore:
+    from learner.embeddings import EmbeddingStore
+
+    return EmbeddingStore(project_dir(project_id) / "embeddings", fingerprint())
+
+
+def encode_into_store(
+    store: EmbeddingStore,
+    ids: Sequence[int],
+    texts: Sequence[str],
+    on_progress: Callable[[int, int], None] | None = None,
+) -> None:
+    vectors = encoder().encode(list(texts), on_progress=on_progress)
+    store.add(list(ids), vectors)
+
+
+def fast_config(*, loss: str, seed: int) -> FastTierConfig:
+    """The fast tier's settings for a project: learner defaults, the project's loss, this machine's device."""
+    return FastTierConfig(loss=loss, seed=seed, device=settings.ALABEL_DEVICE)
+
+
+def train(
+    *,
+    texts: Sequence[str],
+    X: np.ndarray,
+    Y: Any,
+    labels: Sequence[str],
+    config: FastTierConfig,
+    on_progress: Callable[[float], None] | None = None,
+) -> FastTier:
+    from learner.fast import FastTier, Inputs
+
+    return FastTier.train(Inputs(texts=list(texts), embeddings=X), Y, labels, config, on_progress=on_progress)
+
+
+def model_metrics(model: FastTier) -> dict[str, float]:
+    """Held-out metrics under template-friendly names ("P@1" -> "p_at_1")."""
+    return {name.replace("@", "_at_").lower(): round(float(value), 5) for name, value in model.metrics.items()}
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(path: str) -> FastTier:
+    from learner.fast import FastTier
+
+    return FastTier.load(path, device=settings.ALABEL_DEVICE)
+
+
+def shortlists(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarray | None, k: int) -> tuple[Any, Any]:
+    """The model's k best labels per document with calibrated probabilities, (N, k) each, best first."""
+    from learner.fast import Inputs
+
+    inputs = Inputs(
+        texts=list(texts) if model.uses_texts and texts is not None else None,
+        embeddings=X if model.uses_embeddings else None,
+    )
+    return model.predict_topk(inputs, k)
+
+
+def score_strategy(
+    *, strategy: str, probs: np.ndarray, threshold: float, mean_cardinality: float, seed: int
+) -> np.ndarray:
+    from learner.strategies import score_pool
+
+    return score_pool(strategy, probs, threshold=threshold, mean_cardinality=mean_cardinality, seed=seed)
+
+
+def select_top(scores: np.ndarray, n: int, seed: int) -> np.ndarray:
+    from learner.strategies import select_top as _select_top
+
+    return _select_top(scores, n, seed=seed)
+
+
+def cold_start(embeddings: np.ndarray, n: int, seed: int) -> np.ndarray:
+    from learner.strategies import cold_start as _cold_start
+
+    return _cold_start(embeddings, n, seed=seed)

@@ -1,0 +1,315 @@
+"""The data model: fields, constraints and indexes only. Rules live in services.py and selectors.py."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Project(models.Model):
+    class Strategy(models.TextChoices):
+        UNCERTAINTY = "uncertainty", "Uncertainty (mean binary entropy)"
+        MARGIN = "margin", "Margin to the decision threshold"
+        CARDINALITY = "cardinality", "Label-cardinality inconsistency"
+        RANDOM = "random", "Random"
+
+    class Loss(models.TextChoices):
+        BCE = "bce", "Binary cross-entropy"
+        ZLPR = "zlpr", "Multi-label softmax + cross-entropy (ZLPR)"
+
+    name = models.CharField(max_length=200)
+    guidelines = models.TextField(blank=True)
+    label_budget = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Documents the experts may label; empty means no limit."
+    )
+    retrain_every = models.PositiveIntegerField(
+        default=20, help_text="Queue a training run after this many new annotations."
+    )
+    strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.UNCERTAINTY)
+    loss = models.CharField(max_length=10, choices=Loss.choices, default=Loss.BCE)
+    decision_threshold = models.FloatField(
+        null=True,
+        blank=True,
+        default=None,
+        help_text="Pre-tick suggestions at or above this probability; empty: the threshold the serving model tuned "
+        "on held-out labels (0.5 before the first model).",
+    )
+    suggestions_k = models.PositiveSmallIntegerField(default=10)
+    lease_seconds = models.PositiveIntegerField(default=600)
+    queue_size = models.PositiveIntegerField(default=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="project_name_not_empty"),
+            models.CheckConstraint(condition=Q(retrain_every__gte=1), name="project_retrain_every_positive"),
+            models.CheckConstraint(
+                condition=Q(decision_threshold__isnull=True)
+                | (Q(decision_threshold__gt=0) & Q(decision_threshold__lt=1)),
+                name="project_threshold_in_unit_interval",
+            ),
+            models.CheckConstraint(
+                condition=Q(suggestions_k__gte=1) & Q(suggestions_k__lte=100),
+                name="project_suggestions_k_range",
+            ),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s"),
+            models.CheckConstraint(condition=Q(queue_size__gte=1), name="project_queue_size_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        MANAGER = "manager", "Manager"
+        ANNOTATOR = "annotator", "Annotator"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_one_per_user_and_project"),
+            models.CheckConstraint(condition=Q(role__in=["manager", "annotator"]), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} is {self.role} of {self.project}"
+
+
+class Label(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labels")
+    name = models.CharField(max_length=255)
+    # Case- and diacritics-folded name ("künstliche" -> "kunstliche") for portable, indexed search.
+    search_key = models.CharField(max_length=255)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="label_name_unique_in_project"),
+            models.CheckConstraint(condition=~Q(name=""), name="label_name_not_empty"),
+        ]
+        indexes = [models.Index(fields=["project", "search_key"], name="label_search_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Document(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="documents")
+    external_id = models.CharField(max_length=255)
+    text = models.TextField()
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "external_id"], name="document_external_id_unique"),
+            models.CheckConstraint(condition=~Q(external_id=""), name="document_external_id_not_empty"),
+            models.CheckConstraint(condition=~Q(text=""), name="document_text_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.external_id}"
+
+
+class ModelVersion(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField()
+    is_serving = models.BooleanField(default=False)
+    artifact_path = models.CharField(max_length=500, help_text="Folder of the saved model, under ARTIFACTS_DIR.")
+    metrics = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    n_annotations = models.PositiveIntegerField(help_text="Annotated documents the model was trained on.")
+    n_labels = models.PositiveIntegerField()
+    data_cutoff = models.DateTimeField(help_text="Annotations saved after this moment are new to this model.")
+    train_seconds = models.FloatField(default=0.0)
+    device = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="model_version_number_unique"),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(is_serving=True), name="model_version_one_serving_per_project"
+            ),
+            models.UniqueConstraint(fields=["artifact_path"], name="model_version_artifact_unique"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="model_version_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} v{self.number}"
+
+
+class Annotation(models.Model):
+    class Source(models.TextChoices):
+        UI = "ui", "Browser"
+        API = "api", "API"
+        IMPORT = "import", "Import (seed labels)"
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="annotations")
+    # PROTECT: deleting a user must never silently delete the labels they gave.
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
+    labels = models.ManyToManyField(Label, through="AnnotationLabel", related_name="annotations")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    # Provenance: what selected the document and what the expert was shown.
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
+    )
+    strategy = models.CharField(max_length=30, blank=True)
+    suggestions = models.JSONField(default=list, blank=True, help_text='[{"label": name, "score": p}, ...]')
+    seconds_spent = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "annotator"], name="annotation_one_per_document_and_user"),
+            models.CheckConstraint(
+                condition=Q(seconds_spent__isnull=True) | Q(seconds_spent__gte=0),
+                name="annotation_seconds_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"annotation {self.pk} of {self.document_id} by {self.annotator_id}"
+
+
+class AnnotationLabel(models.Model):
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="label_links")
+    label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="annotation_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotation", "label"], name="annotation_label_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotation_id}:{self.label_id}"
+
+
+class DocumentSkip(models.Model):
+    """An annotator skipped a document: it is not served to them again."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="skips")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["document", "user"], name="skip_one_per_document_and_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} skipped {self.document_id}"
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        ENCODE = "encode", "Encode documents"
+        TRAIN = "train", "Train a model"
+        SCORE = "score", "Score the pool and refill the queue"
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        RUNNING = "RUNNING", "Running"
+        SUCCEEDED = "SUCCEEDED", "Succeeded"
+        FAILED = "FAILED", "Failed"
+
+    ACTIVE = (Status.PENDING, Status.RUNNING)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    reason = models.CharField(max_length=100, blank=True, help_text="Why the job was queued.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True, help_text="Last time the task was sent.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # Coalescing: at most one queued or running job of each kind per project.
+            models.UniqueConstraint(
+                fields=["project", "kind"],
+                condition=Q(status__in=["PENDING", "RUNNING"]),
+                name="job_one_active_per_project_and_kind",
+            ),
+            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name="job_progress_range"),
+            models.CheckConstraint(
+                condition=Q(status__in=["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]), name="job_status_valid"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=["encode", "train", "score"]), name="job_kind_valid"),
+        ]
+        indexes = [models.Index(fields=["project", "kind", "-id"], name="job_project_kind_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.status})"
+
+
+class QueueItem(models.Model):
+    """A document selected for labelling, with the score and suggestions of the model version that picked it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="queue_items")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="queue_items")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="queue_items"
+    )
+    strategy = models.CharField(max_length=30)
+    score = models.FloatField()
+    suggestions = models.JSONField(default=list, blank=True, help_text="[[label_id, probability], ...] best first")
+    # The queue is derived data (re-scoring rebuilds it), so a deleted user's leased items may go with them.
+    leased_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model_version", "document"],
+                condition=Q(model_version__isnull=False),
+                name="queue_item_unique_per_version",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "document"],
+                condition=Q(model_version__isnull=True),
+                name="queue_item_unique_cold_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(leased_to__isnull=True, lease_expires_at__isnull=True)
+                | Q(leased_to__isnull=False, lease_expires_at__isnull=False),
+                name="queue_item_lease_complete",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "model_version", "-score"], name="queue_serving_idx"),
+            models.Index(fields=["leased_to", "lease_expires_at"], name="queue_lease_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"queue {self.document_id} score {self.score:.3f}"

@@ -1,0 +1,39 @@
+"""State changes (writes). Views, tasks and commands call these; each validates first and raises ProjectError."""
+
+from .annotations import annotation_submit, document_skip
+from .documents import ImportResult, documents_import
+from .jobs import job_claim, job_dispatch, job_request
+from .projects import labels_add, member_add, project_create, project_update
+from .queue import NothingToServe, Served, queue_lease_next, queue_release
+from .training import (
+    encode_run,
+    jobs_reconcile,
+    scoring_run,
+    training_maybe_request,
+    training_request,
+    training_run,
+)
+
+__all__ = [
+    "ImportResult",
+    "NothingToServe",
+    "Served",
+    "annotation_submit",
+    "document_skip",
+    "documents_import",
+    "encode_run",
+    "job_claim",
+    "job_dispatch",
+    "job_request",
+    "jobs_reconcile",
+    "labels_add",
+    "member_add",
+    "project_create",
+    "project_update",
+    "queue_lease_next",
+    "queue_release",
+    "scoring_run",
+    "training_maybe_request",
+    "training_request",
+    "training_run",
+]

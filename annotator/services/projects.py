@@ -1,0 +1,176 @@
+"""Projects, labels and memberships."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from ..exceptions import ProjectError
+from ..importing import LABEL_SEPARATOR
+from ..models import Label, Membership, Project
+from ..text import fold
+
+MAX_LABEL_LENGTH = 255
+MAX_LABELS = 100_000
+
+PROJECT_SETTINGS = (
+    "guidelines",
+    "label_budget",
+    "retrain_every",
+    "strategy",
+    "loss",
+    "decision_threshold",
+    "suggestions_k",
+    "lease_seconds",
+    "queue_size",
+)
+
+
+def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(values) - set(PROJECT_SETTINGS))
+    if unknown:
+        raise ProjectError(f"unknown project setting(s): {', '.join(unknown)}")
+    cleaned = dict(values)
+    problems: list[str] = []
+
+    def positive_int(name: str, minimum: int = 1, maximum: int | None = None, allow_none: bool = False) -> None:
+        if name not in cleaned:
+            return
+        value = cleaned[name]
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            problems.append(f"{name} must be an integer >= {minimum}")
+        elif maximum is not None and value > maximum:
+            problems.append(f"{name} must be at most {maximum}")
+
+    positive_int("label_budget", allow_none=True)
+    positive_int("retrain_every")
+    positive_int("suggestions_k", maximum=100)
+    positive_int("lease_seconds", minimum=10)
+    positive_int("queue_size", maximum=100_000)
+    if "decision_threshold" in cleaned and cleaned["decision_threshold"] is not None:
+        value = cleaned["decision_threshold"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < float(value) < 1:
+            problems.append(
+                "decision_threshold must be empty (the model's tuned threshold) or strictly between 0 and 1"
+            )
+    if "strategy" in cleaned and cleaned["strategy"] not in Project.Strategy.values:
+        problems.append(f"strategy must be one of {', '.join(Project.Strategy.values)}")
+    if "loss" in cleaned and cleaned["loss"] not in Project.Loss.values:
+        problems.append(f"loss must be one of {', '.join(Project.Loss.values)}")
+    if "guidelines" in cleaned and not isinstance(cleaned["guidelines"], str):
+        problems.append("guidelines must be text")
+    if problems:
+        raise ProjectError("invalid project settings: " + "; ".join(problems), errors=problems)
+    return cleaned
+
+
+def _clean_labels(labels: Iterable[Any]) -> list[tuple[str, str]]:
+    """Accepts names or {"name", "description"} objects; returns (name, description) pairs, validated."""
+    cleaned: list[tuple[str, str]] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for index, item in enumerate(labels, start=1):
+        if isinstance(item, str):
+            name, description = item, ""
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            name, description = item["name"], item.get("description") or ""
+            if not isinstance(description, str):
+                problems.append(f"label {index}: description must be text")
+                continue
+        else:
+            problems.append(f'label {index}: expected a name or an object with "name"')
+            continue
+        name = name.strip()
+        if not name:
+            problems.append(f"label {index}: the name is empty")
+        elif len(name) > MAX_LABEL_LENGTH:
+            problems.append(f"label {index}: the name is longer than {MAX_LABEL_LENGTH} characters")
+        elif LABEL_SEPARATOR in name:
+            problems.append(f"label {index} ({name!r}): names cannot contain {LABEL_SEPARATOR!r}")
+        elif name in seen:
+            problems.append(f"label {index} ({name!r}): listed twice")
+        else:
+            seen.add(name)
+            cleaned.append((name, description.strip()))
+    if len(cleaned) > MAX_LABELS:
+        problems.append(f"at most {MAX_LABELS} labels per project")
+    if problems:
+        raise ProjectError(f"invalid labels: {len(problems)} problem(s)", errors=problems[:200])
+    return cleaned
+
+
+@transaction.atomic
+def project_create(*, user, name: str, labels: Sequence[Any] = (), **project_settings: Any) -> Project:
+    """Creates a project with its labels; the creator becomes its manager."""
+    if not user.has_perm("annotator.add_project"):
+        raise ProjectError("you may not create projects; ask an administrator for the permission", status=403)
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not name:
+        raise ProjectError("a project needs a name")
+    if len(name) > 200:
+        raise ProjectError("the project name is longer than 200 characters")
+    values = _clean_settings(project_settings)
+    cleaned_labels = _clean_labels(labels)
+    project = Project.objects.create(name=name, created_by=user, **values)
+    Membership.objects.create(project=project, user=user, role=Membership.Role.MANAGER)
+    _labels_insert(project, cleaned_labels)
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, **project_settings: Any) -> Project:
+    values = _clean_settings(project_settings)
+    for key, value in values.items():
+        setattr(project, key, value)
+    project.save()
+    return project
+
+
+def _labels_insert(project: Project, labels: list[tuple[str, str]]) -> list[Label]:
+    return Label.objects.bulk_create(
+        [
+            Label(project=project, name=name, search_key=fold(name)[:255], description=description)
+            for name, description in labels
+        ],
+        batch_size=2000,
+    )
+
+
+@transaction.atomic
+def labels_add(*, project: Project, labels: Sequence[Any]) -> list[Label]:
+    """Adds labels; a name the project already has is an error (nothing is added)."""
+    cleaned = _clean_labels(labels)
+    names = [name for name, _ in cleaned]
+    existing: set[str] = set()
+    for start in range(0, len(names), 2000):
+        existing.update(
+            Label.objects.filter(project=project, name__in=names[start : start + 2000]).values_list("name", flat=True)
+        )
+    if existing:
+        shown = ", ".join(sorted(existing)[:20])
+        raise ProjectError(f"{len(existing)} label(s) already exist in this project: {shown}")
+    return _labels_insert(project, cleaned)
+
+
+@transaction.atomic
+def member_add(*, project: Project, username: str, role: str) -> Membership:
+    """Adds a user to the project with a role, or changes the role of a member."""
+    if role not in Membership.Role.values:
+        raise ProjectError(f"role must be one of {', '.join(Membership.Role.values)}")
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise ProjectError(f"there is no user {username!r}")
+    membership, created = Membership.objects.get_or_create(project=project, user=user, defaults={"role": role})
+    if not created and membership.role != role:
+        if membership.role == Membership.Role.MANAGER and role != Membership.Role.MANAGER:
+            managers = Membership.objects.filter(project=project, role=Membership.Role.MANAGER).count()
+            if managers <= 1:
+                raise ProjectError("a project must keep at least one manager")
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership

@@ -1,0 +1,131 @@
+"""Serving documents: leases on the queue of the serving model version."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from ..models import Annotation, Document, DocumentSkip, Job, ModelVersion, Project, QueueItem
+from ..selectors import budget_for, effective_threshold, serving_version, suggestions_named
+from .jobs import job_request
+
+
+@dataclass(frozen=True)
+class Served:
+    item: QueueItem
+    document: Document
+    suggestions: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NothingToServe:
+    reason: str  # "budget" or "empty"
+    message: str
+
+
+def _annotated() -> Exists:
+    return Exists(Annotation.objects.filter(document=OuterRef("document")))
+
+
+def _lease(item: QueueItem, user, project: Project) -> QueueItem:
+    item.leased_to = user
+    item.lease_expires_at = timezone.now() + timedelta(seconds=project.lease_seconds)
+    item.save(update_fields=["leased_to", "lease_expires_at"])
+    return item
+
+
+def _served(item: QueueItem, project: Project) -> Served:
+    document = item.document  # fetched with the item (select_related)
+    return Served(
+        item=item,
+        document=document,
+        suggestions=suggestions_named(
+            pairs=item.suggestions, threshold=effective_threshold(project=project, version=item.model_version)
+        ),
+    )
+
+
+def _random_unserved(project: Project, user, version: ModelVersion | None, now) -> QueueItem | None:
+    """Fallback when the queue is empty: a random unlabelled document nobody holds."""
+    candidates = (
+        Document.objects.filter(project=project)
+        .filter(~Exists(Annotation.objects.filter(document=OuterRef("pk"))))
+        .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("pk"), user=user)))
+        .filter(
+            ~Exists(
+                QueueItem.objects.filter(
+                    document=OuterRef("pk"), leased_to__isnull=False, lease_expires_at__gt=now
+                ).exclude(leased_to=user)
+            )
+        )
+    )
+    count = candidates.count()
+    if count == 0:
+        return None
+    offset = random.randrange(count)
+    document_id = candidates.order_by("id").values_list("id", flat=True)[offset]
+    item, _ = QueueItem.objects.select_related("document", "model_version").get_or_create(
+        project=project,
+        document_id=document_id,
+        model_version=version,
+        defaults={"strategy": "random", "score": -1.0, "suggestions": []},
+    )
+    return item
+
+
+@transaction.atomic
+def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
+    """The next document for the user, leased to them for `project.lease_seconds`.
+
+    A document the user already holds is served again (and its lease renewed). Otherwise the highest-scoring
+    free item of the serving model version's queue (the cold-start queue when there is no model yet), falling
+    back to a random unlabelled document. Nothing is served once the label budget is spent.
+    """
+    now = timezone.now()
+    held = (
+        QueueItem.objects.filter(project=project, leased_to=user, lease_expires_at__gt=now)
+        .filter(~_annotated())
+        .select_related("document", "model_version")
+        .order_by("-score", "id")
+        .first()
+    )
+    if held is not None:
+        return _served(_lease(held, user, project), project)
+
+    if project.label_budget is not None:
+        budget = budget_for(project=project)
+        if budget.spent + budget.in_progress >= project.label_budget:
+            return NothingToServe(
+                reason="budget",
+                message=f"the label budget of {project.label_budget} documents is spent",
+            )
+    version = serving_version(project=project)
+    free = (
+        QueueItem.objects.filter(project=project, model_version=version)
+        .filter(Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now))
+        .filter(~_annotated())
+        .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("document"), user=user)))
+        .select_related("document", "model_version")
+        .order_by("-score", "id")
+    )
+    if connection.features.has_select_for_update_skip_locked:
+        free = free.select_for_update(skip_locked=True, of=("self",))
+    item = free.first()
+    if item is None:
+        item = _random_unserved(project, user, version, now)
+        if item is None:
+            return NothingToServe(reason="empty", message="every document is labelled or in someone's hands")
+        job_request(project=project, kind=Job.Kind.SCORE, reason="queue empty")
+    return _served(_lease(item, user, project), project)
+
+
+@transaction.atomic
+def queue_release(*, project: Project, user) -> int:
+    """Ends the user's leases in the project (the documents return to the queue)."""
+    return QueueItem.objects.filter(project=project, leased_to=user).update(leased_to=None, lease_expires_at=None)

@@ -1,0 +1,422 @@
+"""The learning loop's work: encode documents, train and publish a model version, score the pool into the queue.
+
+These run in Celery workers (never in a web request). Each claims its job row first, so a duplicate delivery is a
+no-op; model files are written to a fresh folder and published in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from .. import ml
+from ..exceptions import ProjectError
+from ..models import Annotation, AnnotationLabel, Document, Job, Label, ModelVersion, Project, QueueItem
+from ..selectors import annotations_new_since, effective_threshold, serving_version, unlabelled_document_ids
+from .jobs import Heartbeat, job_claim, job_dispatch, job_fail, job_request, job_succeed
+
+logger = logging.getLogger(__name__)
+
+# Errors a job reports as FAILED with its message (bad data, model errors, disk). Anything else is a bug: it
+# propagates, and the reconciler marks the job failed when its heartbeat stops.
+JOB_ERRORS = (ValueError, RuntimeError, OSError, ProjectError, KeyError)
+ENCODE_CHUNK = 4096  # documents per cache write (each write rewrites the cache file: keep writes few)
+SCORE_CELLS = 20_000_000  # documents x shortlisted labels held at once while scoring
+SHORTLIST = 100  # labels per document the strategies see for large label sets
+
+
+# --- requests --------------------------------------------------------------------------------------------------------
+def training_maybe_request(*, project: Project) -> Job | None:
+    """Queues one training run when `retrain_every` annotations arrived since the serving model's data cutoff
+    and none is queued or running. Returns the new job, or None."""
+    version = serving_version(project=project)
+    new = annotations_new_since(project=project, cutoff=version.data_cutoff if version else None)
+    if new < project.retrain_every:
+        return None
+    job, created = job_request(project=project, kind=Job.Kind.TRAIN, reason=f"{new} new annotations")
+    return job if created else None
+
+
+def training_request(*, project: Project, user) -> Job:
+    """ "Train now": queues a training run (or returns the one already queued or running)."""
+    if not Annotation.objects.filter(document__project=project).exists():
+        raise ProjectError("nothing to train on yet: label some documents first")
+    job, _ = job_request(project=project, kind=Job.Kind.TRAIN, reason="requested", requested_by=user)
+    return job
+
+
+# --- encode ----------------------------------------------------------------------------------------------------------
+def _encode_missing(project_id: int, doc_ids: list[int], beat: Heartbeat) -> int:
+    store = ml.embedding_store(project_id)
+    missing = store.missing(doc_ids)
+    for start in range(0, len(missing), ENCODE_CHUNK):
+        part = missing[start : start + ENCODE_CHUNK]
+        texts = dict(Document.objects.filter(pk__in=part).values_list("id", "text"))
+        present = [doc_id for doc_id in part if doc_id in texts]
+
+        def report(done: int, _total: int, start: int = start) -> None:
+            beat((start + done) / len(missing), f"encoded {start + done} of {len(missing)} documents")
+
+        ml.encode_into_store(store, present, [texts[doc_id] for doc_id in present], on_progress=report)
+    return len(missing)
+
+
+def encode_run(*, job_id: int) -> None:
+    """Encodes every document of the project that has no cached embedding, then queues a scoring run."""
+    job = job_claim(job_id=job_id)
+    if job is None:
+        return
+    try:
+        total = 0
+        for _ in range(10):  # documents imported while encoding are picked up by the next pass
+            doc_ids = list(Document.objects.filter(project_id=job.project_id).values_list("id", flat=True))
+            done = _encode_missing(job.project_id, doc_ids, Heartbeat(job.pk))
+            total += done
+            if done == 0:
+                break
+    except JOB_ERRORS as exc:
+        job_fail(job_id=job.pk, error=f"encoding failed: {exc}")
+        return
+    job_succeed(job=job, message=f"encoded {total} documents")
+    job_request(project=job.project, kind=Job.Kind.SCORE, reason="documents encoded")
+
+
+# --- train -----------------------------------------------------------------------------------------------------------
+def _training_snapshot(project: Project) -> tuple[list[int], list[tuple[int, str]], list[list[int]]]:
+    """The latest answer per document: document ids, the project's labels (id, name) and label ids per document."""
+    latest: dict[int, int] = {}
+    for annotation_id, document_id in (
+        Annotation.objects.filter(document__project=project)
+        .order_by("updated_at", "id")
+        .values_list("id", "document_id")
+    ):
+        latest[document_id] = annotation_id
+    by_annotation: dict[int, list[int]] = {}
+    for annotation_id, label_id in AnnotationLabel.objects.filter(annotation__document__project=project).values_list(
+        "annotation_id", "label_id"
+    ):
+        by_annotation.setdefault(annotation_id, []).append(label_id)
+    doc_ids = sorted(latest)
+    labels = list(Label.objects.filter(project=project).order_by("id").values_list("id", "name"))
+    return doc_ids, labels, [by_annotation.get(latest[doc_id], []) for doc_id in doc_ids]
+
+
+def _texts(doc_ids: list[int]) -> list[str]:
+    texts: dict[int, str] = {}
+    for start in range(0, len(doc_ids), 5000):
+        texts.update(Document.objects.filter(pk__in=doc_ids[start : start + 5000]).values_list("id", "text"))
+    return [texts[doc_id] for doc_id in doc_ids]
+
+
+def _multi_hot(rows: list[list[int]], label_ids: list[int]):
+    from scipy.sparse import csr_matrix
+
+    column = {label_id: j for j, label_id in enumerate(label_ids)}
+    indptr, indices = [0], []
+    for row in rows:
+        indices.extend(sorted(column[label_id] for label_id in row))
+        indptr.append(len(indices))
+    data = np.ones(len(indices), dtype=np.float32)
+    return csr_matrix((data, np.array(indices, dtype=np.int64), np.array(indptr)), shape=(len(rows), len(label_ids)))
+
+
+def training_run(*, job_id: int) -> None:
+    """Trains on every labelled document, publishes a new serving ModelVersion atomically, queues re-scoring."""
+    job = job_claim(job_id=job_id)
+    if job is None:
+        return
+    attempt = job.attempts
+    folder: Path | None = None
+    try:
+        project = Project.objects.get(pk=job.project_id)
+        cutoff = timezone.now()
+        started = time.monotonic()
+        doc_ids, labels, rows = _training_snapshot(project)
+        if len(doc_ids) < 2:
+            raise ProjectError(f"need at least 2 labelled documents to train, have {len(doc_ids)}")
+        if not labels:
+            raise ProjectError("the project has no labels")
+        _encode_missing(project.pk, doc_ids, Heartbeat(job.pk, start=0.0, span=0.3))
+        X = ml.embedding_store(project.pk).get(doc_ids)  # (N, D)
+        texts = _texts(doc_ids)
+        Y = _multi_hot(rows, [label_id for label_id, _ in labels])  # (N, L)
+        next_number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+        config = ml.fast_config(loss=project.loss, seed=next_number)
+        beat = Heartbeat(job.pk, start=0.3, span=0.6)
+        model = ml.train(
+            texts=texts,
+            X=X,
+            Y=Y,
+            labels=[name for _, name in labels],
+            config=config,
+            on_progress=lambda fraction: beat(fraction, "training"),
+        )
+        relative = Path("projects") / str(project.pk) / "models" / f"job{job.pk}-{uuid.uuid4().hex[:8]}"
+        folder = Path(settings.ARTIFACTS_DIR) / relative
+        model.save(folder)
+        seconds = time.monotonic() - started
+        mean_cardinality = float(Y.sum()) / max(len(doc_ids), 1)
+        rule = model.rules["micro_f1"]
+        version = _publish(
+            job_id=job.pk,
+            attempt=attempt,
+            project=project,
+            relative=str(relative),
+            metrics=ml.model_metrics(model),
+            config={
+                "fast_tier": model.config.to_dict(),
+                "threshold": rule.threshold,
+                "at_least_one": rule.at_least_one,
+                "platt": list(model.platt),
+                "mean_cardinality": mean_cardinality,
+                "encoder_fingerprint": ml.fingerprint(),
+            },
+            n_annotations=len(doc_ids),
+            n_labels=len(labels),
+            cutoff=cutoff,
+            seconds=seconds,
+            device=str(model.train_info.get("device", "")),
+        )
+    except JOB_ERRORS as exc:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        job_fail(job_id=job_id, error=f"training failed: {exc}")
+        return
+    if version is None:  # another delivery took the job over; its result stands
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    job_request(
+        project=project,
+        kind=Job.Kind.SCORE,
+        reason=f"model v{version.number} published",
+        model_version=version,
+    )
+    training_maybe_request(project=project)
+
+
+def _publish(
+    *,
+    job_id: int,
+    attempt: int,
+    project: Project,
+    relative: str,
+    metrics: dict,
+    config: dict,
+    n_annotations: int,
+    n_labels: int,
+    cutoff,
+    seconds: float,
+    device: str,
+) -> ModelVersion | None:
+    """One transaction: the new version becomes the serving one and the job SUCCEEDED, or nothing changes."""
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=project.pk)  # serialises version numbering per project
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if job.status != Job.Status.RUNNING or job.attempts != attempt:
+            return None
+        number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+        ModelVersion.objects.filter(project=project, is_serving=True).update(is_serving=False)
+        version = ModelVersion.objects.create(
+            project=project,
+            number=number,
+            is_serving=True,
+            artifact_path=relative,
+            metrics=metrics,
+            config=config,
+            n_annotations=n_annotations,
+            n_labels=n_labels,
+            data_cutoff=cutoff,
+            train_seconds=round(seconds, 3),
+            device=device,
+        )
+        job_succeed(job=job, message=f"model v{number} trained on {n_annotations} documents", model_version=version)
+    return version
+
+
+# --- score -----------------------------------------------------------------------------------------------------------
+def _queue_replace(project: Project, version: ModelVersion | None, items: list[QueueItem]) -> int | None:
+    """Swaps the project's queue for `items` in one transaction, keeping live leases (their holders are working).
+
+    Returns None and changes nothing when `version` is no longer the serving one (a newer model was published
+    while scoring): its queue must not replace the newer model's.
+    """
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=project.pk)  # serialises with publishing
+        current = serving_version(project=project)
+        if (current.pk if current else None) != (version.pk if version else None):
+            return None
+        now = timezone.now()
+        live = QueueItem.objects.filter(project=project, leased_to__isnull=False, lease_expires_at__gt=now)
+        held = set(live.values_list("document_id", flat=True))
+        QueueItem.objects.filter(project=project).exclude(pk__in=live.values("pk")).delete()
+        fresh = [item for item in items if item.document_id not in held]
+        QueueItem.objects.bulk_create(fresh, batch_size=1000)
+    return len(fresh)
+
+
+def scoring_run(*, job_id: int) -> None:
+    """Scores unlabelled, encoded documents with the serving model and the project's strategy; keeps the best
+    `queue_size` with their top-k suggestions. Without a model: cold-start picks (k-means on embeddings)."""
+    job = job_claim(job_id=job_id)
+    if job is None:
+        return
+    try:
+        project = Project.objects.get(pk=job.project_id)
+        version = serving_version(project=project)
+        store = ml.embedding_store(project.pk)
+        encoded = set(store.ids().tolist())
+        unlabelled = unlabelled_document_ids(project=project)
+        pool = [doc_id for doc_id in unlabelled if doc_id in encoded]
+        if len(pool) < len(unlabelled):  # documents not encoded yet: encoding queues another scoring run after
+            job_request(project=project, kind=Job.Kind.ENCODE, reason="unencoded documents found while scoring")
+        if not pool:
+            job_succeed(job=job, message="no encoded unlabelled documents to score")
+            return
+        if version is None:
+            items = _cold_start_items(project, store, pool, job.pk)
+        else:
+            items = _model_items(project, version, store, pool, Heartbeat(job.pk, span=0.95))
+        count = _queue_replace(project, version, items)
+    except JOB_ERRORS as exc:
+        job_fail(job_id=job_id, error=f"scoring failed: {exc}")
+        return
+    what = f"v{version.number}" if version else "cold start"
+    if count is None:  # a newer version was published meanwhile: score again with it
+        job_succeed(job=job, message=f"discarded: {what} was replaced while scoring", model_version=version)
+        job_request(project=project, kind=Job.Kind.SCORE, reason="a newer model was published while scoring")
+        return
+    _refresh_statistics(count)
+    job_succeed(job=job, message=f"queued {count} of {len(pool)} documents ({what})", model_version=version)
+
+
+def _refresh_statistics(inserted: int) -> None:
+    """After a large queue swap the planner's statistics are stale (PostgreSQL: a sequential sort of the new
+    queue until autovacuum runs; SQLite: none at all), and `next` slows down several-fold. Refresh them."""
+    if inserted < 1000:
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE annotator_queueitem")
+        elif connection.vendor == "sqlite":
+            cursor.execute("PRAGMA optimize")
+
+
+def _cold_start_items(project: Project, store, pool: list[int], seed: int) -> list[QueueItem]:
+    n = min(project.queue_size, settings.ALABEL_COLD_START_SIZE)
+    picks = ml.cold_start(store.get(pool), n, seed=seed)
+    return [
+        QueueItem(
+            project=project,
+            document_id=pool[int(index)],
+            model_version=None,
+            strategy="cold_start",
+            score=float(len(picks) - rank),
+            suggestions=[],
+        )
+        for rank, index in enumerate(picks)
+    ]
+
+
+def _model_items(
+    project: Project,
+    version: ModelVersion,
+    store,
+    pool: list[int],
+    beat: Heartbeat,
+) -> list[QueueItem]:
+    model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / version.artifact_path))
+    label_ids_by_name = dict(Label.objects.filter(project=project).values_list("name", "id"))
+    column_label = np.array([label_ids_by_name.get(name, -1) for name in model.labels], dtype=np.int64)
+    n_labels = len(model.labels)
+    k = min(project.suggestions_k, n_labels)
+    # Strategies read each document's shortlist of the model's best labels: every label for flat heads, the top
+    # SHORTLIST for trees (the rest have probabilities near 0 and add nothing to uncertainty).
+    width = min(n_labels, max(k, SHORTLIST))
+    chunk = int(max(64, min(4096, SCORE_CELLS // max(width, 1))))
+    mean_cardinality = float(version.config.get("mean_cardinality", 1.0))
+    threshold = effective_threshold(project=project, version=version)
+    scores = np.empty(len(pool), dtype=np.float64)  # (U,)
+    top_idx = np.empty((len(pool), k), dtype=np.int64)  # (U, k)
+    top_p = np.empty((len(pool), k), dtype=np.float32)  # (U, k)
+    for start in range(0, len(pool), chunk):
+        ids = pool[start : start + chunk]
+        idx, probs = ml.shortlists(
+            model,
+            texts=_texts(ids) if model.uses_texts else None,
+            X=store.get(ids) if model.uses_embeddings else None,
+            k=width,
+        )  # (C, width) each, best first
+        scores[start : start + len(ids)] = ml.score_strategy(
+            strategy=project.strategy,
+            probs=probs,
+            threshold=threshold,
+            mean_cardinality=mean_cardinality,
+            seed=version.number * 7919 + start,
+        )
+        top_idx[start : start + len(ids)] = idx[:, :k]
+        top_p[start : start + len(ids)] = probs[:, :k]
+        beat((start + len(ids)) / len(pool), f"scored {start + len(ids)} of {len(pool)} documents")
+    chosen = ml.select_top(scores, project.queue_size, seed=version.number)
+    items = []
+    for index in chosen:
+        index = int(index)
+        suggestions = [
+            [int(column_label[j]), round(float(p), 4)]
+            for j, p in zip(top_idx[index], top_p[index], strict=True)
+            if column_label[j] >= 0
+        ]
+        items.append(
+            QueueItem(
+                project=project,
+                document_id=pool[index],
+                model_version=version,
+                strategy=project.strategy,
+                score=float(scores[index]),
+                suggestions=suggestions,
+            )
+        )
+    return items
+
+
+# --- reconcile -------------------------------------------------------------------------------------------------------
+def jobs_reconcile() -> dict[str, int]:
+    """Run by celery beat every minute: the safety net that makes the loop survive lost messages and dead workers.
+
+    - RUNNING jobs whose heartbeat stopped are marked FAILED (their worker died) and re-requested;
+    - PENDING jobs never sent (broker was down) or sent long ago without starting are sent again (a duplicate
+      delivery is harmless: only one claims the job);
+    - projects due for training without a queued run get one.
+    """
+    now = timezone.now()
+    counts = {"failed_stale": 0, "redispatched": 0, "training_requested": 0}
+    stale = now - timedelta(seconds=settings.ALABEL_JOB_STALE_SECONDS)
+    for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale).select_related("project"):
+        job_fail(job_id=job.pk, error=f"the worker stopped reporting for {settings.ALABEL_JOB_STALE_SECONDS} s")
+        counts["failed_stale"] += 1
+        if job.kind != Job.Kind.TRAIN:
+            job_request(project=job.project, kind=job.kind, reason=f"retry of job {job.pk}")
+    resend_before = now - timedelta(seconds=max(settings.ALABEL_JOB_STALE_SECONDS, 60))
+    for job in Job.objects.filter(status=Job.Status.PENDING).exclude(dispatched_at__gte=resend_before):
+        if job.dispatched_at is None and job.created_at > now - timedelta(seconds=10):
+            continue  # just created: its on-commit dispatch is under way
+        if job_dispatch(job_id=job.pk):
+            counts["redispatched"] += 1
+    for project in Project.objects.all():
+        if training_maybe_request(project=project) is not None:
+            counts["training_requested"] += 1
+    if connection.vendor == "sqlite":  # SQLite keeps no planner statistics unless asked to
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA optimize")
+    if any(counts.values()):
+        logger.info("reconcile: %s", counts)
+    return counts

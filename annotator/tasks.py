@@ -1,0 +1,37 @@
+"""Celery tasks: thin and idempotent. They take ids, import the service lazily and call it.
+
+Idempotency comes from the job row: `job_claim` lets exactly one delivery run a job, so `acks_late` (a task is
+redelivered if its worker dies) never produces two model versions.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="annotator.tasks.encode_documents")
+def encode_documents(job_id: int) -> None:
+    from .services.training import encode_run
+
+    encode_run(job_id=job_id)
+
+
+@shared_task(name="annotator.tasks.train_model")
+def train_model(job_id: int) -> None:
+    from .services.training import training_run
+
+    training_run(job_id=job_id)
+
+
+@shared_task(name="annotator.tasks.score_pool")
+def score_pool(job_id: int) -> None:
+    from .services.training import scoring_run
+
+    scoring_run(job_id=job_id)
+
+
+@shared_task(name="annotator.tasks.reconcile")
+def reconcile() -> None:
+    from .services.training import jobs_reconcile
+
+    jobs_reconcile()

@@ -1,0 +1,16 @@
+"""Browser pages."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("accounts/login/", auth_views.LoginView.as_view(template_name="annotator/login.html"), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("healthz", views.healthz, name="healthz"),
+    path("", views.project_list, name="project-list"),
+    path("projects/new/", views.project_new, name="project-new"),
+    path("projects/<int:project_id>/", views.project_manage, name="project-manage"),
+    path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
+]

@@ -1,0 +1,171 @@
+"""Browser pages (Django templates). Thin: parse the form, check permission, call one service, render.
+
+The annotate page and the live job status talk to the REST API from vendored JavaScript in static/annotator/.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from . import selectors, services
+from .exceptions import NotFound, PermissionDenied, ProjectError
+from .importing import parse_file
+from .models import Membership, Project
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    labels = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), help_text="One label per line.", required=False)
+    guidelines = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    label_budget = forms.IntegerField(min_value=1, required=False, help_text="Documents; empty for no limit.")
+    retrain_every = forms.IntegerField(min_value=1, initial=20)
+    strategy = forms.ChoiceField(choices=Project.Strategy.choices, initial=Project.Strategy.UNCERTAINTY)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text='JSONL lines {"id", "text", "labels"?} or CSV id,text[,labels].')
+    create_labels = forms.BooleanField(required=False, help_text="Add labels the project does not have yet.")
+
+
+class MemberForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Membership.Role.choices)
+
+
+def _project_or_404(request: HttpRequest, project_id: int, *, manager: bool = False) -> tuple[Project, str]:
+    try:
+        return selectors.project_get_for(project_id=project_id, user=request.user, manager=manager)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+
+
+@login_required
+def project_list(request: HttpRequest) -> HttpResponse:
+    projects = list(selectors.projects_for_user(user=request.user))
+    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
+    rows = [{"project": p, "role": roles.get(p.pk)} for p in projects]
+    return render(
+        request,
+        "annotator/project_list.html",
+        {"rows": rows, "can_create": request.user.has_perm("annotator.add_project")},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_new(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("annotator.add_project"):
+        return render(request, "annotator/error.html", {"message": "You may not create projects."}, status=403)
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        labels = [line.strip() for line in data.pop("labels").splitlines() if line.strip()]
+        try:
+            project = services.project_create(user=request.user, labels=labels, **data)
+        except ProjectError as exc:
+            form.add_error(None, exc.message)
+            for problem in exc.errors[:20]:
+                form.add_error(None, problem)
+        else:
+            messages.success(request, f"Project “{project.name}” created.")
+            return redirect("project-manage", project_id=project.pk)
+    return render(request, "annotator/project_new.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, role = _project_or_404(request, project_id)
+    if role != Membership.Role.MANAGER:
+        return redirect("annotate", project_id=project.pk)
+    import_form = ImportForm()
+    member_form = MemberForm()
+    if request.method == "POST":
+        action = request.POST.get("action")
+        try:
+            if action == "import":
+                import_form = ImportForm(request.POST, request.FILES)
+                if import_form.is_valid():
+                    upload = import_form.cleaned_data["file"]
+                    if upload.size > settings.ALABEL_MAX_IMPORT_BYTES:
+                        raise ProjectError(
+                            f"the file is {upload.size / 1e6:.1f} MB; the limit is "
+                            f"{settings.ALABEL_MAX_IMPORT_BYTES / 1e6:.1f} MB"
+                        )
+                    records, errors = parse_file(upload.name, upload.read())
+                    result = services.documents_import(
+                        project=project,
+                        user=request.user,
+                        records=records,
+                        parse_errors=errors,
+                        create_labels=import_form.cleaned_data["create_labels"],
+                    )
+                    messages.success(
+                        request,
+                        f"Imported {result.documents} documents with {result.annotations} seed annotations.",
+                    )
+                    return redirect("project-manage", project_id=project.pk)
+            elif action == "member":
+                member_form = MemberForm(request.POST)
+                if member_form.is_valid():
+                    services.member_add(project=project, **member_form.cleaned_data)
+                    messages.success(request, f"{member_form.cleaned_data['username']} added.")
+                    return redirect("project-manage", project_id=project.pk)
+            elif action == "train":
+                job = services.training_request(project=project, user=request.user)
+                messages.success(request, f"Training run queued (job {job.pk}).")
+                return redirect("project-manage", project_id=project.pk)
+            else:
+                messages.error(request, "Unknown action.")
+        except (ProjectError, PermissionDenied) as exc:
+            messages.error(request, exc.message)
+            for problem in exc.errors[:20]:
+                messages.error(request, problem)
+    context = {
+        "project": project,
+        "stats": selectors.project_stats(project=project),
+        "jobs": selectors.recent_jobs(project=project, limit=10),
+        "versions": project.model_versions.order_by("-number")[:10],
+        "members": project.memberships.select_related("user").order_by("role", "user__username"),
+        "import_form": import_form,
+        "member_form": member_form,
+    }
+    return render(request, "annotator/project_manage.html", context)
+
+
+@login_required
+def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, role = _project_or_404(request, project_id)
+    return render(request, "annotator/annotate.html", {"project": project, "role": role})
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness for load balancers and compose: database and broker reachable. Reveals nothing else."""
+    from django.db import connection
+    from django.db.utils import OperationalError as DatabaseError
+    from django.http import JsonResponse
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from webapp.celery import app
+
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except DatabaseError:
+        checks["database"] = "unreachable"
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except (OSError, ConnectionError, BrokerError) as exc:
+        checks["broker"] = f"unreachable ({type(exc).__name__})"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse(checks, status=200 if healthy else 503)

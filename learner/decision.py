@@ -1,0 +1,285 @@
+"""Decision rules and calibration for multi-label scores (numpy only).
+
+Everything works on shortlists: for each document the model's top-K candidate labels ``idx`` (N, K) and their
+scores ``scores`` (N, K) in [0, 1], best first. A label outside a document's shortlist is "not predicted". With
+K = L (small label sets) this is the dense case.
+
+- ``fit_platt`` / ``apply_platt``: Platt scaling p' = sigmoid(a * logit(p) + b), fitted on validation entries,
+  so scores shown to experts and used by uncertainty strategies are calibrated probabilities.
+- ``tune_rule``: the global threshold (on a 0.01 grid) that maximises micro-F1 or macro-F1 on validation, with or
+  without an "at least one label per document" fallback (the top candidate when nothing passes), and optionally
+  per-label thresholds for labels with enough validation positives.
+- ``DecisionRule.apply`` turns shortlists into a sparse 0/1 prediction matrix; ``top_k_rule`` predicts the k best.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit
+
+__all__ = ["DecisionRule", "apply_platt", "fit_platt", "top_k_rule", "tune_rule"]
+
+GRID = 100  # thresholds j / GRID for j in 1..GRID
+OBJECTIVES = ("micro_f1", "macro_f1")
+_EPS = 1e-6
+
+
+def _check_shortlists(idx: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.asarray(idx)
+    scores = np.asarray(scores, dtype=np.float64)
+    if idx.ndim != 2 or scores.shape != idx.shape:
+        raise ValueError(f"idx and scores must be 2-D (N, K) of the same shape; got {idx.shape} and {scores.shape}")
+    if idx.size and idx.dtype.kind not in "iu":
+        raise ValueError(f"idx must hold integer label indices; got dtype {idx.dtype}")
+    if scores.size and (np.nanmin(scores) < 0 or np.nanmax(scores) > 1 or np.isnan(scores).any()):
+        raise ValueError("scores must be probabilities in [0, 1]")
+    return idx.astype(np.int64), scores
+
+
+def _truth(Y_true: Any, n_docs: int) -> sp.csr_matrix:
+    truth = sp.csr_matrix(Y_true, dtype=np.float64)
+    if truth.shape[0] != n_docs:
+        raise ValueError(f"Y_true has {truth.shape[0]} rows but the shortlists have {n_docs}")
+    truth.eliminate_zeros()
+    truth.data[:] = 1.0
+    return truth
+
+
+def _hits(truth: sp.csr_matrix, idx: np.ndarray) -> np.ndarray:
+    """(N, K) bool: whether each shortlisted label is a true label of its document (-1 padding is never a hit)."""
+    hits = np.zeros(idx.shape, dtype=bool)
+    for row in range(idx.shape[0]):
+        positives = truth.indices[truth.indptr[row] : truth.indptr[row + 1]]
+        if positives.size:
+            hits[row] = np.isin(idx[row], positives)
+    return hits
+
+
+# --- calibration ------------------------------------------------------------------------------------------------
+def _logit(p: np.ndarray) -> np.ndarray:
+    clipped = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def fit_platt(scores: Any, targets: Any, *, iterations: int = 50) -> tuple[float, float]:
+    """Fits p' = sigmoid(a * logit(p) + b) to 0/1 targets by Newton's method on the log loss.
+
+    scores (M,) probabilities, targets (M,) 0/1. Uses Platt's smoothed targets so a perfectly separable set
+    gives finite parameters. Returns (a, b); (1, 0) is the identity. Raises ValueError on bad input.
+    """
+    p = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(targets, dtype=np.float64).ravel()
+    if p.shape != y.shape or p.size == 0:
+        raise ValueError("scores and targets must be non-empty and of the same length")
+    positives = float(y.sum())
+    negatives = float(y.size - positives)
+    if positives == 0 or negatives == 0:
+        return 1.0, 0.0
+    smooth = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
+    z = _logit(p)
+
+    def loss(a: float, b: float) -> float:
+        t = a * z + b
+        return float(np.sum(np.logaddexp(0.0, t) - smooth * t))
+
+    a, b = 1.0, 0.0
+    current = loss(a, b)
+    for _ in range(iterations):
+        q = expit(a * z + b)
+        grad = np.array([np.dot(q - smooth, z), np.sum(q - smooth)])
+        w = q * (1 - q) + 1e-12
+        hess = np.array([[np.dot(w, z * z), np.dot(w, z)], [np.dot(w, z), np.sum(w)]]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        scale = 1.0
+        while scale > 1e-4:  # backtracking: Newton steps can overshoot on extreme logits
+            candidate = loss(a - scale * step[0], b - scale * step[1])
+            if candidate <= current:
+                break
+            scale /= 2
+        else:
+            break
+        a, b, current = a - scale * step[0], b - scale * step[1], candidate
+        if np.abs(scale * step).max() < 1e-8:
+            break
+    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
+        return 1.0, 0.0  # a non-increasing map would reverse the ranking: keep the scores as they are
+    return float(a), float(b)
+
+
+def apply_platt(scores: Any, a: float, b: float) -> np.ndarray:
+    """sigmoid(a * logit(p) + b), elementwise, as float32."""
+    z = _logit(np.asarray(scores, dtype=np.float64))
+    return expit(a * z + b).astype(np.float32)
+
+
+# --- rules ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DecisionRule:
+    """Predict a shortlisted label when its probability is >= its threshold; optionally always at least one."""
+
+    threshold: float = 0.5
+    at_least_one: bool = False
+    per_label: dict[int, float] = field(default_factory=dict)
+    top_k: int | None = None  # when set: exactly the k best (thresholds ignored)
+    objective: str = ""
+    validation_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "at_least_one": self.at_least_one,
+            "per_label": [[int(label), float(t)] for label, t in sorted(self.per_label.items())],
+            "top_k": self.top_k,
+            "objective": self.objective,
+            "validation_score": self.validation_score,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecisionRule:
+        try:
+            return cls(
+                threshold=float(data["threshold"]),
+                at_least_one=bool(data["at_least_one"]),
+                per_label={int(label): float(t) for label, t in data.get("per_label", [])},
+                top_k=data.get("top_k"),
+                objective=str(data.get("objective", "")),
+                validation_score=data.get("validation_score"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"invalid decision rule {data!r}: {exc}") from exc
+
+    def apply(self, idx: Any, scores: Any, n_labels: int) -> sp.csr_matrix:
+        """(N, K) shortlists -> (N, n_labels) CSR 0/1 predictions."""
+        idx, scores = _check_shortlists(idx, scores)
+        valid = idx >= 0
+        if self.top_k is not None:
+            chosen = valid & (np.arange(idx.shape[1])[None, :] < self.top_k)
+        else:
+            thresholds = np.full(idx.shape, self.threshold)
+            if self.per_label:
+                labels = np.array(list(self.per_label), dtype=np.int64)
+                values = np.array(list(self.per_label.values()))
+                order = np.argsort(labels)
+                pos = np.searchsorted(labels[order], idx)
+                pos = np.clip(pos, 0, len(labels) - 1)
+                found = labels[order][pos] == idx
+                thresholds = np.where(found, values[order][pos], thresholds)
+            chosen = valid & (scores >= thresholds)
+            if self.at_least_one and idx.shape[1]:
+                empty = ~chosen.any(axis=1) & valid[:, 0]
+                chosen[empty, 0] = True
+        rows, cols = np.nonzero(chosen)
+        data = np.ones(len(rows), dtype=np.float32)
+        return sp.csr_matrix((data, (rows, idx[rows, cols])), shape=(idx.shape[0], n_labels))
+
+
+def top_k_rule(k: int) -> DecisionRule:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer; got {k!r}")
+    return DecisionRule(top_k=k, objective=f"top_{k}")
+
+
+def _curves(idx: np.ndarray, scores: np.ndarray, hits: np.ndarray, n_labels: int) -> dict[str, np.ndarray]:
+    """Per-label counts of predicted entries and true hits for every grid threshold, without and with the
+    at-least-one fallback. Arrays are (n_labels, GRID + 1): column j = threshold j / GRID."""
+    valid = idx >= 0
+    bins = np.minimum(np.floor(scores * GRID + 1e-9).astype(np.int64), GRID)  # entry predicted at j iff bin >= j
+    labels = np.where(valid, idx, 0)
+
+    def cumulative_from_top(counts: np.ndarray) -> np.ndarray:
+        return np.cumsum(counts[:, ::-1], axis=1)[:, ::-1]
+
+    def histogram(label: np.ndarray, bin_: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        flat = np.bincount(label * (GRID + 1) + bin_, weights=weight, minlength=n_labels * (GRID + 1))
+        return flat.reshape(n_labels, GRID + 1)
+
+    flat_valid = valid.ravel()
+    pred = cumulative_from_top(
+        histogram(labels.ravel()[flat_valid], bins.ravel()[flat_valid], np.ones(flat_valid.sum()))
+    )
+    tp = cumulative_from_top(
+        histogram(labels.ravel()[flat_valid], bins.ravel()[flat_valid], hits.ravel()[flat_valid].astype(np.float64))
+    )
+    # Fallback: a document whose best score falls below threshold j gets its top candidate anyway, i.e. for
+    # every j > bin(top): add one prediction (and a hit if it is right) to that candidate's label.
+    has_top = valid[:, 0] if idx.shape[1] else np.zeros(idx.shape[0], dtype=bool)
+    top_label = labels[has_top, 0]
+    top_bin = bins[has_top, 0]
+    start = np.minimum(top_bin + 1, GRID + 1)  # first threshold where the fallback kicks in
+    add_pred = histogram(top_label, np.minimum(start, GRID), (start <= GRID).astype(np.float64))
+    add_tp = histogram(top_label, np.minimum(start, GRID), ((start <= GRID) & hits[has_top, 0]).astype(np.float64))
+    return {
+        "pred": pred,
+        "tp": tp,
+        "pred_fb": pred + np.cumsum(add_pred, axis=1),
+        "tp_fb": tp + np.cumsum(add_tp, axis=1),
+    }
+
+
+def _f1(tp: np.ndarray, pred: np.ndarray, positives: np.ndarray) -> np.ndarray:
+    denominator = pred + positives
+    return np.divide(2 * tp, denominator, out=np.zeros_like(tp, dtype=np.float64), where=denominator > 0)
+
+
+def tune_rule(
+    idx: Any,
+    scores: Any,
+    Y_true: Any,
+    *,
+    objective: str = "micro_f1",
+    per_label_min_positives: int | None = None,
+) -> DecisionRule:
+    """The decision rule that maximises `objective` ("micro_f1" or "macro_f1", macro over labels present in
+    Y_true) on validation shortlists: a global threshold j/100, with or without the at-least-one fallback.
+
+    With `per_label_min_positives`, labels having at least that many validation positives then get their own
+    F1-maximising threshold (the others keep the global one). Ties go to the higher threshold.
+    idx, scores (N, K) shortlists best first; Y_true (N, L) 0/1 (dense or sparse).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+    idx, scores = _check_shortlists(idx, scores)
+    truth = _truth(Y_true, idx.shape[0])
+    n_labels = truth.shape[1]
+    if idx.size and idx.max() >= n_labels:
+        raise ValueError(f"idx holds label {idx.max()} but Y_true has {n_labels} labels")
+    hits = _hits(truth, idx)
+    curves = _curves(idx, scores, hits, n_labels)
+    positives = np.asarray(truth.sum(axis=0)).ravel()  # (L,)
+    present = positives > 0
+    best: tuple[float, float, bool] = (-1.0, 0.5, False)
+    for fallback in (False, True):
+        tp = curves["tp_fb" if fallback else "tp"][:, 1:]  # (L, GRID) thresholds 0.01 .. 1.00
+        pred = curves["pred_fb" if fallback else "pred"][:, 1:]
+        if objective == "micro_f1":
+            values = _f1(tp.sum(axis=0), pred.sum(axis=0), np.full(GRID, positives.sum()))
+        else:
+            if not present.any():
+                values = np.zeros(GRID)
+            else:
+                values = _f1(tp[present], pred[present], positives[present][:, None]).mean(axis=0)
+        j = int(np.flatnonzero(values == values.max())[-1])
+        if values[j] > best[0] + 1e-12:
+            best = (float(values[j]), (j + 1) / GRID, fallback)
+    score, threshold, fallback = best
+    per_label: dict[int, float] = {}
+    if per_label_min_positives is not None:
+        tp = curves["tp"][:, 1:]
+        pred = curves["pred"][:, 1:]
+        for label in np.flatnonzero(positives >= per_label_min_positives):
+            values = _f1(tp[label], pred[label], np.full(GRID, positives[label]))
+            if values.max() > 0:
+                per_label[int(label)] = (int(np.flatnonzero(values == values.max())[-1]) + 1) / GRID
+    rule = DecisionRule(threshold=threshold, at_least_one=fallback, per_label=per_label, objective=objective)
+    if per_label:  # the score of the rule as it will be applied
+        from learner import metrics
+
+        predicted = rule.apply(idx, scores, n_labels)
+        score = metrics.micro_f1(truth, predicted) if objective == "micro_f1" else metrics.macro_f1(truth, predicted)
+    return dataclasses.replace(rule, validation_score=float(score))

@@ -1,0 +1,925 @@
+"""The fast tier: cheap features and a multi-label head, retrained every active-learning round on a CPU.
+
+One interface for every label-set size::
+
+    model = FastTier.train(Inputs(texts=..., embeddings=...), Y, labels, FastTierConfig(), validation=None)
+    model.save(folder); model = FastTier.load(folder)
+    idx, probs = model.predict_topk(Inputs(...), k)        # (N, k) label indices and calibrated probabilities
+    Y_hat = model.predict(Inputs(...), objective="micro_f1")  # (N, L) 0/1 by the tuned decision rule
+
+- Features: TF-IDF of the texts (``learner.features``), frozen-encoder embeddings, or both.
+- Head: ``flat`` (up to ``flat_max_labels`` labels): one linear layer in torch over [TF-IDF, standardised
+  embeddings], BCE or ZLPR, early-stopped on validation. ``tree`` (more labels): the XR-Linear style label tree of
+  ``learner.xmc`` over TF-IDF, with beam search, so prediction cost grows with the beam, not with L.
+- Decision rule and calibration (``learner.decision``): Platt scaling fitted on validation shortlists, then the
+  global threshold that maximises micro-F1 (and, separately, macro-F1), with or without an at-least-one-label
+  fallback; per-label thresholds where validation has enough positives. Without a validation set a split of the
+  training data is held out for this, and the model is then refitted on everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+import learner
+from learner import metrics
+from learner.config import LOSSES, _check_device, _check_float, _check_int, _from_dict
+from learner.decision import DecisionRule, apply_platt, fit_platt, tune_rule
+
+__all__ = ["FastTier", "FastTierConfig", "Inputs"]
+
+logger = logging.getLogger(__name__)
+
+FEATURES = ("auto", "tfidf", "embeddings", "both")
+HEADS = ("auto", "flat", "tree")
+OBJECTIVES = ("micro_f1", "macro_f1", "per_label")
+FORMAT = "learner.FastTier"
+FORMAT_VERSION = 1
+CONFIG_FILE = "fast_tier.json"
+
+
+# --- inputs ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    """What the fast tier reads about N documents: their texts (for TF-IDF) and/or embeddings (N, D)."""
+
+    texts: Sequence[str] | None = None
+    embeddings: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.texts is None and self.embeddings is None:
+            raise ValueError("Inputs needs texts, embeddings or both")
+        if self.texts is not None:
+            if isinstance(self.texts, str):
+                raise ValueError("texts must be a sequence of strings, not one string")
+            if not all(isinstance(text, str) for text in self.texts):
+                raise ValueError("every text must be a string")
+        if self.embeddings is not None:
+            array = np.asarray(self.embeddings)
+            if array.ndim != 2 or array.dtype.kind not in "fiu":
+                raise ValueError(f"embeddings must be a 2-D numeric array (N, D); got shape {array.shape}")
+            if not np.isfinite(array).all():
+                raise ValueError("embeddings contain NaN or infinite values")
+            object.__setattr__(self, "embeddings", np.ascontiguousarray(array, dtype=np.float32))
+        if self.texts is not None and self.embeddings is not None and len(self.texts) != len(self.embeddings):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.embeddings)} embedding rows")
+
+    def __len__(self) -> int:
+        return len(self.texts) if self.texts is not None else len(self.embeddings)  # type: ignore[arg-type]
+
+    def take(self, rows: np.ndarray) -> Inputs:
+        texts = [self.texts[int(i)] for i in rows] if self.texts is not None else None
+        embeddings = self.embeddings[rows] if self.embeddings is not None else None
+        return Inputs(texts=texts, embeddings=embeddings)
+
+
+# --- config ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FastTierConfig:
+    """Settings of the fast tier. ``resolve(n_labels)`` turns the "auto" choices into concrete ones."""
+
+    features: str = "auto"  # auto: both for flat heads, tfidf for trees
+    head: str = "auto"  # auto: flat up to flat_max_labels labels, tree above
+    flat_max_labels: int = 1000
+    loss: str = "bce"
+    # Flat head: L2-regularised multi-label logistic regression (or ZLPR), solved full-batch with L-BFGS.
+    # C is the inverse regularisation strength, as in scikit-learn; with validation data it is chosen from C_grid.
+    C: float = 4.0
+    C_grid: tuple[float, ...] = (1.0, 4.0, 16.0)
+    max_iter: int = 300  # L-BFGS iterations per fit (warm-started fits along the grid need fewer)
+    update_max_iter: int = 20  # L-BFGS iterations of an incremental update (warm start from the previous model)
+    embedding_weight: float = 1.0  # weight of the embedding block, whose rows are scaled to unit mean norm first
+    positive_weight_power: float = 0.0  # BCE weighs label l's positives by (mean positives / positives of l) ** this
+    max_flat_cells: int = 50_000_000  # TF-IDF features x labels of a flat head; TF-IDF vocabulary capped to fit
+    tfidf: dict[str, Any] = field(default_factory=dict)  # learner.features.TfidfConfig fields to override
+    tree: dict[str, Any] = field(default_factory=dict)  # learner.xmc.XRConfig fields to override
+    # Tree heads: a label-name matcher (learner.xmc.lexical) re-ranks the tree's best `lexical_candidates`; it also
+    # proposes labels whose name occurs in the text even without training documents. 0 switches it off.
+    lexical_weight: float = 0.1
+    lexical_candidates: int = 20
+    lexical: dict[str, Any] = field(default_factory=dict)  # learner.xmc.lexical.LexicalConfig fields to override
+    val_fraction: float = 0.1
+    min_tune_documents: int = 50  # below this, no held-out tuning: threshold 0.5, no calibration
+    calibrate: bool = True
+    per_label_min_positives: int = 20
+    shortlist: int = 100  # candidates per document used for tuning and calibration
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {', '.join(FEATURES)}; got {self.features!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}; got {self.head!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        for name, minimum in (
+            ("flat_max_labels", 1),
+            ("max_iter", 1),
+            ("update_max_iter", 1),
+            ("max_flat_cells", 1),
+            ("min_tune_documents", 2),
+            ("per_label_min_positives", 1),
+            ("shortlist", 1),
+            ("seed", 0),
+        ):
+            _check_int(name, getattr(self, name), minimum)
+        _check_float(self, "C", 0.0, 1e9, low_open=True, high_open=False)
+        _check_float(self, "embedding_weight", 0.0, 1e3, low_open=True, high_open=False)
+        _check_float(self, "positive_weight_power", 0.0, 2.0, low_open=False, high_open=False)
+        _check_float(self, "lexical_weight", 0.0, 10.0, low_open=False, high_open=False)
+        _check_int("lexical_candidates", self.lexical_candidates, 1)
+        grid = tuple(self.C_grid) if isinstance(self.C_grid, list | tuple) else None
+        if not grid or not all(isinstance(c, int | float) and not isinstance(c, bool) and c > 0 for c in grid):
+            raise ValueError(f"C_grid must be a non-empty list of positive numbers; got {self.C_grid!r}")
+        object.__setattr__(self, "C_grid", tuple(sorted(float(c) for c in grid)))
+        _check_float(self, "val_fraction", 0.0, 0.5, low_open=True, high_open=False)
+        _check_device(self.device)
+        for name in ("tfidf", "tree", "lexical"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a dict of settings")
+        if self.head == "tree" and self.features in ("embeddings", "both"):
+            raise ValueError("the tree head works on TF-IDF features: use features 'tfidf' (or 'auto')")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["C_grid"] = list(self.C_grid)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Self:
+        return _from_dict(cls, data)
+
+    def resolve(self, n_labels: int) -> FastTierConfig:
+        """Concrete `head` and `features` for a label set of `n_labels` labels."""
+        head = self.head
+        if head == "auto":
+            head = "flat" if n_labels <= self.flat_max_labels else "tree"
+        features = self.features
+        if features == "auto":
+            features = "both" if head == "flat" else "tfidf"
+        return dataclasses.replace(self, head=head, features=features)
+
+    @property
+    def needs_texts(self) -> bool:
+        return self.features in ("tfidf", "both")
+
+    @property
+    def needs_embeddings(self) -> bool:
+        return self.features in ("embeddings", "both")
+
+
+# --- helpers --------------------------------------------------------------------------------------------------------
+def _targets(Y: Any, n_docs: int, n_labels: int) -> sp.csr_matrix:
+    csr = sp.csr_matrix(Y, dtype=np.float32)
+    if csr.shape != (n_docs, n_labels):
+        raise ValueError(f"Y must have shape ({n_docs}, {n_labels}); got {csr.shape}")
+    csr.eliminate_zeros()
+    if csr.data.size and not np.all(csr.data == 1.0):
+        raise ValueError("Y must contain only 0 and 1")
+    return csr
+
+
+def _labels(labels: Sequence[str]) -> list[str]:
+    names = list(labels)
+    if not names or not all(isinstance(name, str) and name for name in names):
+        raise ValueError("labels must be a non-empty list of non-empty strings")
+    if len(set(names)) != len(names):
+        raise ValueError("labels contain duplicates")
+    return names
+
+
+def _split(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n_docs)
+    n_val = min(n_docs - 1, max(1, round(fraction * n_docs)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Rename a finished temp folder into place, replacing an existing model folder."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+# --- the flat head --------------------------------------------------------------------------------------------------
+class _FlatHead:
+    """A linear layer over [TF-IDF (sparse), embeddings (standardised, scaled)] in torch, on one device.
+
+    scores = X_s @ sparse + ((X_d - mean) / scale) @ dense + bias, with `scale` chosen so that the embedding rows
+    have mean norm 1 / embedding_weight (TF-IDF rows have norm 1).
+    """
+
+    def __init__(self, n_sparse: int, n_dense: int, n_labels: int, device: str) -> None:
+        import torch
+
+        self.device = device
+        self.sparse = torch.zeros(n_sparse, n_labels, device=device, requires_grad=True) if n_sparse else None
+        self.dense = torch.zeros(n_dense, n_labels, device=device, requires_grad=True) if n_dense else None
+        self.bias = torch.zeros(n_labels, device=device, requires_grad=True)
+        self.mean = torch.zeros(n_dense, device=device)
+        self.scale = torch.ones((), device=device)
+
+    def parameters(self) -> list[Any]:
+        return [p for p in (self.sparse, self.dense, self.bias) if p is not None]
+
+    def weights(self) -> list[Any]:
+        """The regularised parameters (everything but the bias)."""
+        return [p for p in (self.sparse, self.dense) if p is not None]
+
+    def state(self) -> dict[str, Any]:
+        out = {"bias": self.bias, "mean": self.mean, "scale": self.scale}
+        if self.sparse is not None:
+            out["sparse"] = self.sparse
+        if self.dense is not None:
+            out["dense"] = self.dense
+        return {name: tensor.detach().clone() for name, tensor in out.items()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for name, tensor in state.items():
+            value = tensor.detach().to(self.device).clone()
+            if name in ("sparse", "dense", "bias"):
+                value.requires_grad_(True)
+            setattr(self, name, value)
+
+    def sparse_tensor(self, xs: sp.csr_matrix) -> Any:
+        import torch
+
+        coo = xs.tocoo()
+        indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+        values = torch.from_numpy(coo.data.astype(np.float32))
+        return torch.sparse_coo_tensor(
+            indices, values, size=coo.shape, device=self.device, check_invariants=False
+        ).coalesce()  # (B, F)
+
+    def dense_tensor(self, xd: np.ndarray) -> Any:
+        import torch
+
+        return (torch.from_numpy(xd).to(self.device) - self.mean) / self.scale  # (B, D)
+
+    def forward(self, xs_t: Any | None, xd_t: Any | None) -> Any:
+        """Scores (B, L) from prepared tensors (see sparse_tensor / dense_tensor)."""
+        import torch
+
+        out = self.bias.unsqueeze(0)  # (1, L)
+        if self.sparse is not None and xs_t is not None:
+            out = out + torch.sparse.mm(xs_t, self.sparse)  # (B, L)
+        if self.dense is not None and xd_t is not None:
+            out = out + xd_t @ self.dense  # (B, L)
+        return out
+
+    def scores(self, xs: sp.csr_matrix | None, xd: np.ndarray | None) -> Any:
+        """Raw scores (B, L) for a batch of sparse rows (B, F) and dense rows (B, D)."""
+        return self.forward(
+            self.sparse_tensor(xs) if xs is not None and self.sparse is not None else None,
+            self.dense_tensor(xd) if xd is not None and self.dense is not None else None,
+        )
+
+
+def _loss(scores: Any, targets: Any, loss: str, pos_weight: Any = None) -> Any:
+    """Per-document losses (B,): the sum of the L binary cross-entropies, or the ZLPR loss."""
+    import torch.nn.functional as F
+
+    from learner.losses import zlpr_loss
+
+    if loss == "zlpr":
+        return zlpr_loss(scores, targets, reduction="none")
+    entries = F.binary_cross_entropy_with_logits(scores, targets, pos_weight=pos_weight, reduction="none")  # (B, L)
+    return entries.sum(dim=1)
+
+
+def _positive_weights(Y: sp.csr_matrix, power: float) -> np.ndarray | None:
+    """(L,) weights of the positive terms: rarer labels count more (power 0: None, every label alike)."""
+    if power == 0:
+        return None
+    positives = np.asarray(Y.sum(axis=0), dtype=np.float64).ravel() + 1.0  # (L,)
+    return ((positives.mean() / positives) ** power).astype(np.float32)
+
+
+def _probabilities(scores: Any, loss: str) -> Any:
+    from learner.losses import probabilities
+
+    return probabilities(scores, loss)
+
+
+def _fit_flat(
+    head: _FlatHead,
+    xs: sp.csr_matrix | None,
+    xd: np.ndarray | None,
+    Y: sp.csr_matrix,
+    *,
+    loss: str,
+    C: float,
+    max_iter: int,
+    positive_weight_power: float = 0.0,
+    sample_weight: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Minimises the weighted mean per-document loss + lambda/2 * ||W||^2 over the whole training set with
+    L-BFGS, from the head's current weights (so consecutive fits warm-start). The per-document loss is the sum
+    of the L binary cross-entropies (BCE) or the ZLPR loss; lambda = 1 / (C * sum of weights), so C means what it
+    means in scikit-learn's logistic regression and a document of weight w counts as w documents (an incremental
+    update weighs its replay sample to stand for all the old documents). Keeping the objective on this scale
+    matters: L-BFGS's gradient tolerance is absolute. The problem is convex: no learning rate or epochs to tune.
+    Returns solver statistics."""
+    import torch
+
+    n_docs = Y.shape[0]
+    weights_np = np.ones(n_docs, dtype=np.float32) if sample_weight is None else sample_weight.astype(np.float32)
+    total = float(weights_np.sum())
+    lam = 1.0 / (C * total)
+    xs_t = head.sparse_tensor(xs) if xs is not None and head.sparse is not None else None  # (N, F)
+    xd_t = head.dense_tensor(xd) if xd is not None and head.dense is not None else None  # (N, D)
+    targets = torch.from_numpy(Y.toarray()).to(head.device)  # (N, L)
+    doc_weight = torch.from_numpy(weights_np / total).to(head.device)  # (N,) sums to 1
+    label_weights = _positive_weights(Y, positive_weight_power) if loss == "bce" else None
+    pos_weight = torch.from_numpy(label_weights).to(head.device) if label_weights is not None else None  # (L,)
+    optimizer = torch.optim.LBFGS(
+        head.parameters(),
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-10,
+        line_search_fn="strong_wolfe",
+    )
+    evaluations = 0
+
+    def closure() -> Any:
+        nonlocal evaluations
+        evaluations += 1
+        optimizer.zero_grad(set_to_none=True)
+        per_document = _loss(head.forward(xs_t, xd_t), targets, loss, pos_weight)  # (N,)
+        objective = (doc_weight * per_document).sum() + 0.5 * lam * sum((w * w).sum() for w in head.weights())
+        objective.backward()
+        return objective
+
+    final = float(optimizer.step(closure).detach())
+    return {"C": C, "objective": final, "evaluations": evaluations}
+
+
+# --- the model ------------------------------------------------------------------------------------------------------
+class FastTier:
+    """A trained fast-tier model: featurizer, head, calibration and decision rules, label vocabulary."""
+
+    def __init__(
+        self,
+        *,
+        labels: list[str],
+        config: FastTierConfig,
+        featurizer: Any | None,
+        embedding_dim: int | None,
+        flat: _FlatHead | None,
+        tree: Any | None,
+        platt: tuple[float, float],
+        matcher: Any | None = None,
+        rules: dict[str, DecisionRule],
+        metrics: dict[str, float],
+        train_info: dict[str, Any],
+    ) -> None:
+        self.labels = labels
+        self.config = config
+        self.featurizer = featurizer
+        self.embedding_dim = embedding_dim
+        self.flat = flat
+        self.tree = tree
+        self.matcher = matcher
+        self.platt = platt
+        self.rules = rules
+        self.metrics = metrics
+        self.train_info = train_info
+
+    def __repr__(self) -> str:
+        return f"FastTier(head={self.config.head!r}, features={self.config.features!r}, labels={len(self.labels)})"
+
+    # ----------------------------------------------------------------- features
+    @property
+    def uses_texts(self) -> bool:
+        return self.config.needs_texts
+
+    @property
+    def uses_embeddings(self) -> bool:
+        return self.config.needs_embeddings
+
+    def _features(self, inputs: Inputs) -> tuple[sp.csr_matrix | None, np.ndarray | None]:
+        xs = xd = None
+        if self.uses_texts:
+            if inputs.texts is None:
+                raise ValueError("this model reads texts (TF-IDF features): pass Inputs(texts=...)")
+            if self.featurizer is None:
+                raise ValueError("this model reads texts but has no TF-IDF featurizer (corrupt model folder?)")
+            xs = self.featurizer.transform(list(inputs.texts))
+        if self.uses_embeddings:
+            if inputs.embeddings is None:
+                raise ValueError("this model reads embeddings: pass Inputs(embeddings=...)")
+            if inputs.embeddings.shape[1] != self.embedding_dim:
+                raise ValueError(
+                    f"embeddings have {inputs.embeddings.shape[1]} dimensions; the model was trained on "
+                    f"{self.embedding_dim}"
+                )
+            xd = inputs.embeddings
+        return xs, xd
+
+    # ----------------------------------------------------------------- training
+    @classmethod
+    def train(
+        cls,
+        inputs: Inputs,
+        Y: Any,
+        labels: Sequence[str],
+        config: FastTierConfig | None = None,
+        *,
+        validation: tuple[Inputs, Any] | None = None,
+        on_progress: Callable[[float], None] | None = None,
+        progress: bool = False,
+    ) -> FastTier:
+        """Trains on `inputs` (N documents) with targets `Y` (N, L) 0/1 over `labels`.
+
+        With `validation` = (inputs, Y), C is chosen from `config.C_grid` and calibration and decision rules are
+        tuned on it. Without, `config.val_fraction` of the documents is held out for that (when there are at
+        least `config.min_tune_documents`), and the model is then refitted on all documents with the chosen C.
+        `on_progress(fraction)` reports progress in [0, 1].
+        """
+        names = _labels(labels)
+        config = (config or FastTierConfig()).resolve(len(names))
+        n_docs = len(inputs)
+        if n_docs < 1:
+            raise ValueError("no training documents")
+        targets = _targets(Y, n_docs, len(names))
+        if config.needs_texts and inputs.texts is None:
+            raise ValueError(f"features {config.features!r} need the documents' texts")
+        if config.needs_embeddings and inputs.embeddings is None:
+            raise ValueError(f"features {config.features!r} need the documents' embeddings")
+        report = on_progress or (lambda fraction: None)
+        started = time.monotonic()
+        if validation is not None:
+            val_inputs, val_y = validation
+            val_targets = _targets(val_y, len(val_inputs), len(names))
+            model = cls._fit(inputs, targets, names, config, val_inputs, val_targets, report, progress)
+        elif n_docs >= config.min_tune_documents:
+            fit_rows, val_rows = _split(n_docs, config.val_fraction, config.seed)
+            probe = cls._fit(
+                inputs.take(fit_rows),
+                targets[fit_rows],
+                names,
+                config,
+                inputs.take(val_rows),
+                targets[val_rows],
+                lambda f: report(0.5 * f),
+                progress,
+            )
+            final_config = dataclasses.replace(config, C=probe.config.C)  # the C chosen on the held-out part
+            model = cls._fit(
+                inputs, targets, names, final_config, None, None, lambda f: report(0.5 + 0.5 * f), progress
+            )
+            model.platt, model.rules, model.metrics = probe.platt, probe.rules, probe.metrics
+            model.train_info["validation_f1_by_C"] = probe.train_info.get("validation_f1_by_C", {})
+        else:
+            model = cls._fit(inputs, targets, names, config, None, None, report, progress)
+        model.train_info["seconds"] = round(time.monotonic() - started, 3)
+        model.train_info["n_documents"] = n_docs
+        report(1.0)
+        return model
+
+    @classmethod
+    def _fit(
+        cls,
+        inputs: Inputs,
+        targets: sp.csr_matrix,
+        names: list[str],
+        config: FastTierConfig,
+        val_inputs: Inputs | None,
+        val_targets: sp.csr_matrix | None,
+        report: Callable[[float], None],
+        progress: bool,
+    ) -> FastTier:
+        from learner.device import resolve_device
+
+        featurizer = None
+        if config.needs_texts:
+            from learner.features import TfidfConfig, TfidfFeaturizer
+
+            tfidf = TfidfConfig.from_dict({**TfidfConfig().to_dict(), **config.tfidf})
+            if config.head == "flat":  # cap the vocabulary so features x labels stays within budget
+                cap = max(1000, config.max_flat_cells // len(names))
+                if tfidf.max_features > cap:
+                    tfidf = dataclasses.replace(tfidf, max_features=cap)
+            featurizer = TfidfFeaturizer.fit(list(inputs.texts or []), tfidf, progress=progress)
+        embedding_dim = (
+            int(inputs.embeddings.shape[1]) if config.needs_embeddings and inputs.embeddings is not None else None
+        )
+        model = cls(
+            labels=names,
+            config=config,
+            featurizer=featurizer,
+            embedding_dim=embedding_dim,
+            flat=None,
+            tree=None,
+            platt=(1.0, 0.0),
+            rules={"micro_f1": DecisionRule(threshold=0.5, objective="micro_f1")},
+            metrics={},
+            train_info={"head": config.head, "features": config.features},
+        )
+        xs, xd = model._features(inputs)
+        validation = None
+        if val_inputs is not None and val_targets is not None:
+            vs, vd = model._features(val_inputs)
+            validation = (vs, vd, val_targets)
+        if config.head == "flat":
+            device = resolve_device(config.device)
+            head = _FlatHead(xs.shape[1] if xs is not None else 0, embedding_dim or 0, len(names), device)
+            cls._initialise(head, xd, targets, config)
+            model.flat = head
+            grid = config.C_grid if validation is not None else (config.C,)
+            tried: dict[str, float] = {}
+            best: tuple[float, float, dict[str, Any], dict[str, Any]] | None = None
+            for step, C in enumerate(grid):  # ascending C: each fit warm-starts from the more regularised one
+                info = _fit_flat(
+                    head,
+                    xs,
+                    xd,
+                    targets,
+                    loss=config.loss,
+                    C=C,
+                    max_iter=config.max_iter,
+                    positive_weight_power=config.positive_weight_power,
+                )
+                report(0.9 * (step + 1) / len(grid))
+                if validation is None:
+                    best = (0.0, C, head.state(), info)
+                    break
+                score = model._validation_f1(*validation)
+                tried[f"{C:g}"] = round(score, 5)
+                if best is None or score > best[0]:
+                    best = (score, C, head.state(), info)
+            assert best is not None
+            head.load_state(best[2])
+            model.config = dataclasses.replace(config, C=best[1])
+            model.train_info.update({"C": best[1], "solver": best[3], "device": device, "validation_f1_by_C": tried})
+        else:
+            from learner.xmc import XRConfig, XRLinear
+
+            xr_config = XRConfig.from_dict({**XRConfig().to_dict(), **config.tree})
+            model.tree = XRLinear.train(
+                xs, targets, xr_config, on_progress=lambda f: report(0.85 * f), progress=progress
+            )
+            if config.lexical_weight > 0:
+                from learner.xmc.lexical import LabelNameMatcher, LexicalConfig
+
+                lexical = LexicalConfig.from_dict({**LexicalConfig().to_dict(), **config.lexical})
+                model.matcher = LabelNameMatcher.fit(names, list(inputs.texts or []), targets, lexical)
+            model.train_info.update({"device": "cpu"})
+        if validation is not None and val_targets is not None and val_targets.shape[0] >= 2:
+            model._tune(val_inputs, val_targets)  # type: ignore[arg-type]
+        return model
+
+    @staticmethod
+    def _initialise(head: _FlatHead, xd: np.ndarray | None, targets: sp.csr_matrix, config: FastTierConfig) -> None:
+        """Centre the embeddings and scale their rows to mean norm 1 / embedding_weight (TF-IDF rows have norm 1),
+        so one C regularises both blocks alike; start each label's bias at its prior log-odds."""
+        import torch
+
+        with torch.no_grad():
+            if xd is not None and head.dense is not None:
+                mean = xd.mean(axis=0)
+                norm = float(np.linalg.norm(xd - mean, axis=1).mean()) or 1.0
+                head.mean.copy_(torch.from_numpy(mean))
+                head.scale.fill_(norm / config.embedding_weight)
+            prior = (np.asarray(targets.sum(axis=0)).ravel() + 0.5) / (targets.shape[0] + 1.0)
+            logit = np.log(prior) - np.log1p(-prior)
+            if config.loss == "zlpr":
+                logit = logit / 2.0
+            head.bias.copy_(torch.from_numpy(logit.astype(np.float32)))
+
+    def _validation_f1(self, xs: sp.csr_matrix | None, xd: np.ndarray | None, targets: sp.csr_matrix) -> float:
+        """micro-F1 on validation at the best global threshold: the score C is chosen by."""
+        k = min(len(self.labels), self.config.shortlist)
+        idx, probs = self._raw_topk(xs, xd, k)
+        return float(tune_rule(idx, probs, targets, objective="micro_f1").validation_score or 0.0)
+
+    def _tune(self, inputs: Inputs, targets: sp.csr_matrix) -> None:
+        """Calibration (Platt) and decision rules from validation shortlists; validation metrics."""
+        k = min(len(self.labels), self.config.shortlist)
+        self.platt = (1.0, 0.0)
+        idx, raw = self.predict_topk(inputs, k)
+        if self.config.calibrate:
+            hits = np.zeros(idx.shape, dtype=bool)
+            for row in range(idx.shape[0]):
+                positives = targets.indices[targets.indptr[row] : targets.indptr[row + 1]]
+                hits[row] = np.isin(idx[row], positives)
+            self.platt = fit_platt(raw.ravel(), hits.ravel())
+        probs = apply_platt(raw, *self.platt)
+        min_positives = self.config.per_label_min_positives
+        self.rules = {
+            "micro_f1": tune_rule(idx, probs, targets, objective="micro_f1"),
+            # Macro-F1 weighs every label alike: labels with enough validation positives get their own threshold.
+            "macro_f1": tune_rule(idx, probs, targets, objective="macro_f1", per_label_min_positives=min_positives),
+        }
+        micro = self.rules["micro_f1"]
+        self.rules["per_label"] = dataclasses.replace(
+            tune_rule(
+                idx, probs, targets, objective="micro_f1", per_label_min_positives=self.config.per_label_min_positives
+            ),
+            threshold=micro.threshold,
+            at_least_one=micro.at_least_one,
+            objective="per_label",
+        )
+        n_labels = len(self.labels)
+        self.metrics = {
+            "micro_f1": metrics.micro_f1(targets, self.rules["micro_f1"].apply(idx, probs, n_labels)),
+            "macro_f1": metrics.macro_f1(targets, self.rules["macro_f1"].apply(idx, probs, n_labels)),
+            "P@1": metrics.precision_at_k(targets, idx, 1),
+            "n_val": float(targets.shape[0]),
+        }
+        if k >= 3:
+            self.metrics["P@3"] = metrics.precision_at_k(targets, idx, 3)
+        if k >= 5:
+            self.metrics["P@5"] = metrics.precision_at_k(targets, idx, 5)
+
+    # ----------------------------------------------------------------- incremental update
+    def update(
+        self,
+        inputs: Inputs,
+        Y: Any,
+        labels: Sequence[str],
+        *,
+        replay: tuple[Inputs, Any] | None = None,
+        max_iter: int | None = None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> FastTier:
+        """Continues training from this model on new documents plus a replay sample of old ones.
+
+        `labels` must contain every label of this model (in any order) and may add new ones: their weights start
+        at zero (bias at the prior). The previous weights are the solver's starting point and L-BFGS runs
+        `config.update_max_iter` iterations (unless `max_iter` is given) on new + replay documents, instead of a
+        full fit per C of the grid plus the held-out probe: an update costs a few percent of a full retrain. How
+        close it comes to the full retrain depends on the replay: with every old document replayed it refines the
+        same objective from an almost optimal start (measured: within 1 point of micro-F1, docs/benchmarks.md);
+        with a small sample the old documents' evidence is only kept through the starting point. The TF-IDF
+        vocabulary is kept (words first seen now are ignored until a full retrain). Calibration and decision
+        rules are re-tuned on a held-out part of the update data when it has at least `min_tune_documents`
+        documents. Returns a new model; this one is unchanged. Only flat heads update incrementally; trees raise
+        ValueError (retrain them).
+        """
+        if self.flat is None:
+            raise ValueError("incremental update needs a flat head; retrain tree models from scratch")
+        import torch
+
+        names = _labels(labels)
+        missing = [name for name in self.labels if name not in set(names)]
+        if missing:
+            raise ValueError(f"update labels drop {len(missing)} label(s) of the model, e.g. {missing[:3]}")
+        targets = _targets(Y, len(inputs), len(names))
+        n_new = len(inputs)
+        if replay is not None:
+            replay_inputs, replay_y = replay
+            replay_targets = _targets(replay_y, len(replay_inputs), len(names))
+
+            texts = list(inputs.texts or []) + list(replay_inputs.texts or []) if self.uses_texts else None
+            emb = None
+            if self.uses_embeddings and inputs.embeddings is not None and replay_inputs.embeddings is not None:
+                emb = np.vstack([inputs.embeddings, replay_inputs.embeddings])
+            inputs = Inputs(texts=texts, embeddings=emb)
+            targets = sp.vstack([targets, replay_targets]).tocsr()
+        report = on_progress or (lambda fraction: None)
+        started = time.monotonic()
+        position = {name: j for j, name in enumerate(names)}
+        old_columns = torch.tensor([position[name] for name in self.labels], dtype=torch.long)
+        head = _FlatHead(
+            self.flat.sparse.shape[0] if self.flat.sparse is not None else 0,
+            self.flat.dense.shape[0] if self.flat.dense is not None else 0,
+            len(names),
+            self.flat.device,
+        )
+        self._initialise(head, None, targets, self.config)  # priors for every label, new ones included
+        with torch.no_grad():
+            head.mean.copy_(self.flat.mean)
+            head.scale.copy_(self.flat.scale)
+            head.bias[old_columns] = self.flat.bias.detach()
+            if head.sparse is not None and self.flat.sparse is not None:
+                head.sparse[:, old_columns] = self.flat.sparse.detach()
+            if head.dense is not None and self.flat.dense is not None:
+                head.dense[:, old_columns] = self.flat.dense.detach()
+        model = FastTier(
+            labels=names,
+            config=self.config,
+            featurizer=self.featurizer,
+            embedding_dim=self.embedding_dim,
+            flat=head,
+            tree=None,
+            platt=self.platt,
+            rules=self.rules,
+            metrics=dict(self.metrics),
+            train_info=dict(self.train_info),
+        )
+        xs, xd = model._features(inputs)
+        n_docs = len(inputs)
+        if n_docs >= self.config.min_tune_documents:
+            fit_rows, val_rows = _split(n_docs, self.config.val_fraction, self.config.seed + 1)
+        else:
+            fit_rows, val_rows = np.arange(n_docs), np.array([], dtype=np.int64)
+        info = _fit_flat(
+            head,
+            xs[fit_rows] if xs is not None else None,
+            xd[fit_rows] if xd is not None else None,
+            targets[fit_rows],
+            loss=self.config.loss,
+            C=self.config.C,
+            max_iter=max_iter or self.config.update_max_iter,
+            positive_weight_power=self.config.positive_weight_power,
+        )
+        report(0.9)
+        if len(val_rows) >= 2:
+            model._tune(inputs.take(val_rows), targets[val_rows])
+        model.train_info.update(
+            {
+                "incremental": True,
+                "solver": info,
+                "n_documents": int(self.train_info.get("n_documents", 0)) + n_new,
+                "seconds": round(time.monotonic() - started, 3),
+            }
+        )
+        report(1.0)
+        return model
+
+    # ----------------------------------------------------------------- prediction
+    def _raw_topk(
+        self, xs: sp.csr_matrix | None, xd: np.ndarray | None, k: int, texts: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.tree is not None:
+            if self.matcher is None or texts is None or self.config.lexical_weight == 0:
+                return self.tree.predict_topk(xs, k)
+            from learner.xmc.lexical import blend_topk
+
+            wide = max(k, min(self.config.lexical_candidates, len(self.labels)))
+            idx, raw = self.tree.predict_topk(xs, wide)  # (C, wide)
+            return blend_topk(idx, raw, self.matcher.score(list(texts)), self.config.lexical_weight, k)
+        import torch
+
+        assert self.flat is not None
+        with torch.inference_mode():
+            scores = self.flat.scores(xs, xd)  # (C, L)
+            top, index = torch.topk(scores, k, dim=1)
+            return index.cpu().numpy().astype(np.int64), _probabilities(top, self.config.loss).cpu().numpy()
+
+    def predict_topk(self, inputs: Inputs, k: int, *, chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+        """The k best labels per document: (N, k) int64 indices and (N, k) float32 calibrated probabilities,
+        best first. Streams `chunk_size` documents at a time (never an N x L matrix for trees)."""
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer; got {k!r}")
+        k = min(int(k), len(self.labels))
+        out_idx, out_p = [], []
+        for start in range(0, len(inputs), chunk_size):
+            part = inputs.take(np.arange(start, min(start + chunk_size, len(inputs))))
+            xs, xd = self._features(part)
+            idx, raw = self._raw_topk(xs, xd, k, part.texts)
+            out_idx.append(idx)
+            out_p.append(apply_platt(raw, *self.platt))
+        if not out_idx:
+            return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+        return np.concatenate(out_idx), np.concatenate(out_p)
+
+    def predict(self, inputs: Inputs, *, objective: str = "micro_f1") -> sp.csr_matrix:
+        """(N, L) 0/1 predictions by the decision rule tuned for `objective` (micro_f1, macro_f1, per_label)."""
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+        rule = self.rules.get(objective) or self.rules["micro_f1"]
+        k = min(len(self.labels), self.config.shortlist)
+        idx, probs = self.predict_topk(inputs, k)
+        return rule.apply(idx, probs, len(self.labels))
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        return {
+            "platt": {"a": self.platt[0], "b": self.platt[1]},
+            "rules": {name: rule.to_dict() for name, rule in self.rules.items()},
+        }
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Writes a self-describing folder atomically (temp folder + rename)."""
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            payload = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "labels": self.labels,
+                "config": self.config.to_dict(),
+                "embedding_dim": self.embedding_dim,
+                "decision": self.decision,
+                "metrics": self.metrics,
+                "train_info": self.train_info,
+                "versions": _versions(),
+                "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+            if self.featurizer is not None:
+                self.featurizer.save(tmp / "tfidf")
+            if self.tree is not None:
+                self.tree.save(tmp / "tree")
+            if self.matcher is not None:
+                self.matcher.save(tmp / "lexical")
+            if self.flat is not None:
+                from safetensors.torch import save_file
+
+                save_file(
+                    {n: t.cpu().contiguous() for n, t in self.flat.state().items()}, str(tmp / "flat.safetensors")
+                )
+            (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
+            _publish(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], *, device: str = "auto") -> FastTier:
+        folder = Path(directory)
+        path = folder / CONFIG_FILE
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"no readable fast-tier model in {folder}: {exc}") from exc
+        if payload.get("format") != FORMAT or payload.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} model")
+        try:
+            config = FastTierConfig.from_dict(payload["config"])
+            labels = _labels(payload["labels"])
+            decision = payload["decision"]
+            rules = {name: DecisionRule.from_dict(rule) for name, rule in decision["rules"].items()}
+            platt = (float(decision["platt"]["a"]), float(decision["platt"]["b"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"corrupt fast-tier config {path}: {exc}") from exc
+        featurizer = tree = flat = None
+        if config.needs_texts:
+            from learner.features import TfidfFeaturizer
+
+            featurizer = TfidfFeaturizer.load(folder / "tfidf")
+        matcher = None
+        if config.head == "tree":
+            from learner.xmc import XRLinear
+
+            tree = XRLinear.load(folder / "tree")
+            if (folder / "lexical").is_dir():
+                from learner.xmc.lexical import LabelNameMatcher
+
+                matcher = LabelNameMatcher.load(folder / "lexical")
+        else:
+            from safetensors import SafetensorError
+            from safetensors.torch import load_file
+
+            from learner.device import resolve_device
+
+            resolved = resolve_device(device)
+            try:
+                state = load_file(str(folder / "flat.safetensors"), device="cpu")
+            except (OSError, SafetensorError) as exc:
+                raise ValueError(f"corrupt fast-tier weights in {folder}: {exc}") from exc
+            n_sparse = int(state["sparse"].shape[0]) if "sparse" in state else 0
+            n_dense = int(state["dense"].shape[0]) if "dense" in state else 0
+            flat = _FlatHead(n_sparse, n_dense, len(labels), resolved)
+            flat.load_state(state)
+        return cls(
+            labels=labels,
+            config=config,
+            featurizer=featurizer,
+            embedding_dim=payload.get("embedding_dim"),
+            flat=flat,
+            tree=tree,
+            platt=platt,
+            matcher=matcher,
+            rules=rules,
+            metrics=payload.get("metrics") or {},
+            train_info=payload.get("train_info") or {},
+        )
+
+
+def _versions() -> dict[str, str]:
+    import platform
+
+    out = {"learner": learner.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    return out

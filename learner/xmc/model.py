@@ -1,0 +1,621 @@
+"""XR-Linear: linear rankers on every level of a label tree, beam search at inference.
+
+``XRLinear.train(X, Y, XRConfig())`` -> ``save(dir)`` -> ``XRLinear.load(dir)`` -> ``predict_topk(X, k)``.
+X is a (N, F) sparse feature matrix (e.g. ``learner.features.TfidfFeaturizer``), Y the (N, L) 0/1 targets.
+
+Training, level by level from the top (PECOS's XR-Linear): layer t scores the nodes of tree level t
+(the last layer scores the labels); each node's classifier is trained on the documents routed to its
+parent: the documents with a label under the parent (teacher-forced negatives) plus, with
+``negatives="tfn+man"``, those the layers above put the parent in the top-``beam`` of (matcher-aware
+negatives). Inference keeps the ``beam`` best nodes per level and scores only their children, so the
+work per document is O(depth * beam * branching) dot products, never O(L).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+import learner
+from learner.features import write_folder_atomically, write_json
+from learner.xmc import solver
+from learner.xmc.config import XRConfig
+from learner.xmc.solver import LayerTask, LayerWeights, fork_map, train_layer
+from learner.xmc.tree import LabelTree, pifa
+
+__all__ = ["XRLinear", "check_features", "check_targets"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "learner.XRLinear"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+ARRAYS_FILE = "arrays.npz"
+EMPTY = -1.0  # score of an unused candidate slot (real scores are >= 0)
+FULL_LAYER_MAX_NODES = 4096  # layers up to this wide are scored whole (see _ScoringLayer)
+
+
+def check_features(X: Any, n_features: int | None = None, name: str = "X") -> sp.csr_matrix:
+    """X as a float32 CSR matrix with sorted indices; ``ValueError`` if not 2-D numeric, NaN, wrong width."""
+    if sp.issparse(X):
+        matrix = sp.csr_matrix(X, dtype=np.float32)
+    else:
+        array = np.asarray(X)
+        if array.ndim != 2 or array.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{name} must be a 2-D numeric matrix (N, F); got shape {array.shape}, dtype {array.dtype}"
+            )
+        matrix = sp.csr_matrix(array.astype(np.float32))
+    if matrix.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (N, F); got shape {matrix.shape}")
+    if n_features is not None and matrix.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} columns (the model's features); got {matrix.shape[1]}")
+    if not np.isfinite(matrix.data).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if not matrix.has_sorted_indices:
+        matrix = matrix.copy()
+        matrix.sort_indices()
+    return matrix
+
+
+def check_targets(Y: Any, n_docs: int) -> sp.csr_matrix:
+    """Y (N, L) 0/1 as float32 CSR; ``ValueError`` on a row-count mismatch or values other than 0/1."""
+    if sp.issparse(Y):
+        matrix = sp.csr_matrix(Y, dtype=np.float32)
+    else:
+        array = np.asarray(Y)
+        if array.ndim != 2 or array.dtype.kind not in "biuf":
+            raise ValueError(f"Y must be a 2-D 0/1 matrix (N, L); got shape {array.shape}, dtype {array.dtype}")
+        matrix = sp.csr_matrix(array.astype(np.float32))
+    if matrix.shape[0] != n_docs:
+        raise ValueError(f"X has {n_docs} rows but Y has {matrix.shape[0]}")
+    if matrix.shape[1] == 0:
+        raise ValueError("Y has no columns: a model needs at least one label")
+    matrix.eliminate_zeros()
+    if matrix.nnz and not np.all(matrix.data == 1.0):
+        raise ValueError("Y must contain only 0 and 1")
+    return matrix
+
+
+def _check_k(k: Any, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"{name} must be a positive integer; got {k!r}")
+    return int(k)
+
+
+def transform_scores(raw: np.ndarray, transform: str) -> np.ndarray:
+    """Decision values -> scores in [0, 1]: "lP-hinge" exp(-max(1 - v, 0)^P) or "sigmoid"."""
+    if transform == "sigmoid":
+        return (1.0 / (1.0 + np.exp(-np.clip(raw, -50.0, 50.0)))).astype(np.float32)
+    power = int(transform[1])
+    return np.exp(-(np.maximum(1.0 - raw, 0.0) ** power)).astype(np.float32)
+
+
+class _BlockScorer:
+    """Products X @ M^T of a (n_t, F) matrix M whose rows are grouped by parent (``ptr``), for inference.
+
+    Up to ``FULL_LAYER_MAX_NODES`` rows, M^T is kept whole and a chunk of documents is multiplied by it
+    in one sparse product (the children of the beam are gathered from it). A wider matrix (the labels
+    of a big label set) is used parent by parent: the rows routed to a parent times its children's
+    rows of M, restricted to the columns those rows use.
+    """
+
+    def __init__(self, matrix: sp.csr_matrix, ptr: np.ndarray) -> None:
+        self.ptr = ptr
+        self.full = int(ptr[-1]) <= FULL_LAYER_MAX_NODES
+        self.columns: list[np.ndarray] = []
+        self.local: list[sp.csr_matrix] = []
+        if self.full:
+            self.transposed = matrix.T.tocsr()  # (F, n_t)
+            return
+        self._remap = np.full(matrix.shape[1], -1, dtype=np.int64)  # scratch: column -> local column
+        seen = np.zeros(matrix.shape[1], dtype=bool)
+        for p in range(len(ptr) - 1):
+            block = matrix[ptr[p] : ptr[p + 1]]  # (m, F)
+            seen[block.indices] = True
+            used = np.flatnonzero(seen)  # (F_p,) the columns these rows use
+            seen[used] = False
+            self._remap[used] = np.arange(len(used))
+            local = sp.csr_matrix(
+                (block.data, self._remap[block.indices], block.indptr), shape=(block.shape[0], len(used))
+            )
+            self._remap[used] = -1
+            self.columns.append(used)
+            self.local.append(local.T.tocsr())  # (F_p, m)
+
+    def all_scores(self, X: sp.csr_matrix) -> np.ndarray:
+        """(n, n_t) products with every row of M (``full`` scorers only)."""
+        return (X @ self.transposed).toarray()
+
+    def parent_scores(self, X: sp.csr_matrix, parent: int) -> np.ndarray:
+        """(n, m) products of the rows of X (n, F) with the rows of M under ``parent``."""
+        used = self.columns[parent]
+        m = int(self.ptr[parent + 1] - self.ptr[parent])
+        if len(used) == 0 or X.nnz == 0:
+            return np.zeros((X.shape[0], m), dtype=np.float32)
+        remap = self._remap
+        remap[used] = np.arange(len(used))
+        local_columns = remap[X.indices]  # (nnz,) -1 where the rows of M have no weight
+        remap[used] = -1
+        hit = local_columns >= 0
+        counts = np.concatenate([[0], np.cumsum(hit)])
+        local = sp.csr_matrix(
+            (X.data[hit], local_columns[hit], counts[X.indptr]), shape=(X.shape[0], len(used))
+        )  # (n, F_p)
+        return (local @ self.local[parent]).toarray()  # (n, m)
+
+
+class _ScoringLayer:
+    """Inference form of one layer: its weights (and, on the label layer, the PIFA vectors) as block scorers."""
+
+    def __init__(self, weights: LayerWeights, ptr: np.ndarray, label_features: sp.csr_matrix | None) -> None:
+        self.ptr = ptr
+        self.bias = weights.bias  # (n_t,)
+        self.max_children = int(np.diff(ptr).max())
+        self.weights = _BlockScorer(weights.weights, ptr)
+        self.full = self.weights.full
+        self.pifa = _BlockScorer(label_features, ptr) if label_features is not None else None
+
+
+class XRLinear:
+    """A trained XR-Linear model (see the module docstring).
+
+    Attributes: ``config`` (``XRConfig``), ``tree`` (``LabelTree``), ``layers`` (one ``LayerWeights`` per
+    tree level, then the labels; rows in tree order), ``label_features`` (the (L, F) PIFA rows in tree
+    order when ``config.pifa_weight`` > 0, else None), ``n_features``, ``n_labels``, ``train_info``.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: XRConfig,
+        tree: LabelTree,
+        layers: list[LayerWeights],
+        n_features: int,
+        label_features: sp.csr_matrix | None = None,
+        train_info: dict[str, Any] | None = None,
+    ) -> None:
+        if len(layers) != tree.n_layers:
+            raise ValueError(f"the tree has {tree.n_layers} layers but {len(layers)} were given")
+        for t, layer in enumerate(layers):
+            expected = (int(tree.child_ptr(t)[-1]), n_features)
+            if layer.weights.shape != expected or layer.bias.shape != (expected[0],):
+                raise ValueError(
+                    f"layer {t}: weights {layer.weights.shape}, bias {layer.bias.shape}; expected {expected}"
+                )
+        if label_features is not None and label_features.shape != (tree.n_labels, n_features):
+            raise ValueError(f"label_features must be ({tree.n_labels}, {n_features}); got {label_features.shape}")
+        self.config = config
+        self.tree = tree
+        self.layers = layers
+        self.n_features = n_features
+        self.label_features = label_features  # (L, F) PIFA rows in tree order, or None
+        self.train_info: dict[str, Any] = dict(train_info or {})
+        self._scoring: dict[int, _ScoringLayer] = {}  # built on first use
+
+    def __repr__(self) -> str:
+        return (
+            f"XRLinear(labels={self.n_labels}, features={self.n_features}, levels={self.tree.level_sizes}, "
+            f"weights={self.nnz})"
+        )
+
+    @property
+    def n_labels(self) -> int:
+        return self.tree.n_labels
+
+    @property
+    def nnz(self) -> int:
+        """Stored weights, all layers."""
+        return int(sum(layer.weights.nnz for layer in self.layers))
+
+    # ------------------------------------------------------------------ training
+
+    @classmethod
+    def train(
+        cls,
+        X: Any,
+        Y: Any,
+        config: XRConfig | None = None,
+        *,
+        tree: LabelTree | None = None,
+        on_progress: Callable[[float], None] | None = None,
+        progress: bool = False,
+    ) -> XRLinear:
+        """Train on features X (N, F) (sparse or dense) and 0/1 targets Y (N, L).
+
+        Builds the label tree from ``pifa(X, Y)`` unless ``tree`` is given (it must cover L labels).
+        Labels without a positive document are allowed (they score ~0). ``on_progress(fraction)`` is
+        called as the work advances. Deterministic for a given config (whatever ``n_jobs``). Raises
+        ``ValueError`` on mismatched shapes, no documents, NaN or non-0/1 targets.
+        """
+        config = config or XRConfig()
+        features = check_features(X)
+        n_docs, n_features = features.shape
+        if n_docs == 0:
+            raise ValueError("X has no documents: a model needs at least one labelled document")
+        if n_features == 0:
+            raise ValueError("X has 0 columns")
+        targets = check_targets(Y, n_docs)
+        n_labels = targets.shape[1]
+        info: dict[str, Any] = {"n_documents": n_docs, "n_features": n_features, "n_labels": n_labels}
+        if tree is not None and tree.n_labels != n_labels:
+            raise ValueError(f"the tree covers {tree.n_labels} labels but Y has {n_labels} columns")
+        started = time.perf_counter()
+        Z = pifa(features, targets) if tree is None or config.pifa_weight > 0 else None  # (L, F)
+        if tree is None:
+            assert Z is not None
+            tree = LabelTree.build(Z, config.tree, progress=progress)
+        label_features = None
+        if config.pifa_weight > 0:
+            assert Z is not None
+            if config.pifa_threshold > 0:
+                Z.data[np.abs(Z.data) < config.pifa_threshold] = 0.0
+                Z.eliminate_zeros()
+            label_features = Z[tree.order].tocsr()  # (L, F) in tree order
+        del Z
+        info["tree_seconds"] = round(time.perf_counter() - started, 3)
+        info["level_sizes"] = tree.level_sizes
+
+        # Targets per layer in tree order: (N, n_t) 0/1, CSC for column slices.
+        by_position = targets[:, tree.order].tocsr()  # (N, L) columns in tree order
+        layer_targets = []
+        for t in range(tree.n_layers):
+            node = tree.node_of_position(t)  # (L,)
+            assign = sp.csr_matrix((np.ones(n_labels, np.float32), (np.arange(n_labels), node)))  # (L, n_t)
+            Y_t = (by_position @ assign).tocsc()
+            Y_t.data[:] = 1.0
+            layer_targets.append(Y_t)
+
+        share = 1.0 / tree.n_layers  # of the progress per layer, advanced as its nodes are trained
+        layers: list[LayerWeights] = []
+        beam_nodes: np.ndarray | None = None  # (N, b) the top nodes of the previous layer, -1 = empty
+        started = time.perf_counter()
+        with tqdm(
+            total=n_labels + sum(tree.level_sizes[:-1]), disable=not progress, desc="xr-linear", unit="node"
+        ) as bar:
+            for t in range(tree.n_layers):
+                ptr = tree.child_ptr(t)
+                n_nodes = int(ptr[-1])
+                tasks = cls._tasks(t, ptr, layer_targets, beam_nodes, config, n_docs)
+                finished = [0]
+
+                def on_task(
+                    n_children: int, t: int = t, n_nodes: int = n_nodes, finished: list[int] = finished
+                ) -> None:
+                    bar.update(n_children)
+                    finished[0] += n_children
+                    if on_progress is not None:
+                        on_progress(min(1.0, share * (t + finished[0] / n_nodes)))
+
+                layer_started = time.perf_counter()
+                layer = train_layer(features, layer_targets[t], tasks, n_nodes, config, t, on_task=on_task)
+                layers.append(layer)
+                info[f"layer{t}_seconds"] = round(time.perf_counter() - layer_started, 3)
+                info[f"layer{t}_active_pairs"] = int(sum(len(task.rows) for task in tasks))
+                if config.negatives == "tfn+man" and t < tree.n_layers - 1:
+                    beam_started = time.perf_counter()
+                    partial = cls(
+                        config=config,
+                        tree=tree,
+                        layers=layers + cls._placeholder(tree, t + 1, n_features),
+                        n_features=n_features,
+                    )
+                    beam_nodes = partial._beam_through(features, t, config.beam)
+                    info[f"layer{t}_beam_seconds"] = round(time.perf_counter() - beam_started, 3)
+        info["rankers_seconds"] = round(time.perf_counter() - started, 3)
+        model = cls(
+            config=config,
+            tree=tree,
+            layers=layers,
+            n_features=n_features,
+            label_features=label_features,
+            train_info=info,
+        )
+        info["weights_nnz"] = model.nnz
+        info["pifa_nnz"] = int(label_features.nnz) if label_features is not None else 0
+        logger.info("trained XR-Linear %s in %.1fs", model, info["rankers_seconds"] + info["tree_seconds"])
+        return model
+
+    @staticmethod
+    def _placeholder(tree: LabelTree, first: int, n_features: int) -> list[LayerWeights]:
+        """Empty layers from ``first`` on (so that a partially trained model can run its top layers)."""
+        out = []
+        for t in range(first, tree.n_layers):
+            n = int(tree.child_ptr(t)[-1])
+            out.append(LayerWeights(sp.csr_matrix((n, n_features), dtype=np.float32), np.zeros(n, np.float32)))
+        return out
+
+    @staticmethod
+    def _tasks(
+        t: int,
+        ptr: np.ndarray,
+        layer_targets: list[sp.csc_matrix],
+        beam_nodes: np.ndarray | None,
+        config: XRConfig,
+        n_docs: int,
+    ) -> list[LayerTask]:
+        """The documents routed to each parent of layer t (teacher-forced, plus the beam when given)."""
+        n_parents = len(ptr) - 1
+        if t == 0:
+            return [LayerTask(0, np.arange(n_docs, dtype=np.int64), int(ptr[0]), int(ptr[1]))]
+        routed = layer_targets[t - 1].tocsr().astype(bool)  # (N, n_parents) teacher-forced
+        if beam_nodes is not None:
+            docs = np.repeat(np.arange(n_docs), beam_nodes.shape[1])
+            nodes = beam_nodes.ravel()
+            keep = nodes >= 0
+            matched = sp.csr_matrix(
+                (np.ones(int(keep.sum()), dtype=bool), (docs[keep], nodes[keep])), shape=(n_docs, n_parents)
+            )
+            routed = routed + matched
+        routed = routed.tocsc()
+        routed.sort_indices()
+        return [
+            LayerTask(
+                p,
+                routed.indices[routed.indptr[p] : routed.indptr[p + 1]].astype(np.int64),
+                int(ptr[p]),
+                int(ptr[p + 1]),
+            )
+            for p in range(n_parents)
+        ]
+
+    # ----------------------------------------------------------------- inference
+
+    def _scoring_layer(self, t: int) -> _ScoringLayer:
+        if t not in self._scoring:
+            last = t == self.tree.n_layers - 1
+            label_features = self.label_features if last and self.label_features is not None else None
+            self._scoring[t] = _ScoringLayer(self.layers[t], self.tree.child_ptr(t), label_features)
+        return self._scoring[t]
+
+    def _step(
+        self, X: sp.csr_matrix, t: int, nodes: np.ndarray, scores: np.ndarray, keep: int, pifa_weight: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One beam step: children of ``nodes`` (n, b) at layer t, keep the ``keep`` best per row.
+
+        ``nodes`` are node indices of layer t - 1 (-1: empty slot), ``scores`` their path scores.
+        Returns (positions (n, keep) int64, -1 for empty slots; scores (n, keep) float32, best first).
+        """
+        layer = self._scoring_layer(t)
+        n, width = nodes.shape
+        m = layer.max_children
+        exponent = self.config.path_exponent
+        if exponent != 1.0:
+            scores = np.maximum(scores, 0.0) ** np.float32(exponent)  # (n, b) discounted ancestors
+        use_pifa = pifa_weight > 0 and layer.pifa is not None
+        if use_pifa:  # cosines need unit rows (TF-IDF rows are; embeddings may not be)
+            norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())  # (n,)
+            inv_norm = np.where(norms > 0, 1.0 / np.maximum(norms, 1e-30), 0.0).astype(np.float32)  # (n,)
+        if layer.full:
+            clipped = np.maximum(nodes, 0)
+            first = layer.ptr[clipped]  # (n, b)
+            count = np.where(nodes >= 0, layer.ptr[clipped + 1] - first, 0)  # (n, b)
+            offsets = np.arange(m)
+            cand_pos = first[:, :, None] + offsets  # (n, b, m)
+            valid = offsets < count[:, :, None]  # (n, b, m)
+            cand_pos = np.where(valid, cand_pos, -1)
+            gather = np.maximum(cand_pos, 0).reshape(n, -1)  # (n, b * m)
+            raw = np.take_along_axis(layer.weights.all_scores(X) + layer.bias, gather, axis=1)
+            block = transform_scores(raw, self.config.transform).reshape(n, width, m) * scores[:, :, None]
+            if use_pifa:
+                assert layer.pifa is not None
+                cosine = np.take_along_axis(layer.pifa.all_scores(X), gather, axis=1).reshape(n, width, m)
+                cosine *= inv_norm[:, None, None]
+                block = (block + pifa_weight * np.maximum(cosine, 0.0)) / (1.0 + pifa_weight)
+            cand_score = np.where(valid, block, EMPTY).reshape(n, width * m)
+            cand_pos = cand_pos.reshape(n, width * m)
+        else:
+            cand_pos = np.full((n, width * m), -1, dtype=np.int64)
+            cand_score = np.full((n, width * m), EMPTY, dtype=np.float32)
+            flat = nodes.ravel()
+            valid_slots = np.flatnonzero(flat >= 0)
+            by_parent = valid_slots[np.argsort(flat[valid_slots], kind="stable")]
+            parents, starts = np.unique(flat[by_parent], return_index=True)
+            bounds = np.append(starts, len(by_parent))
+            for parent, a, b in zip(parents, bounds[:-1], bounds[1:], strict=True):
+                slots = by_parent[a:b]
+                rows, slot = np.divmod(slots, width)
+                rows_x = X[rows]  # (n_p, F)
+                start, stop = layer.ptr[parent], layer.ptr[parent + 1]
+                raw = layer.weights.parent_scores(rows_x, int(parent)) + layer.bias[start:stop]  # (n_p, m_p)
+                block = transform_scores(raw, self.config.transform) * scores.ravel()[slots][:, None]
+                if use_pifa:
+                    assert layer.pifa is not None
+                    cosine = layer.pifa.parent_scores(rows_x, int(parent)) * inv_norm[rows][:, None]  # (n_p, m_p)
+                    block = (block + pifa_weight * np.maximum(cosine, 0.0)) / (1.0 + pifa_weight)
+                m_p = raw.shape[1]
+                columns = slot[:, None] * m + np.arange(m_p)
+                cand_score[rows[:, None], columns] = block
+                cand_pos[rows[:, None], columns] = layer.ptr[parent] + np.arange(m_p)
+        if cand_score.shape[1] > keep:
+            top = np.argpartition(-cand_score, keep - 1, axis=1)[:, :keep]
+            cand_score = np.take_along_axis(cand_score, top, axis=1)
+            cand_pos = np.take_along_axis(cand_pos, top, axis=1)
+        # best first; equal scores by tree position (so results do not depend on the chunking)
+        order = np.lexsort((cand_pos, -cand_score), axis=1)
+        return np.take_along_axis(cand_pos, order, axis=1), np.take_along_axis(cand_score, order, axis=1)
+
+    def _effective_beam(self, k: int, beam: int) -> int:
+        """A beam wide enough that the leaves it keeps hold at least k labels."""
+        smallest_leaf = int(np.diff(self.tree.leaf_bounds).min())
+        return max(beam, math.ceil(k / smallest_leaf))
+
+    def _beam_through(self, X: sp.csr_matrix, last: int, beam: int, chunk_size: int = 4096) -> np.ndarray:
+        """Node indices (N, beam) of the top-``beam`` nodes of layer ``last`` for every row of X.
+
+        Chunks of rows go to ``config.n_jobs`` forked workers (the model and X are shared copy-on-write).
+        """
+        starts = list(range(0, X.shape[0], chunk_size))
+        state = {"model": self, "X": X, "last": last, "beam": beam, "chunk_size": chunk_size}
+        out = np.full((X.shape[0], beam), -1, dtype=np.int64)
+        for start, nodes in fork_map(_beam_chunk, starts, self.config.n_jobs, state):
+            out[start : start + nodes.shape[0], : nodes.shape[1]] = nodes
+        return out
+
+    def predict_topk(
+        self,
+        X: Any,
+        k: int,
+        *,
+        beam: int | None = None,
+        pifa_weight: float | None = None,
+        chunk_size: int = 8192,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k best labels per document by beam search, best first.
+
+        X (N, F) sparse or dense features. Returns (indices (N, k) int64 label ids, scores (N, k) float32
+        in [0, 1]); k is clipped to the number of labels. ``beam`` (default ``config.beam``) is widened
+        when needed so that k labels are reachable; ``pifa_weight`` (default ``config.pifa_weight``)
+        re-weights the PIFA re-ranking of a model trained with it (0 switches it off). Works
+        ``chunk_size`` documents at a time: the memory is O(chunk_size * beam * branching), never
+        O(N * L), and the result does not depend on ``chunk_size``.
+        """
+        weight = self.config.pifa_weight if pifa_weight is None else pifa_weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < float("inf"):
+            raise ValueError(f"pifa_weight must be a number >= 0; got {pifa_weight!r}")
+        if weight > 0 and self.label_features is None:
+            raise ValueError("pifa_weight > 0 needs a model trained with XRConfig.pifa_weight > 0 (no PIFA stored)")
+        k = min(_check_k(k), self.n_labels)
+        width = self._effective_beam(k, _check_k(beam if beam is not None else self.config.beam, "beam"))
+        chunk_size = _check_k(chunk_size, "chunk_size")
+        features = check_features(X, self.n_features)
+        n_docs = features.shape[0]
+        indices = np.empty((n_docs, k), dtype=np.int64)
+        values = np.empty((n_docs, k), dtype=np.float32)
+        last = self.tree.n_layers - 1
+        with tqdm(total=n_docs, disable=not progress, desc="xr-linear predict", unit="doc") as bar:
+            for start in range(0, n_docs, chunk_size):
+                chunk = features[start : start + chunk_size]
+                n = chunk.shape[0]
+                nodes = np.zeros((n, 1), dtype=np.int64)
+                scores = np.ones((n, 1), dtype=np.float32)
+                for t in range(last + 1):
+                    if t == last:
+                        nodes, scores = self._step(chunk, t, nodes, scores, k, float(weight))
+                    else:
+                        nodes, scores = self._step(chunk, t, nodes, scores, width)
+                if nodes.shape[1] < k or (nodes < 0).any():  # cannot happen with the widened beam
+                    raise RuntimeError("beam search found fewer than k labels")
+                indices[start : start + n] = self.tree.order[nodes]
+                values[start : start + n] = scores
+                bar.update(n)
+        return indices, values
+
+    # --------------------------------------------------------------- persistence
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``arrays.npz`` (tree and weights) to ``directory``, atomically.
+
+        The folder is self-describing (format, config, shapes, train_info, library versions) and holds
+        no pickle; an existing model folder is replaced. Returns the folder.
+        """
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "n_features": self.n_features,
+            "n_labels": self.n_labels,
+            "level_sizes": self.tree.level_sizes,
+            "train_info": self.train_info,
+            "versions": {
+                "learner": learner.__version__,
+                "numpy": np.__version__,
+                "scipy": scipy.__version__,
+                "python": platform.python_version(),
+            },
+            "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        arrays = dict(self.tree.to_arrays())
+        for t, layer in enumerate(self.layers):
+            W = layer.weights
+            arrays[f"layer{t}_data"] = W.data.astype(np.float32)
+            arrays[f"layer{t}_indices"] = W.indices.astype(np.int32)
+            arrays[f"layer{t}_indptr"] = W.indptr.astype(np.int64)
+            arrays[f"layer{t}_bias"] = layer.bias.astype(np.float32)
+        if self.label_features is not None:
+            Z = self.label_features
+            arrays["pifa_data"] = Z.data.astype(np.float32)
+            arrays["pifa_indices"] = Z.indices.astype(np.int32)
+            arrays["pifa_indptr"] = Z.indptr.astype(np.int64)
+
+        def write(folder: Path) -> None:
+            write_json(folder / CONFIG_FILE, payload)
+            with open(folder / ARRAYS_FILE, "wb") as handle:
+                np.savez(handle, allow_pickle=False, **arrays)
+                handle.flush()
+                os.fsync(handle.fileno())
+
+        target = write_folder_atomically(directory, write)
+        logger.info("saved %s to %s", self, target)
+        return target
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> XRLinear:
+        """Restore a model written by ``save``; ``ValueError`` naming the folder if missing or corrupt."""
+        folder = Path(directory)
+        config_path, arrays_path = folder / CONFIG_FILE, folder / ARRAYS_FILE
+        if not config_path.is_file() or not arrays_path.is_file():
+            raise ValueError(f"no saved XR-Linear model in {folder}: {CONFIG_FILE} and {ARRAYS_FILE} are required")
+        try:
+            payload = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"corrupt model config {config_path}: {exc}") from exc
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise ValueError(f"{config_path} is not a {FORMAT} config")
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{config_path}: unsupported format_version {payload.get('format_version')!r}")
+        try:
+            config = XRConfig.from_dict(payload["config"])
+            n_features = int(payload["n_features"])
+            with np.load(arrays_path, allow_pickle=False) as arrays:
+                tree = LabelTree.from_arrays(arrays, config.tree)
+                layers = []
+                for t in range(tree.n_layers):
+                    n_nodes = int(tree.child_ptr(t)[-1])
+                    W = sp.csr_matrix(
+                        (arrays[f"layer{t}_data"], arrays[f"layer{t}_indices"], arrays[f"layer{t}_indptr"]),
+                        shape=(n_nodes, n_features),
+                    )
+                    layers.append(LayerWeights(W, np.asarray(arrays[f"layer{t}_bias"], dtype=np.float32)))
+                label_features = None
+                if "pifa_data" in arrays:
+                    label_features = sp.csr_matrix(
+                        (arrays["pifa_data"], arrays["pifa_indices"], arrays["pifa_indptr"]),
+                        shape=(tree.n_labels, n_features),
+                    )
+            return cls(
+                config=config,
+                tree=tree,
+                layers=layers,
+                n_features=n_features,
+                label_features=label_features,
+                train_info=payload.get("train_info"),
+            )
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise ValueError(f"corrupt XR-Linear model in {folder}: {exc}") from exc
+
+
+def _beam_chunk(start: int) -> tuple[int, np.ndarray]:
+    """Worker of ``XRLinear._beam_through``: the beam of rows start .. start + chunk_size."""
+    state = solver._STATE
+    model: XRLinear = state["model"]
+    chunk = state["X"][start : start + state["chunk_size"]]
+    nodes = np.zeros((chunk.shape[0], 1), dtype=np.int64)
+    scores = np.ones((chunk.shape[0], 1), dtype=np.float32)
+    for t in range(state["last"] + 1):
+        nodes, scores = model._step(chunk, t, nodes, scores, state["beam"])
+    return start, nodes

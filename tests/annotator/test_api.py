@@ -1,0 +1,345 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from annotator.models import Annotation, Document, Job, Label, Project, QueueItem
+
+from .conftest import client_for
+
+
+def _url(project, what: str) -> str:
+    return f"/api/v1/projects/{project.pk}/{what}/"
+
+
+# --- authentication and permissions ---------------------------------------------------------------------------------
+def test_anonymous_requests_are_refused(project):
+    response = APIClient().get(_url(project, "next"))
+    assert response.status_code in (401, 403)
+
+
+def test_token_authentication_works(project, annotator_user, documents):
+    client = APIClient()
+    token = client.post("/api/v1/auth/token/", {"username": "annotator", "password": "correct horse battery"})
+    assert token.status_code == 200
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.json()['token']}")
+    assert client.get(_url(project, "next")).status_code == 200
+
+
+def test_session_posts_need_a_csrf_token(project, annotator_user, documents):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(annotator_user)
+    response = client.post(_url(project, "annotations"), {"document": documents[0].pk, "labels": []}, format="json")
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["detail"]
+    assert not Annotation.objects.exists()
+
+
+def test_non_members_get_404_and_change_nothing(project, outsider, documents):
+    client = client_for(outsider)
+    for method, what, body in [
+        ("get", "next", None),
+        ("post", "annotations", {"document": documents[0].pk, "labels": ["joy"]}),
+        ("post", "documents", [{"id": "x", "text": "y"}]),
+        ("get", "export", None),
+    ]:
+        response = getattr(client, method)(_url(project, what), body, format="json")
+        assert response.status_code == 404, what
+        assert "not a member" in response.json()["detail"]
+    assert not Annotation.objects.exists()
+    assert not Document.objects.filter(external_id="x").exists()
+
+
+@pytest.mark.parametrize(
+    "method,what,body",
+    [
+        ("post", "documents", [{"id": "x", "text": "y"}]),
+        ("post", "members", {"username": "annotator", "role": "manager"}),
+        ("post", "train", None),
+        ("get", "stats", None),
+        ("get", "export", None),
+        ("patch", "", {"label_budget": 5}),
+    ],
+)
+def test_annotators_cannot_use_manager_endpoints(project, annotator_client, method, what, body):
+    url = _url(project, what) if what else f"/api/v1/projects/{project.pk}/"
+    response = getattr(annotator_client, method)(url, body, format="json")
+    assert response.status_code == 403
+    assert response.json()["detail"] == "only managers of this project may do this"
+    project.refresh_from_db()
+    assert project.label_budget is None
+
+
+# --- projects ---------------------------------------------------------------------------------------------------------
+def test_create_project_with_labels_and_settings(manager_client):
+    response = manager_client.post(
+        "/api/v1/projects/",
+        {"name": "New", "labels": ["a", "b"], "label_budget": 100, "retrain_every": 10, "strategy": "margin"},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["label_budget"], body["retrain_every"], body["strategy"], body["role"]) == (
+        100,
+        10,
+        "margin",
+        "manager",
+    )
+    assert sorted(Label.objects.filter(project_id=body["id"]).values_list("name", flat=True)) == ["a", "b"]
+
+
+def test_project_creation_errors_are_clear(manager_client, annotator_client):
+    response = manager_client.post("/api/v1/projects/", {"name": "X", "labels": ["a", "a"]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == ["label 2 ('a'): listed twice"]
+    response = annotator_client.post("/api/v1/projects/", {"name": "X"}, format="json")
+    assert response.status_code == 403
+    assert not Project.objects.filter(name="X").exists()
+
+
+def test_add_member(project, manager_client, outsider):
+    response = manager_client.post(
+        _url(project, "members"), {"username": "outsider", "role": "annotator"}, format="json"
+    )
+    assert response.status_code == 201
+    assert client_for(outsider).get(_url(project, "next")).status_code in (200, 204)
+
+
+# --- import ---------------------------------------------------------------------------------------------------------
+def test_import_json_list(project, manager_client):
+    body = [{"id": "a", "text": "first", "labels": ["joy"]}, {"id": "b", "text": "second"}]
+    response = manager_client.post(_url(project, "documents"), body, format="json")
+    assert response.status_code == 201
+    assert response.json() == {"documents": 2, "annotations": 1, "labels_created": 0}
+
+
+def test_import_jsonl_file(project, manager_client):
+    data = b'{"id": "a", "text": "first"}\n{"id": "b", "text": "second", "labels": ["fear"]}\n'
+    upload = SimpleUploadedFile("docs.jsonl", data, content_type="application/jsonl")
+    response = manager_client.post(_url(project, "documents"), {"file": upload}, format="multipart")
+    assert response.status_code == 201
+    assert project.documents.count() == 2
+
+
+def test_import_csv_file(project, manager_client):
+    upload = SimpleUploadedFile("docs.csv", b"id,text,labels\na,first,joy|fear\nb,second,\n", content_type="text/csv")
+    response = manager_client.post(_url(project, "documents"), {"file": upload}, format="multipart")
+    assert response.status_code == 201
+    annotation = Annotation.objects.get(document__external_id="a")
+    assert sorted(annotation.labels.values_list("name", flat=True)) == ["fear", "joy"]
+
+
+def test_malformed_import_lines_are_named_and_nothing_is_imported(project, manager_client):
+    data = (
+        b'{"id": "a", "text": "fine"}\n{"id": "b", "text": ""}\n{broken\n{"id": "d", "text": "x", "labels": ["love"]}\n'
+    )
+    upload = SimpleUploadedFile("docs.jsonl", data)
+    response = manager_client.post(_url(project, "documents"), {"file": upload}, format="multipart")
+    assert response.status_code == 400
+    body = response.json()
+    assert "nothing was imported" in body["detail"]
+    assert [e.split(":")[0] for e in body["errors"]] == ["line 2", "line 3", "line 4"]
+    assert "unknown label(s) 'love'" in body["errors"][2]
+    assert not Document.objects.exists()
+
+
+def test_empty_text_is_refused(project, manager_client):
+    response = manager_client.post(_url(project, "documents"), [{"id": "a", "text": "   "}], format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == ['item 1: "text" is empty']
+    assert not Document.objects.exists()
+
+
+def test_oversized_upload_is_refused_before_parsing(project, manager_client, settings):
+    settings.ALABEL_MAX_IMPORT_BYTES = 100
+    upload = SimpleUploadedFile("docs.jsonl", b'{"id": "a", "text": "' + b"x" * 200 + b'"}\n')
+    response = manager_client.post(_url(project, "documents"), {"file": upload}, format="multipart")
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+    assert not Document.objects.exists()
+
+
+def test_oversized_json_body_is_refused(project, manager_client, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    body = [{"id": f"d{i}", "text": "x" * 50} for i in range(10)]
+    response = manager_client.post(_url(project, "documents"), body, format="json")
+    assert response.status_code == 413
+    assert not Document.objects.exists()
+
+
+# --- labelling --------------------------------------------------------------------------------------------------------
+def test_next_then_submit(project, annotator_client, documents):
+    response = annotator_client.get(_url(project, "next"))
+    assert response.status_code == 200
+    served = response.json()
+    assert served["strategy"] == "random" and served["model_version"] is None
+    assert served["document"]["text"].startswith("document number")
+    response = annotator_client.post(
+        _url(project, "annotations"),
+        {"document": served["document"]["id"], "labels": ["joy", "fear"], "seconds_spent": 4.2},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["labels"] == ["fear", "joy"]
+
+
+def test_next_is_204_when_the_budget_is_spent(project, annotator_client, documents):
+    project.label_budget = 1
+    project.save()
+    served = annotator_client.get(_url(project, "next")).json()
+    annotator_client.post(
+        _url(project, "annotations"), {"document": served["document"]["id"], "labels": []}, format="json"
+    )
+    response = annotator_client.get(_url(project, "next"))
+    assert response.status_code == 204
+    assert response["X-Reason"] == "budget"
+
+
+def test_next_serves_suggestions_with_scores(project, annotator_client, documents):
+    joy, fear = Label.objects.get(name="joy"), Label.objects.get(name="fear")
+    QueueItem.objects.create(
+        project=project,
+        document=documents[3],
+        strategy="cold_start",
+        score=1,
+        suggestions=[[joy.pk, 0.91], [fear.pk, 0.2]],
+    )
+    served = annotator_client.get(_url(project, "next")).json()
+    assert served["document"]["id"] == documents[3].pk
+    assert served["suggestions"] == [
+        {"label_id": joy.pk, "label": "joy", "score": 0.91, "preselected": True},
+        {"label_id": fear.pk, "label": "fear", "score": 0.2, "preselected": False},
+    ]
+    annotator_client.post(_url(project, "annotations"), {"document": documents[3].pk, "labels": ["joy"]}, format="json")
+    annotation = Annotation.objects.get(document=documents[3])
+    assert annotation.suggestions == [{"label": "joy", "score": 0.91}, {"label": "fear", "score": 0.2}]
+    assert annotation.strategy == "cold_start"
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"labels": ["joy"]}, "document"),
+        ({"document": "abc", "labels": []}, "document"),
+        ({"document": 1}, "labels"),
+        ({"document": 1, "labels": "joy"}, "labels"),
+        ({"document": 1, "labels": [], "seconds_spent": -1}, "seconds_spent"),
+    ],
+)
+def test_malformed_annotations_are_clear_400s(project, annotator_client, documents, body, message):
+    response = annotator_client.post(_url(project, "annotations"), body, format="json")
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert not Annotation.objects.exists()
+
+
+def test_unknown_label_is_a_400_naming_it(project, annotator_client, documents):
+    response = annotator_client.post(
+        _url(project, "annotations"), {"document": documents[0].pk, "labels": ["joy", "nope"]}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"] == "unknown label(s) for this project: 'nope'"
+    assert not Annotation.objects.exists()
+
+
+def test_document_of_another_project_is_a_400(project, manager, manager_client, annotator_client, documents):
+    other = manager_client.post("/api/v1/projects/", {"name": "Other", "labels": ["joy"]}, format="json").json()
+    manager_client.post(f"/api/v1/projects/{other['id']}/documents/", [{"id": "z", "text": "t"}], format="json")
+    foreign = Document.objects.get(project_id=other["id"])
+    response = annotator_client.post(
+        _url(project, "annotations"), {"document": foreign.pk, "labels": []}, format="json"
+    )
+    assert response.status_code == 400
+    assert "is not in project" in response.json()["detail"]
+    assert not Annotation.objects.exists()
+
+
+def test_label_search_endpoint(project, annotator_client):
+    response = annotator_client.get(_url(project, "labels"), {"q": "SAD"})
+    assert [label["name"] for label in response.json()] == ["sadness"]
+
+
+def test_skip_endpoint(project, annotator_client, documents):
+    served = annotator_client.get(_url(project, "next")).json()
+    response = annotator_client.post(_url(project, "skip"), {"document": served["document"]["id"]}, format="json")
+    assert response.status_code == 204
+    assert annotator_client.get(_url(project, "next")).json()["document"]["id"] != served["document"]["id"]
+
+
+# --- manager endpoints ------------------------------------------------------------------------------------------------
+def test_train_now_needs_labels_then_queues_one_job(project, manager_client, annotator_client, documents):
+    response = manager_client.post(_url(project, "train"))
+    assert response.status_code == 400
+    assert "nothing to train on" in response.json()["detail"]
+    annotator_client.post(_url(project, "annotations"), {"document": documents[0].pk, "labels": ["joy"]}, format="json")
+    first = manager_client.post(_url(project, "train"))
+    second = manager_client.post(_url(project, "train"))
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    assert Job.objects.filter(project=project, kind="train").count() == 1
+
+
+def test_stats_show_budget_counts_and_jobs(project, manager_client, annotator_client, documents):
+    project.label_budget = 10
+    project.save()
+    annotator_client.post(_url(project, "annotations"), {"document": documents[0].pk, "labels": ["joy"]}, format="json")
+    stats = manager_client.get(_url(project, "stats")).json()
+    assert stats["budget"] == {
+        "label_budget": 10,
+        "spent": 1,
+        "remaining": 9,
+        "in_progress": 0,
+        "exhausted": False,
+    }
+    assert (stats["documents"], stats["annotated_documents"], stats["model_version"]) == (30, 1, None)
+    assert stats["jobs"]["encode"]["status"] == "PENDING"
+
+
+def test_export_jsonl_and_csv_hold_exactly_the_labelled_documents(project, manager_client, annotator_client, documents):
+    for doc, labels in [(documents[0], ["joy"]), (documents[1], []), (documents[2], ["fear", "anger"])]:
+        annotator_client.post(_url(project, "annotations"), {"document": doc.pk, "labels": labels}, format="json")
+    response = manager_client.get(_url(project, "export"), {"format": "jsonl"})
+    assert response.status_code == 200
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert [(r["id"], r["labels"]) for r in rows] == [
+        ("doc-0", ["joy"]),
+        ("doc-1", []),
+        ("doc-2", ["anger", "fear"]),
+    ]
+    response = manager_client.get(_url(project, "export"), {"format": "csv"})
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert lines[0] == "id,text,labels"
+    assert lines[3].endswith(",anger|fear")
+    assert manager_client.get(_url(project, "export"), {"format": "xml"}).status_code == 400
+
+
+def test_openapi_schema_is_served(manager_client):
+    response = manager_client.get("/api/schema/")
+    assert response.status_code == 200
+    assert b"/api/v1/projects/{project_id}/next/" in response.content
+
+
+def test_hot_endpoints_use_a_bounded_number_of_queries(
+    project, annotator_client, documents, django_assert_max_num_queries
+):
+    labels = list(Label.objects.filter(project=project))
+    for rank, doc in enumerate(documents[:10]):
+        QueueItem.objects.create(
+            project=project,
+            document=doc,
+            strategy="cold_start",
+            score=rank,
+            suggestions=[[label.pk, 0.9 - 0.1 * i] for i, label in enumerate(labels)],
+        )
+    with django_assert_max_num_queries(12):
+        served = annotator_client.get(_url(project, "next")).json()
+    with django_assert_max_num_queries(25):
+        response = annotator_client.post(
+            _url(project, "annotations"),
+            {"document": served["document"]["id"], "labels": [label.name for label in labels]},
+            format="json",
+        )
+    assert response.status_code == 201

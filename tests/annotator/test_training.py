@@ -1,0 +1,204 @@
+"""The worker-side services (encode, train, score, reconcile) on a tiny encoder built offline.
+
+The Celery plumbing around them is exercised with a real worker in tests/integration.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from annotator import ml, services
+from annotator.models import Job, ModelVersion, QueueItem
+
+from .conftest import LABELS, records
+
+pytestmark = pytest.mark.usefixtures("tiny_encoder")
+
+GOLD = [["joy"], ["anger"], ["sadness", "fear"], [], ["surprise"], ["joy", "surprise"]]
+
+
+def _run(kind: str, project, runner) -> Job:
+    job, _ = services.job_request(project=project, kind=kind, reason="test")
+    runner(job_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def _encode_all(project) -> None:
+    job = Job.objects.get(project=project, kind="encode", status="PENDING")  # queued by the import
+    services.encode_run(job_id=job.pk)
+    Job.objects.filter(project=project, kind="score", status="PENDING").delete()
+
+
+def _label_some(project, user, documents, n: int = 12) -> None:
+    for i, doc in enumerate(documents[:n]):
+        services.annotation_submit(project=project, user=user, document_id=doc.pk, labels=GOLD[i % len(GOLD)])
+
+
+def test_encoding_caches_every_document_and_queues_scoring(project, documents):
+    Job.objects.all().delete()
+    job = _run("encode", project, services.encode_run)
+    assert job.status == "SUCCEEDED", job.error
+    assert job.message == "encoded 30 documents"
+    store = ml.embedding_store(project.pk)
+    assert store.missing([doc.pk for doc in documents]) == []
+    assert Job.objects.filter(project=project, kind="score", status="PENDING").exists()
+
+
+def test_without_a_model_the_queue_holds_diverse_cold_start_picks(project, annotator_user, documents, settings):
+    settings.ALABEL_COLD_START_SIZE = 8
+    Job.objects.all().delete()
+    _run("encode", project, services.encode_run)
+    Job.objects.filter(kind="score").delete()
+    job = _run("score", project, services.scoring_run)
+    assert job.status == "SUCCEEDED", job.error
+    items = QueueItem.objects.filter(project=project)
+    assert items.count() == 8
+    assert len({item.document_id for item in items}) == 8
+    assert {item.strategy for item in items} == {"cold_start"} and {item.model_version for item in items} == {None}
+    served = services.queue_lease_next(project=project, user=annotator_user)
+    assert served.item.strategy == "cold_start"
+
+
+def test_training_publishes_a_serving_version_and_scoring_serves_its_suggestions(
+    project, annotator_user, documents, settings
+):
+    _encode_all(project)
+    _label_some(project, annotator_user, documents)
+    job = Job.objects.get(project=project, kind="train")  # queued by the 5th annotation
+    services.training_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "SUCCEEDED", job.error
+    version = ModelVersion.objects.get(project=project)
+    assert (version.number, version.is_serving, version.n_annotations, version.n_labels) == (1, True, 12, 5)
+    assert job.model_version == version
+    assert (Path(settings.ARTIFACTS_DIR) / version.artifact_path / "fast_tier.json").exists()
+    # 12 labelled documents are too few to hold some out: no metrics yet, the default threshold.
+    assert version.metrics == {} and version.config["threshold"] == 0.5
+
+    score_job = Job.objects.get(project=project, kind="score", status="PENDING")
+    services.scoring_run(job_id=score_job.pk)
+    items = QueueItem.objects.filter(project=project)
+    assert items.count() == 18  # every unlabelled document (queue_size is larger)
+    assert {item.model_version_id for item in items} == {version.pk}
+    assert {item.strategy for item in items} == {"uncertainty"}
+    assert all(len(item.suggestions) == 5 for item in items)
+    served = services.queue_lease_next(project=project, user=annotator_user)
+    assert served.item.model_version == version
+    assert served.item.score == max(item.score for item in items)
+    assert [s["label"] for s in served.suggestions] != [] and {s["label"] for s in served.suggestions} == set(LABELS)
+    scores = [s["score"] for s in served.suggestions]
+    assert scores == sorted(scores, reverse=True) and all(0 <= p <= 1 for p in scores)
+
+
+def test_a_duplicate_delivery_produces_one_version(project, annotator_user, documents):
+    _label_some(project, annotator_user, documents)
+    job = Job.objects.get(project=project, kind="train")
+    services.training_run(job_id=job.pk)
+    services.training_run(job_id=job.pk)
+    assert ModelVersion.objects.filter(project=project).count() == 1
+
+
+def test_the_next_version_replaces_the_queue_but_keeps_live_leases(project, manager, annotator_user, documents):
+    _encode_all(project)
+    _label_some(project, annotator_user, documents, n=6)
+    services.training_run(job_id=Job.objects.get(kind="train").pk)
+    services.scoring_run(job_id=Job.objects.get(kind="score", status="PENDING").pk)
+    held = services.queue_lease_next(project=project, user=annotator_user)
+    services.training_run(job_id=services.training_request(project=project, user=manager).pk)
+    v2 = ModelVersion.objects.get(project=project, is_serving=True)
+    assert v2.number == 2
+    services.scoring_run(job_id=Job.objects.get(kind="score", status="PENDING").pk)
+    assert QueueItem.objects.filter(pk=held.item.pk).exists()  # still in the annotator's hands
+    others = QueueItem.objects.filter(project=project).exclude(pk=held.item.pk)
+    assert {item.model_version_id for item in others} == {v2.pk}
+    assert services.queue_lease_next(project=project, user=annotator_user).item.pk == held.item.pk
+
+
+def test_training_without_enough_data_fails_with_a_reason(project, manager, annotator_user, documents):
+    services.annotation_submit(project=project, user=annotator_user, document_id=documents[0].pk, labels=["joy"])
+    job = services.training_request(project=project, user=manager)
+    services.training_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "FAILED"
+    assert "need at least 2 labelled documents" in job.error
+    assert not ModelVersion.objects.exists()
+
+
+def test_new_annotations_during_training_queue_one_follow_up_run(project, annotator_user, documents, monkeypatch):
+    _label_some(project, annotator_user, documents, n=5)
+    job = Job.objects.get(kind="train")
+    real_train = ml.train
+
+    def train_while_experts_keep_labelling(**kwargs):
+        model = real_train(**kwargs)
+        _label_some(project, annotator_user, documents[5:], n=7)  # arrive after the snapshot
+        return model
+
+    monkeypatch.setattr(ml, "train", train_while_experts_keep_labelling)
+    services.training_run(job_id=job.pk)
+    assert list(Job.objects.filter(kind="train").values_list("status", flat=True).order_by("id")) == [
+        "SUCCEEDED",
+        "PENDING",
+    ]
+
+
+def test_reconcile_fails_jobs_whose_worker_died_and_retries_them(project, documents, settings):
+    Job.objects.all().delete()
+    stale = Job.objects.create(
+        project=project,
+        kind="encode",
+        status="RUNNING",
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.ALABEL_JOB_STALE_SECONDS + 5),
+    )
+    counts = services.jobs_reconcile()
+    stale.refresh_from_db()
+    assert stale.status == "FAILED" and "stopped reporting" in stale.error
+    assert counts["failed_stale"] == 1
+    assert Job.objects.filter(kind="encode", status="PENDING").count() == 1
+
+
+def test_a_stale_running_job_can_be_claimed_again_but_a_live_one_cannot(project, settings):
+    job = Job.objects.create(project=project, kind="score", status="RUNNING", heartbeat_at=timezone.now())
+    assert services.job_claim(job_id=job.pk) is None
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    claimed = services.job_claim(job_id=job.pk)
+    assert claimed is not None and claimed.attempts == 1
+
+
+def test_reconcile_requests_training_that_is_due(project, manager, annotator_user):
+    services.documents_import(project=project, user=manager, records=records(6, labels=[["joy"]] * 6))
+    Job.objects.filter(kind="train").delete()
+    assert services.jobs_reconcile()["training_requested"] == 1
+    assert Job.objects.filter(kind="train", status="PENDING").count() == 1
+
+
+def test_a_model_published_while_scoring_gets_its_own_scoring_run(
+    project, manager, annotator_user, documents, monkeypatch
+):
+    from annotator.services import training
+
+    _encode_all(project)
+    _label_some(project, annotator_user, documents, n=6)
+    services.training_run(job_id=Job.objects.get(kind="train").pk)
+    v1_scoring = Job.objects.get(kind="score", status="PENDING")
+    real_items = training._model_items
+
+    def publish_v2_meanwhile(*args, **kwargs):
+        items = real_items(*args, **kwargs)
+        services.training_run(job_id=services.training_request(project=project, user=manager).pk)
+        return items
+
+    monkeypatch.setattr(training, "_model_items", publish_v2_meanwhile)
+    services.scoring_run(job_id=v1_scoring.pk)
+    monkeypatch.undo()
+    v1_scoring.refresh_from_db()
+    assert v1_scoring.status == "SUCCEEDED" and v1_scoring.message.startswith("discarded")
+    assert not QueueItem.objects.filter(project=project, model_version__number=1).exists()
+    follow_up = Job.objects.get(kind="score", status="PENDING")
+    services.scoring_run(job_id=follow_up.pk)
+    assert set(QueueItem.objects.filter(project=project).values_list("model_version__number", flat=True)) == {2}

@@ -1,0 +1,107 @@
+"""The whole loop with real parts: API -> database -> real Celery worker on Redis -> pretrained MiniLM -> queue.
+
+Import 300 demo documents, annotate 20 through the API with their gold labels, wait for the model version the 20th
+annotation triggers, and check that the next documents come from that version's uncertainty queue.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from rest_framework.test import APIClient
+
+from annotator.models import Annotation, Job, ModelVersion, QueueItem
+from annotator.services.demo import demo_labels, demo_records
+
+from .conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _client(username: str, *, can_create: bool = False) -> APIClient:
+    user = get_user_model().objects.create_user(username=username, password="correct horse battery")
+    if can_create:
+        user.user_permissions.add(Permission.objects.get(codename="add_project", content_type__app_label="annotator"))
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+def test_annotations_train_a_model_whose_uncertainty_queue_serves_the_next_documents(celery_worker):
+    manager, annotator = _client("manager", can_create=True), _client("annotator")
+    project = manager.post(
+        "/api/v1/projects/",
+        {"name": "Loop", "labels": demo_labels(), "retrain_every": 20, "label_budget": 100},
+        format="json",
+    ).json()
+    base = f"/api/v1/projects/{project['id']}"
+    assert (
+        manager.post(f"{base}/members/", {"username": "annotator", "role": "annotator"}, format="json").status_code
+        == 201
+    )
+
+    sample = demo_records(300, with_labels=True)
+    gold = {record.external_id: record.labels for record in sample}
+    response = manager.post(
+        f"{base}/documents/", [{"id": r.external_id, "text": r.text} for r in sample], format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["documents"] == 300
+
+    # The worker encodes the pool and fills the cold-start queue.
+    wait_for(
+        lambda: Job.objects.filter(project_id=project["id"], kind="score", status="SUCCEEDED").exists(),
+        timeout=240,
+        what="encoding and the cold-start queue",
+    )
+    assert QueueItem.objects.filter(project_id=project["id"], strategy="cold_start").count() > 0
+
+    labelled = []
+    for _ in range(20):
+        served = annotator.get(f"{base}/next/").json()
+        assert served["model_version"] is None
+        assert served["strategy"] in {"cold_start", "random"}
+        external_id = served["document"]["external_id"]
+        response = annotator.post(
+            f"{base}/annotations/",
+            {"document": served["document"]["id"], "labels": gold[external_id], "seconds_spent": 2.0},
+            format="json",
+        )
+        assert response.status_code == 201, response.content
+        labelled.append(external_id)
+    assert len(set(labelled)) == 20
+
+    version = wait_for(
+        lambda: ModelVersion.objects.filter(project_id=project["id"], is_serving=True).first(),
+        timeout=240,
+        what="the model version triggered by the 20th annotation",
+    )
+    assert version.number == 1 and version.n_annotations == 20
+    wait_for(
+        lambda: Job.objects.filter(
+            project_id=project["id"], kind="score", status="SUCCEEDED", model_version=version
+        ).exists(),
+        timeout=120,
+        what="the pool to be re-scored by v1",
+    )
+
+    for _ in range(3):
+        served = annotator.get(f"{base}/next/").json()
+        assert served["model_version"] == 1
+        assert served["strategy"] == "uncertainty"
+        assert len(served["suggestions"]) == 10
+        assert all(0.0 <= s["score"] <= 1.0 for s in served["suggestions"])
+        assert served["document"]["external_id"] not in labelled
+        annotator.post(f"{base}/skip/", {"document": served["document"]["id"]}, format="json")
+
+    export = manager.get(f"{base}/export/", {"format": "jsonl"})
+    rows = [json.loads(line) for line in b"".join(export.streaming_content).decode().splitlines()]
+    assert sorted(row["id"] for row in rows) == sorted(labelled)
+    assert all(sorted(row["labels"]) == sorted(gold[row["id"]]) for row in rows)
+    assert Annotation.objects.filter(document__project_id=project["id"]).count() == 20
+    stats = manager.get(f"{base}/stats/").json()
+    assert stats["model_version"]["number"] == 1
+    assert stats["budget"]["spent"] == 20

