@@ -23,6 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
+from learner import metrics
+
 __all__ = ["DecisionRule", "apply_platt", "fit_platt", "top_k_rule", "tune_rule"]
 
 GRID = 100  # thresholds j / GRID for j in 1..GRID
@@ -154,6 +156,13 @@ class DecisionRule:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"invalid decision rule {data!r}: {exc}") from exc
 
+    def remapped(self, old_to_new: Any) -> DecisionRule:
+        """The rule with its per-label thresholds moved to new label indices (``old_to_new[old] = new``)."""
+        if not self.per_label:
+            return self
+        mapping = np.asarray(old_to_new)
+        return dataclasses.replace(self, per_label={int(mapping[label]): t for label, t in self.per_label.items()})
+
     def apply(self, idx: Any, scores: Any, n_labels: int) -> sp.csr_matrix:
         """(N, K) shortlists -> (N, n_labels) CSR 0/1 predictions."""
         idx, scores = _check_shortlists(idx, scores)
@@ -283,3 +292,82 @@ def tune_rule(
         predicted = rule.apply(idx, scores, n_labels)
         score = metrics.micro_f1(truth, predicted) if objective == "micro_f1" else metrics.macro_f1(truth, predicted)
     return dataclasses.replace(rule, validation_score=float(score))
+
+
+def tune_decision(
+    idx: np.ndarray, raw: np.ndarray, targets: sp.csr_matrix, *, calibrate: bool, per_label_min_positives: int
+) -> tuple[tuple[float, float], dict[str, DecisionRule], dict[str, float]]:
+    """Calibration, decision rules and validation metrics from a model's validation shortlists.
+
+    ``idx`` (N, K) label indices (-1 = empty slot), ``raw`` (N, K) uncalibrated scores, ``targets`` (N, L) 0/1 CSR.
+    Returns ``(platt, rules, metrics)``: Platt parameters (identity unless ``calibrate``); the rules "micro_f1"
+    (global threshold), "macro_f1" (per-label thresholds where validation has ``per_label_min_positives``
+    positives) and "per_label" (per-label thresholds, the micro rule's global threshold elsewhere); micro/macro-F1
+    at their rules, P@1/3/5 (as far as K allows) and ``n_val``. Both tiers tune with this.
+    """
+    valid = idx >= 0  # (N, K)
+    platt = (1.0, 0.0)
+    if calibrate:
+        hits = np.zeros(idx.shape, dtype=bool)  # (N, K)
+        for row in range(idx.shape[0]):
+            positives = targets.indices[targets.indptr[row] : targets.indptr[row + 1]]
+            hits[row] = np.isin(idx[row], positives) & valid[row]
+        platt = fit_platt(raw[valid], hits[valid])
+    probs = np.where(valid, apply_platt(raw, *platt), np.float32(0.0)).astype(np.float32)  # (N, K)
+    micro = tune_rule(idx, probs, targets, objective="micro_f1")
+    rules = {
+        "micro_f1": micro,
+        "macro_f1": tune_rule(
+            idx, probs, targets, objective="macro_f1", per_label_min_positives=per_label_min_positives
+        ),
+        "per_label": dataclasses.replace(
+            tune_rule(idx, probs, targets, objective="micro_f1", per_label_min_positives=per_label_min_positives),
+            threshold=micro.threshold,
+            at_least_one=micro.at_least_one,
+            objective="per_label",
+        ),
+    }
+    n_labels = targets.shape[1]
+    scores = {
+        "micro_f1": metrics.micro_f1(targets, rules["micro_f1"].apply(idx, probs, n_labels)),
+        "macro_f1": metrics.macro_f1(targets, rules["macro_f1"].apply(idx, probs, n_labels)),
+        "P@1": metrics.precision_at_k(targets, idx, 1),
+        "n_val": float(targets.shape[0]),
+    }
+    for top in (3, 5):
+        if idx.shape[1] >= top:
+            scores[f"P@{top}"] = metrics.precision_at_k(targets, idx, top)
+    return platt, rules, scores
+
+
+PREDICT_OBJECTIVES: tuple[str, ...] = ("micro_f1", "macro_f1", "per_label")
+
+
+class RuleBasedPredictions:
+    """``predict`` and ``decision`` of a model with ``labels``, ``config.shortlist``, ``platt``, ``rules`` and a
+    ``predict_topk(inputs, k)`` returning calibrated shortlists (both tiers)."""
+
+    labels: list[str]
+    config: Any
+    platt: tuple[float, float]
+    rules: dict[str, DecisionRule]
+
+    def predict_topk(self, inputs: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def predict(self, inputs: Any, *, objective: str = "micro_f1") -> sp.csr_matrix:
+        """(N, L) 0/1 predictions by the decision rule tuned for `objective` (micro_f1, macro_f1, per_label)."""
+        if objective not in PREDICT_OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(PREDICT_OBJECTIVES)}; got {objective!r}")
+        rule = self.rules.get(objective) or self.rules["micro_f1"]
+        k = min(len(self.labels), self.config.shortlist)
+        idx, probs = self.predict_topk(inputs, k)
+        return rule.apply(idx, probs, len(self.labels))
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        """The calibration and the decision rules, as JSON values."""
+        return {
+            "platt": {"a": self.platt[0], "b": self.platt[1]},
+            "rules": {name: rule.to_dict() for name, rule in self.rules.items()},
+        }

@@ -7,7 +7,9 @@ Training, level by level from the top (PECOS's XR-Linear): layer t scores the no
 (the last layer scores the labels); each node's classifier is trained on the documents routed to its
 parent: the documents with a label under the parent (teacher-forced negatives) plus, with
 ``negatives="tfn+man"``, those the layers above put the parent in the top-``beam`` of (matcher-aware
-negatives). Inference keeps the ``beam`` best nodes per level and scores only their children, so the
+negatives) and, with ``"+led"``, those with a label whose nearest labels by PIFA cosine
+(``label_neighbours``) lie under the parent (label-embedding negatives, LightDXML's hard negatives).
+Inference keeps the ``beam`` best nodes per level and scores only their children, so the
 work per document is O(depth * beam * branching) dot products, never O(L).
 """
 
@@ -36,7 +38,7 @@ from learner.xmc.config import XRConfig
 from learner.xmc.solver import LayerTask, LayerWeights, fork_map, train_layer
 from learner.xmc.tree import LabelTree, pifa
 
-__all__ = ["XRLinear", "check_features", "check_targets"]
+__all__ = ["XRLinear", "check_features", "check_targets", "label_neighbours", "led_routes"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ CONFIG_FILE = "config.json"
 ARRAYS_FILE = "arrays.npz"
 EMPTY = -1.0  # score of an unused candidate slot (real scores are >= 0)
 FULL_LAYER_MAX_NODES = 4096  # layers up to this wide are scored whole (see _ScoringLayer)
+NEIGHBOUR_BLOCK = 2**22  # label pairs scored at once by label_neighbours (a (chunk, L) float32 block: 16 MiB)
 
 
 def check_features(X: Any, n_features: int | None = None, name: str = "X") -> sp.csr_matrix:
@@ -88,6 +91,76 @@ def check_targets(Y: Any, n_docs: int) -> sp.csr_matrix:
     if matrix.nnz and not np.all(matrix.data == 1.0):
         raise ValueError("Y must contain only 0 and 1")
     return matrix
+
+
+def label_neighbours(Z: Any, k: int, *, n_jobs: int = 1) -> sp.csr_matrix:
+    """The ``k`` nearest other labels of every label by cosine similarity: (L, L) bool CSR.
+
+    Z (L, F) are label vectors (e.g. PIFA), any norm (empty rows are allowed). Row l of the result
+    marks the (at most) k labels m != l with the largest cos(z_l, z_m) > 0; of equal similarities the
+    lower index wins, so the result is exact and does not depend on ``n_jobs`` (worker processes) or
+    on the chunking. Works on blocks of rows (a few MiB each, never O(L^2) memory); the cost is that
+    of the sparse product Z Z^T. Raises ``ValueError`` on a bad ``k`` or a non-2-D Z.
+    """
+    k = _check_k(k, "k")
+    vectors = check_features(Z, name="Z")  # (L, F) float32 CSR, sorted indices
+    n_labels = vectors.shape[0]
+    norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1), dtype=np.float64).ravel())  # (L,)
+    inverse = np.where(norms > 0, 1.0 / np.maximum(norms, 1e-30), 0.0)
+    unit = sp.csr_matrix(sp.diags(inverse.astype(np.float32)) @ vectors, dtype=np.float32)  # (L, F) unit rows
+    unit.eliminate_zeros()
+    k = min(k, n_labels - 1)
+    if k == 0 or unit.nnz == 0:
+        return sp.csr_matrix((n_labels, n_labels), dtype=bool)
+    chunk_size = max(1, NEIGHBOUR_BLOCK // n_labels)
+    starts = list(range(0, n_labels, chunk_size))
+    state = {"unit": unit, "transposed": unit.T.tocsr(), "k": k, "chunk_size": chunk_size}  # transposed (F, L)
+    rows, cols = [], []
+    for _, chunk_rows, chunk_cols in sorted(fork_map(_neighbour_chunk, starts, n_jobs, state), key=lambda r: r[0]):
+        rows.append(chunk_rows)
+        cols.append(chunk_cols)
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    return sp.csr_matrix((np.ones(len(row), dtype=bool), (row, col)), shape=(n_labels, n_labels))
+
+
+def led_routes(Y: Any, neighbours: sp.csr_matrix, tree: LabelTree) -> list[sp.csr_matrix]:
+    """Label-embedding negatives: for every cluster level t (top first, the leaves last), the (N, n_t)
+    bool matrix of the nodes that hold a nearest label of one of the document's labels.
+
+    Y (N, L) 0/1 and ``neighbours`` (L, L) (``label_neighbours`` of the label vectors) are both in
+    tree order (column j = tree position j, i.e. label ``tree.order[j]``). A document's own labels are
+    not added (teacher forcing routes it to their nodes anyway) unless they are neighbours of another
+    of its labels. Memory: O(nnz(Y) * k) for the (N, L) neighbour matrix.
+    """
+    if neighbours.shape != (tree.n_labels, tree.n_labels) or Y.shape[1] != tree.n_labels:
+        raise ValueError(
+            f"Y must have {tree.n_labels} columns and neighbours be ({tree.n_labels}, {tree.n_labels}); "
+            f"got {Y.shape} and {neighbours.shape}"
+        )
+    near = (sp.csr_matrix(Y).astype(bool) @ neighbours.astype(bool)).tocsr()  # (N, L) nearest labels
+    out = []
+    for t in range(tree.n_layers - 1):
+        node = tree.node_of_position(t)  # (L,)
+        assign = sp.csr_matrix((np.ones(tree.n_labels, dtype=bool), (np.arange(tree.n_labels), node)))  # (L, n_t)
+        out.append((near @ assign).tocsr())  # (N, n_t)
+    return out
+
+
+def _neighbour_chunk(start: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Worker of ``label_neighbours``: the neighbours of labels start .. start + chunk_size, as (rows, cols)."""
+    state = solver._STATE
+    block = state["unit"][start : start + state["chunk_size"]]  # (c, F)
+    similarity = (block @ state["transposed"]).toarray()  # (c, L) cosines
+    c = similarity.shape[0]
+    similarity[np.arange(c), start + np.arange(c)] = 0.0  # a label is not its own neighbour
+    k = state["k"]
+    kth = -np.partition(-similarity, k - 1, axis=1)[:, k - 1 : k]  # (c, 1) the k-th largest cosine
+    above = similarity > kth  # (c, L) fewer than k of them
+    tied = similarity == kth
+    missing = k - above.sum(axis=1, keepdims=True)  # (c, 1) taken from the ties, lowest index first
+    chosen = (above | (tied & (np.cumsum(tied, axis=1) <= missing))) & (similarity > 0)
+    row, col = np.nonzero(chosen)
+    return start, (start + row).astype(np.int64), col.astype(np.int64)
 
 
 def _check_k(k: Any, name: str = "k") -> int:
@@ -254,20 +327,27 @@ class XRLinear:
         if tree is not None and tree.n_labels != n_labels:
             raise ValueError(f"the tree covers {tree.n_labels} labels but Y has {n_labels} columns")
         started = time.perf_counter()
-        Z = pifa(features, targets) if tree is None or config.pifa_weight > 0 else None  # (L, F)
+        Z = pifa(features, targets) if tree is None or config.pifa_weight > 0 or config.label_embedding else None
         if tree is None:
             assert Z is not None
             tree = LabelTree.build(Z, config.tree, progress=progress)
         label_features = None
         if config.pifa_weight > 0:
             assert Z is not None
-            if config.pifa_threshold > 0:
-                Z.data[np.abs(Z.data) < config.pifa_threshold] = 0.0
-                Z.eliminate_zeros()
             label_features = Z[tree.order].tocsr()  # (L, F) in tree order
-        del Z
+            if config.pifa_threshold > 0:
+                label_features.data[np.abs(label_features.data) < config.pifa_threshold] = 0.0
+                label_features.eliminate_zeros()
         info["tree_seconds"] = round(time.perf_counter() - started, 3)
         info["level_sizes"] = tree.level_sizes
+        neighbours = None  # (L, L) bool in tree order: the nearest labels of each label (by PIFA cosine)
+        if config.label_embedding:
+            assert Z is not None
+            started = time.perf_counter()
+            neighbours = label_neighbours(Z[tree.order], config.led_neighbours, n_jobs=config.n_jobs)
+            info["led_seconds"] = round(time.perf_counter() - started, 3)
+            info["led_label_pairs"] = int(neighbours.nnz)
+        del Z
 
         # Targets per layer in tree order: (N, n_t) 0/1, CSC for column slices.
         by_position = targets[:, tree.order].tocsr()  # (N, L) columns in tree order
@@ -278,6 +358,8 @@ class XRLinear:
             Y_t = (by_position @ assign).tocsc()
             Y_t.data[:] = 1.0
             layer_targets.append(Y_t)
+        # With "+led": per cluster level, the nodes holding the labels nearest to each document's labels.
+        layer_hard = None if neighbours is None else led_routes(by_position, neighbours, tree)
 
         share = 1.0 / tree.n_layers  # of the progress per layer, advanced as its nodes are trained
         layers: list[LayerWeights] = []
@@ -289,7 +371,8 @@ class XRLinear:
             for t in range(tree.n_layers):
                 ptr = tree.child_ptr(t)
                 n_nodes = int(ptr[-1])
-                tasks = cls._tasks(t, ptr, layer_targets, beam_nodes, config, n_docs)
+                hard = layer_hard[t - 1] if layer_hard is not None and t > 0 else None
+                tasks = cls._tasks(t, ptr, layer_targets, beam_nodes, config, n_docs, hard=hard)
                 finished = [0]
 
                 def on_task(
@@ -305,7 +388,7 @@ class XRLinear:
                 layers.append(layer)
                 info[f"layer{t}_seconds"] = round(time.perf_counter() - layer_started, 3)
                 info[f"layer{t}_active_pairs"] = int(sum(len(task.rows) for task in tasks))
-                if config.negatives == "tfn+man" and t < tree.n_layers - 1:
+                if config.matcher_aware and t < tree.n_layers - 1:
                     beam_started = time.perf_counter()
                     partial = cls(
                         config=config,
@@ -346,12 +429,18 @@ class XRLinear:
         beam_nodes: np.ndarray | None,
         config: XRConfig,
         n_docs: int,
+        *,
+        hard: sp.csr_matrix | None = None,
     ) -> list[LayerTask]:
-        """The documents routed to each parent of layer t (teacher-forced, plus the beam when given)."""
+        """The documents routed to each parent of layer t: teacher-forced, plus the beam (``beam_nodes``
+        (N, b) parent indices, -1 = empty) and the label-embedding negatives (``hard`` (N, n_parents)
+        bool) when given."""
         n_parents = len(ptr) - 1
         if t == 0:
             return [LayerTask(0, np.arange(n_docs, dtype=np.int64), int(ptr[0]), int(ptr[1]))]
         routed = layer_targets[t - 1].tocsr().astype(bool)  # (N, n_parents) teacher-forced
+        if hard is not None:
+            routed = routed + hard
         if beam_nodes is not None:
             docs = np.repeat(np.arange(n_docs), beam_nodes.shape[1])
             nodes = beam_nodes.ravel()

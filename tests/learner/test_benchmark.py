@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import random
 import subprocess
@@ -200,10 +199,10 @@ def test_embeddings_are_cached_between_runs(files: dict[str, str], tmp_path: Pat
     assert second["metrics"] == first["metrics"]  # the same vectors, the same seeded model
 
 
-@pytest.mark.skipif(importlib.util.find_spec("learner.full") is not None, reason="learner.full exists now")
 def test_full_tier_without_the_module_exits_2_with_a_message(
-    files: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    files: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(sys.modules, "learner.full", None)  # an installation without the full tier
     status, result = _run(files, tmp_path / "r.json", "--tier", "full")
 
     assert status == 2

@@ -123,3 +123,13 @@ def test_platt_identity_when_one_class_and_bad_input():
 def test_bad_shortlists_raise(idx, scores, message):
     with pytest.raises(ValueError, match=message):
         DecisionRule().apply(idx, scores, 3)
+
+
+def test_a_remapped_rule_moves_per_label_thresholds_to_the_new_indices() -> None:
+    rule = DecisionRule(threshold=0.4, per_label={0: 0.2, 2: 0.7}, objective="macro_f1")
+    moved = rule.remapped(np.array([2, 0, 1]))  # old label 0 is now 2, old 2 is now 1
+    assert moved.per_label == {2: 0.2, 1: 0.7} and moved.threshold == 0.4 and moved.objective == "macro_f1"
+    idx = np.array([[1, 2]])
+    scores = np.array([[0.65, 0.25]])
+    assert moved.apply(idx, scores, 3).toarray().tolist() == [[0, 0, 1]]  # 0.65 < 0.7 for label 1; 0.25 >= 0.2
+    assert DecisionRule(threshold=0.3).remapped(np.array([1, 0])) == DecisionRule(threshold=0.3)

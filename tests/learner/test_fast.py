@@ -138,6 +138,28 @@ def test_incremental_update_learns_a_new_label_and_keeps_the_old_ones():
     assert updated.train_info["incremental"] is True
 
 
+def test_update_keeps_tuned_rules_by_label_name_and_retunes_only_on_validation():
+    train, y_train = _data(1000, 20, noise=0.1)
+    config = FastTierConfig(features="embeddings")
+    model = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, config)
+    assert model.rules["macro_f1"].per_label  # enough validation positives for per-label thresholds
+    reordered = LABELS[::-1]  # the platform may list labels in another order next time
+    y_reordered = y_train[:, ::-1]
+    old = (Inputs(embeddings=train.embeddings[100:]), y_reordered[100:])
+    updated = model.update(Inputs(embeddings=train.embeddings[:100]), y_reordered[:100], reordered, replay=old)
+    assert updated.rules["micro_f1"].threshold == model.rules["micro_f1"].threshold
+    for label, threshold in model.rules["macro_f1"].per_label.items():
+        assert updated.rules["macro_f1"].per_label[reordered.index(LABELS[label])] == threshold
+    test, y_test = _data(300, 21, noise=0.1)
+    pred = updated.predict(Inputs(embeddings=test.embeddings)).toarray()[:, ::-1]  # back to LABELS order
+    assert metrics.micro_f1(y_test.toarray(), pred) > 0.8
+    validation = (Inputs(embeddings=test.embeddings), y_test[:, ::-1])
+    retuned = model.update(
+        Inputs(embeddings=train.embeddings[:100]), y_reordered[:100], reordered, validation=validation
+    )
+    assert retuned.metrics["n_val"] == 300.0
+
+
 def test_update_refuses_to_drop_labels_and_tree_models():
     train, y_train = _data(40, 11)
     model = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, FastTierConfig(features="embeddings"))

@@ -596,3 +596,125 @@ def test_dense_embeddings_with_negative_values_work_and_scores_stay_in_the_unit_
 
     assert np.all((scores >= 0) & (scores <= 1))
     assert np.mean(Y[300:][np.arange(100), indices[:, 0]]) > 0.9  # the cluster's own label comes first
+
+
+# ------------------------------------------------------------------- label-embedding negatives (LightDXML)
+
+
+def test_label_neighbours_are_the_most_similar_other_labels_with_ties_to_the_lower_index(monkeypatch) -> None:
+    from learner.xmc import model as xmc_model
+    from learner.xmc.model import label_neighbours
+
+    Z = sp.csr_matrix(
+        np.array(
+            [
+                [1, 0, 0, 0],  # 0: nearest 1
+                [3, 3, 0, 0],  # 1: as near to 0 as to 2 (cosines are scale-free): the tie goes to 0
+                [0, 1, 0, 0],  # 2: nearest 1
+                [0, 0, 1, 0],  # 3 and 4: identical
+                [0, 0, 2, 0],
+                [0, 0, 0, 0],  # 5: no positive document, nobody's neighbour
+                [0, 0, 0, 1],  # 6: orthogonal to all: cosine 0 is never a neighbour
+            ],
+            dtype=np.float32,
+        )
+    )
+
+    one = label_neighbours(Z, 1)
+    two = label_neighbours(Z, 2, n_jobs=2)
+    monkeypatch.setattr(xmc_model, "NEIGHBOUR_BLOCK", 7)  # one label per block
+    chunked = label_neighbours(Z, 2)
+
+    assert [list(row.indices) for row in one] == [[1], [0], [1], [4], [3], [], []]
+    assert [sorted(row.indices) for row in two] == [[1], [0, 2], [1], [4], [3], [], []]
+    assert (chunked != two).nnz == 0 and (label_neighbours(Z, 100) != two).nnz == 0  # all positive cosines
+    with pytest.raises(ValueError, match="k must be"):
+        label_neighbours(Z, 0)
+
+
+def confusable_problem() -> tuple[sp.csr_matrix, sp.csr_matrix, LabelTree]:
+    """8 labels in 4 leaves of 2 (tree order = label ids); labels 0 (leaf 0) and 5 (leaf 2) share feature 8.
+
+    Each label has 10 documents with its own feature (and feature 8 for labels 0 and 5), so PIFA makes
+    label 5 the only neighbour of label 0 and the other way round."""
+    rows, cols, vals = [], [], []
+    for doc in range(80):
+        label = doc // 10
+        features = [label, 8] if label in (0, 5) else [label]
+        rows += [doc] * len(features)
+        cols += features
+        vals += [1.0 / math.sqrt(len(features))] * len(features)
+    X = sp.csr_matrix((vals, (rows, cols)), shape=(80, 10), dtype=np.float32)
+    Y = sp.csr_matrix((np.ones(80, np.float32), (np.arange(80), np.arange(80) // 10)), shape=(80, 8))
+    tree = LabelTree(
+        order=np.arange(8),
+        leaf_bounds=np.array([0, 2, 4, 6, 8]),
+        depths=[2],
+        config=TreeConfig(branching=4, leaf_size=2),
+    )
+    return X, Y, tree
+
+
+def test_led_routes_a_document_to_the_leaves_of_its_labels_nearest_labels() -> None:
+    from learner.xmc.model import label_neighbours, led_routes
+
+    X, Y, tree = confusable_problem()
+
+    (leaves,) = led_routes(Y, label_neighbours(pifa(X, Y), 1), tree)  # one cluster level: (80, 4)
+
+    expected = np.zeros((80, 4), dtype=bool)
+    expected[0:10, 2] = True  # label 0's documents also go to label 5's leaf
+    expected[50:60, 0] = True  # and the other way round
+    assert np.array_equal(leaves.toarray(), expected)
+    with pytest.raises(ValueError, match="columns"):
+        led_routes(Y[:, :7], label_neighbours(pifa(X, Y), 1), tree)
+
+
+def test_led_negatives_teach_a_ranker_to_reject_the_confusable_label() -> None:
+    X, Y, tree = confusable_problem()
+    config = XRConfig(tree=tree.config, beam=1, negatives="tfn", led_neighbours=1, pifa_weight=0.0, n_jobs=1)
+    plain = XRLinear.train(X, Y, config, tree=tree)
+    led = XRLinear.train(X, Y, XRConfig.from_dict({**config.to_dict(), "negatives": "tfn+led"}), tree=tree)
+
+    def label5_decision(model: XRLinear) -> float:  # the label-5 ranker on a label-0 document
+        layer = model.layers[-1]
+        return float((X[0] @ layer.weights[5].T).toarray()[0, 0] + layer.bias[5])
+
+    assert led.train_info["layer1_active_pairs"] == plain.train_info["layer1_active_pairs"] + 20
+    assert led.train_info["led_label_pairs"] == 2
+    assert label5_decision(plain) > 0 > label5_decision(led)  # without the hard negatives, it fires
+
+
+def test_led_modes_train_predict_round_trip_and_do_not_depend_on_workers(problem, tmp_path) -> None:
+    X, Y = problem
+    config = XRConfig.from_dict({**FAST.to_dict(), "negatives": "tfn+man+led", "led_neighbours": 3})
+    one = XRLinear.train(X[:300], Y[:300], config)
+    two = XRLinear.train(X[:300], Y[:300], XRConfig.from_dict({**config.to_dict(), "n_jobs": 2}))
+    man = XRLinear.train(X[:300], Y[:300], FAST)
+
+    for a, b in zip(one.layers, two.layers, strict=True):
+        assert (a.weights != b.weights).nnz == 0 and np.array_equal(a.bias, b.bias)
+    assert one.train_info["layer2_active_pairs"] > man.train_info["layer2_active_pairs"]
+    top, _ = one.predict_topk(X[300:], 1)
+    assert float(np.asarray(Y[300:][np.arange(300), top[:, 0]]).mean()) > 0.6  # random: about 2 / 40
+    loaded = XRLinear.load(one.save(tmp_path / "led"))
+    assert loaded.config == config and loaded.config.led_neighbours == 3
+    assert np.array_equal(loaded.predict_topk(X[300:], 5)[0], one.predict_topk(X[300:], 5)[0])
+    assert XRConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_configs_without_led_neighbours_still_load_and_led_values_are_checked() -> None:
+    old = {key: value for key, value in XRConfig().to_dict().items() if key != "led_neighbours"}  # saved before
+
+    assert XRConfig.from_dict(old) == XRConfig()
+    assert XRConfig(negatives="tfn+led").label_embedding and not XRConfig(negatives="tfn+led").matcher_aware
+    assert XRConfig().matcher_aware and not XRConfig().label_embedding
+    for bad, field in (
+        ({"led_neighbours": 0}, "led_neighbours"),
+        ({"led_neighbours": 2.5}, "led_neighbours"),
+        ({"led_neighbours": True}, "led_neighbours"),
+        ({"negatives": "tfn+led+man"}, "negatives"),
+        ({"negatives": "led"}, "negatives"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            XRConfig.from_dict(bad)
