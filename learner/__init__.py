@@ -5,8 +5,10 @@ Importing this package (or ``learner.config``, ``learner.data``, ``learner.metri
 ``learner.strategies``) does not import torch: the modules that need it (``learner.encoder``,
 ``learner.model``, ``learner.losses``) are imported only by the code paths that train or encode.
 
-The lifecycle is ``Encoder.load(EncoderConfig) -> encode -> EmbeddingStore``, then
-``MultiLabelModel.train(X, Y, labels, HeadConfig) -> save(dir) -> load(dir) -> predict_proba``.
+The lifecycle is ``Encoder.load(EncoderConfig) -> encode -> EmbeddingStore``, then a tier:
+``FastTier.train(Inputs(texts, embeddings), Y, labels, FastTierConfig) -> save(dir) -> load(dir) -> predict_topk``
+(``learner.fast``; the platform retrains it every round) or the same with ``FullTier`` (``learner.full``, fine-tunes
+the encoder). ``python -m learner.benchmark`` measures either on JSONL files.
 """
 
 __version__ = "0.1.0"
