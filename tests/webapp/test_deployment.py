@@ -42,10 +42,21 @@ def test_compose_file_is_valid(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_refuses_to_start_without_secrets(tmp_path):
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [({"DJANGO_SECRET_KEY": "y"}, "POSTGRES_PASSWORD"), ({"POSTGRES_PASSWORD": "x"}, "DJANGO_SECRET_KEY")],
+)
+def test_compose_refuses_to_start_without_secrets(tmp_path, given, missing):
+    result = _compose_config(tmp_path, ROOT / "docker-compose.yml", given)
+    assert result.returncode != 0
+    assert f"set {missing} in .env" in result.stderr  # names the secret to set
+
+
+def test_compose_without_any_secret_names_one_of_them(tmp_path):
     result = _compose_config(tmp_path, ROOT / "docker-compose.yml", {})
     assert result.returncode != 0
-    assert "set POSTGRES_PASSWORD in .env" in result.stderr
+    # Compose reports the first missing variable it meets, in no fixed order.
+    assert "set POSTGRES_PASSWORD in .env" in result.stderr or "set DJANGO_SECRET_KEY in .env" in result.stderr
 
 
 def test_compose_validation_catches_a_broken_file(tmp_path):
