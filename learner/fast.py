@@ -201,6 +201,13 @@ def _labels(labels: Sequence[str]) -> list[str]:
     return names
 
 
+def _prior_logits(targets: sp.csr_matrix, loss: str) -> np.ndarray:
+    """(n,) each column's prior log-odds (smoothed), halved for ZLPR whose probability is sigmoid(2s)."""
+    prior = (np.asarray(targets.sum(axis=0)).ravel() + 0.5) / (targets.shape[0] + 1.0)
+    logit = np.log(prior) - np.log1p(-prior)
+    return (logit / 2.0 if loss == "zlpr" else logit).astype(np.float32)
+
+
 def _split(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n_docs)
     n_val = min(n_docs - 1, max(1, round(fraction * n_docs)))
@@ -600,11 +607,7 @@ class FastTier(RuleBasedPredictions):
                 norm = float(np.linalg.norm(xd - mean, axis=1).mean()) or 1.0
                 head.mean.copy_(torch.from_numpy(mean))
                 head.scale.fill_(norm / config.embedding_weight)
-            prior = (np.asarray(targets.sum(axis=0)).ravel() + 0.5) / (targets.shape[0] + 1.0)
-            logit = np.log(prior) - np.log1p(-prior)
-            if config.loss == "zlpr":
-                logit = logit / 2.0
-            head.bias.copy_(torch.from_numpy(logit.astype(np.float32)))
+            head.bias.copy_(torch.from_numpy(_prior_logits(targets, config.loss)))
 
     def _validation_f1(self, xs: sp.csr_matrix | None, xd: np.ndarray | None, targets: sp.csr_matrix) -> float:
         """micro-F1 on validation at the best global threshold: the score C is chosen by."""
@@ -675,7 +678,8 @@ class FastTier(RuleBasedPredictions):
         report = on_progress or (lambda fraction: None)
         started = time.monotonic()
         position = {name: j for j, name in enumerate(names)}
-        old_columns = torch.tensor([position[name] for name in self.labels], dtype=torch.long)
+        old_to_new = np.array([position[name] for name in self.labels], dtype=np.int64)  # (L_old,)
+        old_columns = torch.from_numpy(old_to_new)
         head = _FlatHead(
             self.flat.sparse.shape[0] if self.flat.sparse is not None else 0,
             self.flat.dense.shape[0] if self.flat.dense is not None else 0,
@@ -699,12 +703,10 @@ class FastTier(RuleBasedPredictions):
             flat=head,
             tree=None,
             platt=self.platt,
-            rules=self.rules,
+            rules={name: rule.remapped(old_to_new) for name, rule in self.rules.items()},
             metrics=dict(self.metrics),
             train_info=dict(self.train_info),
         )
-        old_to_new = np.array([position[name] for name in self.labels], dtype=np.int64)  # (L_old,)
-        model.rules = {name: rule.remapped(old_to_new) for name, rule in self.rules.items()}
         xs, xd = model._features(inputs)
         info = _fit_flat(
             head,

@@ -69,7 +69,7 @@ from tqdm.auto import tqdm
 
 from learner.config import LOSSES, _check_device, _check_float, _check_int, _from_dict
 from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tune_decision
-from learner.fast import Inputs, _labels, _publish, _split, _targets, _versions
+from learner.fast import Inputs, _labels, _prior_logits, _publish, _split, _targets, _versions
 
 __all__ = ["FullTier", "FullTierConfig", "Inputs"]
 
@@ -231,17 +231,7 @@ def _check_cutoffs(value: Any) -> tuple[float, ...]:
 def _tree_parents(tree: Any) -> list[np.ndarray]:
     """Per layer of a ``learner.xmc.LabelTree``, (n_t,) the parent of each node in layer t - 1 (layer 0: the root,
     0). Nodes of the last layer are label ids."""
-    parents = []
-    for layer in range(tree.n_layers):
-        ptr = tree.child_ptr(layer)
-        parent_of_position = np.repeat(np.arange(len(ptr) - 1, dtype=np.int64), np.diff(ptr))  # (n_t,)
-        if layer == tree.n_layers - 1:
-            parent = np.empty(tree.n_labels, dtype=np.int64)
-            parent[tree.order] = parent_of_position
-            parents.append(parent)
-        else:
-            parents.append(parent_of_position)
-    return parents
+    return [matrix.tocsr().indices.astype(np.int64) for matrix in tree.matrices()]  # one parent per row
 
 
 def _ancestors(parents: list[np.ndarray]) -> list[np.ndarray]:
@@ -404,13 +394,6 @@ def _layer_targets(targets: sp.csr_matrix, parents: list[np.ndarray]) -> list[sp
         layer.data[:] = 1.0
         out.append(layer)
     return out
-
-
-def _prior_logits(targets: sp.csr_matrix, loss: str) -> np.ndarray:
-    """(n,) each column's prior log-odds (smoothed), halved for ZLPR whose probability is sigmoid(2s)."""
-    prior = (np.asarray(targets.sum(axis=0)).ravel() + 0.5) / (targets.shape[0] + 1.0)
-    logit = np.log(prior) - np.log1p(-prior)
-    return (logit / 2.0 if loss == "zlpr" else logit).astype(np.float32)
 
 
 def _batch_loss(scores: Any, targets: Any, mask: Any | None, loss: str) -> Any:

@@ -138,12 +138,13 @@ def led_routes(Y: Any, neighbours: sp.csr_matrix, tree: LabelTree) -> list[sp.cs
             f"got {Y.shape} and {neighbours.shape}"
         )
     near = (sp.csr_matrix(Y).astype(bool) @ neighbours.astype(bool)).tocsr()  # (N, L) nearest labels
-    out = []
-    for t in range(tree.n_layers - 1):
-        node = tree.node_of_position(t)  # (L,)
-        assign = sp.csr_matrix((np.ones(tree.n_labels, dtype=bool), (np.arange(tree.n_labels), node)))  # (L, n_t)
-        out.append((near @ assign).tocsr())  # (N, n_t)
-    return out
+    return [(near @ _position_assignment(tree, t, bool)).tocsr() for t in range(tree.n_layers - 1)]  # (N, n_t) each
+
+
+def _position_assignment(tree: LabelTree, t: int, dtype: type = np.float32) -> sp.csr_matrix:
+    """(L, n_t): row j (tree position j) has a 1 at its ancestor node in layer t."""
+    node = tree.node_of_position(t)  # (L,)
+    return sp.csr_matrix((np.ones(tree.n_labels, dtype=dtype), (np.arange(tree.n_labels), node)))
 
 
 def _neighbour_chunk(start: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -353,9 +354,7 @@ class XRLinear:
         by_position = targets[:, tree.order].tocsr()  # (N, L) columns in tree order
         layer_targets = []
         for t in range(tree.n_layers):
-            node = tree.node_of_position(t)  # (L,)
-            assign = sp.csr_matrix((np.ones(n_labels, np.float32), (np.arange(n_labels), node)))  # (L, n_t)
-            Y_t = (by_position @ assign).tocsc()
+            Y_t = (by_position @ _position_assignment(tree, t)).tocsc()  # (N, n_t)
             Y_t.data[:] = 1.0
             layer_targets.append(Y_t)
         # With "+led": per cluster level, the nodes holding the labels nearest to each document's labels.
