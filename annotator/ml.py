@@ -123,18 +123,68 @@ def shortlists(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarray | 
     return model.predict_topk(inputs, k)
 
 
+def strategy_choices() -> list[tuple[str, str]]:
+    """The strategies a project can use: "default" (the measured default) and every scorer with its batch rules.
+    modAL's peers are left out: they are dense-only baselines for the simulator."""
+    from learner.strategies import DEFAULT_STRATEGY, MODAL_STRATEGIES, STRATEGIES
+
+    names = [name for name in STRATEGIES if name not in MODAL_STRATEGIES]
+    return [("default", f"Default (now {DEFAULT_STRATEGY})")] + [(name, _strategy_title(name)) for name in names]
+
+
+def _strategy_title(name: str) -> str:
+    from learner.strategies import SCORERS
+
+    scorer, _, rule = name.partition("+")
+    title = SCORERS[scorer].split(";")[0].split(":")[0].split(" (")[0]
+    title = title[0].upper() + title[1:]
+    return f"{name}: {title}" + {"": "", "kmeans": ", diverse batch (k-means)", "ranked": ", ranked batch"}[rule]
+
+
+def resolve_strategy(strategy: str) -> tuple[str, str, str]:
+    """(the name actually used, scorer, batch rule): "default" becomes the library's measured default."""
+    from learner.strategies import DEFAULT_STRATEGY, resolve
+
+    name = DEFAULT_STRATEGY if strategy == "default" else strategy
+    scorer, rule = resolve(name)
+    return name, scorer, rule
+
+
 def score_strategy(
-    *, strategy: str, probs: np.ndarray, threshold: float, mean_cardinality: float, seed: int
+    *,
+    strategy: str,
+    idx: np.ndarray,
+    probs: np.ndarray,
+    threshold: float,
+    mean_cardinality: float,
+    label_counts: np.ndarray | None,
+    seed: int,
 ) -> np.ndarray:
     from learner.strategies import score_pool
 
-    return score_pool(strategy, probs, threshold=threshold, mean_cardinality=mean_cardinality, seed=seed)
+    return score_pool(
+        strategy,
+        probs,
+        idx=idx,
+        threshold=threshold,
+        mean_cardinality=mean_cardinality,
+        label_counts=label_counts,
+        seed=seed,
+    )
 
 
-def select_top(scores: np.ndarray, n: int, seed: int) -> np.ndarray:
-    from learner.strategies import select_top as _select_top
+def select_batch(
+    strategy: str,
+    scores: np.ndarray,
+    n: int,
+    *,
+    embeddings: np.ndarray | None,
+    labelled_embeddings: np.ndarray | None,
+    seed: int,
+) -> np.ndarray:
+    from learner.strategies import select_batch as _select_batch
 
-    return _select_top(scores, n, seed=seed)
+    return _select_batch(strategy, scores, n, embeddings=embeddings, labelled_embeddings=labelled_embeddings, seed=seed)
 
 
 def cold_start(embeddings: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -7,13 +7,14 @@ from django.db import models
 from django.db.models import Q
 
 
-class Project(models.Model):
-    class Strategy(models.TextChoices):
-        UNCERTAINTY = "uncertainty", "Uncertainty (mean binary entropy)"
-        MARGIN = "margin", "Margin to the decision threshold"
-        CARDINALITY = "cardinality", "Label-cardinality inconsistency"
-        RANDOM = "random", "Random"
+def strategy_choices() -> list[tuple[str, str]]:
+    """The query strategies of `learner.strategies` (one source of truth; "default" is the measured default)."""
+    from annotator import ml
 
+    return ml.strategy_choices()
+
+
+class Project(models.Model):
     class Loss(models.TextChoices):
         BCE = "bce", "Binary cross-entropy"
         ZLPR = "zlpr", "Multi-label softmax + cross-entropy (ZLPR)"
@@ -26,7 +27,12 @@ class Project(models.Model):
     retrain_every = models.PositiveIntegerField(
         default=20, help_text="Queue a training run after this many new annotations."
     )
-    strategy = models.CharField(max_length=20, choices=Strategy.choices, default=Strategy.UNCERTAINTY)
+    strategy = models.CharField(
+        max_length=20,
+        choices=strategy_choices,
+        default="default",
+        help_text="How the queue picks documents; default: the strategy measured best (docs/benchmarks.md).",
+    )
     loss = models.CharField(max_length=10, choices=Loss.choices, default=Loss.BCE)
     decision_threshold = models.FloatField(
         null=True,

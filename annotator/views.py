@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods
 from . import selectors, services
 from .exceptions import NotFound, PermissionDenied, ProjectError
 from .importing import parse_file
-from .models import Membership, Project
+from .models import Membership, Project, strategy_choices
 
 
 class ProjectForm(forms.Form):
@@ -25,7 +25,7 @@ class ProjectForm(forms.Form):
     guidelines = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
     label_budget = forms.IntegerField(min_value=1, required=False, help_text="Documents; empty for no limit.")
     retrain_every = forms.IntegerField(min_value=1, initial=20)
-    strategy = forms.ChoiceField(choices=Project.Strategy.choices, initial=Project.Strategy.UNCERTAINTY)
+    strategy = forms.ChoiceField(choices=strategy_choices, initial="default")
 
 
 class ImportForm(forms.Form):

@@ -1,8 +1,18 @@
-"""Multi-label query strategies (SCIENCE.md §4): pure functions of model outputs, one score per document.
+"""Multi-label query strategies (SCIENCE.md §4): pure functions of model outputs, embeddings and label counts.
 
-A higher score means "label this document first". Scoring is separate from selection
-(``select_top``, seeded tie-breaks), and ``cold_start`` picks diverse, representative documents when
-there is no model yet. numpy (and scikit-learn's k-means for ``cold_start``) only: no torch.
+A strategy is a *scorer* (one number per document, higher = label it first) and a *batch rule* that turns
+scores into a batch: ``top`` (the n best), ``kmeans`` (the best document of each of n k-means clusters among
+the best candidates) or ``ranked`` (Cardoso et al.'s ranked batch: uncertainty traded against distance to what
+is labelled and already picked). Names are ``scorer`` or ``scorer+kmeans`` / ``scorer+ranked``; ``default``
+resolves to ``DEFAULT_STRATEGY``. modAL's ``modAL.multilabel`` strategies are peers under ``modal_*`` names
+(called directly, dense probabilities only).
+
+Scorers read each document's shortlist: ``probs`` (N, K) of its K best labels (every label when K = L) with
+their label ids ``idx`` (N, K); the labels outside the shortlist have probabilities near 0 and add nothing to
+uncertainty, so a scorer costs O(N x K), never O(N x L), and with K = L it is the dense strategy. Scoring works
+chunk by chunk (``score_pool``), the batch rule once on the whole pool's scores (``select_batch``).
+``cold_start`` picks diverse, representative documents when there is no model yet. numpy (scikit-learn's
+k-means, modAL for the peers) only: no torch.
 """
 
 from __future__ import annotations
@@ -14,24 +24,63 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BATCH_RULES",
+    "DEFAULT_STRATEGY",
+    "MODAL_STRATEGIES",
+    "SCORERS",
     "STRATEGIES",
+    "adaptive_uncertainty",
     "cardinality_inconsistency",
     "cold_start",
+    "kmeans_batch",
     "mean_binary_entropy",
+    "modal_select",
     "random_scores",
+    "ranked_batch",
+    "rarity_entropy",
+    "resolve",
     "score_pool",
+    "select",
+    "select_batch",
     "select_top",
     "threshold_margin",
 ]
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES: dict[str, str] = {
+SCORERS: dict[str, str] = {
     "random": "uniform random scores, the baseline every strategy must beat; O(N)",
-    "uncertainty": "mean over labels of the binary entropy of p_l (most uncertain first); O(N·L)",
-    "margin": "closeness of the most uncertain label to the threshold, -min_l |p_l - t|; O(N·L)",
-    "cardinality": "|#labels with p_l >= t - mean #labels per document| (label-count surprise); O(N·L)",
+    "uncertainty": "mean over the shortlist of the binary entropy of p_l (most uncertain first); O(N·K)",
+    "margin": "closeness of the most uncertain label to the threshold, -min_l |p_l - t|; O(N·K)",
+    "cardinality": "|#labels with p_l >= t - mean #labels per document| (label-count surprise); O(N·K)",
+    "adaptive": "Li & Guo 2013: max-margin uncertainty^beta x cardinality inconsistency^(1-beta), beta 0.5; O(N·K)",
+    "rarity": "binary entropy weighted by label rarity (1 + labelled positives)^-1/2, summed over the shortlist; "
+    "O(N·K)",
 }
+BATCH_RULES: dict[str, str] = {
+    "top": "the n best scores; O(N)",
+    "kmeans": "k-means (n clusters) on the embeddings of the 10·n best, the best of each cluster; O(10·n·n·D·iter)",
+    "ranked": "Cardoso et al.'s ranked batch over the 10·n best: alpha·distance to the labelled and picked "
+    "+ (1-alpha)·score, one pick at a time; O(10·n·(|labelled| + n)·D)",
+}
+MODAL_STRATEGIES: dict[str, str] = {
+    "modal_min_confidence": "modAL min_confidence (Esuli & Sebastiani): lowest min_l p_l; dense O(N·L)",
+    "modal_avg_confidence": "modAL avg_confidence: highest mean_l p_l; dense O(N·L)",
+    "modal_max_score": "modAL max_score: highest max_l p_l·(pred_l - 1/2); dense O(N·L)",
+    "modal_avg_score": "modAL avg_score: highest mean_l p_l·(pred_l - 1/2); dense O(N·L)",
+}
+DEFAULT_STRATEGY = "cardinality"
+STRATEGIES: dict[str, str] = {
+    **SCORERS,
+    **{
+        f"{name}+{rule}": f"{SCORERS[name]}; batch: {BATCH_RULES[rule]}"
+        for name in SCORERS
+        if name != "random"
+        for rule in ("kmeans", "ranked")
+    },
+    **MODAL_STRATEGIES,
+}
+CANDIDATES_PER_PICK = 10  # the kmeans / ranked batch rules look at the 10·n best-scored documents
 
 COLD_START_FIT_SAMPLE = 20_000
 
@@ -50,8 +99,9 @@ def _check_probs(probs: Any) -> np.ndarray:
 
 
 def _check_threshold(threshold: float) -> float:
-    if not 0.0 < float(threshold) < 1.0:
-        raise ValueError(f"threshold must be in (0, 1); got {threshold}")
+    """A decision threshold in [0, 1] (a tuned rule may sit at either end: "every label" or "none")."""
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1]; got {threshold}")
     return float(threshold)
 
 
@@ -98,27 +148,105 @@ def cardinality_inconsistency(probs: np.ndarray, threshold: float, mean_cardinal
     return np.abs(predicted - float(mean_cardinality))
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-6, 1.0 - 1e-6)
+    return np.log(q) - np.log1p(-q)
+
+
+def adaptive_uncertainty(probs: np.ndarray, threshold: float, mean_cardinality: float, beta: float = 0.5) -> np.ndarray:
+    """(N,) Li & Guo (2013), "Active learning with multi-label SVM classification": u^beta * c^(1-beta), as logs.
+
+    u is the max-margin uncertainty 1 / sepmargin, sepmargin = min f over the predicted labels - max f over the
+    others, with decision values f_l = logit(p_l) - logit(threshold) (a document with no label above the
+    threshold has its best label as the predicted one); c is the cardinality inconsistency
+    |#predicted - mean_cardinality|. probs (N, K) shortlists (K >= 2). The paper picks beta per round by
+    retraining once per candidate beta; that costs a retrain per beta per round, so beta is fixed here
+    (0.5 weighs both equally).
+    """
+    p = _check_probs(probs)
+    cut = _check_threshold(threshold)
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1]; got {beta}")
+    if p.shape[1] < 2:
+        raise ValueError("adaptive needs at least 2 labels per document")
+    f = _logit(p) - _logit(np.array(cut))  # (N, K)
+    positive = f >= 0
+    count = positive.sum(axis=1)  # (N,)
+    best = f.argmax(axis=1)
+    positive[np.arange(len(p))[count == 0], best[count == 0]] = True  # at least one predicted label
+    lowest_positive = np.where(positive, f, np.inf).min(axis=1)
+    highest_negative = np.where(positive, -np.inf, f).max(axis=1)
+    highest_negative = np.where(np.isfinite(highest_negative), highest_negative, lowest_positive - 1.0)
+    separation = np.abs(lowest_positive - highest_negative)  # (N,) >= 0
+    inconsistency = cardinality_inconsistency(p, cut, mean_cardinality)
+    return -beta * np.log(separation + 1e-6) + (1.0 - beta) * np.log(inconsistency + 1e-6)
+
+
+def rarity_entropy(idx: np.ndarray, probs: np.ndarray, label_counts: Any, power: float = 0.5) -> np.ndarray:
+    """(N,) sum over the shortlist of H(p_l) * (1 + n_l)^-power, n_l the labelled positives of label l.
+
+    A document that is uncertain about labels with few labelled examples scores higher than one uncertain
+    about well-known labels: the tail bonus. idx (N, K) label ids (-1: empty slot, ignored), probs (N, K).
+    """
+    p = _check_probs(probs)
+    ids = np.asarray(idx)
+    if ids.shape != p.shape:
+        raise ValueError(f"idx {ids.shape} and probs {p.shape} must have the same shape")
+    counts = np.asarray(label_counts, dtype=np.float64)
+    if counts.ndim != 1 or (counts < 0).any():
+        raise ValueError("label_counts must be a 1-D array of non-negative counts")
+    if ids.size and ids.max() >= len(counts):
+        raise ValueError(f"idx holds label {int(ids.max())} but label_counts has {len(counts)} labels")
+    weight = np.where(ids >= 0, (1.0 + counts[np.maximum(ids, 0)]) ** -float(power), 0.0)  # (N, K)
+    q = 1.0 - p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log2(p), 0.0) - np.where(q > 0, q * np.log2(q), 0.0)  # (N, K)
+    return (h * weight).sum(axis=1)
+
+
+def resolve(strategy: str) -> tuple[str, str]:
+    """``(scorer, batch rule)`` of a strategy name (``default`` -> ``DEFAULT_STRATEGY``); modAL peers give
+    ``(name, "modal")``. Unknown names raise ``ValueError`` listing the valid ones."""
+    name = DEFAULT_STRATEGY if strategy == "default" else strategy
+    if name in MODAL_STRATEGIES:
+        return name, "modal"
+    if name in STRATEGIES:
+        scorer, _, rule = name.partition("+")
+        return scorer, rule or "top"
+    raise ValueError(f"unknown strategy {strategy!r}; valid strategies: default, {', '.join(STRATEGIES)}")
+
+
 def score_pool(
     strategy: str,
     probs: np.ndarray,
     *,
+    idx: np.ndarray | None = None,
     threshold: float = 0.5,
     mean_cardinality: float = 1.0,
+    label_counts: Any = None,
     seed: int = 0,
 ) -> np.ndarray:
-    """Score every document of the pool (probs (N, L)) with the named strategy; returns (N,).
+    """Score documents (shortlists ``probs`` (N, K) of label ids ``idx``) with a strategy's scorer; returns (N,).
 
-    Valid names are the keys of ``STRATEGIES``; anything else raises ``ValueError`` listing them.
+    ``rarity`` needs ``idx`` and ``label_counts`` (L,). Unknown names, and modAL peers (which select, not
+    score), raise ``ValueError``.
     """
-    if strategy == "random":
+    scorer, rule = resolve(strategy)
+    if rule == "modal":
+        raise ValueError(f"{strategy} is a modAL peer: it selects from dense probabilities (use modal_select)")
+    if scorer == "random":
         return random_scores(_check_probs(probs).shape[0], seed)
-    if strategy == "uncertainty":
+    if scorer == "uncertainty":
         return mean_binary_entropy(probs)
-    if strategy == "margin":
+    if scorer == "margin":
         return threshold_margin(probs, threshold)
-    if strategy == "cardinality":
+    if scorer == "cardinality":
         return cardinality_inconsistency(probs, threshold, mean_cardinality)
-    raise ValueError(f"unknown strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}")
+    if scorer == "adaptive":
+        return adaptive_uncertainty(probs, threshold, mean_cardinality)
+    if idx is None or label_counts is None:
+        raise ValueError("rarity needs the shortlists' label ids (idx) and the labelled positives per label")
+    return rarity_entropy(idx, probs, label_counts)
 
 
 def select_top(scores: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -225,3 +353,186 @@ def _farthest_first(x: np.ndarray, picked: list[int], count: int, rng: np.random
         taken[best] = True
         nearest = np.minimum(nearest, ((xo - xo[best]) ** 2).sum(axis=1))
     return extra
+
+
+# ---------------------------------------------------------------------------------------------------- batch rules
+def _candidates(scores: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """The CANDIDATES_PER_PICK * n best-scored indices, best first (seeded ties)."""
+    return select_top(scores, min(len(scores), CANDIDATES_PER_PICK * n), seed=seed)
+
+
+def _check_embeddings(embeddings: Any, n_docs: int, name: str = "embeddings") -> np.ndarray:
+    x = np.asarray(embeddings, dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != n_docs:
+        raise ValueError(f"{name} must be 2-D with {n_docs} rows; got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def kmeans_batch(scores: np.ndarray, embeddings: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` indices: k-means with n clusters on the (L2-normalised) embeddings (N, D) of the 10·n best-scored
+    documents, then the best-scored document of each cluster, best first. A batch of near-duplicates becomes
+    one pick per group of similar documents."""
+    from sklearn.cluster import KMeans
+
+    values = np.asarray(scores, dtype=np.float64)
+    x = _check_embeddings(embeddings, len(values))
+    candidates = _candidates(values, n, seed)
+    if len(candidates) <= n:
+        return candidates
+    points = _normalise_rows(x[candidates])  # (m, D)
+    kmeans = KMeans(n_clusters=n, n_init=1, max_iter=50, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fewer distinct points than clusters
+        assignment = kmeans.fit_predict(points)  # (m,)
+    picks = []
+    for cluster in range(n):
+        members = np.flatnonzero(assignment == cluster)
+        if len(members):
+            picks.append(int(members[0]))  # candidates are best first: the first member is its best
+    chosen = set(picks)
+    picks += [i for i in range(len(candidates)) if i not in chosen][: n - len(picks)]  # empty clusters
+    return candidates[np.sort(np.asarray(picks, dtype=np.int64))]
+
+
+def ranked_batch(
+    scores: np.ndarray, embeddings: np.ndarray, labelled_embeddings: np.ndarray | None, n: int, seed: int = 0
+) -> np.ndarray:
+    """Cardoso et al. (2017) ranked batch-mode active learning, as ``modAL.batch.ranked_batch`` computes it,
+    over the 10·n best-scored documents: pick by pick, the candidate maximising
+    alpha·(1 - 1/(1 + d)) + (1 - alpha)·score, d its Euclidean distance to the nearest labelled or already
+    picked document and alpha = |candidates left| / (|candidates left| + |labelled and picked|). Scores are
+    min-max scaled to [0, 1] first. modAL recomputes every distance per pick (O(n·m·|labelled|·D)); keeping each
+    candidate's nearest distance makes it O(m·(|labelled| + n)·D). Without labelled documents the first pick is
+    the best-scored one."""
+    values = np.asarray(scores, dtype=np.float64)
+    x = _check_embeddings(embeddings, len(values))
+    candidates = _candidates(values, n, seed)
+    points = x[candidates].astype(np.float64)  # (m, D)
+    span = values[candidates].max() - values[candidates].min() if len(candidates) else 0.0
+    uncertainty = (values[candidates] - values[candidates].min()) / span if span > 0 else np.zeros(len(candidates))
+    nearest = np.full(len(candidates), np.inf)  # (m,) distance to the nearest labelled / picked document
+    n_known = 0
+    if labelled_embeddings is not None and len(labelled_embeddings):
+        known = np.asarray(labelled_embeddings, dtype=np.float64)
+        if known.ndim != 2 or known.shape[1] != x.shape[1]:
+            raise ValueError(f"labelled_embeddings must be (n, {x.shape[1]}); got {known.shape}")
+        n_known = known.shape[0]
+        for start in range(0, n_known, 2048):
+            block = known[start : start + 2048]  # (b, D)
+            d2 = (points**2).sum(1)[:, None] - 2.0 * points @ block.T + (block**2).sum(1)[None, :]
+            nearest = np.minimum(nearest, np.sqrt(np.maximum(d2.min(axis=1), 0.0)))
+    taken = np.zeros(len(candidates), dtype=bool)
+    picks: list[int] = []
+    for _ in range(min(n, len(candidates))):
+        left = int((~taken).sum())
+        alpha = left / (left + n_known + len(picks))
+        if n_known + len(picks) == 0:
+            utility = uncertainty.copy()
+        else:
+            utility = alpha * (1.0 - 1.0 / (1.0 + nearest)) + (1.0 - alpha) * uncertainty
+        utility[taken] = -np.inf
+        best = int(np.argmax(utility))
+        picks.append(best)
+        taken[best] = True
+        nearest = np.minimum(nearest, np.sqrt(((points - points[best]) ** 2).sum(axis=1)))
+    return candidates[np.asarray(picks, dtype=np.int64)]
+
+
+def select_batch(
+    strategy: str,
+    scores: np.ndarray,
+    n: int,
+    *,
+    embeddings: np.ndarray | None = None,
+    labelled_embeddings: np.ndarray | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """The batch rule of ``strategy`` on the pool's scores (N,): ``n`` indices (int64), in pick order.
+
+    ``+kmeans`` and ``+ranked`` need the pool's ``embeddings`` (N, D); ``+ranked`` uses the labelled documents'
+    ``labelled_embeddings`` (n_l, D) as well.
+    """
+    _, rule = resolve(strategy)
+    if rule == "modal":
+        raise ValueError(f"{strategy} is a modAL peer: use modal_select")
+    values = np.asarray(scores, dtype=np.float64)
+    if values.ndim != 1 or np.isnan(values).any():
+        raise ValueError("scores must be 1-D without NaN")
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise ValueError(f"n must be a non-negative integer; got {n!r}")
+    if rule == "top" or n == 0:
+        return select_top(values, n, seed=seed)
+    if embeddings is None:
+        raise ValueError(f"{strategy} needs the pool's embeddings for its {rule} batch rule")
+    if rule == "kmeans":
+        return kmeans_batch(values, embeddings, int(n), seed=seed)
+    return ranked_batch(values, embeddings, labelled_embeddings, int(n), seed=seed)
+
+
+class _Fixed:
+    """A stand-in classifier for modAL: rows of X are pool indices; answers with the given probabilities."""
+
+    def __init__(self, probs: np.ndarray, threshold: float) -> None:
+        self.probs = probs
+        self.threshold = threshold
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.probs[np.asarray(X, dtype=np.int64).ravel()]
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.predict_proba(X) >= self.threshold).astype(np.int64)
+
+
+def modal_select(strategy: str, probs: np.ndarray, n: int, threshold: float = 0.5) -> np.ndarray:
+    """A modAL peer (``modal_*``), called as modAL ships it on dense probabilities (N, L): ``n`` indices."""
+    import modAL.multilabel as modal
+
+    if strategy not in MODAL_STRATEGIES:
+        raise ValueError(f"unknown modAL strategy {strategy!r}; valid: {', '.join(MODAL_STRATEGIES)}")
+    p = _check_probs(probs)
+    n = min(int(n), p.shape[0])
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    function = getattr(modal, strategy.removeprefix("modal_"))
+    picks, _ = function(_Fixed(p, _check_threshold(threshold)), np.arange(p.shape[0])[:, None], n_instances=n)
+    return np.asarray(picks, dtype=np.int64).ravel()
+
+
+def select(
+    strategy: str,
+    n: int,
+    *,
+    idx: np.ndarray,
+    probs: np.ndarray,
+    n_labels: int,
+    threshold: float = 0.5,
+    mean_cardinality: float = 1.0,
+    label_counts: Any = None,
+    embeddings: np.ndarray | None = None,
+    labelled_embeddings: np.ndarray | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Score the whole pool (shortlists idx/probs (N, K) over ``n_labels`` labels) and pick a batch of ``n``.
+
+    The simulator's entry point; the platform scores in chunks with ``score_pool`` and calls ``select_batch``.
+    modAL peers get dense (N, n_labels) probabilities rebuilt from the shortlists (K must equal n_labels).
+    """
+    scorer, rule = resolve(strategy)
+    if rule == "modal":
+        if np.asarray(idx).shape[1] != n_labels:
+            raise ValueError(f"{strategy} needs every label's probability (a {n_labels}-wide shortlist)")
+        dense = np.zeros((len(idx), n_labels))
+        np.put_along_axis(dense, np.asarray(idx), np.asarray(probs, dtype=np.float64), axis=1)
+        return modal_select(scorer, dense, n, threshold)
+    scores = score_pool(
+        strategy,
+        probs,
+        idx=idx,
+        threshold=threshold,
+        mean_cardinality=mean_cardinality,
+        label_counts=label_counts,
+        seed=seed,
+    )
+    return select_batch(strategy, scores, n, embeddings=embeddings, labelled_embeddings=labelled_embeddings, seed=seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..models import Job, Membership, ModelVersion, Project
+from ..models import Job, Membership, ModelVersion, Project, strategy_choices
 from ..services.projects import PROJECT_SETTINGS
 
 
@@ -25,7 +25,7 @@ class ProjectCreateSerializer(serializers.Serializer):
     guidelines = serializers.CharField(required=False, allow_blank=True)
     label_budget = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     retrain_every = serializers.IntegerField(required=False, min_value=1)
-    strategy = serializers.ChoiceField(choices=Project.Strategy.choices, required=False)
+    strategy = serializers.ChoiceField(choices=strategy_choices(), required=False)
     loss = serializers.ChoiceField(choices=Project.Loss.choices, required=False)
     decision_threshold = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
     suggestions_k = serializers.IntegerField(required=False, min_value=1, max_value=100)

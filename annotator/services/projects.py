@@ -10,7 +10,7 @@ from django.db import transaction
 
 from ..exceptions import ProjectError
 from ..importing import LABEL_SEPARATOR
-from ..models import Label, Membership, Project
+from ..models import Label, Membership, Project, strategy_choices
 from ..text import fold
 
 MAX_LABEL_LENGTH = 255
@@ -58,8 +58,9 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
             problems.append(
                 "decision_threshold must be empty (the model's tuned threshold) or strictly between 0 and 1"
             )
-    if "strategy" in cleaned and cleaned["strategy"] not in Project.Strategy.values:
-        problems.append(f"strategy must be one of {', '.join(Project.Strategy.values)}")
+    valid_strategies = [name for name, _ in strategy_choices()]
+    if "strategy" in cleaned and cleaned["strategy"] not in valid_strategies:
+        problems.append(f"strategy must be one of {', '.join(valid_strategies)}")
     if "loss" in cleaned and cleaned["loss"] not in Project.Loss.values:
         problems.append(f"loss must be one of {', '.join(Project.Loss.values)}")
     if "guidelines" in cleaned and not isinstance(cleaned["guidelines"], str):

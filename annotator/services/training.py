@@ -345,6 +345,18 @@ def _model_items(
     chunk = int(max(64, min(4096, SCORE_CELLS // max(width, 1))))
     mean_cardinality = float(version.config.get("mean_cardinality", 1.0))
     threshold = effective_threshold(project=project, version=version)
+    strategy, scorer, rule = ml.resolve_strategy(project.strategy)
+    label_counts = None
+    labelled_ids: list[int] = []
+    if scorer == "rarity" or rule == "ranked":
+        labelled_ids, labels, rows = _training_snapshot(project)
+        position = {name: j for j, name in enumerate(model.labels)}
+        column_of_label = {label_id: position.get(name, -1) for label_id, name in labels}
+        label_counts = np.zeros(n_labels, dtype=np.int64)  # (L,) labelled positives per model label
+        for row in rows:
+            for label_id in row:
+                if column_of_label.get(label_id, -1) >= 0:
+                    label_counts[column_of_label[label_id]] += 1
     scores = np.empty(len(pool), dtype=np.float64)  # (U,)
     top_idx = np.empty((len(pool), k), dtype=np.int64)  # (U, k)
     top_p = np.empty((len(pool), k), dtype=np.float32)  # (U, k)
@@ -357,18 +369,28 @@ def _model_items(
             k=width,
         )  # (C, width) each, best first
         scores[start : start + len(ids)] = ml.score_strategy(
-            strategy=project.strategy,
+            strategy=strategy,
+            idx=idx,
             probs=probs,
             threshold=threshold,
             mean_cardinality=mean_cardinality,
+            label_counts=label_counts,
             seed=version.number * 7919 + start,
         )
         top_idx[start : start + len(ids)] = idx[:, :k]
         top_p[start : start + len(ids)] = probs[:, :k]
         beat((start + len(ids)) / len(pool), f"scored {start + len(ids)} of {len(pool)} documents")
-    chosen = ml.select_top(scores, project.queue_size, seed=version.number)
+    # The batch rule runs once on the whole pool: the best scores, or a diverse batch among the best.
+    chosen = ml.select_batch(
+        strategy,
+        scores,
+        project.queue_size,
+        embeddings=store.get(pool) if rule != "top" else None,
+        labelled_embeddings=_encoded_only(store, labelled_ids) if rule == "ranked" else None,
+        seed=version.number,
+    )
     items = []
-    for index in chosen:
+    for rank, index in enumerate(chosen):
         index = int(index)
         suggestions = [
             [int(column_label[j]), round(float(p), 4)]
@@ -380,12 +402,20 @@ def _model_items(
                 project=project,
                 document_id=pool[index],
                 model_version=version,
-                strategy=project.strategy,
-                score=float(scores[index]),
+                strategy=strategy,
+                score=float(scores[index]) if rule == "top" else float(len(chosen) - rank),  # served best first
                 suggestions=suggestions,
             )
         )
     return items
+
+
+def _encoded_only(store, doc_ids: list[int]) -> np.ndarray | None:
+    """Embeddings (n, D) of those of `doc_ids` that are encoded (a document labelled since the last training may
+    not be yet); None when there is none."""
+    encoded = set(store.ids().tolist())
+    kept = [doc_id for doc_id in doc_ids if doc_id in encoded]
+    return store.get(kept) if kept else None
 
 
 # --- reconcile -------------------------------------------------------------------------------------------------------

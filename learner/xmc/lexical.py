@@ -136,6 +136,10 @@ class LabelNameMatcher:
             0,
         )
         self.n_matchable = len(pairs)
+        # p0 of a title / body match (what a label whose name never matched gets); set by fit, saved
+        self.priors = (
+            (float(np.median(self.title_precision)), float(np.median(self.body_precision))) if n else (0.0, 0.0)
+        )
 
     def __repr__(self) -> str:
         return f"LabelNameMatcher(labels={self.n_labels}, matchable={self.n_matchable})"
@@ -177,14 +181,16 @@ class LabelNameMatcher:
         unfitted = np.zeros(len(names), dtype=np.float32)
         matcher = cls(config, names, unfitted, unfitted)
         title, body = matcher.matches(items)
-        precisions = []
+        precisions, priors = [], []
         for found in (title, body):
             n_found = np.asarray(found.sum(axis=0)).ravel()  # (L,)
             n_hits = np.asarray(found.multiply(targets).sum(axis=0)).ravel()  # (L,)
             overall = float(n_hits.sum() / n_found.sum()) if n_found.sum() > 0 else 0.0
+            priors.append(overall)
             precisions.append((n_hits + config.prior_strength * overall) / (n_found + config.prior_strength))
         matcher.title_precision = precisions[0].astype(np.float32)
         matcher.body_precision = precisions[1].astype(np.float32)
+        matcher.priors = (float(priors[0]), float(priors[1]))
         logger.info(
             "label-name matcher: %d of %d labels matchable; %.3f / %.3f matches per document (title / rest)",
             matcher.n_matchable,
@@ -192,6 +198,30 @@ class LabelNameMatcher:
             title.nnz / len(items),
             body.nnz / len(items),
         )
+        return matcher
+
+    def with_labels(self, label_names: Sequence[str], texts: Sequence[str], Y: Any) -> LabelNameMatcher:
+        """A matcher that also knows ``label_names`` (new labels), their precisions estimated on ``texts`` with
+        0/1 targets Y (N, len(label_names)) around this matcher's p0: (hits + s * p0) / (matches + s)."""
+        added = [str(name) for name in label_names]
+        items = _check_texts(texts)
+        targets = check_targets(Y, len(items))
+        if targets.shape[1] != len(added):
+            raise ValueError(f"Y has {targets.shape[1]} columns but {len(added)} label names were given")
+        s = self.config.prior_strength
+        extra = []
+        probe = LabelNameMatcher(self.config, added, np.zeros(len(added)), np.zeros(len(added)))
+        for found, p0 in zip(probe.matches(items), self.priors, strict=True):
+            n_found = np.asarray(found.sum(axis=0)).ravel()  # (L_added,)
+            n_hits = np.asarray(found.multiply(targets).sum(axis=0)).ravel()
+            extra.append((n_hits + s * p0) / (n_found + s))
+        matcher = LabelNameMatcher(
+            self.config,
+            self.label_names + added,
+            np.concatenate([self.title_precision, extra[0]]),
+            np.concatenate([self.body_precision, extra[1]]),
+        )
+        matcher.priors = self.priors
         return matcher
 
     def score(self, texts: Sequence[str]) -> sp.csr_matrix:
@@ -212,7 +242,13 @@ class LabelNameMatcher:
         def write(folder: Path) -> None:
             write_json(folder / CONFIG_FILE, payload)
             with open(folder / ARRAYS_FILE, "wb") as handle:
-                np.savez(handle, allow_pickle=False, title=self.title_precision, body=self.body_precision)
+                np.savez(
+                    handle,
+                    allow_pickle=False,
+                    title=self.title_precision,
+                    body=self.body_precision,
+                    priors=np.asarray(self.priors, dtype=np.float64),
+                )
 
         return write_folder_atomically(directory, write)
 
@@ -227,7 +263,11 @@ class LabelNameMatcher:
                 raise ValueError(f"not a {FORMAT} version {FORMAT_VERSION} folder")
             with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
                 title, body = arrays["title"], arrays["body"]
-            return cls(LexicalConfig.from_dict(payload["config"]), list(payload["label_names"]), title, body)
+                priors = arrays.get("priors")
+            matcher = cls(LexicalConfig.from_dict(payload["config"]), list(payload["label_names"]), title, body)
+            if priors is not None:  # folders saved before priors were stored keep the medians
+                matcher.priors = (float(priors[0]), float(priors[1]))
+            return matcher
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"corrupt label-name matcher in {folder}: {exc}") from exc
 

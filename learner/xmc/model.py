@@ -460,6 +460,194 @@ class XRLinear:
             for p in range(n_parents)
         ]
 
+    # ------------------------------------------------------------ incremental update
+
+    def update(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        new_rows: Any = None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> XRLinear:
+        """Continue from this model on update documents; new labels join the tree. Returns a new model.
+
+        X (N, F) are the update documents' features (the new documents and any replayed old ones), Y (N, L')
+        their 0/1 targets: columns [0, L) are this model's labels, columns [L, L') labels it has never seen.
+        ``new_rows`` (default: every row) says which rows are new documents.
+
+        The tree and the cluster layers are kept. Each new label joins the leaf cluster that the model's own
+        beam puts first for most of its documents (so the documents that carry it reach it at inference; a
+        label without documents joins the smallest leaf). Then only the classifiers of the labels with a
+        positive among the new rows (new labels included) are retrained, each exactly as a full training
+        would train it (liblinear on the update documents routed to its leaf: teacher-forced plus, with
+        ``tfn+man``, the beam's matcher-aware negatives; LED negatives are not recomputed); every other weight
+        is kept. With every old document replayed this is what a full retrain on the same tree fits for those
+        labels; with a sample, their old evidence is what the replay keeps. New labels get PIFA rows from the
+        update documents. The cost is O(retrained labels x documents routed to their leaves), no tree build.
+        """
+        features = check_features(X, self.n_features)
+        n_docs = features.shape[0]
+        if n_docs == 0:
+            raise ValueError("X has no documents: an update needs at least one labelled document")
+        targets = check_targets(Y, n_docs)
+        n_old, n_all = self.n_labels, targets.shape[1]
+        if n_all < n_old:
+            raise ValueError(f"Y has {n_all} columns but the model has {n_old} labels; an update cannot drop labels")
+        new = np.ones(n_docs, dtype=bool) if new_rows is None else np.zeros(n_docs, dtype=bool)
+        if new_rows is not None:
+            rows = np.asarray(new_rows, dtype=np.int64).ravel()
+            if rows.size and (rows.min() < 0 or rows.max() >= n_docs):
+                raise ValueError(f"new_rows must index the {n_docs} rows of X")
+            new[rows] = True
+        report = on_progress or (lambda fraction: None)
+        started = time.perf_counter()
+        config, tree = self.config, self.tree
+        last = tree.n_layers - 1
+        n_leaves = len(tree.leaf_bounds) - 1
+        by_label = targets.tocsc()  # (N, L') columns = labels
+
+        # 1. The leaf of each new label: where the beam sends most of its documents.
+        beam_nodes = self._beam_through(features, last - 1, config.beam) if last > 0 else None  # (N, beam)
+        beam_seconds = time.perf_counter() - started
+        sizes = np.diff(tree.leaf_bounds).astype(np.int64)  # (n_leaves,)
+        leaf_of_added = np.zeros(n_all - n_old, dtype=np.int64)
+        for j in range(n_all - n_old):
+            if beam_nodes is None:
+                break
+            docs = by_label.indices[by_label.indptr[n_old + j] : by_label.indptr[n_old + j + 1]]
+            top = beam_nodes[docs, 0]
+            votes = np.bincount(top[top >= 0], minlength=n_leaves)  # (n_leaves,)
+            leaf = int(np.argmax(votes)) if votes.any() else int(np.argmin(sizes))
+            leaf_of_added[j] = leaf
+            sizes[leaf] += 1
+        report(0.2)
+
+        # 2. The grown tree: each leaf keeps its labels in order, then its new ones (by label id).
+        added_per_leaf = np.bincount(leaf_of_added, minlength=n_leaves)  # (n_leaves,)
+        shift = np.concatenate([[0], np.cumsum(added_per_leaf)])  # (n_leaves + 1,) added before leaf c
+        leaf_of_position = np.repeat(np.arange(n_leaves), np.diff(tree.leaf_bounds))  # (L,)
+        old_to_pos = np.arange(n_old) + shift[leaf_of_position]  # old tree position -> new one
+        by_leaf = np.argsort(leaf_of_added, kind="stable")  # new labels grouped by leaf
+        group_start = np.searchsorted(leaf_of_added[by_leaf], leaf_of_added[by_leaf])
+        added_pos = np.empty(n_all - n_old, dtype=np.int64)
+        added_pos[by_leaf] = (
+            tree.leaf_bounds[leaf_of_added[by_leaf] + 1]
+            + shift[leaf_of_added[by_leaf]]
+            + (np.arange(len(by_leaf)) - group_start)
+        )
+        order = np.empty(n_all, dtype=np.int64)
+        order[old_to_pos] = tree.order
+        order[added_pos] = np.arange(n_old, n_all)
+        grown = LabelTree(order=order, leaf_bounds=tree.leaf_bounds + shift, depths=tree.depths, config=tree.config)
+
+        # 3. Retrain the label classifiers with new evidence, each on the documents routed to its leaf.
+        position_of_label = np.empty(n_all, dtype=np.int64)
+        position_of_label[order] = np.arange(n_all)
+        touched = np.unique(targets[new].indices)
+        retrain = np.union1d(touched, np.arange(n_old, n_all))  # label ids
+        by_position = targets[:, order].tocsr()  # (N, L') in the grown tree's order
+        if last == 0:  # one leaf: the root routes every document to it
+            routed = sp.csr_matrix(np.ones((n_docs, 1), dtype=bool))
+        else:
+            routed = (by_position @ _position_assignment(grown, last - 1, bool)).tocsr()  # (N, n_leaves)
+        if beam_nodes is not None and config.matcher_aware:
+            keep = beam_nodes >= 0
+            docs = np.repeat(np.arange(n_docs), beam_nodes.shape[1])[keep.ravel()]
+            routed = routed + sp.csr_matrix(
+                (np.ones(len(docs), dtype=bool), (docs, beam_nodes[keep])), shape=(n_docs, n_leaves)
+            )
+        routed = routed.tocsc()
+        routed.sort_indices()
+        positions = np.sort(position_of_label[retrain])  # (R,)
+        parent_of = np.repeat(np.arange(n_leaves), np.diff(grown.leaf_bounds))[positions]  # (R,)
+        tasks = []
+        for parent in np.unique(parent_of):  # one task per leaf: its rows are sliced once
+            rows = routed.indices[routed.indptr[parent] : routed.indptr[parent + 1]].astype(np.int64)
+            mine = positions[parent_of == parent]
+            tasks.append(LayerTask(int(parent), rows, int(mine[0]), int(mine[-1]) + 1, only=mine))
+        train_started = time.perf_counter()
+        results = fork_map(
+            solver._train_parent,
+            tasks,
+            config.n_jobs,
+            {"X": features, "Y": by_position.tocsc(), "config": config, "layer": last},
+        )
+        train_seconds = time.perf_counter() - train_started
+        report(0.9)
+
+        # 4. Splice: kept rows move to their new positions, retrained rows replace theirs.
+        old_layer = self.layers[last]
+        kept = np.ones(n_old, dtype=bool)  # by old tree position
+        kept[np.flatnonzero(np.isin(tree.order, retrain))] = False
+        move = sp.csr_matrix(
+            (np.ones(int(kept.sum()), dtype=np.float32), (old_to_pos[kept], np.flatnonzero(kept))),
+            shape=(n_all, n_old),
+        )
+        bias = np.zeros(n_all, dtype=np.float32)
+        bias[old_to_pos] = old_layer.bias
+        fresh_rows, fresh_cols, fresh_vals = [], [], []
+        by_start = {task.start: task for task in tasks}  # results come back in any order, keyed by start
+        for start, children in results:
+            for position, (cols, vals, b) in zip(by_start[start].positions(), children, strict=True):
+                fresh_rows.append(np.full(len(cols), position, dtype=np.int64))
+                fresh_cols.append(cols)
+                fresh_vals.append(vals)
+                bias[position] = b
+        fresh = sp.csr_matrix(
+            (
+                np.concatenate(fresh_vals) if fresh_vals else np.zeros(0, np.float32),
+                (
+                    np.concatenate(fresh_rows) if fresh_rows else np.zeros(0, np.int64),
+                    np.concatenate(fresh_cols) if fresh_cols else np.zeros(0, np.int64),
+                ),
+            ),
+            shape=(n_all, self.n_features),
+        )
+        weights = (move @ old_layer.weights + fresh).tocsr().astype(np.float32)
+        weights.sort_indices()
+        label_features = None
+        if self.label_features is not None:
+            everything = sp.csr_matrix(
+                (np.ones(n_old, dtype=np.float32), (old_to_pos, np.arange(n_old))), shape=(n_all, n_old)
+            )
+            added = pifa(features, targets[:, n_old:]) if n_all > n_old else sp.csr_matrix((0, self.n_features))
+            if config.pifa_threshold > 0 and added.nnz:
+                added.data[np.abs(added.data) < config.pifa_threshold] = 0.0
+                added.eliminate_zeros()
+            place = sp.csr_matrix(
+                (np.ones(n_all - n_old, dtype=np.float32), (added_pos, np.arange(n_all - n_old))),
+                shape=(n_all, n_all - n_old),
+            )
+            label_features = (everything @ self.label_features + place @ added).tocsr().astype(np.float32)
+        info = dict(self.train_info)
+        info.update(
+            {
+                "incremental": True,
+                "n_labels": n_all,
+                "update_documents": n_docs,
+                "update_new_documents": int(new.sum()),
+                "level_sizes": grown.level_sizes,
+                "update_added_labels": n_all - n_old,
+                "update_retrained_labels": len(retrain),
+                "update_seconds": round(time.perf_counter() - started, 3),
+                "update_beam_seconds": round(beam_seconds, 3),
+                "update_train_seconds": round(train_seconds, 3),
+                "update_active_pairs": int(sum(len(task.rows) * len(task.positions()) for task in tasks)),
+            }
+        )
+        model = XRLinear(
+            config=config,
+            tree=grown,
+            layers=[*self.layers[:last], LayerWeights(weights, bias)],
+            n_features=self.n_features,
+            label_features=label_features,
+            train_info=info,
+        )
+        info["weights_nnz"] = model.nnz
+        report(1.0)
+        return model
+
     # ----------------------------------------------------------------- inference
 
     def _scoring_layer(self, t: int) -> _ScoringLayer:

@@ -102,6 +102,11 @@ class LayerTask:
     rows: np.ndarray  # (n_p,) int64 sorted document indices
     start: int  # first child position
     stop: int  # one past the last child position
+    only: np.ndarray | None = None  # (m,) train just these child positions in [start, stop) (an update)
+
+    def positions(self) -> np.ndarray:
+        """The child positions this task trains, in order."""
+        return np.arange(self.start, self.stop) if self.only is None else np.asarray(self.only, dtype=np.int64)
 
 
 @dataclass
@@ -113,12 +118,13 @@ class LayerWeights:
 
 
 def _train_parent(task: LayerTask) -> tuple[int, list[tuple[np.ndarray, np.ndarray, float]]]:
-    """Train the children of one parent; returns per child (columns, weights, bias term)."""
+    """Train the children of one parent; returns per child (``task.positions()``) (columns, weights, bias term)."""
     X: sp.csr_matrix = _STATE["X"]
     Y: sp.csc_matrix = _STATE["Y"]
     config: XRConfig = _STATE["config"]
     layer: int = _STATE["layer"]
-    n_children = task.stop - task.start
+    positions = task.positions()
+    n_children = len(positions)
     out: list[tuple[np.ndarray, np.ndarray, float]] = []
     empty = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32))
     if len(task.rows) == 0:
@@ -132,9 +138,9 @@ def _train_parent(task: LayerTask) -> tuple[int, list[tuple[np.ndarray, np.ndarr
     local = sp.csr_matrix(
         (rows.data, remap[rows.indices], rows.indptr.astype(np.int32)), shape=(rows.shape[0], len(used))
     )  # (n_p, F_p)
-    targets = Y[:, task.start : task.stop][task.rows].toarray()  # (n_p, m) 0/1
+    targets = Y[:, positions][task.rows].toarray()  # (n_p, m) 0/1
     threshold = config.weight_threshold
-    for j in range(n_children):
+    for j, position in enumerate(positions):
         y = targets[:, j]
         positives = int(y.sum())
         if positives == 0:
@@ -152,7 +158,7 @@ def _train_parent(task: LayerTask) -> tuple[int, list[tuple[np.ndarray, np.ndarr
             bias=config.bias,
             tol=config.tol,
             max_iter=config.max_iter,
-            seed=(layer * 1_000_003 + task.start + j) % (2**31 - 1),
+            seed=(layer * 1_000_003 + int(position)) % (2**31 - 1),
         )
         coef = w[:-1]
         keep = np.flatnonzero(np.abs(coef) >= threshold) if threshold > 0 else np.flatnonzero(coef)

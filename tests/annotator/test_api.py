@@ -91,6 +91,26 @@ def test_create_project_with_labels_and_settings(manager_client):
     assert sorted(Label.objects.filter(project_id=body["id"]).values_list("name", flat=True)) == ["a", "b"]
 
 
+def test_a_manager_picks_the_query_strategy_per_project(project, manager_client):
+    from learner.strategies import DEFAULT_STRATEGY
+
+    url = f"/api/v1/projects/{project.pk}/"
+    assert manager_client.get(url).json()["strategy"] == "default"  # the measured default
+
+    response = manager_client.patch(url, {"strategy": "cardinality+kmeans"}, format="json")
+
+    assert response.status_code == 200, response.json()
+    project.refresh_from_db()
+    assert project.strategy == "cardinality+kmeans"
+    for bad in ("modal_min_confidence", "entropy"):  # modAL's peers are simulator baselines only
+        response = manager_client.patch(url, {"strategy": bad}, format="json")
+        assert response.status_code == 400 and "strategy" in json.dumps(response.json())
+    project.refresh_from_db()
+    assert project.strategy == "cardinality+kmeans"
+    schema = manager_client.get("/api/schema/").content.decode()
+    assert DEFAULT_STRATEGY in schema and "cardinality+kmeans" in schema  # the choices are documented
+
+
 def test_project_creation_errors_are_clear(manager_client, annotator_client):
     response = manager_client.post("/api/v1/projects/", {"name": "X", "labels": ["a", "a"]}, format="json")
     assert response.status_code == 400

@@ -8,11 +8,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from annotator import ml, services
 from annotator.models import Job, ModelVersion, QueueItem
+from learner import strategies
+from learner.strategies import DEFAULT_STRATEGY
 
 from .conftest import LABELS, records
 
@@ -85,7 +89,7 @@ def test_training_publishes_a_serving_version_and_scoring_serves_its_suggestions
     items = QueueItem.objects.filter(project=project)
     assert items.count() == 18  # every unlabelled document (queue_size is larger)
     assert {item.model_version_id for item in items} == {version.pk}
-    assert {item.strategy for item in items} == {"uncertainty"}
+    assert {item.strategy for item in items} == {DEFAULT_STRATEGY}  # the project's "default"
     assert all(len(item.suggestions) == 5 for item in items)
     served = services.queue_lease_next(project=project, user=annotator_user)
     assert served.item.model_version == version
@@ -202,3 +206,44 @@ def test_a_model_published_while_scoring_gets_its_own_scoring_run(
     follow_up = Job.objects.get(kind="score", status="PENDING")
     services.scoring_run(job_id=follow_up.pk)
     assert set(QueueItem.objects.filter(project=project).values_list("model_version__number", flat=True)) == {2}
+
+
+@pytest.mark.parametrize("strategy", ["margin", "rarity+kmeans", "uncertainty+ranked"])
+def test_the_queue_holds_the_picks_of_the_project_strategy(project, annotator_user, documents, strategy):
+    project.strategy, project.queue_size = strategy, 5
+    project.save()
+    _encode_all(project)
+    _label_some(project, annotator_user, documents)
+    services.training_run(job_id=Job.objects.get(project=project, kind="train").pk)
+    version = ModelVersion.objects.get(project=project, is_serving=True)
+
+    services.scoring_run(job_id=Job.objects.get(project=project, kind="score", status="PENDING").pk)
+
+    items = list(QueueItem.objects.filter(project=project).order_by("-score"))
+    assert len(items) == 5 and {item.strategy for item in items} == {strategy}
+    # The same picks as learner.strategies.select on the serving model's outputs for the unlabelled pool.
+    labelled = {doc.pk for doc in documents[:12]}
+    pool = [doc for doc in documents if doc.pk not in labelled]
+    model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / version.artifact_path))
+    store = ml.embedding_store(project.pk)
+    idx, probs = ml.shortlists(
+        model, texts=[doc.text for doc in pool], X=store.get([doc.pk for doc in pool]), k=len(LABELS)
+    )
+    counts = np.zeros(len(model.labels))
+    for i in range(12):
+        for name in GOLD[i % len(GOLD)]:
+            counts[model.labels.index(name)] += 1
+    expected = strategies.select(
+        strategy,
+        5,
+        idx=idx,
+        probs=probs,
+        n_labels=len(model.labels),
+        threshold=version.config["threshold"],
+        mean_cardinality=version.config["mean_cardinality"],
+        label_counts=counts,
+        embeddings=store.get([doc.pk for doc in pool]),
+        labelled_embeddings=store.get(sorted(labelled)),
+        seed=version.number,
+    )
+    assert [item.document_id for item in items] == [pool[int(i)].pk for i in expected]

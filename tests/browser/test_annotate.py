@@ -8,6 +8,7 @@ from annotator import services
 from annotator.importing import ImportRecord
 from annotator.models import Annotation, Job, ModelVersion, Project
 from annotator.services.demo import demo_labels, demo_records, demo_setup
+from learner.strategies import DEFAULT_STRATEGY
 
 from .conftest import login
 
@@ -79,7 +80,7 @@ def test_annotator_labels_with_keyboard_and_mouse_and_gets_the_next_document(pag
     annotation = Annotation.objects.get(document__project=project, document__text=document_text, source="ui")
     assert set(annotation.labels.values_list("name", flat=True)) == chosen
     assert annotation.annotator.username == "demo-annotator"
-    assert annotation.model_version.number == 1 and annotation.strategy == "uncertainty"
+    assert annotation.model_version.number == 1 and annotation.strategy == DEFAULT_STRATEGY
     assert len(annotation.suggestions) == 10
     assert annotation.seconds_spent is not None and annotation.seconds_spent > 0
 

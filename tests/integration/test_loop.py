@@ -1,7 +1,7 @@
 """The whole loop with real parts: API -> database -> real Celery worker on Redis -> pretrained MiniLM -> queue.
 
 Import 300 demo documents, annotate 20 through the API with their gold labels, wait for the model version the 20th
-annotation triggers, and check that the next documents come from that version's uncertainty queue.
+annotation triggers, and check that the next documents come from that version's queue (the default strategy).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from annotator.models import Annotation, Job, ModelVersion, QueueItem
 from annotator.services.demo import demo_labels, demo_records
+from learner.strategies import DEFAULT_STRATEGY
 
 from .conftest import wait_for
 
@@ -30,7 +31,7 @@ def _client(username: str, *, can_create: bool = False) -> APIClient:
     return client
 
 
-def test_annotations_train_a_model_whose_uncertainty_queue_serves_the_next_documents(celery_worker):
+def test_annotations_train_a_model_whose_queue_serves_the_next_documents(celery_worker):
     manager, annotator = _client("manager", can_create=True), _client("annotator")
     project = manager.post(
         "/api/v1/projects/",
@@ -91,7 +92,7 @@ def test_annotations_train_a_model_whose_uncertainty_queue_serves_the_next_docum
     for _ in range(3):
         served = annotator.get(f"{base}/next/").json()
         assert served["model_version"] == 1
-        assert served["strategy"] == "uncertainty"
+        assert served["strategy"] == DEFAULT_STRATEGY  # the project default
         assert len(served["suggestions"]) == 10
         assert all(0.0 <= s["score"] <= 1.0 for s in served["suggestions"])
         assert served["document"]["external_id"] not in labelled

@@ -160,7 +160,7 @@ def test_update_keeps_tuned_rules_by_label_name_and_retunes_only_on_validation()
     assert retuned.metrics["n_val"] == 300.0
 
 
-def test_update_refuses_to_drop_labels_and_tree_models():
+def test_update_refuses_to_drop_labels():
     train, y_train = _data(40, 11)
     model = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, FastTierConfig(features="embeddings"))
     with pytest.raises(ValueError, match="drop 1 label"):
@@ -239,5 +239,30 @@ def test_large_label_sets_get_a_tree_with_label_name_matching(tmp_path):
     again = FastTier.load(tmp_path / "tree")
     idx2, probs2 = again.predict_topk(dev, 5)
     assert np.array_equal(idx, idx2) and np.allclose(probs, probs2)
-    with pytest.raises(ValueError, match="flat head"):
-        model.update(train, y_train, labels)
+
+
+def test_tree_models_update_incrementally_with_labels_never_seen_before(tmp_path):
+    train, y_train, dev, y_dev, labels = _tibkat_sample()
+    half = len(train) // 2
+    first = train.take(np.arange(half))
+    seen = np.flatnonzero(np.asarray(y_train[:half].sum(axis=0)).ravel() > 0)
+    old_labels = [labels[j] for j in seen]
+    config = FastTierConfig(flat_max_labels=500, tfidf={"min_df": 1})
+    model = FastTier.train(first, y_train[:half][:, seen], old_labels, config)
+    rest = train.take(np.arange(half, len(train)))
+
+    updated = model.update(rest, y_train[half:], labels, replay=(first, y_train[:half]))
+
+    assert updated.labels[: len(old_labels)] == old_labels and sorted(updated.labels) == sorted(labels)
+    assert updated.train_info["incremental"] is True and model.labels == old_labels
+    column = {name: j for j, name in enumerate(labels)}
+    y_dev_updated = y_dev[:, [column[name] for name in updated.labels]]  # dev truth in the model's order
+    idx, _ = updated.predict_topk(dev, 5)
+    new_hits = (idx >= len(old_labels)) & (np.take_along_axis(y_dev_updated.toarray(), idx, axis=1) > 0)
+    assert new_hits.sum() >= 50  # labels the old model could not know are found in dev
+    old_idx, _ = model.predict_topk(dev, 5)
+    y_dev_old = y_dev[:, seen]
+    old_p5 = float(np.take_along_axis(y_dev_old.toarray(), old_idx, axis=1).sum()) / (5 * len(dev))
+    assert metrics.precision_at_k(y_dev_updated, idx, 5) > old_p5 + 0.02
+    again = FastTier.load(updated.save(tmp_path / "updated"))
+    assert np.array_equal(again.predict_topk(dev, 5)[0], idx)

@@ -6,12 +6,23 @@ import numpy as np
 import pytest
 
 from learner.strategies import (
+    DEFAULT_STRATEGY,
+    MODAL_STRATEGIES,
+    SCORERS,
     STRATEGIES,
+    adaptive_uncertainty,
     cardinality_inconsistency,
     cold_start,
+    kmeans_batch,
     mean_binary_entropy,
+    modal_select,
     random_scores,
+    ranked_batch,
+    rarity_entropy,
+    resolve,
     score_pool,
+    select,
+    select_batch,
     select_top,
     threshold_margin,
 )
@@ -83,13 +94,20 @@ def test_score_pool_dispatches_by_name() -> None:
 
 
 def test_unknown_strategy_lists_the_valid_names() -> None:
-    with pytest.raises(ValueError, match="random, uncertainty, margin, cardinality"):
+    with pytest.raises(ValueError, match="default, random, uncertainty, margin, cardinality"):
         score_pool("entropy", np.zeros((2, 2)))
+    for bad in ("random+kmeans", "uncertainty+", "uncertainty+top+kmeans", "+kmeans"):
+        with pytest.raises(ValueError, match="unknown strategy"):
+            resolve(bad)
 
 
 def test_strategies_are_described_with_their_cost() -> None:
-    assert list(STRATEGIES) == ["random", "uncertainty", "margin", "cardinality"]
+    assert list(SCORERS) == ["random", "uncertainty", "margin", "cardinality", "adaptive", "rarity"]
+    assert "cardinality+kmeans" in STRATEGIES and "rarity+ranked" in STRATEGIES
+    assert set(MODAL_STRATEGIES) <= set(STRATEGIES)
     assert all("O(" in description for description in STRATEGIES.values())
+    assert resolve("default") == resolve(DEFAULT_STRATEGY)
+    assert resolve("margin+ranked") == ("margin", "ranked") and resolve("margin") == ("margin", "top")
 
 
 @pytest.mark.parametrize(
@@ -195,3 +213,159 @@ def test_cold_start_small_pools_and_bad_input() -> None:
         cold_start(X[0], 2)
     with pytest.raises(ValueError, match="NaN"):
         cold_start(np.full((4, 2), np.nan), 2)
+
+
+# ------------------------------------------------------------------------------------ adaptive and rarity
+
+
+def test_adaptive_combines_separation_margin_and_cardinality_as_li_and_guo() -> None:
+    # threshold 0.5: decision values are logits. Mean cardinality 1.
+    probs = np.array(
+        [
+            [0.9, 0.1, 0.1],  # one clear label: separation logit(.9)-logit(.1) = 4.39, inconsistency 0
+            [0.55, 0.45, 0.1],  # one label, barely: separation 0.40, inconsistency 0
+            [0.9, 0.8, 0.7],  # three labels: separation logit(.7)-(-inf)... no negative -> 1, inconsistency 2
+            [0.3, 0.2, 0.1],  # none above: the best counts as predicted, separation logit(.3)-logit(.2)
+        ]
+    )
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    separation = [logit(0.9) - logit(0.1), logit(0.55) - logit(0.45), 1.0, logit(0.3) - logit(0.2)]
+    inconsistency = [0.0, 0.0, 2.0, 1.0]
+
+    for beta in (0.0, 0.5, 1.0):
+        scores = adaptive_uncertainty(probs, 0.5, 1.0, beta=beta)
+        expected = [
+            -beta * math.log(s + 1e-6) + (1 - beta) * math.log(c + 1e-6)
+            for s, c in zip(separation, inconsistency, strict=True)
+        ]
+        np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    assert list(select_top(adaptive_uncertainty(probs, 0.5, 1.0, beta=1.0), 4)) == [1, 3, 2, 0]  # by separation
+    assert list(select_top(adaptive_uncertainty(probs, 0.5, 1.0, beta=0.0), 2)) == [2, 3]
+    with pytest.raises(ValueError, match="beta"):
+        adaptive_uncertainty(probs, 0.5, 1.0, beta=1.5)
+
+
+def test_rarity_weighs_uncertainty_about_rare_labels_higher() -> None:
+    idx = np.array([[0, 1], [2, 1], [2, -1]])
+    probs = np.array([[0.5, 0.0], [0.5, 0.0], [0.5, 0.5]])
+    counts = np.array([99, 0, 3])  # label 0 well known, label 2 rare
+
+    scores = rarity_entropy(idx, probs, counts)
+
+    np.testing.assert_allclose(scores, [1.0 / 10.0, 1.0 / 2.0, 1.0 / 2.0])  # the empty slot counts nothing
+    assert list(select_top(scores, 1)) in ([1], [2])
+    assert scores[0] < scores[1]
+    with pytest.raises(ValueError, match="label_counts has 3"):
+        rarity_entropy(np.array([[5]]), np.array([[0.5]]), counts)
+    with pytest.raises(ValueError, match=r"label ids \(idx\) and the labelled positives"):
+        score_pool("rarity", probs)
+
+
+def test_shortlist_strategies_equal_the_dense_ones_when_the_shortlist_holds_every_label() -> None:
+    rng = np.random.default_rng(0)
+    dense = rng.random((50, 6))
+    order = np.argsort(-dense, axis=1)  # shortlists are sorted best first, as predict_topk returns them
+    shortlist = np.take_along_axis(dense, order, axis=1)
+    counts = rng.integers(0, 20, size=6)
+    identity = np.tile(np.arange(6), (50, 1))
+
+    for name in ("uncertainty", "margin", "cardinality", "adaptive", "rarity"):
+        kwargs = {"threshold": 0.4, "mean_cardinality": 2.0, "label_counts": counts}
+        np.testing.assert_allclose(
+            score_pool(name, shortlist, idx=order, **kwargs), score_pool(name, dense, idx=identity, **kwargs)
+        )
+
+
+def test_a_short_shortlist_keeps_the_ranking_when_the_rest_is_near_zero() -> None:
+    rng = np.random.default_rng(1)
+    dense = np.concatenate([rng.random((40, 5)), np.full((40, 995), 1e-9)], axis=1)  # 1,000 labels
+    order = np.argsort(-dense, axis=1)[:, :10]
+    shortlist = np.take_along_axis(dense, order, axis=1)
+
+    for name in ("margin", "cardinality"):
+        assert np.array_equal(
+            select_top(score_pool(name, shortlist, threshold=0.5), 10),
+            select_top(score_pool(name, dense, threshold=0.5), 10),
+        )
+    np.testing.assert_array_equal(
+        select_top(score_pool("uncertainty", shortlist), 10), select_top(score_pool("uncertainty", dense), 10)
+    )
+
+
+# ------------------------------------------------------------------------------------------------ batch rules
+
+
+def two_groups() -> tuple[np.ndarray, np.ndarray]:
+    """Ten near-duplicates with the best scores, then ten spread-out documents scoring a little lower."""
+    rng = np.random.default_rng(2)
+    duplicates = np.tile([10.0, 0.0, 0.0], (10, 1)) + rng.normal(0, 0.01, (10, 3))
+    spread = rng.normal(0, 3.0, (10, 3)) + np.array([0.0, 10.0, 0.0])
+    scores = np.concatenate([np.linspace(1.0, 0.95, 10), np.linspace(0.9, 0.85, 10)])
+    return scores, np.vstack([duplicates, spread]).astype(np.float32)
+
+
+def test_kmeans_batch_takes_one_near_duplicate_and_then_diverse_documents() -> None:
+    scores, embeddings = two_groups()
+
+    top = select_top(scores, 4)
+    diverse = kmeans_batch(scores, embeddings, 4)
+
+    assert set(top) <= set(range(10))  # plain top-n: four near-duplicates
+    assert 0 in diverse and sum(int(i) < 10 for i in diverse) == 1  # the best duplicate, once
+    assert len(set(diverse)) == 4
+
+
+def test_ranked_batch_matches_modal_on_a_small_pool() -> None:
+    modal_batch = pytest.importorskip("modAL.batch")
+    scores, embeddings = two_groups()
+    uncertainty = (scores - scores.min()) / (scores.max() - scores.min())
+    labelled = np.array([[10.0, 0.0, 1.0], [0.0, -5.0, 0.0]])
+
+    class Learner:
+        X_training = labelled
+        on_transformed = False
+
+    expected, _ = modal_batch.ranked_batch(Learner(), embeddings.astype(np.float64), uncertainty, 5, "euclidean", None)
+    picks = ranked_batch(scores, embeddings, labelled, 5)
+
+    assert list(picks) == list(expected)
+    assert sum(int(i) < 10 for i in picks) <= 2
+
+
+def test_select_batch_dispatches_and_needs_embeddings_for_diversity() -> None:
+    scores, embeddings = two_groups()
+
+    assert list(select_batch("margin", scores, 3)) == list(select_top(scores, 3))
+    assert list(select_batch("margin+kmeans", scores, 3, embeddings=embeddings)) == list(
+        kmeans_batch(scores, embeddings, 3)
+    )
+    with pytest.raises(ValueError, match="needs the pool's embeddings"):
+        select_batch("margin+ranked", scores, 3)
+    with pytest.raises(ValueError, match="must be 2-D with 20 rows"):
+        select_batch("margin+kmeans", scores, 3, embeddings=embeddings[:5])
+
+
+# -------------------------------------------------------------------------------------------------- modAL peers
+
+
+def test_modal_peers_reproduce_what_modal_gets_wrong() -> None:
+    probs = np.array([[0.001, 0.9, 0.9], [0.5, 0.45, 0.55], [0.95, 0.97, 0.9]])
+    # min_confidence: the document with a confidently absent label; avg_confidence: the most confident one
+    assert list(modal_select("modal_min_confidence", probs, 1)) == [0]
+    assert list(modal_select("modal_avg_confidence", probs, 1)) == [2]
+    assert list(select_top(score_pool("uncertainty", probs), 1)) == [1]
+    idx = np.tile(np.arange(3), (3, 1))
+    assert list(select("modal_avg_confidence", 1, idx=idx, probs=probs, n_labels=3)) == [2]
+    with pytest.raises(ValueError, match="every label"):
+        select("modal_min_confidence", 1, idx=idx[:, :2], probs=probs[:, :2], n_labels=3)
+    with pytest.raises(ValueError, match="modAL peer"):
+        score_pool("modal_max_score", probs)
+
+
+def test_select_scores_and_batches_the_whole_pool() -> None:
+    probs = np.array([[0.9, 0.1], [0.6, 0.2], [0.45, 0.0], [0.3, 0.35]])
+    idx = np.tile(np.arange(2), (4, 1))
+
+    picks = select("margin", 2, idx=idx, probs=probs, n_labels=2)
+
+    assert list(picks) == [2, 1]  # -0.05, -0.1 (see test_threshold_margin_exact_scores)

@@ -324,6 +324,101 @@ def test_progress_callback_reaches_one(problem) -> None:
     assert all(0.0 <= value <= 1.0 for value in seen)
 
 
+# ------------------------------------------------------------------------------------- incremental update
+
+
+def test_update_with_every_document_replayed_refits_exactly_what_training_fitted(model, problem) -> None:
+    X, Y = problem
+
+    updated = model.update(X[:500], Y[:500])  # the same documents, all of them new
+
+    assert updated.train_info["update_retrained_labels"] == int((np.asarray(Y[:500].sum(axis=0)) > 0).sum())
+    for a, b in zip(model.layers, updated.layers, strict=True):
+        assert (a.weights != b.weights).nnz == 0 and np.array_equal(a.bias, b.bias)
+    assert np.array_equal(model.predict_topk(X[500:], 5)[0], updated.predict_topk(X[500:], 5)[0])
+
+
+def label_recall(model: XRLinear, X: sp.csr_matrix, Y: sp.csr_matrix, labels: range, k: int = 5) -> float:
+    """Share of the test documents carrying one of ``labels`` that get it in their top-k."""
+    top, _ = model.predict_topk(X, k)
+    dense = Y.toarray()
+    found = [label in top[i] for label in labels for i in np.flatnonzero(dense[:, label])]
+    return float(np.mean(found))
+
+
+def test_update_grows_the_tree_with_new_labels_and_learns_them(problem, tmp_path) -> None:
+    X, Y = problem
+    old = XRLinear.train(X[:300], Y[:300, :35], FAST)  # labels 35..39 do not exist yet
+    before = old.predict_topk(X[500:], 5)
+
+    updated = old.update(X[300:500], Y[300:500], new_rows=np.arange(200))
+
+    assert updated.n_labels == 40 and old.n_labels == 35  # the old model is unchanged
+    assert np.array_equal(old.predict_topk(X[500:], 5)[0], before[0])
+    assert np.array_equal(np.sort(updated.tree.order), np.arange(40))  # every label in exactly one leaf
+    assert updated.tree.depths == old.tree.depths
+    leaf = updated.tree.leaf_of_label()
+    assert np.array_equal(leaf[:35], old.tree.leaf_of_label())  # old labels stay in their leaves
+    assert label_recall(updated, X[500:], Y[500:], range(35, 40)) > 0.4  # chance: 5 of 40 labels
+    everything = label_recall(updated, X[500:], Y[500:], range(40))
+    assert everything > label_recall(old, X[500:], Y[500:], range(35)) * 35 / 40  # new labels add recall
+    assert updated.train_info["update_added_labels"] == 5
+    loaded = XRLinear.load(updated.save(tmp_path / "updated"))
+    assert np.array_equal(loaded.predict_topk(X[500:], 5)[0], updated.predict_topk(X[500:], 5)[0])
+
+
+def test_update_with_pifa_gives_new_labels_their_centroids(problem) -> None:
+    X, Y = problem
+    config = XRConfig.from_dict({**FAST.to_dict(), "pifa_weight": 0.5})
+    old = XRLinear.train(X[:300], Y[:300, :38], config)
+
+    updated = old.update(X[300:500], Y[300:500])
+
+    assert updated.label_features is not None and updated.label_features.shape == (40, X.shape[1])
+    position = np.argsort(updated.tree.order)  # label id -> tree position
+    expected = pifa(X[300:500], Y[300:500, 38:]).toarray()
+    expected[np.abs(expected) < config.pifa_threshold] = 0.0  # as training prunes them
+    assert np.allclose(updated.label_features[position[38:]].toarray(), expected, atol=1e-6)
+    kept = old.label_features.toarray()[np.argsort(old.tree.order)]  # old labels keep their centroids
+    assert np.allclose(updated.label_features[position[:38]].toarray(), kept)
+
+
+def test_a_new_label_without_documents_joins_the_smallest_leaf_and_scores_near_zero(model, problem) -> None:
+    X, Y = problem
+    Y_more = sp.hstack([Y, sp.csr_matrix((Y.shape[0], 1))], format="csr")  # label 40: no document has it
+    smallest = int(np.argmin(np.diff(model.tree.leaf_bounds)))
+
+    updated = model.update(X[500:550], Y_more[500:550])
+
+    assert updated.tree.leaf_of_label()[40] == smallest
+    indices, scores = updated.predict_topk(X[500:], 41, beam=100)
+    assert np.all(scores[indices == 40] < 1e-6)
+
+
+def test_update_of_a_one_leaf_model_is_one_versus_all_on_every_document(problem) -> None:
+    X, Y = problem
+    config = XRConfig.from_dict({**FAST.to_dict(), "tree": {"leaf_size": 64, "branching": 2, "seed": 0}})
+    old = XRLinear.train(X[:400], Y[:400, :39], config)
+    assert old.tree.n_layers == 1
+
+    updated = old.update(X[:400], Y[:400])  # label 39 joins the only leaf; every document routes to it
+
+    again = XRLinear.train(X[:400], Y[:400], config)
+    assert np.array_equal(updated.tree.order, np.arange(40))
+    for a, b in zip(updated.layers, again.layers, strict=True):
+        assert (a.weights != b.weights).nnz == 0 and np.array_equal(a.bias, b.bias)
+
+
+@pytest.mark.parametrize(
+    ("Y_cut", "kwargs", "match"),
+    [(39, {}, "cannot drop labels"), (40, {"new_rows": [0, 99]}, "new_rows")],
+)
+def test_update_rejects_bad_input(model, problem, Y_cut: int, kwargs: dict, match: str) -> None:
+    X, Y = problem
+    with pytest.raises(ValueError, match=match):
+        model.update(X[:50], Y[:50, :Y_cut], **kwargs)
+
+
 # ------------------------------------------------------------------------------------------ persistence
 
 
@@ -541,6 +636,13 @@ def test_label_name_matcher_learns_how_reliable_each_name_is(tmp_path) -> None:
     assert (loaded.score(texts) != matcher.score(texts)).nnz == 0
     with pytest.raises(ValueError, match="columns"):
         LabelNameMatcher.fit(names[:3], texts, Y)
+
+    grown = matcher.with_labels(["Wald", "Leim"], ["Im Wald\n\nText", "Leim\n\nText"], sp.csr_matrix([[1, 0], [0, 0]]))
+    scores = grown.score(["Wald\n\nLeim"]).toarray()
+    assert grown.label_names == [*names, "Wald", "Leim"] and grown.priors == matcher.priors
+    assert scores[0, 4] == pytest.approx((1 + title_p0) / 2)  # 1 hit of 1 title match, around the old p0
+    assert scores[0, 5] == pytest.approx((0 + body_p0) / 1)  # matched only in a title before: body p0
+    assert LabelNameMatcher.load(grown.save(tmp_path / "grown")).priors == pytest.approx(matcher.priors)
 
 
 def test_blend_topk_adds_the_extra_scores_and_new_candidates() -> None:

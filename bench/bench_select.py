@@ -1,0 +1,74 @@
+"""Selection speed: every strategy of learner.strategies on a 100,000-document pool at 41,218 labels.
+
+The strategies read each document's top-K shortlist (K = 100, what the platform and the simulator pass), so the
+input is (N, K) label ids and calibrated probabilities, here drawn at random with a realistic shape (a few likely
+labels per document, then a long tail near 0), plus 384-dimensional embeddings for the diverse batch rules and
+2,000 labelled documents. Times scoring + the batch rule (a batch of 20, as in the simulator, and 200, the
+platform's queue size) and prints a Markdown table; the model's own prediction time is in docs/benchmarks.md.
+
+    .venv/bin/python bench/bench_select.py [--docs 100000] [--labels 41218] [--shortlist 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from learner import strategies  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--labels", type=int, default=41_218)
+    parser.add_argument("--shortlist", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    n, k, n_labels = args.docs, args.shortlist, args.labels
+    idx = np.stack([rng.choice(n_labels, size=k, replace=False) for _ in range(min(n, 2000))])  # (2000, K)
+    idx = idx[rng.integers(0, len(idx), size=n)]  # (N, K) shortlists, reusing rows to save setup time
+    decay = np.exp(-np.arange(k) / 3.0)  # (K,) a few likely labels, then near 0
+    probs = np.clip(rng.beta(2, 5, size=(n, k)) * decay, 0, 1).astype(np.float32)  # (N, K) best first
+    probs = -np.sort(-probs, axis=1)
+    counts = rng.poisson(2.0, size=n_labels)  # (L,) labelled positives per label
+    embeddings = rng.normal(size=(n, 384)).astype(np.float32)
+    labelled = rng.normal(size=(2000, 384)).astype(np.float32)
+
+    print(f"pool {n:,} documents, {n_labels:,} labels, shortlist {k}; best of {args.repeats}")
+    print("| strategy | batch 20 (s) | batch 200 (s) |")
+    print("|---|--:|--:|")
+    names = [name for name in strategies.STRATEGIES if name not in strategies.MODAL_STRATEGIES]
+    for name in names:
+        seconds = []
+        for batch in (20, 200):
+            best = float("inf")
+            for repeat in range(args.repeats):
+                started = time.perf_counter()
+                strategies.select(
+                    name,
+                    batch,
+                    idx=idx,
+                    probs=probs,
+                    n_labels=n_labels,
+                    threshold=0.3,
+                    mean_cardinality=3.0,
+                    label_counts=counts,
+                    embeddings=embeddings,
+                    labelled_embeddings=labelled,
+                    seed=repeat,
+                )
+                best = min(best, time.perf_counter() - started)
+            seconds.append(best)
+        print(f"| {name} | {seconds[0]:.2f} | {seconds[1]:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

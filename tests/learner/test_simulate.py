@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from learner.simulate import labels_to_reach, main, summarise
+
+# A designed pool: most documents are copies of one unlabelled text (random picks waste labels on them), the
+# rest are varied documents whose labels are the keywords they hold. Once a copy is labelled the model is sure
+# about the copies, so uncertainty sampling moves on to the varied documents; the test file has only those.
+KEYWORDS = {"apple": "apple", "river": "river", "music": "music", "stone": "stone"}
+FILLER = [f"word{i}" for i in range(40)]
+COPY = "nothing to report here today"
+TFIDF_ONLY = json.dumps({"features": "tfidf", "tfidf": {"min_df": 1}})
+SUMMARY_KEYS = {
+    "aulc_micro_f1",
+    "aulc_p_at_1",
+    "aulc_p_at_5",
+    "labels_to_90",
+    "labels_to_95",
+    "ratio_to_random_90",
+    "ratio_to_random_95",
+    "select_seconds_mean",
+}
+POINT_KEYS = {"labelled", "micro_f1", "macro_f1", "P@1", "P@5", "train_seconds", "select_seconds", "round_seconds"}
+
+
+def _varied(rng: random.Random, index: int, prefix: str) -> dict:
+    labels = rng.sample(sorted(KEYWORDS), rng.choice([1, 1, 2]))
+    words = [KEYWORDS[label] for label in labels] + rng.sample(FILLER, 4)
+    rng.shuffle(words)
+    return {"id": f"{prefix}{index}", "text": " ".join(words), "labels": labels}
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def designed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    rng = random.Random(0)
+    folder = tmp_path_factory.mktemp("designed")
+    pool = [{"id": f"c{i}", "text": COPY, "labels": []} for i in range(240)]
+    pool += [_varied(rng, i, "v") for i in range(60)]
+    rng.shuffle(pool)
+    test = [_varied(rng, i, "t") for i in range(120)]
+    return _write(folder / "train.jsonl.gz", pool), _write(folder / "test.jsonl.gz", test)
+
+
+def _simulate(designed: tuple[Path, Path], out: Path, *extra: str) -> int:
+    train, test = designed
+    return main(
+        [
+            "--train",
+            str(train),
+            "--test",
+            str(test),
+            "--seed-size",
+            "10",
+            "--batch-size",
+            "10",
+            "--budget",
+            "60",
+            "--seeds",
+            "2",
+            "--config",
+            TFIDF_ONLY,
+            "--no-progress",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+
+
+def test_uncertainty_beats_random_on_the_designed_pool_and_the_outputs_follow_the_contract(designed, tmp_path):
+    out = tmp_path / "sim"
+
+    assert _simulate(designed, out, "--strategies", "random,uncertainty,default") == 0
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["full_data"]) == {"micro_f1", "macro_f1", "P@1", "P@5"}
+    assert set(summary["strategies"]) == {"random", "uncertainty", "default"}
+    for stats in summary["strategies"].values():
+        assert set(stats) >= SUMMARY_KEYS
+    random_stats, uncertain = summary["strategies"]["random"], summary["strategies"]["uncertainty"]
+    assert uncertain["aulc_micro_f1"] > random_stats["aulc_micro_f1"] + 0.1
+    assert random_stats["ratio_to_random_90"] in (1.0, None)
+    curves = json.loads((out / "curves.json").read_text())
+    assert curves["strategies"]["default"]["resolves_to"] == summary["default_strategy"]
+    for strategy in curves["strategies"].values():
+        assert set(strategy["seeds"]) == {"0", "1"}
+        for points in strategy["seeds"].values():
+            assert [p["labelled"] for p in points] == [10, 20, 30, 40, 50, 60]
+            assert all(set(p) >= POINT_KEYS for p in points)
+            assert all(0.0 <= p["micro_f1"] <= 1.0 for p in points)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_strategy_starts_from_the_same_seed_documents_and_a_rerun_resumes(designed, tmp_path):
+    out = tmp_path / "sim"
+    assert _simulate(designed, out, "--strategies", "random,margin") == 0
+    first = json.loads((out / "curves.json").read_text())
+    runs = sorted(path.name for path in (out / "runs").iterdir())
+    assert runs == [
+        "full-data.json",
+        "margin-seed0.json",
+        "margin-seed1.json",
+        "random-seed0.json",
+        "random-seed1.json",
+    ]
+    for seed in ("0", "1"):  # the first round trains on the same seed documents: the same scores
+        random_first = first["strategies"]["random"]["seeds"][seed][0]
+        margin_first = first["strategies"]["margin"]["seeds"][seed][0]
+        assert all(random_first[key] == margin_first[key] for key in ("labelled", "micro_f1", "P@1", "P@5"))
+
+    assert _simulate(designed, out, "--strategies", "random,margin") == 0  # from runs/: the same curves
+    assert json.loads((out / "curves.json").read_text())["strategies"] == first["strategies"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--strategies", "random,entropy"], "unknown strategy 'entropy'"),
+        (["--strategies", "random,random"], "twice"),
+        (["--budget", "5"], "--budget"),
+        (["--tier", "full"], "--tier"),
+        (["--config", "{not json"], "--config"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message_and_write_nothing(designed, tmp_path, capsys, extra, message):
+    out = tmp_path / "sim"
+
+    assert _simulate(designed, out, *extra) == 2
+
+    assert message in capsys.readouterr().err
+    assert not (out / "summary.json").exists()
+
+
+def test_labels_to_reach_and_ratios_follow_the_mean_curve() -> None:
+    counts = np.array([20, 40, 60, 80])
+    assert labels_to_reach(counts, np.array([0.1, 0.5, 0.9, 0.95]), 0.9) == 60
+    assert labels_to_reach(counts, np.array([0.1, 0.5, 0.6, 0.7]), 0.9) is None
+
+    def curve(values: list[float]) -> list[dict]:
+        return [
+            {"labelled": c, "micro_f1": v, "P@1": v, "P@5": v, "select_seconds": 0.5}
+            for c, v in zip(counts, values, strict=False)
+        ]
+
+    curves = {
+        "random": {"0": curve([0.1, 0.3, 0.5, 0.96]), "1": curve([0.1, 0.3, 0.5, 0.96])},
+        "smart": {"0": curve([0.2, 0.96, 0.97, 0.98]), "1": curve([0.2, 0.9, 0.97, 0.98])},
+    }
+    summary = summarise(curves, {"micro_f1": 1.0, "macro_f1": 1.0, "P@1": 1.0, "P@5": 1.0})
+
+    assert summary["smart"]["labels_to_90"] == 40 and summary["random"]["labels_to_90"] == 80
+    assert summary["smart"]["ratio_to_random_90"] == 0.5 and summary["random"]["ratio_to_random_90"] == 1.0
+    assert summary["smart"]["labels_to_95"] == 60  # mean of 0.96 and 0.9 is 0.93 at 40
+    assert summary["smart"]["aulc_micro_f1"] == pytest.approx(np.mean([0.2, 0.93, 0.97, 0.98]))
+    assert summary["smart"]["select_seconds_mean"] == 0.5  # the last round selects nothing and is not counted
