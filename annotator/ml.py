@@ -150,41 +150,18 @@ def resolve_strategy(strategy: str) -> tuple[str, str, str]:
     return name, scorer, rule
 
 
-def score_strategy(
-    *,
-    strategy: str,
-    idx: np.ndarray,
-    probs: np.ndarray,
-    threshold: float,
-    mean_cardinality: float,
-    label_counts: np.ndarray | None,
-    seed: int,
-) -> np.ndarray:
+def score_strategy(strategy: str, probs: np.ndarray, **context: Any) -> np.ndarray:
+    """`learner.strategies.score_pool` (context: idx, threshold, mean_cardinality, label_counts, seed)."""
     from learner.strategies import score_pool
 
-    return score_pool(
-        strategy,
-        probs,
-        idx=idx,
-        threshold=threshold,
-        mean_cardinality=mean_cardinality,
-        label_counts=label_counts,
-        seed=seed,
-    )
+    return score_pool(strategy, probs, **context)
 
 
-def select_batch(
-    strategy: str,
-    scores: np.ndarray,
-    n: int,
-    *,
-    embeddings: np.ndarray | None,
-    labelled_embeddings: np.ndarray | None,
-    seed: int,
-) -> np.ndarray:
+def select_batch(strategy: str, scores: np.ndarray, n: int, **context: Any) -> np.ndarray:
+    """`learner.strategies.select_batch` (context: embeddings, labelled_embeddings, seed)."""
     from learner.strategies import select_batch as _select_batch
 
-    return _select_batch(strategy, scores, n, embeddings=embeddings, labelled_embeddings=labelled_embeddings, seed=seed)
+    return _select_batch(strategy, scores, n, **context)
 
 
 def cold_start(embeddings: np.ndarray, n: int, seed: int) -> np.ndarray:

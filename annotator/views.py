@@ -28,6 +28,10 @@ class ProjectForm(forms.Form):
     strategy = forms.ChoiceField(choices=strategy_choices, initial="default")
 
 
+class StrategyForm(forms.Form):
+    strategy = forms.ChoiceField(choices=strategy_choices)
+
+
 class ImportForm(forms.Form):
     file = forms.FileField(help_text='JSONL lines {"id", "text", "labels"?} or CSV id,text[,labels].')
     create_labels = forms.BooleanField(required=False, help_text="Add labels the project does not have yet.")
@@ -117,6 +121,13 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                     services.member_add(project=project, **member_form.cleaned_data)
                     messages.success(request, f"{member_form.cleaned_data['username']} added.")
                     return redirect("project-manage", project_id=project.pk)
+            elif action == "strategy":
+                strategy_form = StrategyForm(request.POST)
+                if strategy_form.is_valid():
+                    services.project_update(project=project, strategy=strategy_form.cleaned_data["strategy"])
+                    messages.success(request, f"Strategy set to {project.get_strategy_display()}.")
+                    return redirect("project-manage", project_id=project.pk)
+                messages.error(request, "Unknown strategy.")
             elif action == "train":
                 job = services.training_request(project=project, user=request.user)
                 messages.success(request, f"Training run queued (job {job.pk}).")
@@ -135,6 +146,7 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
         "members": project.memberships.select_related("user").order_by("role", "user__username"),
         "import_form": import_form,
         "member_form": member_form,
+        "strategy_form": StrategyForm(initial={"strategy": project.strategy}),
     }
     return render(request, "annotator/project_manage.html", context)
 

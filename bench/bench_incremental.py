@@ -1,8 +1,8 @@
 """Incremental update vs full retrain of the fast tier, after 100 new labelled documents.
 
 Protocol (goemotions by default): draw a seeded random sample of `--base` training documents and train the fast
-tier on it the way the platform does (no external validation: a held-out 10% picks C and tunes the rules, then a
-refit on everything). Then 100 new labelled documents arrive:
+tier on it the way the platform does (no external validation: `FastTier.train`'s own tuning, cross-validated up to
+2,000 documents, a held-out 10% above, then a refit on everything). Then 100 new labelled documents arrive:
 
 - incremental: `model.update(new 100, replay = --replay old documents, all by default)` (flat heads: warm-started
   L-BFGS; tree heads: the classifiers of the labels the new documents carry, retrained on the routed documents);

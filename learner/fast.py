@@ -111,7 +111,11 @@ class FastTierConfig:
     lexical_candidates: int = 20
     lexical: dict[str, Any] = field(default_factory=dict)  # learner.xmc.lexical.LexicalConfig fields to override
     val_fraction: float = 0.1
-    min_tune_documents: int = 50  # below this, no held-out tuning: threshold 0.5, no calibration
+    min_tune_documents: int = 20  # below this, no tuning: threshold 0.5, no calibration
+    # Up to cv_max_documents documents, C, calibration and decision rules are tuned on cv_folds-fold out-of-fold
+    # predictions of every document instead of a held-out val_fraction (a 10 % hold-out of 100 documents is 10).
+    cv_folds: int = 5
+    cv_max_documents: int = 2000
     calibrate: bool = True
     per_label_min_positives: int = 20
     shortlist: int = 100  # candidates per document used for tuning and calibration
@@ -131,6 +135,8 @@ class FastTierConfig:
             ("update_max_iter", 1),
             ("max_flat_cells", 1),
             ("min_tune_documents", 2),
+            ("cv_folds", 2),
+            ("cv_max_documents", 0),
             ("per_label_min_positives", 1),
             ("shortlist", 1),
             ("seed", 0),
@@ -458,9 +464,10 @@ class FastTier(RuleBasedPredictions):
         """Trains on `inputs` (N documents) with targets `Y` (N, L) 0/1 over `labels`.
 
         With `validation` = (inputs, Y), C is chosen from `config.C_grid` and calibration and decision rules are
-        tuned on it. Without, `config.val_fraction` of the documents is held out for that (when there are at
-        least `config.min_tune_documents`), and the model is then refitted on all documents with the chosen C.
-        `on_progress(fraction)` reports progress in [0, 1].
+        tuned on it. Without, when there are at least `config.min_tune_documents`: up to `config.cv_max_documents`
+        documents, on out-of-fold predictions of a `config.cv_folds`-fold cross-validation (flat heads; every
+        document is used for tuning), above, on a held-out `config.val_fraction`; then the model is refitted on
+        all documents with the chosen C. `on_progress(fraction)` reports progress in [0, 1].
         """
         names = _labels(labels)
         config = (config or FastTierConfig()).resolve(len(names))
@@ -478,6 +485,8 @@ class FastTier(RuleBasedPredictions):
             val_inputs, val_y = validation
             val_targets = _targets(val_y, len(val_inputs), len(names))
             model = cls._fit(inputs, targets, names, config, val_inputs, val_targets, report, progress)
+        elif n_docs >= config.min_tune_documents and n_docs <= config.cv_max_documents and config.head == "flat":
+            model = cls._train_cv(inputs, targets, names, config, report, progress)
         elif n_docs >= config.min_tune_documents:
             fit_rows, val_rows = _split(n_docs, config.val_fraction, config.seed)
             probe = cls._fit(
@@ -504,6 +513,76 @@ class FastTier(RuleBasedPredictions):
         return model
 
     @classmethod
+    def _train_cv(
+        cls,
+        inputs: Inputs,
+        targets: sp.csr_matrix,
+        names: list[str],
+        config: FastTierConfig,
+        report: Callable[[float], None],
+        progress: bool,
+    ) -> FastTier:
+        """Small training sets: k-fold cross-validation gives out-of-fold raw scores of every document for each C
+        of the grid (warm-started along the grid inside each fold); C is the one with the best out-of-fold
+        micro-F1, calibration and rules are tuned on its out-of-fold scores, and the model is fitted on all
+        documents with it."""
+        n_docs = len(inputs)
+        folds = np.array_split(np.random.default_rng(config.seed).permutation(n_docs), min(config.cv_folds, n_docs))
+        k = min(len(names), config.shortlist)
+        oof = {
+            C: (np.full((n_docs, k), -1, dtype=np.int64), np.zeros((n_docs, k), dtype=np.float32))
+            for C in config.C_grid
+        }  # per C: (N, k) label indices and raw scores
+
+        for number, held in enumerate(folds):
+            held = np.sort(held)
+            rest = np.setdiff1d(np.arange(n_docs), held)
+            held_inputs = inputs.take(held)
+
+            def keep(C: float, fold: FastTier, held: np.ndarray = held, held_inputs: Inputs = held_inputs) -> None:
+                oof[C][0][held], oof[C][1][held] = fold.predict_topk(held_inputs, k)  # untuned: raw scores
+
+            def fold_progress(fraction: float, number: int = number) -> None:
+                report(0.8 * (number + fraction) / len(folds))
+
+            cls._fit(
+                inputs.take(rest),
+                targets[rest],
+                names,
+                config,
+                held_inputs,
+                targets[held],
+                fold_progress,
+                progress,
+                tune=False,
+                on_grid=keep,
+            )
+        by_C = {
+            C: float(tune_rule(idx, raw, targets, objective="micro_f1").validation_score or 0.0)
+            for C, (idx, raw) in oof.items()
+        }
+        best_C = max(by_C, key=lambda C: (by_C[C], -C))  # ties: the more regularised
+        model = cls._fit(
+            inputs,
+            targets,
+            names,
+            dataclasses.replace(config, C=best_C),
+            None,
+            None,
+            lambda f: report(0.8 + 0.2 * f),
+            progress,
+        )
+        model.platt, model.rules, model.metrics = tune_decision(
+            *oof[best_C],
+            targets,
+            calibrate=config.calibrate,
+            per_label_min_positives=config.per_label_min_positives,
+        )
+        model.train_info["tuning"] = f"{len(folds)}-fold cross-validation"
+        model.train_info["validation_f1_by_C"] = {f"{C:g}": round(score, 5) for C, score in by_C.items()}
+        return model
+
+    @classmethod
     def _fit(
         cls,
         inputs: Inputs,
@@ -514,6 +593,9 @@ class FastTier(RuleBasedPredictions):
         val_targets: sp.csr_matrix | None,
         report: Callable[[float], None],
         progress: bool,
+        *,
+        tune: bool = True,
+        on_grid: Callable[[float, FastTier], None] | None = None,
     ) -> FastTier:
         from learner.device import resolve_device
 
@@ -570,6 +652,10 @@ class FastTier(RuleBasedPredictions):
                 if validation is None:
                     best = (0.0, C, head.state(), info)
                     break
+                if on_grid is not None:  # cross-validation: the caller keeps this C's validation predictions
+                    on_grid(C, model)
+                    best = (0.0, C, head.state(), info)  # the fold model itself is not used
+                    continue
                 score = model._validation_f1(*validation)
                 tried[f"{C:g}"] = round(score, 5)
                 if best is None or score > best[0]:
@@ -591,7 +677,7 @@ class FastTier(RuleBasedPredictions):
                 lexical = LexicalConfig.from_dict({**LexicalConfig().to_dict(), **config.lexical})
                 model.matcher = LabelNameMatcher.fit(names, list(inputs.texts or []), targets, lexical)
             model.train_info.update({"device": "cpu"})
-        if validation is not None and val_targets is not None and val_targets.shape[0] >= 2:
+        if tune and validation is not None and val_targets is not None and val_targets.shape[0] >= 2:
             model._tune(val_inputs, val_targets)  # type: ignore[arg-type]
         return model
 

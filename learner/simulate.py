@@ -271,12 +271,17 @@ def plot(curves: dict[str, dict[str, list[dict[str, Any]]]], full: dict[str, flo
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    palette = [plt.get_cmap("tab20")(i) for i in range(20)]  # 20 distinct colours; line styles tell the rest apart
     for axis, metric, title in ((axes[0], "micro_f1", "micro-F1"), (axes[1], "P@1", "P@1")):
-        for name, runs in curves.items():
+        for number, (name, runs) in enumerate(curves.items()):
             rounds = min(len(curve) for curve in runs.values())
             counts = np.array([p["labelled"] for p in next(iter(runs.values()))[:rounds]])
             values = np.array([[p[metric] for p in curve[:rounds]] for curve in runs.values()])  # (seeds, R)
-            (line,) = axis.plot(counts, values.mean(axis=0), label=name, linewidth=1.6)
+            style = ("-", "--", ":", "-.")[(number // len(palette)) % 4]
+            color = palette[
+                (number * 2) % len(palette) if number < len(palette) // 2 else (number * 2 + 1) % len(palette)
+            ]
+            (line,) = axis.plot(counts, values.mean(axis=0), label=name, linewidth=1.6, linestyle=style, color=color)
             axis.fill_between(counts, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
         axis.axhline(full[metric], color="black", linestyle="--", linewidth=1, label="full data")
         if metric == "micro_f1":

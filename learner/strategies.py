@@ -69,7 +69,7 @@ MODAL_STRATEGIES: dict[str, str] = {
     "modal_max_score": "modAL max_score: highest max_l p_l·(pred_l - 1/2); dense O(N·L)",
     "modal_avg_score": "modAL avg_score: highest mean_l p_l·(pred_l - 1/2); dense O(N·L)",
 }
-DEFAULT_STRATEGY = "cardinality"
+DEFAULT_STRATEGY = "cardinality+kmeans"
 STRATEGIES: dict[str, str] = {
     **SCORERS,
     **{

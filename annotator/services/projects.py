@@ -10,7 +10,7 @@ from django.db import transaction
 
 from ..exceptions import ProjectError
 from ..importing import LABEL_SEPARATOR
-from ..models import Label, Membership, Project, strategy_choices
+from ..models import Job, Label, Membership, Project, strategy_choices
 from ..text import fold
 
 MAX_LABEL_LENGTH = 255
@@ -125,10 +125,16 @@ def project_create(*, user, name: str, labels: Sequence[Any] = (), **project_set
 
 @transaction.atomic
 def project_update(*, project: Project, **project_settings: Any) -> Project:
+    """Change settings; a new strategy (or queue size) re-scores the queue with the serving model."""
+    from .jobs import job_request
+
     values = _clean_settings(project_settings)
+    rescore = any(key in values and values[key] != getattr(project, key) for key in ("strategy", "queue_size"))
     for key, value in values.items():
         setattr(project, key, value)
     project.save()
+    if rescore and project.model_versions.filter(is_serving=True).exists():
+        job_request(project=project, kind=Job.Kind.SCORE, reason="the strategy or queue size changed")
     return project
 
 

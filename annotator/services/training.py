@@ -369,9 +369,9 @@ def _model_items(
             k=width,
         )  # (C, width) each, best first
         scores[start : start + len(ids)] = ml.score_strategy(
-            strategy=strategy,
+            strategy,
+            probs,
             idx=idx,
-            probs=probs,
             threshold=threshold,
             mean_cardinality=mean_cardinality,
             label_counts=label_counts,

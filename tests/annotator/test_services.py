@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from annotator import selectors, services
 from annotator.exceptions import ProjectError
-from annotator.models import Annotation, Document, DocumentSkip, Job, Label, Membership, QueueItem
+from annotator.models import Annotation, Document, DocumentSkip, Job, Label, Membership, ModelVersion, QueueItem
 
 from .conftest import make_user, records
 
@@ -228,3 +228,27 @@ def test_nothing_left_when_every_document_is_labelled(project, manager, annotato
     result = services.queue_lease_next(project=project, user=annotator_user)
     assert isinstance(result, services.NothingToServe)
     assert result.reason == "empty"
+
+
+def test_changing_the_strategy_rescores_the_queue_only_when_a_model_serves(project, manager):
+    Job.objects.all().delete()
+    services.project_update(project=project, strategy="adaptive")
+    assert not Job.objects.filter(kind="score").exists()  # no model yet: the cold-start queue stays
+    ModelVersion.objects.create(
+        project=project,
+        number=1,
+        is_serving=True,
+        artifact_path="x",
+        n_annotations=5,
+        n_labels=5,
+        data_cutoff=timezone.now(),
+    )
+
+    services.project_update(project=project, strategy="margin+ranked")
+    services.project_update(project=project, strategy="margin+ranked")  # unchanged: nothing more to do
+
+    assert Job.objects.filter(project=project, kind="score").count() == 1
+    with pytest.raises(ProjectError, match="strategy must be one of default, random"):
+        services.project_update(project=project, strategy="modal_avg_score")
+    project.refresh_from_db()
+    assert project.strategy == "margin+ranked"

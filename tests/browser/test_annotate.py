@@ -116,3 +116,10 @@ def test_manager_page_shows_budget_model_and_jobs(page, live_server, trained_pro
     page.click("#train-now")
     page.wait_for_selector(".messages li.success")
     assert Job.objects.filter(project=project, kind="train", status="PENDING").count() == 1
+    # The manager switches the query strategy in the browser; the queue is re-scored with it.
+    page.select_option("#strategy-form select[name=strategy]", "rarity+kmeans")
+    page.click("#strategy-form button[type=submit]")
+    page.wait_for_selector(".messages li.success")
+    project.refresh_from_db()
+    assert project.strategy == "rarity+kmeans" and "rarity+kmeans" in page.text_content("[data-stat=strategy]")
+    assert Job.objects.filter(project=project, kind="score", status="PENDING").exists()

@@ -266,3 +266,30 @@ def test_tree_models_update_incrementally_with_labels_never_seen_before(tmp_path
     assert metrics.precision_at_k(y_dev_updated, idx, 5) > old_p5 + 0.02
     again = FastTier.load(updated.save(tmp_path / "updated"))
     assert np.array_equal(again.predict_topk(dev, 5)[0], idx)
+
+
+def test_small_training_sets_are_tuned_by_cross_validation_on_every_document():
+    train, y_train = _data(60, 21, noise=0.15)
+    test, y_test = _data(2000, 22, noise=0.15)
+    config = FastTierConfig(features="embeddings")
+
+    model = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, config)
+    untuned = FastTier.train(
+        Inputs(embeddings=train.embeddings),
+        y_train,
+        LABELS,
+        FastTierConfig(features="embeddings", min_tune_documents=61),
+    )
+    holdout = FastTier.train(
+        Inputs(embeddings=train.embeddings), y_train, LABELS, FastTierConfig(features="embeddings", cv_max_documents=0)
+    )
+
+    assert model.train_info["tuning"] == "5-fold cross-validation"
+    assert model.metrics["n_val"] == 60.0 and holdout.metrics["n_val"] == 6.0  # every document vs a tenth
+    assert set(model.train_info["validation_f1_by_C"]) == {"1", "4", "16"}
+    assert untuned.rules["micro_f1"].threshold == 0.5 and untuned.platt == (1.0, 0.0)
+    test_inputs = Inputs(embeddings=test.embeddings)
+    f1 = {name: metrics.micro_f1(y_test, m.predict(test_inputs)) for name, m in [("cv", model), ("untuned", untuned)]}
+    assert f1["cv"] > f1["untuned"] + 0.01  # here the tuned rule adds the at-least-one-label fallback
+    again = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, config)
+    assert again.rules["micro_f1"] == model.rules["micro_f1"]  # seeded folds: reproducible
