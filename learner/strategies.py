@@ -69,6 +69,8 @@ MODAL_STRATEGIES: dict[str, str] = {
     "modal_max_score": "modAL max_score: highest max_l p_l·(pred_l - 1/2); dense O(N·L)",
     "modal_avg_score": "modAL avg_score: highest mean_l p_l·(pred_l - 1/2); dense O(N·L)",
 }
+# Chosen by `python -m learner.simulate` on GoEmotions (3 seeds): the best micro-F1 and P@1 AULC of 13 strategies,
+# 2 % above random (docs/benchmarks.md, "Active learning"; the reason in docs/architecture.md).
 DEFAULT_STRATEGY = "cardinality+kmeans"
 STRATEGIES: dict[str, str] = {
     **SCORERS,
