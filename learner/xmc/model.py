@@ -371,7 +371,8 @@ class XRLinear:
                 ptr = tree.child_ptr(t)
                 n_nodes = int(ptr[-1])
                 hard = layer_hard[t - 1] if layer_hard is not None and t > 0 else None
-                tasks = cls._tasks(t, ptr, layer_targets, beam_nodes, config, n_docs, hard=hard)
+                parents = layer_targets[t - 1] if t > 0 else None
+                tasks = cls._tasks(ptr, parents, beam_nodes, n_docs, hard=hard)
                 finished = [0]
 
                 def on_task(
@@ -422,22 +423,21 @@ class XRLinear:
 
     @staticmethod
     def _tasks(
-        t: int,
         ptr: np.ndarray,
-        layer_targets: list[sp.csc_matrix],
+        parent_targets: sp.spmatrix | None,
         beam_nodes: np.ndarray | None,
-        config: XRConfig,
         n_docs: int,
         *,
         hard: sp.csr_matrix | None = None,
     ) -> list[LayerTask]:
-        """The documents routed to each parent of layer t: teacher-forced, plus the beam (``beam_nodes``
-        (N, b) parent indices, -1 = empty) and the label-embedding negatives (``hard`` (N, n_parents)
-        bool) when given."""
+        """The documents routed to each parent of a layer (children ``ptr``): teacher-forced by
+        ``parent_targets`` (N, n_parents) 0/1 (None: the root, which gets every document), plus the beam
+        (``beam_nodes`` (N, b) parent indices, -1 = empty) and the label-embedding negatives (``hard``
+        (N, n_parents) bool) when given."""
         n_parents = len(ptr) - 1
-        if t == 0:
+        if parent_targets is None:
             return [LayerTask(0, np.arange(n_docs, dtype=np.int64), int(ptr[0]), int(ptr[1]))]
-        routed = layer_targets[t - 1].tocsr().astype(bool)  # (N, n_parents) teacher-forced
+        routed = parent_targets.tocsr().astype(bool)  # (N, n_parents) teacher-forced
         if hard is not None:
             routed = routed + hard
         if beam_nodes is not None:
@@ -512,15 +512,14 @@ class XRLinear:
         beam_seconds = time.perf_counter() - started
         sizes = np.diff(tree.leaf_bounds).astype(np.int64)  # (n_leaves,)
         leaf_of_added = np.zeros(n_all - n_old, dtype=np.int64)
-        for j in range(n_all - n_old):
-            if beam_nodes is None:
-                break
-            docs = by_label.indices[by_label.indptr[n_old + j] : by_label.indptr[n_old + j + 1]]
-            top = beam_nodes[docs, 0]
-            votes = np.bincount(top[top >= 0], minlength=n_leaves)  # (n_leaves,)
-            leaf = int(np.argmax(votes)) if votes.any() else int(np.argmin(sizes))
-            leaf_of_added[j] = leaf
-            sizes[leaf] += 1
+        if beam_nodes is not None:  # with one leaf (no beam) every new label joins leaf 0
+            for j in range(n_all - n_old):
+                docs = by_label.indices[by_label.indptr[n_old + j] : by_label.indptr[n_old + j + 1]]
+                top = beam_nodes[docs, 0]
+                votes = np.bincount(top[top >= 0], minlength=n_leaves)  # (n_leaves,)
+                leaf = int(np.argmax(votes)) if votes.any() else int(np.argmin(sizes))
+                leaf_of_added[j] = leaf
+                sizes[leaf] += 1
         report(0.2)
 
         # 2. The grown tree: each leaf keeps its labels in order, then its new ones (by label id).
@@ -547,25 +546,16 @@ class XRLinear:
         touched = np.unique(targets[new].indices)
         retrain = np.union1d(touched, np.arange(n_old, n_all))  # label ids
         by_position = targets[:, order].tocsr()  # (N, L') in the grown tree's order
-        if last == 0:  # one leaf: the root routes every document to it
-            routed = sp.csr_matrix(np.ones((n_docs, 1), dtype=bool))
-        else:
-            routed = (by_position @ _position_assignment(grown, last - 1, bool)).tocsr()  # (N, n_leaves)
-        if beam_nodes is not None and config.matcher_aware:
-            keep = beam_nodes >= 0
-            docs = np.repeat(np.arange(n_docs), beam_nodes.shape[1])[keep.ravel()]
-            routed = routed + sp.csr_matrix(
-                (np.ones(len(docs), dtype=bool), (docs, beam_nodes[keep])), shape=(n_docs, n_leaves)
-            )
-        routed = routed.tocsc()
-        routed.sort_indices()
+        leaf_targets = (by_position @ _position_assignment(grown, last - 1)) if last > 0 else None  # (N, n_leaves)
+        routed = self._tasks(
+            grown.child_ptr(last), leaf_targets, beam_nodes if config.matcher_aware else None, n_docs
+        )  # per leaf: the documents a full training would route to it
         positions = np.sort(position_of_label[retrain])  # (R,)
         parent_of = np.repeat(np.arange(n_leaves), np.diff(grown.leaf_bounds))[positions]  # (R,)
         tasks = []
         for parent in np.unique(parent_of):  # one task per leaf: its rows are sliced once
-            rows = routed.indices[routed.indptr[parent] : routed.indptr[parent + 1]].astype(np.int64)
             mine = positions[parent_of == parent]
-            tasks.append(LayerTask(int(parent), rows, int(mine[0]), int(mine[-1]) + 1, only=mine))
+            tasks.append(LayerTask(int(parent), routed[parent].rows, int(mine[0]), int(mine[-1]) + 1, only=mine))
         train_started = time.perf_counter()
         results = fork_map(
             solver._train_parent,
