@@ -107,6 +107,13 @@ def _check_threshold(threshold: float) -> float:
     return float(threshold)
 
 
+def _binary_entropy(p: np.ndarray) -> np.ndarray:
+    """Elementwise H(p) = -p log2 p - (1-p) log2 (1-p) in bits, 0 at p = 0 and 1."""
+    q = 1.0 - p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log2(p), 0.0) - np.where(q > 0, q * np.log2(q), 0.0)
+
+
 def random_scores(n: int, seed: int) -> np.ndarray:
     """(n,) uniform random scores in [0, 1), reproducible for a seed."""
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
@@ -120,11 +127,7 @@ def mean_binary_entropy(probs: np.ndarray) -> np.ndarray:
     probs (N, L) in [0, 1]. Sigmoid outputs are independent per label, so uncertainty is per label and
     then averaged; entropy over the row as if it were a distribution would be wrong.
     """
-    p = _check_probs(probs)
-    q = 1.0 - p
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.where(p > 0, p * np.log2(p), 0.0) - np.where(q > 0, q * np.log2(q), 0.0)  # (N, L)
-    return h.mean(axis=1)
+    return _binary_entropy(_check_probs(probs)).mean(axis=1)
 
 
 def threshold_margin(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -200,10 +203,7 @@ def rarity_entropy(idx: np.ndarray, probs: np.ndarray, label_counts: Any, power:
     if ids.size and ids.max() >= len(counts):
         raise ValueError(f"idx holds label {int(ids.max())} but label_counts has {len(counts)} labels")
     weight = np.where(ids >= 0, (1.0 + counts[np.maximum(ids, 0)]) ** -float(power), 0.0)  # (N, K)
-    q = 1.0 - p
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.where(p > 0, p * np.log2(p), 0.0) - np.where(q > 0, q * np.log2(q), 0.0)  # (N, K)
-    return (h * weight).sum(axis=1)
+    return (_binary_entropy(p) * weight).sum(axis=1)
 
 
 def resolve(strategy: str) -> tuple[str, str]:
