@@ -96,6 +96,8 @@ class Label(models.Model):
     # Case- and diacritics-folded name ("künstliche" -> "kunstliche") for portable, indexed search.
     search_key = models.CharField(max_length=255)
     description = models.TextField(blank=True)
+    # Positives among the project's annotations (kept by services.labels_recount); ranks search results.
+    frequency = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -174,7 +176,9 @@ class Annotation(models.Model):
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
     )
     strategy = models.CharField(max_length=30, blank=True)
-    suggestions = models.JSONField(default=list, blank=True, help_text='[{"label": name, "score": p}, ...]')
+    suggestions = models.JSONField(
+        default=list, blank=True, help_text='Shown, best first: [{"label": name, "score": p, "preselected": bool}]'
+    )
     seconds_spent = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
@@ -204,6 +208,36 @@ class AnnotationLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotation_id}:{self.label_id}"
+
+
+class SuggestionDecision(models.Model):
+    """What the expert did with one suggestion shown with the document: the evidence behind "accepted share" and
+    the explicit rejections (hard negatives)."""
+
+    class Decision(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        NOT_CHOSEN = "not_chosen", "Not chosen"
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="decisions")
+    label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="decisions")
+    rank = models.PositiveSmallIntegerField(help_text="Position in the suggestion list, 1 = best.")
+    score = models.FloatField()
+    preselected = models.BooleanField(help_text="Pre-ticked because the score reached the decision threshold.")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+
+    class Meta:
+        ordering = ["annotation_id", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["annotation", "label"], name="decision_one_per_label"),
+            models.CheckConstraint(
+                condition=Q(decision__in=["accepted", "rejected", "not_chosen"]), name="decision_valid"
+            ),
+            models.CheckConstraint(condition=Q(rank__gte=1), name="decision_rank_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotation_id}:{self.label_id} {self.decision}"
 
 
 class DocumentSkip(models.Model):
@@ -286,6 +320,8 @@ class QueueItem(models.Model):
     )
     strategy = models.CharField(max_length=30)
     score = models.FloatField()
+    # The model's shortlist for the document, best first: the first `suggestions_k` are shown as suggestions, all
+    # of them rank label search results for this document.
     suggestions = models.JSONField(default=list, blank=True, help_text="[[label_id, probability], ...] best first")
     # The queue is derived data (re-scoring rebuilds it), so a deleted user's leased items may go with them.
     leased_to = models.ForeignKey(

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .exceptions import NotFound, PermissionDenied
@@ -20,6 +20,7 @@ from .models import (
     ModelVersion,
     Project,
     QueueItem,
+    SuggestionDecision,
 )
 from .text import fold
 
@@ -121,40 +122,134 @@ def effective_threshold(*, project: Project, version: ModelVersion | None) -> fl
 
 
 def suggestions_named(*, pairs: list[list[float]], threshold: float) -> list[dict[str, Any]]:
-    """[[label_id, p], ...] -> [{"label_id", "label", "score", "preselected"}], best first."""
+    """[[label_id, p], ...] -> [{"label_id", "label", "description", "score", "preselected"}], best first."""
     ids = [int(label_id) for label_id, _ in pairs]
-    names = dict(Label.objects.filter(pk__in=ids).values_list("id", "name"))
+    named = {
+        pk: (name, description)
+        for pk, name, description in Label.objects.filter(pk__in=ids).values_list("id", "name", "description")
+    }
     return [
         {
             "label_id": int(label_id),
-            "label": names[int(label_id)],
+            "label": named[int(label_id)][0],
+            "description": named[int(label_id)][1],
             "score": round(float(score), 4),
             "preselected": float(score) >= threshold,
         }
         for label_id, score in pairs
-        if int(label_id) in names
+        if int(label_id) in named
     ]
 
 
 # --- labels --------------------------------------------------------------------------------------------------------
-def label_search(*, project: Project, query: str, limit: int = 20) -> list[Label]:
-    """Case- and diacritics-insensitive search over label names: prefix matches first, then substring matches.
+@dataclass(frozen=True)
+class LabelHit:
+    id: int
+    name: str
+    description: str
+    frequency: int
+    score: float | None  # the model's probability for the document searched for, when it is in its shortlist
 
-    Served from the (project, search_key) index; never loads the whole label set.
+
+def document_label_scores(*, project: Project, user, document_id: int) -> dict[int, float]:
+    """The model's shortlist {label_id: probability} for a document, as served to this user (else as served to
+    anyone, else as shown with the user's own answer); empty when there is none."""
+    item = (
+        QueueItem.objects.filter(project=project, document_id=document_id)
+        .order_by(
+            Case(When(leased_to=user, then=Value(0)), default=Value(1), output_field=IntegerField()), "-created_at"
+        )
+        .values_list("suggestions", flat=True)
+        .first()
+    )
+    if item:
+        return {int(label_id): float(p) for label_id, p in item}
+    shown = (
+        Annotation.objects.filter(document_id=document_id, document__project=project, annotator=user)
+        .values_list("suggestions", flat=True)
+        .first()
+    )
+    if not shown:
+        return {}
+    ids = dict(Label.objects.filter(project=project, name__in=[s["label"] for s in shown]).values_list("name", "id"))
+    return {ids[s["label"]]: float(s["score"]) for s in shown if s["label"] in ids}
+
+
+def label_search(
+    *, project: Project, query: str, limit: int = 20, scores: dict[int, float] | None = None
+) -> list[LabelHit]:
+    """Case- and diacritics-insensitive search over label names ("kunstliche int" finds "Künstliche Intelligenz").
+
+    Every word of the query must occur in the name (as a prefix or inside it). Ranking: labels the model scored for
+    the document (`scores`), best first; then an exact match; then by label frequency; prefix matches before
+    other matches; then by name. Two indexed queries with a LIMIT each; never loads the whole label set.
     """
     limit = max(1, min(int(limit), 100))
     key = fold(query or "")
-    base = Label.objects.filter(project=project).only("id", "name", "description")
-    if not key:
-        return list(base.order_by("name")[:limit])
-    prefix = list(base.filter(search_key__startswith=key).order_by("search_key", "id")[:limit])
-    if len(prefix) >= limit:
-        return prefix
-    seen = [label.pk for label in prefix]
-    rest = list(
-        base.filter(search_key__contains=key).exclude(pk__in=seen).order_by("search_key", "id")[: limit - len(prefix)]
+    scores = scores or {}
+    base = Label.objects.filter(project=project)
+    for word in key.split():
+        base = base.filter(search_key__contains=word)
+    fields = ("id", "name", "description", "frequency")
+    hits: list[LabelHit] = []
+    if scores:
+        scored = list(base.filter(pk__in=list(scores)).values_list(*fields))
+        scored.sort(key=lambda row: (-scores[row[0]], row[1]))
+        hits = [LabelHit(*row, score=scores[row[0]]) for row in scored[:limit]]
+    if len(hits) >= limit:
+        return hits
+    rest = base.exclude(pk__in=[hit.id for hit in hits]) if hits else base
+    if key:
+        rest = rest.annotate(
+            exact=Case(When(search_key=key, then=Value(1)), default=Value(0), output_field=IntegerField()),
+            prefix=Case(When(search_key__startswith=key, then=Value(1)), default=Value(0), output_field=IntegerField()),
+        ).order_by("-exact", "-frequency", "-prefix", "search_key", "id")
+    else:
+        rest = rest.order_by("-frequency", "search_key", "id")
+    hits += [LabelHit(*row, score=None) for row in rest.values_list(*fields)[: limit - len(hits)]]
+    return hits
+
+
+def annotation_detail(*, project: Project, user, document_id: int) -> dict[str, Any]:
+    """The user's own answer for a document, to revise it: the document, the chosen labels and what was done with
+    each suggestion shown."""
+    annotation = (
+        Annotation.objects.filter(document_id=document_id, document__project=project, annotator=user)
+        .select_related("document", "model_version")
+        .first()
     )
-    return prefix + rest
+    if annotation is None:
+        raise NotFound(f"you have no answer for document {document_id} in this project")
+    decisions = dict(SuggestionDecision.objects.filter(annotation=annotation).values_list("label__name", "decision"))
+    descriptions = dict(
+        Label.objects.filter(project=project, name__in=[s["label"] for s in annotation.suggestions]).values_list(
+            "name", "description"
+        )
+    )
+    document = annotation.document
+    return {
+        "document": {
+            "id": document.pk,
+            "external_id": document.external_id,
+            "text": document.text,
+            "metadata": document.metadata,
+        },
+        "labels": sorted(annotation.labels.values_list("name", flat=True)),
+        "suggestions": [
+            {
+                "label": s["label"],
+                "description": descriptions.get(s["label"], ""),
+                "score": s["score"],
+                "preselected": bool(s.get("preselected", False)),
+                "decision": decisions.get(s["label"], SuggestionDecision.Decision.NOT_CHOSEN),
+            }
+            for s in annotation.suggestions
+        ],
+        "strategy": annotation.strategy,
+        "model_version": annotation.model_version.number if annotation.model_version_id else None,
+        "seconds_spent": annotation.seconds_spent,
+        "updated_at": annotation.updated_at,
+    }
 
 
 # --- statistics ----------------------------------------------------------------------------------------------------

@@ -325,8 +325,10 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     embeddings: dict[str, np.ndarray] = {}
     if needs_embeddings:
         try:
+            # The test file is encoded only when the model reads embeddings; batch rules need the pool's alone.
+            splits = [train, test] if resolved.needs_embeddings else [train]
             embeddings, _ = embed_splits(
-                [train, test], encoder_path=args.encoder, cache_dir=Path(args.cache_dir), progress=not args.no_progress
+                splits, encoder_path=args.encoder, cache_dir=Path(args.cache_dir), progress=not args.no_progress
             )
         except BenchmarkError as exc:
             raise SimulationError(str(exc)) from exc

@@ -75,6 +75,12 @@ class AnnotationInputSerializer(serializers.Serializer):
         allow_empty=True,
         help_text="Label names; an empty list means none apply.",
     )
+    rejected = serializers.ListField(
+        child=serializers.CharField(max_length=255, allow_blank=False),
+        required=False,
+        default=list,
+        help_text="Suggested labels the expert explicitly rejected (hard negatives); never also in `labels`.",
+    )
     seconds_spent = serializers.FloatField(required=False, allow_null=True, min_value=0)
     source = serializers.ChoiceField(choices=[("api", "api"), ("ui", "ui")], required=False, default="api")
 
@@ -83,6 +89,7 @@ class AnnotationSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     document = serializers.IntegerField(source="document_id")
     labels = serializers.ListField(child=serializers.CharField())
+    rejected = serializers.ListField(child=serializers.CharField())
     strategy = serializers.CharField()
     model_version = serializers.IntegerField(allow_null=True)
     seconds_spent = serializers.FloatField(allow_null=True)
@@ -93,11 +100,37 @@ class SkipInputSerializer(serializers.Serializer):
     document = serializers.IntegerField()
 
 
+class LeaseInputSerializer(serializers.Serializer):
+    document = serializers.IntegerField()
+    action = serializers.ChoiceField(choices=[("renew", "renew"), ("release", "release")], default="renew")
+
+
+class LeaseSerializer(serializers.Serializer):
+    document = serializers.IntegerField()
+    held = serializers.BooleanField(help_text="False: the lease is lost (someone else holds the document).")
+    lease_expires_at = serializers.DateTimeField(allow_null=True)
+
+
 class SuggestionSerializer(serializers.Serializer):
     label_id = serializers.IntegerField()
     label = serializers.CharField()
+    description = serializers.CharField()
     score = serializers.FloatField()
     preselected = serializers.BooleanField()
+
+
+class DecidedSuggestionSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    description = serializers.CharField()
+    score = serializers.FloatField()
+    preselected = serializers.BooleanField()
+    decision = serializers.ChoiceField(choices=["accepted", "rejected", "not_chosen"])
+
+
+class BudgetOutSerializer(serializers.Serializer):
+    label_budget = serializers.IntegerField(allow_null=True)
+    spent = serializers.IntegerField()
+    remaining = serializers.IntegerField(allow_null=True)
 
 
 class DocumentOutSerializer(serializers.Serializer):
@@ -115,12 +148,29 @@ class NextSerializer(serializers.Serializer):
     suggestions = SuggestionSerializer(many=True)
     threshold = serializers.FloatField()
     lease_expires_at = serializers.DateTimeField()
+    lease_seconds = serializers.IntegerField()
+    budget = BudgetOutSerializer()
+
+
+class AnnotationDetailSerializer(serializers.Serializer):
+    document = DocumentOutSerializer()
+    labels = serializers.ListField(child=serializers.CharField())
+    suggestions = DecidedSuggestionSerializer(many=True)
+    strategy = serializers.CharField()
+    model_version = serializers.IntegerField(allow_null=True)
+    seconds_spent = serializers.FloatField(allow_null=True)
+    updated_at = serializers.DateTimeField()
 
 
 class LabelSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     description = serializers.CharField()
+
+
+class LabelHitSerializer(LabelSerializer):
+    frequency = serializers.IntegerField(help_text="Positives among the project's annotations.")
+    score = serializers.FloatField(allow_null=True, help_text="The model's probability for `document`, if scored.")
 
 
 class JobSerializer(serializers.ModelSerializer):

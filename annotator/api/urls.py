@@ -11,7 +11,13 @@ urlpatterns = [
     path("projects/<int:project_id>/documents/", views.DocumentImportView.as_view(), name="api-documents"),
     path("projects/<int:project_id>/next/", views.NextView.as_view(), name="api-next"),
     path("projects/<int:project_id>/skip/", views.SkipView.as_view(), name="api-skip"),
+    path("projects/<int:project_id>/lease/", views.LeaseView.as_view(), name="api-lease"),
     path("projects/<int:project_id>/annotations/", views.AnnotationView.as_view(), name="api-annotations"),
+    path(
+        "projects/<int:project_id>/annotations/<int:document_id>/",
+        views.AnnotationDetailView.as_view(),
+        name="api-annotation",
+    ),
     path("projects/<int:project_id>/labels/", views.LabelView.as_view(), name="api-labels"),
     path("projects/<int:project_id>/stats/", views.StatsView.as_view(), name="api-stats"),
     path("projects/<int:project_id>/train/", views.TrainView.as_view(), name="api-train"),

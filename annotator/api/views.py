@@ -143,6 +143,34 @@ class NextView(APIView):
                 "suggestions": served.suggestions,
                 "threshold": selectors.effective_threshold(project=project, version=item.model_version),
                 "lease_expires_at": item.lease_expires_at,
+                "lease_seconds": project.lease_seconds,
+                "budget": _budget_out(selectors.budget_for(project=project)),
+            }
+        )
+
+
+def _budget_out(budget: selectors.Budget) -> dict:
+    return {"label_budget": budget.budget, "spent": budget.spent, "remaining": budget.remaining}
+
+
+class LeaseView(APIView):
+    @extend_schema(
+        request=s.LeaseInputSerializer,
+        responses={200: s.LeaseSerializer},
+        summary="Renew (the page does, while open) or release the lease on a served document",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        data = _valid(s.LeaseInputSerializer, request.data)
+        if data["action"] == "release":
+            services.queue_release(project=project, user=request.user, document_id=data["document"])
+            return Response({"document": data["document"], "held": False, "lease_expires_at": None})
+        item = services.lease_renew(project=project, user=request.user, document_id=data["document"])
+        return Response(
+            {
+                "document": data["document"],
+                "held": item is not None,
+                "lease_expires_at": item.lease_expires_at if item is not None else None,
             }
         )
 
@@ -161,6 +189,7 @@ def _annotation_out(annotation: Annotation) -> dict:
         "id": annotation.pk,
         "document": annotation.document_id,
         "labels": sorted(annotation.labels.values_list("name", flat=True)),
+        "rejected": sorted(annotation.decisions.filter(decision="rejected").values_list("label__name", flat=True)),
         "strategy": annotation.strategy,
         "model_version": annotation.model_version.number if annotation.model_version_id else None,
         "seconds_spent": annotation.seconds_spent,
@@ -182,17 +211,32 @@ class AnnotationView(APIView):
             user=request.user,
             document_id=data["document"],
             labels=data["labels"],
+            rejected=data.get("rejected", []),
             seconds_spent=data.get("seconds_spent"),
             source=data.get("source", "api"),
         )
         return Response(_annotation_out(annotation), status=status.HTTP_201_CREATED)
 
 
+class AnnotationDetailView(APIView):
+    @extend_schema(
+        responses={200: s.AnnotationDetailSerializer},
+        summary="Your answer for a document, with what you did with each suggestion (to revise it: undo)",
+    )
+    def get(self, request: Request, project_id: int, document_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        return Response(selectors.annotation_detail(project=project, user=request.user, document_id=document_id))
+
+
 class LabelView(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("q", str), OpenApiParameter("limit", int)],
-        responses=s.LabelSerializer(many=True),
-        summary="Search labels (case- and diacritics-insensitive; prefix matches first)",
+        parameters=[
+            OpenApiParameter("q", str, description="words to find in label names (case and accents ignored)"),
+            OpenApiParameter("limit", int, description="1-100, default 20"),
+            OpenApiParameter("document", int, description="rank the labels the model scored for this document first"),
+        ],
+        responses=s.LabelHitSerializer(many=True),
+        summary="Search labels: the model's scores for the document first, then frequency, prefix matches first",
     )
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
@@ -200,8 +244,23 @@ class LabelView(APIView):
             limit = int(request.query_params.get("limit", "20"))
         except ValueError as exc:
             raise ProjectError("limit must be an integer") from exc
-        labels = selectors.label_search(project=project, query=request.query_params.get("q", ""), limit=limit)
-        return Response([{"id": x.pk, "name": x.name, "description": x.description} for x in labels])
+        document = request.query_params.get("document", "")
+        if document and not document.isdigit():
+            raise ProjectError("document must be a numeric document id")
+        scores = (
+            selectors.document_label_scores(project=project, user=request.user, document_id=int(document))
+            if document
+            else None
+        )
+        hits = selectors.label_search(
+            project=project, query=request.query_params.get("q", ""), limit=limit, scores=scores
+        )
+        return Response(
+            [
+                {"id": h.id, "name": h.name, "description": h.description, "frequency": h.frequency, "score": h.score}
+                for h in hits
+            ]
+        )
 
     @extend_schema(
         request={"application/json": {"type": "array", "items": {"type": "string"}}},

@@ -1,10 +1,10 @@
 """State changes (writes). Views, tasks and commands call these; each validates first and raises ProjectError."""
 
-from .annotations import annotation_submit, document_skip
+from .annotations import annotation_submit, document_skip, labels_recount
 from .documents import ImportResult, documents_import
 from .jobs import job_claim, job_dispatch, job_request
 from .projects import labels_add, member_add, project_create, project_update
-from .queue import NothingToServe, Served, queue_lease_next, queue_release
+from .queue import NothingToServe, Served, lease_renew, queue_lease_next, queue_release
 from .training import (
     encode_run,
     jobs_reconcile,
@@ -27,6 +27,8 @@ __all__ = [
     "job_request",
     "jobs_reconcile",
     "labels_add",
+    "labels_recount",
+    "lease_renew",
     "member_add",
     "project_create",
     "project_update",

@@ -1,13 +1,24 @@
-"""Submitting and skipping documents."""
+"""Submitting and skipping documents, and the label counts they change."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from ..exceptions import ProjectError
-from ..models import Annotation, AnnotationLabel, Document, DocumentSkip, Label, Project, QueueItem
+from ..models import (
+    Annotation,
+    AnnotationLabel,
+    Document,
+    DocumentSkip,
+    Label,
+    Project,
+    QueueItem,
+    SuggestionDecision,
+)
 from ..selectors import effective_threshold, suggestions_named
 
 MAX_SECONDS = 24 * 3600
@@ -22,16 +33,41 @@ def _document_in_project(project: Project, document_id: object) -> Document:
     return document
 
 
-def _labels_by_name(project: Project, names: Sequence[object]) -> list[Label]:
+def _labels_by_name(project: Project, names: Sequence[object], field: str = "labels") -> list[Label]:
     if not isinstance(names, list | tuple) or not all(isinstance(name, str) for name in names):
-        raise ProjectError("labels must be a list of label names (an empty list means none apply)")
+        if field == "labels":
+            raise ProjectError("labels must be a list of label names (an empty list means none apply)")
+        raise ProjectError(f"{field} must be a list of label names")
     wanted = list(dict.fromkeys(name.strip() for name in names))
     found = {label.name: label for label in Label.objects.filter(project=project, name__in=wanted)}
     unknown = [name for name in wanted if name not in found]
     if unknown:
         shown = ", ".join(repr(name) for name in unknown[:20])
-        raise ProjectError(f"unknown label(s) for this project: {shown}")
+        where = "" if field == "labels" else f" in {field}"
+        raise ProjectError(f"unknown label(s){where} for this project: {shown}")
     return [found[name] for name in wanted]
+
+
+def labels_recount(*, label_ids: Sequence[int]) -> None:
+    """Refreshes `Label.frequency` (positives among annotations) of the given labels."""
+    positives = AnnotationLabel.objects.filter(label=OuterRef("pk")).order_by().values("label").annotate(n=Count("id"))
+    ids = sorted(set(label_ids))
+    for start in range(0, len(ids), 2000):
+        Label.objects.filter(pk__in=ids[start : start + 2000]).update(
+            frequency=Coalesce(Subquery(positives.values("n")), 0)
+        )
+
+
+def _shown_suggestions(project: Project, served: QueueItem | None, annotation: Annotation) -> list[dict]:
+    """The suggestions the expert saw: from the queue item the document was served from, else (a revised answer:
+    the item left the queue with the first answer) the ones recorded with the first answer."""
+    if served is not None:
+        threshold = effective_threshold(project=project, version=served.model_version)
+        return [
+            {"label": s["label"], "score": s["score"], "preselected": s["preselected"]}
+            for s in suggestions_named(pairs=served.suggestions[: project.suggestions_k], threshold=threshold)
+        ]
+    return list(annotation.suggestions or [])
 
 
 @transaction.atomic
@@ -41,16 +77,23 @@ def annotation_submit(
     user,
     document_id: object,
     labels: Sequence[object],
+    rejected: Sequence[object] | None = None,
     seconds_spent: object = None,
     source: str = Annotation.Source.API,
 ) -> Annotation:
     """Saves the user's answer for a document (replacing their earlier one) and may queue a training run.
 
-    An empty label list is a valid answer ("none apply"). Provenance (model version, strategy, suggestions shown)
-    comes from the queue item the document was served from. The answer is saved even when the lease expired.
+    An empty label list is a valid answer ("none apply"). `rejected` names suggestions the expert explicitly
+    rejected (a suggestion can only be rejected if it was shown, and not at the same time chosen). Provenance (model
+    version, strategy, the suggestions shown and what was done with each) comes from the queue item the document
+    was served from. The answer is saved even when the lease expired.
     """
     document = _document_in_project(project, document_id)
     chosen = _labels_by_name(project, labels)
+    refused = _labels_by_name(project, list(rejected or []), field="rejected")
+    both = sorted({label.name for label in chosen} & {label.name for label in refused})
+    if both:
+        raise ProjectError(f"a label cannot be both chosen and rejected: {', '.join(repr(n) for n in both[:20])}")
     if seconds_spent is not None:
         if isinstance(seconds_spent, bool) or not isinstance(seconds_spent, int | float):
             raise ProjectError("seconds_spent must be a number of seconds")
@@ -73,22 +116,32 @@ def annotation_submit(
     annotation = Annotation.objects.select_for_update().filter(document=document, annotator=user).first()
     if annotation is None:
         annotation = Annotation(document=document, annotator=user)
+    shown = _shown_suggestions(project, served, annotation)
+    shown_names = {s["label"] for s in shown}
+    not_shown = [label.name for label in refused if label.name not in shown_names]
+    if not_shown:
+        raise ProjectError(
+            "only suggested labels can be rejected; not suggested for this document: "
+            + ", ".join(repr(name) for name in not_shown[:20])
+        )
+    previous_label_ids = (
+        list(AnnotationLabel.objects.filter(annotation_id=annotation.pk).values_list("label_id", flat=True))
+        if annotation.pk
+        else []
+    )
+
     annotation.source = source
     if seconds_spent is not None:  # a revised answer adds the time spent revising it
         annotation.seconds_spent = (annotation.seconds_spent or 0.0) + float(seconds_spent)
     if served is not None:
         annotation.model_version = served.model_version
         annotation.strategy = served.strategy
-        annotation.suggestions = [
-            {"label": s["label"], "score": s["score"]}
-            for s in suggestions_named(
-                pairs=served.suggestions,
-                threshold=effective_threshold(project=project, version=served.model_version),
-            )
-        ]
+    annotation.suggestions = shown
     annotation.save()
     AnnotationLabel.objects.filter(annotation=annotation).delete()
     AnnotationLabel.objects.bulk_create([AnnotationLabel(annotation=annotation, label=label) for label in chosen])
+    _decisions_record(project, annotation, shown, chosen={x.name for x in chosen}, refused={x.name for x in refused})
+    labels_recount(label_ids=previous_label_ids + [label.pk for label in chosen])
     # The document is answered: it leaves the queue (all versions) and any skip by this user is void.
     QueueItem.objects.filter(project=project, document=document).delete()
     DocumentSkip.objects.filter(document=document, user=user).delete()
@@ -97,6 +150,36 @@ def annotation_submit(
 
     training_maybe_request(project=project)
     return annotation
+
+
+def _decisions_record(
+    project: Project, annotation: Annotation, shown: list[dict], *, chosen: set[str], refused: set[str]
+) -> None:
+    ids = dict(Label.objects.filter(project=project, name__in=[s["label"] for s in shown]).values_list("name", "id"))
+    SuggestionDecision.objects.filter(annotation=annotation).delete()
+    rows = []
+    for rank, suggestion in enumerate(shown, start=1):
+        name = suggestion["label"]
+        if name not in ids:  # a label renamed or removed since it was shown
+            continue
+        decision = (
+            SuggestionDecision.Decision.ACCEPTED
+            if name in chosen
+            else SuggestionDecision.Decision.REJECTED
+            if name in refused
+            else SuggestionDecision.Decision.NOT_CHOSEN
+        )
+        rows.append(
+            SuggestionDecision(
+                annotation=annotation,
+                label_id=ids[name],
+                rank=rank,
+                score=float(suggestion["score"]),
+                preselected=bool(suggestion.get("preselected", False)),
+                decision=decision,
+            )
+        )
+    SuggestionDecision.objects.bulk_create(rows)
 
 
 @transaction.atomic

@@ -10,6 +10,7 @@ from ..exceptions import ProjectError
 from ..importing import ImportRecord
 from ..models import Annotation, AnnotationLabel, Document, Job, Label, Project
 from ..text import fold
+from .annotations import labels_recount
 from .jobs import job_request
 
 MAX_ERRORS_SHOWN = 200
@@ -109,6 +110,8 @@ def documents_import(
             ],
             batch_size=2000,
         )
+        if annotations:
+            labels_recount(label_ids=[known[name] for _, record in labelled for name in record.labels or []])
         job_request(project=project, kind=Job.Kind.ENCODE, reason="documents imported", requested_by=user)
         if annotations:
             from .training import training_maybe_request

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from ..exceptions import ProjectError
 from ..models import Annotation, Document, DocumentSkip, Job, ModelVersion, Project, QueueItem
 from ..selectors import budget_for, effective_threshold, serving_version, suggestions_named
 from .jobs import job_request
@@ -46,7 +47,8 @@ def _served(item: QueueItem, project: Project) -> Served:
         item=item,
         document=document,
         suggestions=suggestions_named(
-            pairs=item.suggestions, threshold=effective_threshold(project=project, version=item.model_version)
+            pairs=item.suggestions[: project.suggestions_k],
+            threshold=effective_threshold(project=project, version=item.model_version),
         ),
     )
 
@@ -126,6 +128,30 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
 
 
 @transaction.atomic
-def queue_release(*, project: Project, user) -> int:
-    """Ends the user's leases in the project (the documents return to the queue)."""
-    return QueueItem.objects.filter(project=project, leased_to=user).update(leased_to=None, lease_expires_at=None)
+def queue_release(*, project: Project, user, document_id: int | None = None) -> int:
+    """Ends the user's leases in the project, or on one document (the documents return to the queue)."""
+    held = QueueItem.objects.filter(project=project, leased_to=user)
+    if document_id is not None:
+        held = held.filter(document_id=document_id)
+    return held.update(leased_to=None, lease_expires_at=None)
+
+
+@transaction.atomic
+def lease_renew(*, project: Project, user, document_id: object) -> QueueItem | None:
+    """Extends the user's lease on a document by `project.lease_seconds` (the page does this while it is open).
+
+    A lease that expired is taken again if nobody else took the document meanwhile. Returns None when the document
+    is no longer the user's to hold (someone else holds it, or it left the queue): the page then tells the expert,
+    whose answer is still accepted.
+    """
+    if isinstance(document_id, bool) or not str(document_id).isdigit():
+        raise ProjectError("document must be the numeric id returned by `next`")
+    now = timezone.now()
+    items = QueueItem.objects.filter(project=project, document_id=int(document_id)).filter(~_annotated())
+    if connection.features.has_select_for_update:
+        items = items.select_for_update()
+    items = list(items.order_by("-created_at"))
+    if any(i.leased_to_id not in (None, user.pk) and i.lease_expires_at > now for i in items):
+        return None
+    mine = next((i for i in items if i.leased_to_id == user.pk), None) or (items[0] if items else None)
+    return _lease(mine, user, project) if mine is not None else None

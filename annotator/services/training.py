@@ -33,6 +33,7 @@ JOB_ERRORS = (ValueError, RuntimeError, OSError, ProjectError, KeyError)
 ENCODE_CHUNK = 4096  # documents per cache write (each write rewrites the cache file: keep writes few)
 SCORE_CELLS = 20_000_000  # documents x shortlisted labels held at once while scoring
 SHORTLIST = 100  # labels per document the strategies see for large label sets
+KEPT_SHORTLIST = 50  # labels per queued document kept with their scores: suggestions first, then search ranking
 
 
 # --- requests --------------------------------------------------------------------------------------------------------
@@ -358,8 +359,9 @@ def _model_items(
                 if column_of_label.get(label_id, -1) >= 0:
                     label_counts[column_of_label[label_id]] += 1
     scores = np.empty(len(pool), dtype=np.float64)  # (U,)
-    top_idx = np.empty((len(pool), k), dtype=np.int64)  # (U, k)
-    top_p = np.empty((len(pool), k), dtype=np.float32)  # (U, k)
+    kept = min(width, max(k, KEPT_SHORTLIST))
+    top_idx = np.empty((len(pool), kept), dtype=np.int64)  # (U, kept)
+    top_p = np.empty((len(pool), kept), dtype=np.float32)  # (U, kept)
     for start in range(0, len(pool), chunk):
         ids = pool[start : start + chunk]
         idx, probs = ml.shortlists(
@@ -377,8 +379,8 @@ def _model_items(
             label_counts=label_counts,
             seed=version.number * 7919 + start,
         )
-        top_idx[start : start + len(ids)] = idx[:, :k]
-        top_p[start : start + len(ids)] = probs[:, :k]
+        top_idx[start : start + len(ids)] = idx[:, :kept]
+        top_p[start : start + len(ids)] = probs[:, :kept]
         beat((start + len(ids)) / len(pool), f"scored {start + len(ids)} of {len(pool)} documents")
     # The batch rule runs once on the whole pool: the best scores, or a diverse batch among the best.
     chosen = ml.select_batch(

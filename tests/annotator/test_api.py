@@ -1,14 +1,17 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from rest_framework.test import APIClient
 
+from annotator import services
 from annotator.models import Annotation, Document, Job, Label, Project, QueueItem
 
-from .conftest import client_for
+from .conftest import client_for, make_user
 
 
 def _url(project, what: str) -> str:
@@ -230,13 +233,182 @@ def test_next_serves_suggestions_with_scores(project, annotator_client, document
     served = annotator_client.get(_url(project, "next")).json()
     assert served["document"]["id"] == documents[3].pk
     assert served["suggestions"] == [
-        {"label_id": joy.pk, "label": "joy", "score": 0.91, "preselected": True},
-        {"label_id": fear.pk, "label": "fear", "score": 0.2, "preselected": False},
+        {"label_id": joy.pk, "label": "joy", "description": "", "score": 0.91, "preselected": True},
+        {"label_id": fear.pk, "label": "fear", "description": "", "score": 0.2, "preselected": False},
     ]
     annotator_client.post(_url(project, "annotations"), {"document": documents[3].pk, "labels": ["joy"]}, format="json")
     annotation = Annotation.objects.get(document=documents[3])
-    assert annotation.suggestions == [{"label": "joy", "score": 0.91}, {"label": "fear", "score": 0.2}]
+    assert annotation.suggestions == [
+        {"label": "joy", "score": 0.91, "preselected": True},
+        {"label": "fear", "score": 0.2, "preselected": False},
+    ]
     assert annotation.strategy == "cold_start"
+
+
+def _served_with(project, document, pairs):
+    """Queues `document` with the model shortlist `pairs` [(label name, p), ...] (only it is served)."""
+    ids = dict(Label.objects.filter(project=project).values_list("name", "id"))
+    QueueItem.objects.create(
+        project=project,
+        document=document,
+        strategy="uncertainty",
+        score=99,
+        suggestions=[[ids[name], p] for name, p in pairs],
+    )
+
+
+# --- suggestions: accept, reject, revise ----------------------------------------------------------------------------
+def test_each_shown_suggestion_records_what_the_expert_did(project, annotator_client, documents):
+    project.suggestions_k = 3
+    project.save()
+    _served_with(project, documents[0], [("joy", 0.9), ("anger", 0.6), ("fear", 0.3), ("surprise", 0.1)])
+    served = annotator_client.get(_url(project, "next")).json()
+    assert [s["label"] for s in served["suggestions"]] == ["joy", "anger", "fear"]  # k = 3 of the 4 scored
+    response = annotator_client.post(
+        _url(project, "annotations"),
+        {"document": documents[0].pk, "labels": ["joy", "sadness"], "rejected": ["anger"]},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert response.json()["labels"] == ["joy", "sadness"] and response.json()["rejected"] == ["anger"]
+    annotation = Annotation.objects.get(document=documents[0])
+    decisions = list(annotation.decisions.values_list("rank", "label__name", "score", "preselected", "decision"))
+    assert decisions == [
+        (1, "joy", 0.9, True, "accepted"),
+        (2, "anger", 0.6, True, "rejected"),
+        (3, "fear", 0.3, False, "not_chosen"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "labels,rejected,message",
+    [
+        (["joy"], ["joy"], "a label cannot be both chosen and rejected: 'joy'"),
+        ([], ["sadness"], "only suggested labels can be rejected; not suggested for this document: 'sadness'"),
+        ([], ["nope"], "unknown label(s) in rejected for this project: 'nope'"),
+        ([], "joy", "rejected"),
+    ],
+)
+def test_bad_rejections_are_clear_400s_and_change_nothing(
+    project, annotator_client, documents, labels, rejected, message
+):
+    _served_with(project, documents[0], [("joy", 0.9), ("anger", 0.6)])
+    annotator_client.get(_url(project, "next"))
+    response = annotator_client.post(
+        _url(project, "annotations"),
+        {"document": documents[0].pk, "labels": labels, "rejected": rejected},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert not Annotation.objects.exists()
+    assert QueueItem.objects.filter(document=documents[0]).exists()  # still in the queue
+
+
+def test_undo_reopens_the_answer_and_a_revision_replaces_it_and_its_decisions(project, annotator_client, documents):
+    _served_with(project, documents[0], [("joy", 0.9), ("anger", 0.6), ("fear", 0.3)])
+    annotator_client.get(_url(project, "next"))
+    annotator_client.post(
+        _url(project, "annotations"),
+        {"document": documents[0].pk, "labels": ["joy"], "rejected": ["fear"], "seconds_spent": 4},
+        format="json",
+    )
+    detail = annotator_client.get(_url(project, f"annotations/{documents[0].pk}")).json()
+    assert detail["document"]["text"] == documents[0].text and detail["labels"] == ["joy"]
+    assert [(s["label"], s["decision"]) for s in detail["suggestions"]] == [
+        ("joy", "accepted"),
+        ("anger", "not_chosen"),
+        ("fear", "rejected"),
+    ]
+    # The revision: the queue item is gone, so the decisions refer to the suggestions shown the first time.
+    response = annotator_client.post(
+        _url(project, "annotations"),
+        {"document": documents[0].pk, "labels": ["anger", "sadness"], "rejected": ["joy"], "seconds_spent": 2},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    annotation = Annotation.objects.get(document=documents[0])
+    assert sorted(annotation.labels.values_list("name", flat=True)) == ["anger", "sadness"]
+    assert list(annotation.decisions.values_list("label__name", "decision")) == [
+        ("joy", "rejected"),
+        ("anger", "accepted"),
+        ("fear", "not_chosen"),
+    ]
+    assert annotation.seconds_spent == 6  # the time revising adds to the first
+    assert Label.objects.get(project=project, name="joy").frequency == 0
+    assert Label.objects.get(project=project, name="anger").frequency == 1
+
+
+def test_nobody_reads_another_annotators_answer(project, manager_client, annotator_client, documents):
+    annotator_client.post(_url(project, "annotations"), {"document": documents[0].pk, "labels": []}, format="json")
+    response = manager_client.get(_url(project, f"annotations/{documents[0].pk}"))
+    assert response.status_code == 404
+    assert "you have no answer for document" in response.json()["detail"]
+
+
+# --- label search ---------------------------------------------------------------------------------------------------
+def test_label_search_ranks_the_documents_scores_then_frequency(
+    project, manager, manager_client, annotator_client, documents
+):
+    manager_client.post(
+        _url(project, "labels"),
+        [
+            {"name": "Künstliche Intelligenz", "description": "KI"},
+            "Geschichte der künstlichen Intelligenz",
+            "Kunst",
+            "Intelligenz",
+        ],
+        format="json",
+    )
+    # Frequency: "Intelligenz" is used twice, "Geschichte der künstlichen Intelligenz" once.
+    for doc, labels in [
+        (documents[5], ["Intelligenz"]),
+        (documents[6], ["Intelligenz", "Geschichte der künstlichen Intelligenz"]),
+    ]:
+        manager_client.post(_url(project, "annotations"), {"document": doc.pk, "labels": labels}, format="json")
+    found = annotator_client.get(_url(project, "labels"), {"q": "kunstliche int"}).json()
+    assert [x["name"] for x in found] == ["Geschichte der künstlichen Intelligenz", "Künstliche Intelligenz"]
+    assert found[1]["description"] == "KI" and found[0]["frequency"] == 1 and found[0]["score"] is None
+    found = annotator_client.get(_url(project, "labels"), {"q": "INTELLIGENZ"}).json()
+    assert found[0]["name"] == "Intelligenz"  # the exact match first
+    # With the model's shortlist for a document, its scored labels come first, best first.
+    _served_with(project, documents[0], [("Künstliche Intelligenz", 0.7), ("joy", 0.2)])
+    annotator_client.get(_url(project, "next"))
+    found = annotator_client.get(_url(project, "labels"), {"q": "intelligenz", "document": documents[0].pk}).json()
+    assert [(x["name"], x["score"]) for x in found] == [
+        ("Künstliche Intelligenz", 0.7),
+        ("Intelligenz", None),
+        ("Geschichte der künstlichen Intelligenz", None),
+    ]
+    found = annotator_client.get(_url(project, "labels"), {"q": "kun", "limit": 1}).json()
+    assert len(found) == 1
+
+
+def test_label_search_rejects_a_bad_document_id(project, annotator_client):
+    response = annotator_client.get(_url(project, "labels"), {"q": "j", "document": "x"})
+    assert response.status_code == 400 and "document" in response.json()["detail"]
+
+
+# --- leases ---------------------------------------------------------------------------------------------------------
+def test_lease_renews_while_held_and_release_returns_the_document(project, manager, annotator_client, documents):
+    second = make_user("second")
+    services.member_add(project=project, username="second", role="annotator")
+    served = annotator_client.get(_url(project, "next")).json()
+    doc = served["document"]["id"]
+    item = QueueItem.objects.get(document_id=doc)
+    renewed = annotator_client.post(_url(project, "lease"), {"document": doc}, format="json").json()
+    assert renewed["held"] is True and renewed["lease_expires_at"] >= served["lease_expires_at"]
+    # Another annotator cannot take it over while it is held.
+    other = client_for(second)
+    assert other.post(_url(project, "lease"), {"document": doc}, format="json").json()["held"] is False
+    assert other.get(_url(project, "next")).json()["document"]["id"] != doc
+    annotator_client.post(_url(project, "lease"), {"document": doc, "action": "release"}, format="json")
+    item.refresh_from_db()
+    assert item.leased_to is None
+    other.post(
+        _url(project, "skip"), {"document": other.get(_url(project, "next")).json()["document"]["id"]}, format="json"
+    )
+    assert other.get(_url(project, "next")).json()["document"]["id"] == doc
 
 
 @pytest.mark.parametrize(
@@ -363,3 +535,16 @@ def test_hot_endpoints_use_a_bounded_number_of_queries(
             format="json",
         )
     assert response.status_code == 201
+
+
+def test_the_page_close_beacon_releases_the_lease_with_the_forms_csrf_token(project, annotator_user, documents):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(annotator_user)
+    page = client.get(f"/projects/{project.pk}/annotate/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    doc = client.get(_url(project, "next")).json()["document"]["id"]
+    refused = client.post(_url(project, "lease"), {"document": doc, "action": "release"})
+    assert refused.status_code == 403 and QueueItem.objects.get(document_id=doc).leased_to == annotator_user
+    response = client.post(_url(project, "lease"), {"document": doc, "action": "release", "csrfmiddlewaretoken": token})
+    assert response.status_code == 200 and response.json()["held"] is False
+    assert QueueItem.objects.get(document_id=doc).leased_to is None

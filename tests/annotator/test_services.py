@@ -36,7 +36,9 @@ def test_a_project_supports_50000_labels(manager):
     project = services.project_create(user=manager, name="Big", labels=names)
     assert project.labels.count() == 50_000
     hits = selectors.label_search(project=project, query="LABEL 4999", limit=20)
-    assert [label.name for label in hits] == [f"label {i}" for i in range(49990, 50000)]
+    # The ten names starting with the query first, then names holding both words: "label 04999", "label 14999", ...
+    assert [label.name for label in hits[:10]] == [f"label {i}" for i in range(49990, 50000)]
+    assert [label.name for label in hits[10:]] == [f"label {d}4999" for d in range(5)]
     assert [label.name for label in selectors.label_search(project=project, query="04999")] == ["label 04999"]
 
 
@@ -185,6 +187,34 @@ def test_answer_after_the_lease_expired_is_still_saved(project, annotator_user, 
     annotation = Annotation.objects.get(document=served.document)
     assert annotation.strategy == "cold_start"
     assert not QueueItem.objects.filter(document=served.document).exists()
+
+
+def test_an_expired_lease_renews_only_while_nobody_else_took_the_document(project, annotator_user, documents):
+    other = make_user("second")
+    services.member_add(project=project, username="second", role="annotator")
+    _queue(project, documents[:2], [0.9, 0.5])
+    served = services.queue_lease_next(project=project, user=annotator_user)
+    expired = timezone.now() - timedelta(seconds=1)
+    QueueItem.objects.filter(pk=served.item.pk).update(lease_expires_at=expired)
+    renewed = services.lease_renew(project=project, user=annotator_user, document_id=served.document.pk)
+    assert renewed is not None and renewed.leased_to == annotator_user and renewed.lease_expires_at > timezone.now()
+    QueueItem.objects.filter(pk=served.item.pk).update(lease_expires_at=expired)
+    assert services.queue_lease_next(project=project, user=other).document == served.document  # taken over
+    assert services.lease_renew(project=project, user=annotator_user, document_id=served.document.pk) is None
+    assert QueueItem.objects.get(pk=served.item.pk).leased_to == other  # the failed renewal changed nothing
+    with pytest.raises(ProjectError, match="numeric id"):
+        services.lease_renew(project=project, user=annotator_user, document_id="x")
+
+
+def test_label_frequency_follows_imports_and_changed_answers(project, manager, annotator_user):
+    services.documents_import(project=project, user=manager, records=records(3, labels=[["joy"], ["joy", "fear"], []]))
+    counts = dict(Label.objects.filter(project=project).values_list("name", "frequency"))
+    assert counts == {"joy": 2, "fear": 1, "anger": 0, "sadness": 0, "surprise": 0}
+    document = Document.objects.get(project=project, external_id="doc-0")
+    services.annotation_submit(project=project, user=annotator_user, document_id=document.pk, labels=["anger"])
+    services.annotation_submit(project=project, user=annotator_user, document_id=document.pk, labels=["sadness"])
+    counts = dict(Label.objects.filter(project=project).values_list("name", "frequency"))
+    assert counts == {"joy": 2, "fear": 1, "anger": 0, "sadness": 1, "surprise": 0}
 
 
 def test_skipped_documents_are_not_served_again_to_that_annotator(project, annotator_user, documents):

@@ -1,5 +1,6 @@
-// The annotate page: leases a document from the API, shows it with scored suggestions, and submits the answer.
-// No framework and nothing from a CDN. Document text is only ever set with textContent (always escaped).
+// The annotate page: leases a document from the API, shows it with scored suggestions to accept or reject,
+// searches labels on the server, submits, and lets the expert undo (revise) earlier answers. Keyboard first.
+// No framework and nothing from a CDN. Document text and label names are only ever set with textContent.
 (function () {
   "use strict";
   const root = document.getElementById("annotate");
@@ -8,6 +9,7 @@
     next: root.dataset.nextUrl,
     submit: root.dataset.submitUrl,
     skip: root.dataset.skipUrl,
+    lease: root.dataset.leaseUrl,
     labels: root.dataset.labelsUrl,
   };
   const csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
@@ -18,15 +20,21 @@
   const resultsEl = el("search-results");
   const chosenEl = el("chosen");
   const statusEl = el("status");
+  const helpEl = el("help");
 
-  let current = null; // the served payload
+  let current = null; // {document, suggestions, revising: bool, ...}
+  let held = null; // id of the document leased to us (kept while revising an earlier one)
   let chosen = new Set();
+  let rejected = new Set();
   let shownAt = 0;
   let results = [];
   let highlighted = -1;
-  let done = 0;
   let busy = false;
   let searchTimer = null;
+  let renewTimer = null;
+  let showDescriptions = false;
+  const history = []; // document ids submitted in this session, last at the end (undo pops)
+  const session = { done: 0, seconds: 0 };
 
   function setStatus(message, isError) {
     statusEl.textContent = message || "";
@@ -45,6 +53,31 @@
     return { status: response.status, body: body };
   }
 
+  function post(url, payload) {
+    return api(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify(payload),
+    });
+  }
+
+  // --- session feedback ------------------------------------------------------------------------------------------
+  function renderSession(budget) {
+    el("done-count").textContent = String(session.done);
+    el("avg-time").textContent = session.done ? (session.seconds / session.done).toFixed(1) + " s" : "–";
+    if (budget) {
+      el("budget-left").textContent = budget.label_budget === null
+        ? "no budget set"
+        : budget.remaining + " of " + budget.label_budget + " left in the budget";
+    }
+    el("undo").disabled = history.length === 0;
+  }
+
+  setInterval(() => {
+    el("doc-time").textContent = current ? Math.round((performance.now() - shownAt) / 1000) + " s" : "–";
+  }, 1000);
+
+  // --- chosen labels and suggestions -------------------------------------------------------------------------------
   function renderChosen() {
     chosenEl.replaceChildren();
     for (const name of chosen) {
@@ -57,20 +90,31 @@
       remove.className = "chip-remove";
       remove.setAttribute("aria-label", "Remove " + name);
       remove.textContent = "×";
-      remove.addEventListener("click", () => toggle(name));
+      remove.addEventListener("click", () => accept(name));
       li.append(span, remove);
       chosenEl.append(li);
     }
     el("none-apply").hidden = chosen.size > 0;
-    for (const box of suggestionsEl.querySelectorAll("input[type=checkbox]")) {
-      box.checked = chosen.has(box.dataset.label);
+    for (const li of suggestionsEl.children) {
+      const name = li.dataset.label;
+      li.querySelector("input[type=checkbox]").checked = chosen.has(name);
+      li.classList.toggle("rejected", rejected.has(name));
+      const reject = li.querySelector(".reject");
+      reject.setAttribute("aria-pressed", rejected.has(name) ? "true" : "false");
     }
   }
 
-  function toggle(name) {
-    if (chosen.has(name)) chosen.delete(name); else chosen.add(name);
+  function accept(name) { // toggles a label in or out of the answer
+    if (chosen.has(name)) chosen.delete(name); else { chosen.add(name); rejected.delete(name); }
     renderChosen();
   }
+
+  function reject(name) { // toggles an explicit rejection of a suggestion
+    if (rejected.has(name)) rejected.delete(name); else { rejected.add(name); chosen.delete(name); }
+    renderChosen();
+  }
+
+  function keyName(i) { return i < 9 ? String(i + 1) : (i === 9 ? "0" : ""); }
 
   function renderSuggestions(suggestions) {
     suggestionsEl.replaceChildren();
@@ -78,50 +122,90 @@
     suggestions.forEach((s, i) => {
       const li = document.createElement("li");
       li.className = "suggestion";
+      li.dataset.label = s.label;
+      if (s.description) li.title = s.description;
       const label = document.createElement("label");
       const box = document.createElement("input");
       box.type = "checkbox";
       box.dataset.label = s.label;
-      box.checked = chosen.has(s.label);
-      box.addEventListener("change", () => toggle(s.label));
+      box.addEventListener("change", () => accept(s.label));
       const key = document.createElement("kbd");
-      key.textContent = i < 9 ? String(i + 1) : (i === 9 ? "0" : "");
+      key.textContent = keyName(i);
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = s.label;
-      const score = document.createElement("span");
-      score.className = "score";
-      score.textContent = s.score.toFixed(2);
       const bar = document.createElement("span");
       bar.className = "score-bar";
       const fill = document.createElement("span");
       fill.style.width = Math.round(s.score * 100) + "%";
       bar.append(fill);
+      const score = document.createElement("span");
+      score.className = "score";
+      score.textContent = s.score.toFixed(2);
       label.append(box, key, name, bar, score);
-      li.append(label);
+      const no = document.createElement("button");
+      no.type = "button";
+      no.className = "reject";
+      no.textContent = "✗";
+      no.title = "Reject (Shift+" + keyName(i) + ")";
+      no.setAttribute("aria-label", "Reject " + s.label);
+      no.addEventListener("click", () => reject(s.label));
+      const description = document.createElement("p");
+      description.className = "description";
+      description.textContent = s.description || "No description.";
+      description.hidden = !showDescriptions;
+      li.append(label, no, description);
       suggestionsEl.append(li);
     });
+  }
+
+  function toggleDescriptions() {
+    showDescriptions = !showDescriptions;
+    for (const p of suggestionsEl.querySelectorAll(".description")) p.hidden = !showDescriptions;
+  }
+
+  // --- showing a document ------------------------------------------------------------------------------------------
+  function show(payload, revising) {
+    current = Object.assign({ revising: revising }, payload);
+    textEl.hidden = false;
+    el("empty").hidden = true;
+    textEl.textContent = payload.document.text;
+    textEl.scrollTop = 0;
+    renderSuggestions(payload.suggestions);
+    renderChosen();
+    clearResults();
+    searchEl.value = "";
+    const doc = "Document " + payload.document.external_id;
+    const version = payload.model_version ? "model v" + payload.model_version : "no model yet";
+    el("provenance").textContent = doc + " · picked by " + (payload.strategy || "import").replace(/_/g, " ") +
+      " · " + version;
+    el("revising").hidden = !revising;
+    el("revising").textContent = revising
+      ? "Revising your answer for this document: submit to save the change, Esc to go back without changing it."
+      : "";
+    shownAt = performance.now();
   }
 
   function showEmpty(reason) {
     current = null;
     textEl.hidden = true;
-    const empty = el("empty");
-    empty.hidden = false;
-    empty.textContent = reason === "budget"
+    el("empty").hidden = false;
+    el("empty-message").textContent = reason === "budget"
       ? "The label budget of this project is spent. Thank you!"
       : "Nothing left to label right now. Thank you!";
+    el("empty-summary").textContent = session.done
+      ? "You labelled " + session.done + " document(s) in this session, " +
+        (session.seconds / session.done).toFixed(1) + " s each on average."
+      : "";
     renderSuggestions([]);
     el("no-suggestions").hidden = true;
     el("provenance").textContent = "";
+    el("revising").hidden = true;
+    chosen = new Set(); rejected = new Set(); renderChosen();
   }
 
   async function loadNext() {
     setStatus("");
-    chosen = new Set();
-    renderChosen();
-    clearResults();
-    searchEl.value = "";
     let result;
     try {
       result = await api(urls.next);
@@ -129,55 +213,74 @@
       setStatus(err.message, true);
       return;
     }
-    if (result.status === 204) { showEmpty(result.reason); return; }
-    current = result.body;
-    textEl.hidden = false;
-    el("empty").hidden = true;
-    textEl.textContent = current.document.text;
-    textEl.scrollTop = 0;
-    for (const s of current.suggestions) if (s.preselected) chosen.add(s.label);
-    renderSuggestions(current.suggestions);
-    renderChosen();
-    const version = current.model_version ? "model v" + current.model_version : "no model yet";
-    el("provenance").textContent = "Document " + current.document.external_id + " · picked by " +
-      current.strategy.replace("_", " ") + " · " + version;
-    shownAt = performance.now();
+    if (result.status === 204) { held = null; showEmpty(result.reason); renderSession(null); return; }
+    const payload = result.body;
+    held = payload.document.id;
+    chosen = new Set(payload.suggestions.filter((s) => s.preselected).map((s) => s.label));
+    rejected = new Set();
+    show(payload, false);
+    renderSession(payload.budget);
+    scheduleRenewal(payload.lease_seconds);
   }
 
+  // --- leases: renewed while the page is open, released when it closes -----------------------------------------------
+  function scheduleRenewal(leaseSeconds) {
+    clearInterval(renewTimer);
+    const every = Math.max(5, Math.floor((leaseSeconds || 600) / 3)) * 1000;
+    renewTimer = setInterval(renew, every);
+  }
+
+  async function renew() {
+    if (held === null) return;
+    try {
+      const result = await post(urls.lease, { document: held, action: "renew" });
+      if (!result.body.held && current && !current.revising && current.document.id === held) {
+        setStatus("Your hold on this document expired and someone else has it; your answer is still saved.", true);
+      }
+    } catch (err) { /* offline for a moment: the next renewal tries again */ }
+  }
+
+  window.addEventListener("pagehide", () => {
+    if (held === null || !navigator.sendBeacon) return;
+    const form = new FormData();
+    form.append("document", String(held));
+    form.append("action", "release");
+    form.append("csrfmiddlewaretoken", csrf);
+    navigator.sendBeacon(urls.lease, form);
+  });
+
+  // --- submit, skip, undo ------------------------------------------------------------------------------------------
   async function submit() {
     if (!current || busy) return;
     busy = true;
+    const seconds = Math.round((performance.now() - shownAt) / 100) / 10;
+    const wasRevising = current.revising;
+    const documentId = current.document.id;
     try {
-      await api(urls.submit, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-        body: JSON.stringify({
-          document: current.document.id,
-          labels: Array.from(chosen),
-          seconds_spent: Math.round((performance.now() - shownAt) / 100) / 10,
-          source: "ui",
-        }),
+      await post(urls.submit, {
+        document: documentId,
+        labels: Array.from(chosen),
+        rejected: Array.from(rejected),
+        seconds_spent: seconds,
+        source: "ui",
       });
-      done += 1;
-      el("done-count").textContent = String(done);
+      history.push(documentId);
+      if (!wasRevising) { session.done += 1; session.seconds += seconds; }
       await loadNext();
-      setStatus("Saved.");
+      setStatus(wasRevising ? "Answer changed." : "Saved.");
     } catch (err) {
       setStatus(err.message, true);
     } finally {
       busy = false;
+      renderSession(null);
     }
   }
 
   async function skip() {
-    if (!current || busy) return;
+    if (!current || current.revising || busy) return;
     busy = true;
     try {
-      await api(urls.skip, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-        body: JSON.stringify({ document: current.document.id }),
-      });
+      await post(urls.skip, { document: current.document.id });
       await loadNext();
       setStatus("Skipped.");
     } catch (err) {
@@ -187,11 +290,41 @@
     }
   }
 
+  async function undo() {
+    if (busy || history.length === 0) return;
+    busy = true;
+    const documentId = history.pop();
+    try {
+      const result = await api(urls.submit + documentId + "/");
+      const answer = result.body;
+      chosen = new Set(answer.labels);
+      rejected = new Set(answer.suggestions.filter((s) => s.decision === "rejected").map((s) => s.label));
+      show(answer, true);
+      setStatus("Reopened your answer: change it and submit.");
+    } catch (err) {
+      history.push(documentId);
+      setStatus(err.message, true);
+    } finally {
+      busy = false;
+      renderSession(null);
+    }
+  }
+
+  function stopRevising() {
+    if (current && current.revising) {
+      history.push(current.document.id);
+      loadNext();
+    }
+  }
+
+  // --- label search ----------------------------------------------------------------------------------------------
   function clearResults() {
     results = [];
     highlighted = -1;
     resultsEl.replaceChildren();
     searchEl.setAttribute("aria-expanded", "false");
+    searchEl.removeAttribute("aria-activedescendant");
+    el("result-description").hidden = true;
   }
 
   function renderResults() {
@@ -199,21 +332,42 @@
     results.forEach((label, i) => {
       const li = document.createElement("li");
       li.setAttribute("role", "option");
+      li.setAttribute("aria-selected", i === highlighted ? "true" : "false");
       li.id = "result-" + i;
       li.className = "result" + (i === highlighted ? " active" : "") + (chosen.has(label.name) ? " chosen" : "");
-      li.textContent = label.name;
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = label.name;
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.textContent = label.score !== null ? label.score.toFixed(2) : (label.frequency ? "×" + label.frequency : "");
+      li.append(name, meta);
       if (label.description) li.title = label.description;
       li.addEventListener("mousedown", (event) => { event.preventDefault(); pick(i); });
+      li.addEventListener("mouseenter", () => describe(i));
       resultsEl.append(li);
     });
     searchEl.setAttribute("aria-expanded", results.length ? "true" : "false");
-    if (highlighted >= 0) searchEl.setAttribute("aria-activedescendant", "result-" + highlighted);
+    if (highlighted >= 0) {
+      searchEl.setAttribute("aria-activedescendant", "result-" + highlighted);
+      const active = el("result-" + highlighted);
+      if (active) active.scrollIntoView({ block: "nearest" });
+    }
+    describe(highlighted);
+  }
+
+  function describe(i) {
+    const box = el("result-description");
+    const label = results[i];
+    box.hidden = !(label && label.description);
+    box.textContent = label && label.description ? label.name + ": " + label.description : "";
   }
 
   function pick(i) {
     const label = results[i];
     if (!label) return;
-    if (!chosen.has(label.name)) chosen.add(label.name);
+    chosen.add(label.name);
+    rejected.delete(label.name);
     renderChosen();
     searchEl.value = "";
     clearResults();
@@ -222,8 +376,10 @@
   async function search() {
     const q = searchEl.value.trim();
     if (!q) { clearResults(); return; }
+    let url = urls.labels + "?limit=15&q=" + encodeURIComponent(q);
+    if (current) url += "&document=" + current.document.id;
     try {
-      const result = await api(urls.labels + "?limit=15&q=" + encodeURIComponent(q));
+      const result = await api(url);
       if (searchEl.value.trim() !== q) return; // a newer query is on its way
       results = result.body;
       highlighted = results.length ? 0 : -1;
@@ -235,7 +391,7 @@
 
   searchEl.addEventListener("input", () => {
     clearTimeout(searchTimer);
-    searchTimer = setTimeout(search, 120);
+    searchTimer = setTimeout(search, 80);
   });
   searchEl.addEventListener("keydown", (event) => {
     if (event.key === "ArrowDown" && results.length) {
@@ -247,33 +403,65 @@
       if (event.ctrlKey || event.metaKey) { submit(); return; }
       if (highlighted >= 0) pick(highlighted);
     } else if (event.key === "Escape") {
-      clearResults(); searchEl.blur(); event.preventDefault();
+      clearResults(); searchEl.blur(); event.preventDefault(); event.stopPropagation();
     }
   });
 
+  // --- help overlay and guidelines -----------------------------------------------------------------------------------
+  let focusBeforeHelp = null;
+  function openHelp() {
+    focusBeforeHelp = document.activeElement;
+    helpEl.hidden = false;
+    el("help-close").focus();
+  }
+  function closeHelp() {
+    helpEl.hidden = true;
+    if (focusBeforeHelp && focusBeforeHelp.focus) focusBeforeHelp.focus();
+  }
+  el("help-open").addEventListener("click", openHelp);
+  el("help-close").addEventListener("click", closeHelp);
+  helpEl.addEventListener("click", (event) => { if (event.target === helpEl) closeHelp(); });
+
+  function toggleGuidelines() {
+    const details = el("guidelines");
+    details.open = !details.open;
+    if (details.open) details.scrollIntoView({ block: "nearest" });
+  }
+
+  // --- keys --------------------------------------------------------------------------------------------------------
   document.addEventListener("keydown", (event) => {
+    if (!helpEl.hidden) {
+      if (event.key === "Escape" || event.key === "?") { closeHelp(); event.preventDefault(); }
+      return;
+    }
     const target = event.target;
     const typing = target instanceof HTMLTextAreaElement ||
       (target instanceof HTMLInputElement && !["checkbox", "radio", "button", "submit"].includes(target.type));
     if (typing) return;
     if (event.key === "/") { searchEl.focus(); event.preventDefault(); return; }
-    if (event.key === "Enter" && !(event.target instanceof HTMLButtonElement)) {
+    if (event.key === "?") { openHelp(); event.preventDefault(); return; }
+    if (event.key === "Enter" && !(target instanceof HTMLButtonElement) && !(target instanceof HTMLAnchorElement)) {
       submit(); event.preventDefault(); return;
     }
+    if (event.key === "Escape") { stopRevising(); return; }
     if (event.altKey || event.ctrlKey || event.metaKey) return;
-    if (/^[0-9]$/.test(event.key) && current) {
-      const index = event.key === "0" ? 9 : Number(event.key) - 1;
+    const digit = /^(?:Digit|Numpad)([0-9])$/.exec(event.code || "");
+    if (digit && current) {
+      const index = digit[1] === "0" ? 9 : Number(digit[1]) - 1;
       const s = current.suggestions[index];
-      if (s) { toggle(s.label); event.preventDefault(); }
+      if (s) { if (event.shiftKey) reject(s.label); else accept(s.label); event.preventDefault(); }
       return;
     }
-    if (event.key === "s") { skip(); event.preventDefault(); }
+    const key = event.key.toLowerCase();
+    if (event.shiftKey) return;
+    if (key === "s") { skip(); event.preventDefault(); }
+    else if (key === "u") { undo(); event.preventDefault(); }
+    else if (key === "g") { toggleGuidelines(); event.preventDefault(); }
+    else if (key === "d") { toggleDescriptions(); event.preventDefault(); }
   });
   el("submit").addEventListener("click", submit);
   el("skip").addEventListener("click", skip);
-
-  // Keep the lease while the page is open: `next` renews the lease of the document already held.
-  setInterval(() => { if (current && document.visibilityState === "visible") api(urls.next).catch(() => {}); }, 60000);
+  el("undo").addEventListener("click", undo);
 
   loadNext();
 })();
