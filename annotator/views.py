@@ -32,6 +32,21 @@ class StrategyForm(forms.Form):
     strategy = forms.ChoiceField(choices=strategy_choices)
 
 
+class AnnotationSettingsForm(forms.Form):
+    """What the experts see: guidelines, how many suggestions, when they are pre-ticked, how long a lease holds."""
+
+    guidelines = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    suggestions_k = forms.IntegerField(min_value=1, max_value=100, label="Suggestions shown")
+    decision_threshold = forms.FloatField(
+        min_value=0.001,
+        max_value=0.999,
+        required=False,
+        label="Pre-tick at score",
+        help_text="Empty: the threshold the serving model tuned on held-out labels.",
+    )
+    lease_seconds = forms.IntegerField(min_value=10, label="Lease (seconds)")
+
+
 class ImportForm(forms.Form):
     file = forms.FileField(help_text='JSONL lines {"id", "text", "labels"?} or CSV id,text[,labels].')
     create_labels = forms.BooleanField(required=False, help_text="Add labels the project does not have yet.")
@@ -128,6 +143,14 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                     messages.success(request, f"Strategy set to {project.get_strategy_display()}.")
                     return redirect("project-manage", project_id=project.pk)
                 messages.error(request, "Unknown strategy.")
+            elif action == "settings":
+                settings_form = AnnotationSettingsForm(request.POST)
+                if settings_form.is_valid():
+                    services.project_update(project=project, **settings_form.cleaned_data)
+                    messages.success(request, "Annotation settings saved.")
+                    return redirect("project-manage", project_id=project.pk)
+                for field, problems in settings_form.errors.items():
+                    messages.error(request, f"{field}: {' '.join(problems)}")
             elif action == "train":
                 job = services.training_request(project=project, user=request.user)
                 messages.success(request, f"Training run queued (job {job.pk}).")
@@ -147,6 +170,14 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
         "import_form": import_form,
         "member_form": member_form,
         "strategy_form": StrategyForm(initial={"strategy": project.strategy}),
+        "settings_form": AnnotationSettingsForm(
+            initial={
+                "guidelines": project.guidelines,
+                "suggestions_k": project.suggestions_k,
+                "decision_threshold": project.decision_threshold,
+                "lease_seconds": project.lease_seconds,
+            }
+        ),
     }
     return render(request, "annotator/project_manage.html", context)
 

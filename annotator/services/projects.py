@@ -125,16 +125,20 @@ def project_create(*, user, name: str, labels: Sequence[Any] = (), **project_set
 
 @transaction.atomic
 def project_update(*, project: Project, **project_settings: Any) -> Project:
-    """Change settings; a new strategy (or queue size) re-scores the queue with the serving model."""
+    """Change settings; a new strategy (or queue size, or more suggestions than the queue keeps) re-scores the queue
+    with the serving model."""
     from .jobs import job_request
+    from .training import KEPT_SHORTLIST
 
     values = _clean_settings(project_settings)
     rescore = any(key in values and values[key] != getattr(project, key) for key in ("strategy", "queue_size"))
+    # The queue keeps the model's KEPT_SHORTLIST best labels per document; showing more needs a re-score.
+    rescore |= values.get("suggestions_k", 0) > max(project.suggestions_k, KEPT_SHORTLIST)
     for key, value in values.items():
         setattr(project, key, value)
     project.save()
     if rescore and project.model_versions.filter(is_serving=True).exists():
-        job_request(project=project, kind=Job.Kind.SCORE, reason="the strategy or queue size changed")
+        job_request(project=project, kind=Job.Kind.SCORE, reason="the strategy, queue size or suggestions changed")
     return project
 
 

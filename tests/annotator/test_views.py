@@ -1,0 +1,70 @@
+"""The server-rendered pages: what managers change there and what the annotate page sends."""
+
+from __future__ import annotations
+
+from django.test import Client
+
+from annotator import services
+from annotator.models import Project
+
+
+def _client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_manager_changes_the_annotation_settings(project, manager):
+    client = _client(manager)
+    response = client.post(
+        f"/projects/{project.pk}/",
+        {
+            "action": "settings",
+            "guidelines": "Tick every emotion.",
+            "suggestions_k": "5",
+            "decision_threshold": "0.4",
+            "lease_seconds": "120",
+        },
+    )
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.guidelines, project.suggestions_k, project.decision_threshold, project.lease_seconds) == (
+        "Tick every emotion.",
+        5,
+        0.4,
+        120,
+    )
+    page = client.get(f"/projects/{project.pk}/").content.decode()
+    assert "Annotation settings saved." in page
+
+
+def test_bad_settings_are_named_and_change_nothing(project, manager):
+    before = Project.objects.values().get(pk=project.pk)
+    response = _client(manager).post(
+        f"/projects/{project.pk}/",
+        {"action": "settings", "suggestions_k": "500", "lease_seconds": "3", "decision_threshold": ""},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "suggestions_k: Ensure this value is less than or equal to 100." in page
+    assert "lease_seconds: Ensure this value is greater than or equal to 10." in page
+    assert Project.objects.values().get(pk=project.pk) == before
+
+
+def test_annotators_cannot_change_settings(project, annotator_user):
+    response = _client(annotator_user).post(
+        f"/projects/{project.pk}/", {"action": "settings", "suggestions_k": "3", "lease_seconds": "60"}
+    )
+    assert response.status_code == 302 and response["Location"].endswith(f"/projects/{project.pk}/annotate/")
+    project.refresh_from_db()
+    assert project.suggestions_k == 10
+
+
+def test_the_annotate_page_never_ships_the_label_set(manager, annotator_user):
+    names = [f"Schlagwort {i}" for i in range(3000)]
+    project = services.project_create(user=manager, name="Many", labels=names, guidelines="<b>bold</b> rules")
+    services.member_add(project=project, username=annotator_user.username, role="annotator")
+    page = _client(annotator_user).get(f"/projects/{project.pk}/annotate/").content.decode()
+    assert "Schlagwort" not in page
+    assert "&lt;b&gt;bold&lt;/b&gt; rules" in page  # guidelines are escaped
+    assert len(page) < 20_000
