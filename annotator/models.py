@@ -14,15 +14,31 @@ def strategy_choices() -> list[tuple[str, str]]:
     return ml.strategy_choices()
 
 
+def default_budget_alerts() -> list[int]:
+    return [50, 80, 100]
+
+
 class Project(models.Model):
     class Loss(models.TextChoices):
         BCE = "bce", "Binary cross-entropy"
         ZLPR = "zlpr", "Multi-label softmax + cross-entropy (ZLPR)"
 
+    class BudgetMode(models.TextChoices):
+        HARD = "hard", "Hard: stop serving documents when the budget or a quota is spent"
+        SOFT = "soft", "Soft: keep serving, with a notice"
+
     name = models.CharField(max_length=200)
     guidelines = models.TextField(blank=True)
     label_budget = models.PositiveIntegerField(
         null=True, blank=True, help_text="Documents the experts may label; empty means no limit."
+    )
+    budget_mode = models.CharField(max_length=4, choices=BudgetMode.choices, default=BudgetMode.HARD)
+    cost_per_document = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True, help_text="What one labelled document costs."
+    )
+    currency = models.CharField(max_length=3, blank=True, default="", help_text="ISO 4217 code, e.g. EUR.")
+    budget_alerts = models.JSONField(
+        default=default_budget_alerts, blank=True, help_text="Percentages of the budget that raise a notice."
     )
     retrain_every = models.PositiveIntegerField(
         default=20, help_text="Queue a training run after this many new annotations."
@@ -64,6 +80,11 @@ class Project(models.Model):
             ),
             models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s"),
             models.CheckConstraint(condition=Q(queue_size__gte=1), name="project_queue_size_positive"),
+            models.CheckConstraint(condition=Q(budget_mode__in=["hard", "soft"]), name="project_budget_mode_valid"),
+            models.CheckConstraint(
+                condition=Q(cost_per_document__isnull=True) | Q(cost_per_document__gte=0),
+                name="project_cost_not_negative",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -78,6 +99,9 @@ class Membership(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices)
+    quota = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Documents this member may label in the project; empty: no limit."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -88,6 +112,45 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} is {self.role} of {self.project}"
+
+
+class BudgetAlert(models.Model):
+    """A budget threshold the project crossed; one row per threshold, so each fires exactly once."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="budget_alerts_fired")
+    percent = models.PositiveSmallIntegerField()
+    spent = models.PositiveIntegerField(help_text="Documents labelled when it fired.")
+    budget = models.PositiveIntegerField(help_text="The label budget when it fired.")
+    fired_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project_id", "percent"]
+        constraints = [models.UniqueConstraint(fields=["project", "percent"], name="budget_alert_once_per_percent")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}: {self.percent}% of the budget"
+
+
+class Activity(models.Model):
+    """The project's activity feed: what happened that a manager should know about."""
+
+    class Kind(models.TextChoices):
+        BUDGET = "budget", "Budget"
+        QUOTA = "quota", "Quota"
+        MODEL = "model", "Model"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="activities")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    message = models.CharField(max_length=300)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "-id"], name="activity_project_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} {self.kind}: {self.message}"
 
 
 class Label(models.Model):

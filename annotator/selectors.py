@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Count, Exists, IntegerField, Min, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from .exceptions import NotFound, PermissionDenied
 from .models import (
+    Activity,
     Annotation,
     AnnotationLabel,
+    BudgetAlert,
     Document,
     Job,
     Label,
@@ -109,6 +114,103 @@ def budget_for(*, project: Project) -> Budget:
         .count()
     )
     return Budget(budget=project.label_budget, spent=spent, in_progress=in_progress)
+
+
+def member_spent(*, project: Project, user) -> int:
+    """Documents the user labelled in the project (their seed imports excluded): what their quota counts."""
+    return (
+        Annotation.objects.filter(document__project=project, annotator=user)
+        .exclude(source=Annotation.Source.IMPORT)
+        .count()
+    )
+
+
+def member_quota_left(*, project: Project, user) -> int | None:
+    """Documents the user may still label under their quota (leases they hold included); None without a quota."""
+    quota = Membership.objects.filter(project=project, user=user).values_list("quota", flat=True).first()
+    if quota is None:
+        return None
+    held = (
+        QueueItem.objects.filter(project=project, leased_to=user, lease_expires_at__gt=timezone.now())
+        .filter(~Exists(Annotation.objects.filter(document=OuterRef("document"))))
+        .count()
+    )
+    return max(quota - member_spent(project=project, user=user) - held, 0)
+
+
+def _first_labelled_since(project: Project, since) -> list:
+    """When each document first got an expert answer, for documents first answered after `since`."""
+    return list(
+        Annotation.objects.filter(document__project=project)
+        .exclude(source=Annotation.Source.IMPORT)
+        .values("document_id")
+        .annotate(first=Min("created_at"))
+        .filter(first__gte=since)
+        .values_list("first", flat=True)
+    )
+
+
+def budget_overview(*, project: Project, days: int = 30) -> dict[str, Any]:
+    """Spent, remaining, burn rate (documents per day over the last 7 days), projected exhaustion date, cost,
+    documents per day for the last `days` days, the thresholds that fired and the quotas."""
+    budget = budget_for(project=project)
+    now = timezone.now()
+    today = timezone.localdate(now)
+    firsts = _first_labelled_since(project, now - timedelta(days=max(days, 7)))
+    per_day: dict[date, int] = {}
+    for moment in firsts:
+        day = timezone.localdate(moment)
+        per_day[day] = per_day.get(day, 0) + 1
+    last_week = sum(1 for moment in firsts if moment >= now - timedelta(days=7))
+    burn = last_week / 7.0
+    exhaustion = None
+    if budget.budget is not None and budget.remaining and burn > 0:
+        exhaustion = today + timedelta(days=math.ceil(budget.remaining / burn))
+    elif budget.exhausted:
+        exhaustion = today
+    cost = None
+    if project.cost_per_document is not None:
+        unit = Decimal(project.cost_per_document)
+        cost = {
+            "per_document": str(unit),
+            "currency": project.currency,
+            "spent": str((unit * budget.spent).quantize(Decimal("0.01"))),
+            "remaining": str((unit * budget.remaining).quantize(Decimal("0.01")))
+            if budget.remaining is not None
+            else None,
+            "total": str((unit * budget.budget).quantize(Decimal("0.01"))) if budget.budget is not None else None,
+        }
+    quotas = [
+        {"username": username, "quota": quota, "spent": member_spent(project=project, user=user_id)}
+        for user_id, username, quota in Membership.objects.filter(project=project, quota__isnull=False)
+        .order_by("user__username")
+        .values_list("user_id", "user__username", "quota")
+    ]
+    return {
+        "label_budget": budget.budget,
+        "mode": project.budget_mode,
+        "spent": budget.spent,
+        "remaining": budget.remaining,
+        "in_progress": budget.in_progress,
+        "exhausted": budget.exhausted,
+        "percent_spent": round(100.0 * budget.spent / budget.budget, 1) if budget.budget else None,
+        "burn_rate_per_day": round(burn, 2),
+        "projected_exhaustion": exhaustion,
+        "cost": cost,
+        "per_day": [
+            {"date": today - timedelta(days=offset), "documents": per_day.get(today - timedelta(days=offset), 0)}
+            for offset in range(days - 1, -1, -1)
+        ],
+        "alerts": [
+            {"percent": a.percent, "spent": a.spent, "budget": a.budget, "fired_at": a.fired_at}
+            for a in BudgetAlert.objects.filter(project=project).order_by("percent")
+        ],
+        "quotas": quotas,
+    }
+
+
+def activities(*, project: Project, limit: int = 20) -> QuerySet[Activity]:
+    return Activity.objects.filter(project=project).order_by("-id")[:limit]
 
 
 def effective_threshold(*, project: Project, version: ModelVersion | None) -> float:
@@ -287,7 +389,6 @@ def model_version_summary(version: ModelVersion | None) -> dict[str, Any] | None
 
 
 def project_stats(*, project: Project) -> dict[str, Any]:
-    budget = budget_for(project=project)
     documents = Document.objects.filter(project=project).count()
     annotated = annotated_documents(project=project).count()
     annotations = Annotation.objects.filter(document__project=project).count()
@@ -300,13 +401,7 @@ def project_stats(*, project: Project) -> dict[str, Any]:
     return {
         "project": project.pk,
         "name": project.name,
-        "budget": {
-            "label_budget": budget.budget,
-            "spent": budget.spent,
-            "remaining": budget.remaining,
-            "in_progress": budget.in_progress,
-            "exhausted": budget.exhausted,
-        },
+        "budget": budget_overview(project=project),
         "documents": documents,
         "annotated_documents": annotated,
         "annotations": annotations,

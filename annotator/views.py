@@ -55,6 +55,25 @@ class ImportForm(forms.Form):
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Membership.Role.choices)
+    quota = forms.IntegerField(
+        min_value=1, required=False, help_text="Documents this member may label; empty: no limit."
+    )
+
+
+class BudgetForm(forms.Form):
+    label_budget = forms.IntegerField(min_value=1, required=False, help_text="Documents; empty for no limit.")
+    budget_mode = forms.ChoiceField(choices=Project.BudgetMode.choices, label="When it is spent")
+    cost_per_document = forms.DecimalField(min_value=0, max_digits=12, decimal_places=4, required=False)
+    currency = forms.CharField(max_length=3, required=False, help_text="e.g. EUR")
+    budget_alerts = forms.CharField(
+        max_length=100, label="Notify at (% of the budget)", help_text="Comma-separated, e.g. 50, 80, 100."
+    )
+
+    def clean_budget_alerts(self) -> list[int]:
+        raw = [part.strip().rstrip("%") for part in self.cleaned_data["budget_alerts"].split(",") if part.strip()]
+        if not all(part.isdigit() for part in raw):
+            raise forms.ValidationError("a comma-separated list of whole percentages, e.g. 50, 80, 100")
+        return [int(part) for part in raw]
 
 
 def _project_or_404(request: HttpRequest, project_id: int, *, manager: bool = False) -> tuple[Project, str]:
@@ -143,6 +162,14 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                     messages.success(request, f"Strategy set to {project.get_strategy_display()}.")
                     return redirect("project-manage", project_id=project.pk)
                 messages.error(request, "Unknown strategy.")
+            elif action == "budget":
+                budget_form = BudgetForm(request.POST)
+                if budget_form.is_valid():
+                    services.project_update(project=project, **budget_form.cleaned_data)
+                    messages.success(request, "Budget saved.")
+                    return redirect("project-manage", project_id=project.pk)
+                for field, problems in budget_form.errors.items():
+                    messages.error(request, f"{field}: {' '.join(problems)}")
             elif action == "settings":
                 settings_form = AnnotationSettingsForm(request.POST)
                 if settings_form.is_valid():
@@ -170,6 +197,16 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
         "import_form": import_form,
         "member_form": member_form,
         "strategy_form": StrategyForm(initial={"strategy": project.strategy}),
+        "budget_form": BudgetForm(
+            initial={
+                "label_budget": project.label_budget,
+                "budget_mode": project.budget_mode,
+                "cost_per_document": project.cost_per_document,
+                "currency": project.currency,
+                "budget_alerts": ", ".join(str(p) for p in project.budget_alerts or []),
+            }
+        ),
+        "activity": selectors.activities(project=project, limit=15),
         "settings_form": AnnotationSettingsForm(
             initial={
                 "guidelines": project.guidelines,

@@ -218,7 +218,12 @@ ALABEL_DEVICE = os.environ.get("ALABEL_DEVICE", "auto")
 ALABEL_JOB_STALE_SECONDS = int(os.environ.get("ALABEL_JOB_STALE_SECONDS", "600"))
 ALABEL_COLD_START_SIZE = int(os.environ.get("ALABEL_COLD_START_SIZE", "50"))
 
+# Budget notices go to the project managers by email: the console backend (logs) unless configured, e.g.
+# DJANGO_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST / EMAIL_PORT.
 EMAIL_BACKEND = os.environ.get("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+DEFAULT_FROM_EMAIL = os.environ.get("ALABEL_FROM_EMAIL", "alabel@localhost")
 
 LOGGING = {
     "version": 1,

@@ -24,6 +24,14 @@ class ProjectCreateSerializer(serializers.Serializer):
     labels = LabelListField(required=False, default=list)
     guidelines = serializers.CharField(required=False, allow_blank=True)
     label_budget = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    budget_mode = serializers.ChoiceField(choices=Project.BudgetMode.choices, required=False)
+    cost_per_document = serializers.DecimalField(
+        max_digits=12, decimal_places=4, required=False, allow_null=True, min_value=0
+    )
+    currency = serializers.CharField(max_length=3, required=False, allow_blank=True)
+    budget_alerts = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=1000), required=False, max_length=20
+    )
     retrain_every = serializers.IntegerField(required=False, min_value=1)
     strategy = serializers.ChoiceField(choices=strategy_choices(), required=False)
     loss = serializers.ChoiceField(choices=Project.Loss.choices, required=False)
@@ -53,6 +61,13 @@ class ProjectSerializer(serializers.ModelSerializer):
 class MemberSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=Membership.Role.choices)
+    quota = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="Documents this member may label; null: no limit."
+    )
+
+
+class MemberOutSerializer(MemberSerializer):
+    spent = serializers.IntegerField(help_text="Documents this member labelled (seed imports excluded).")
 
 
 class DocumentRecordSerializer(serializers.Serializer):

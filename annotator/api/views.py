@@ -65,14 +65,23 @@ class MemberView(APIView):
     def post(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         data = _valid(s.MemberSerializer, request.data)
-        membership = services.member_add(project=project, username=data["username"], role=data["role"])
-        return Response({"username": membership.user.username, "role": membership.role}, status=201)
+        membership = services.member_add(project=project, **data)
+        return Response(_member_out(project, membership), status=201)
 
-    @extend_schema(responses=s.MemberSerializer(many=True), summary="The project's members")
+    @extend_schema(responses=s.MemberOutSerializer(many=True), summary="The project's members, quotas and counts")
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         members = project.memberships.select_related("user").order_by("user__username")
-        return Response([{"username": m.user.username, "role": m.role} for m in members])
+        return Response([_member_out(project, m) for m in members])
+
+
+def _member_out(project, membership) -> dict:
+    return {
+        "username": membership.user.username,
+        "role": membership.role,
+        "quota": membership.quota,
+        "spent": selectors.member_spent(project=project, user=membership.user),
+    }
 
 
 class DocumentImportView(APIView):
@@ -117,7 +126,9 @@ class NextView(APIView):
     @extend_schema(
         responses={
             200: s.NextSerializer,
-            204: OpenApiResponse(description="Nothing to label, or budget spent"),
+            204: OpenApiResponse(
+                description="Nothing to label (X-Reason: empty), budget or quota spent (budget|quota)"
+            ),
         },
         summary="Lease the next document to label",
     )

@@ -20,6 +20,7 @@ from ..models import (
     SuggestionDecision,
 )
 from ..selectors import effective_threshold, suggestions_named
+from .budgets import budget_alerts_check, quota_check
 
 MAX_SECONDS = 24 * 3600
 
@@ -114,6 +115,7 @@ def annotation_submit(
         .first()
     )
     annotation = Annotation.objects.select_for_update().filter(document=document, annotator=user).first()
+    first_answer = annotation is None
     if annotation is None:
         annotation = Annotation(document=document, annotator=user)
     shown = _shown_suggestions(project, served, annotation)
@@ -145,6 +147,10 @@ def annotation_submit(
     # The document is answered: it leaves the queue (all versions) and any skip by this user is void.
     QueueItem.objects.filter(project=project, document=document).delete()
     DocumentSkip.objects.filter(document=document, user=user).delete()
+
+    if first_answer:
+        budget_alerts_check(project=project)
+        quota_check(project=project, user=user)
 
     from .training import training_maybe_request
 

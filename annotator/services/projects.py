@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -19,6 +20,10 @@ MAX_LABELS = 100_000
 PROJECT_SETTINGS = (
     "guidelines",
     "label_budget",
+    "budget_mode",
+    "cost_per_document",
+    "currency",
+    "budget_alerts",
     "retrain_every",
     "strategy",
     "loss",
@@ -63,6 +68,32 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"strategy must be one of {', '.join(valid_strategies)}")
     if "loss" in cleaned and cleaned["loss"] not in Project.Loss.values:
         problems.append(f"loss must be one of {', '.join(Project.Loss.values)}")
+    if "budget_mode" in cleaned and cleaned["budget_mode"] not in Project.BudgetMode.values:
+        problems.append(f"budget_mode must be one of {', '.join(Project.BudgetMode.values)}")
+    if "cost_per_document" in cleaned and cleaned["cost_per_document"] is not None:
+        try:
+            cost = Decimal(str(cleaned["cost_per_document"]))
+        except (InvalidOperation, ValueError):
+            cost = Decimal(-1)
+        if isinstance(cleaned["cost_per_document"], bool) or not cost.is_finite() or cost < 0 or cost >= 10**8:
+            problems.append("cost_per_document must be empty or a number >= 0")
+        else:
+            cleaned["cost_per_document"] = cost.quantize(Decimal("0.0001"))
+    if "currency" in cleaned and (
+        not isinstance(cleaned["currency"], str)
+        or not (cleaned["currency"] == "" or (len(cleaned["currency"]) == 3 and cleaned["currency"].isalpha()))
+    ):
+        problems.append("currency must be a three-letter code such as EUR, or empty")
+    elif "currency" in cleaned:
+        cleaned["currency"] = cleaned["currency"].upper()
+    if "budget_alerts" in cleaned:
+        alerts = cleaned["budget_alerts"]
+        if not isinstance(alerts, list | tuple) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 1000 for p in alerts
+        ):
+            problems.append("budget_alerts must be a list of percentages between 1 and 1000")
+        else:
+            cleaned["budget_alerts"] = sorted(set(alerts))
     if "guidelines" in cleaned and not isinstance(cleaned["guidelines"], str):
         problems.append("guidelines must be text")
     if problems:
@@ -134,9 +165,15 @@ def project_update(*, project: Project, **project_settings: Any) -> Project:
     rescore = any(key in values and values[key] != getattr(project, key) for key in ("strategy", "queue_size"))
     # The queue keeps the model's KEPT_SHORTLIST best labels per document; showing more needs a re-score.
     rescore |= values.get("suggestions_k", 0) > max(project.suggestions_k, KEPT_SHORTLIST)
+    budget_changed = "label_budget" in values and values["label_budget"] != project.label_budget
     for key, value in values.items():
         setattr(project, key, value)
     project.save()
+    if budget_changed or "budget_alerts" in values:
+        from .budgets import budget_alerts_check, budget_alerts_reset
+
+        budget_alerts_reset(project=project)
+        budget_alerts_check(project=project)
     if rescore and project.model_versions.filter(is_serving=True).exists():
         job_request(project=project, kind=Job.Kind.SCORE, reason="the strategy, queue size or suggestions changed")
     return project
@@ -168,11 +205,22 @@ def labels_add(*, project: Project, labels: Sequence[Any]) -> list[Label]:
     return _labels_insert(project, cleaned)
 
 
+_UNCHANGED: Any = object()
+
+
 @transaction.atomic
-def member_add(*, project: Project, username: str, role: str) -> Membership:
-    """Adds a user to the project with a role, or changes the role of a member."""
+def member_add(*, project: Project, username: str, role: str, quota: Any = _UNCHANGED) -> Membership:
+    """Adds a user to the project with a role, or changes the role (and, when given, the quota) of a member.
+
+    `quota`: documents the member may label in the project (None: no limit)."""
     if role not in Membership.Role.values:
         raise ProjectError(f"role must be one of {', '.join(Membership.Role.values)}")
+    if (
+        quota is not _UNCHANGED
+        and quota is not None
+        and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 1)
+    ):
+        raise ProjectError("quota must be empty (no limit) or an integer >= 1")
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise ProjectError(f"there is no user {username!r}")
@@ -184,4 +232,7 @@ def member_add(*, project: Project, username: str, role: str) -> Membership:
                 raise ProjectError("a project must keep at least one manager")
         membership.role = role
         membership.save(update_fields=["role"])
+    if quota is not _UNCHANGED and membership.quota != quota:
+        membership.quota = quota
+        membership.save(update_fields=["quota"])
     return membership

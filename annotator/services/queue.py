@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from ..exceptions import ProjectError
 from ..models import Annotation, Document, DocumentSkip, Job, ModelVersion, Project, QueueItem
-from ..selectors import budget_for, effective_threshold, serving_version, suggestions_named
+from ..selectors import budget_for, effective_threshold, member_quota_left, serving_version, suggestions_named
 from .jobs import job_request
 
 
@@ -26,7 +26,7 @@ class Served:
 
 @dataclass(frozen=True)
 class NothingToServe:
-    reason: str  # "budget" or "empty"
+    reason: str  # "budget", "quota" or "empty"
     message: str
 
 
@@ -87,7 +87,8 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
 
     A document the user already holds is served again (and its lease renewed). Otherwise the highest-scoring
     free item of the serving model version's queue (the cold-start queue when there is no model yet), falling
-    back to a random unlabelled document. Nothing is served once the label budget is spent.
+    back to a random unlabelled document. With a hard budget nothing new is served once the label budget (spent
+    plus leased) or the user's quota is reached; a soft budget keeps serving.
     """
     now = timezone.now()
     held = (
@@ -100,13 +101,16 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     if held is not None:
         return _served(_lease(held, user, project), project)
 
-    if project.label_budget is not None:
-        budget = budget_for(project=project)
-        if budget.spent + budget.in_progress >= project.label_budget:
-            return NothingToServe(
-                reason="budget",
-                message=f"the label budget of {project.label_budget} documents is spent",
-            )
+    if project.budget_mode == Project.BudgetMode.HARD:
+        if project.label_budget is not None:
+            budget = budget_for(project=project)
+            if budget.spent + budget.in_progress >= project.label_budget:
+                return NothingToServe(
+                    reason="budget",
+                    message=f"the label budget of {project.label_budget} documents is spent",
+                )
+        if member_quota_left(project=project, user=user) == 0:
+            return NothingToServe(reason="quota", message="you have labelled your quota of documents here")
     version = serving_version(project=project)
     free = (
         QueueItem.objects.filter(project=project, model_version=version)

@@ -479,13 +479,16 @@ def test_stats_show_budget_counts_and_jobs(project, manager_client, annotator_cl
     project.save()
     annotator_client.post(_url(project, "annotations"), {"document": documents[0].pk, "labels": ["joy"]}, format="json")
     stats = manager_client.get(_url(project, "stats")).json()
-    assert stats["budget"] == {
+    budget = stats["budget"]
+    assert {k: budget[k] for k in ("label_budget", "spent", "remaining", "in_progress", "exhausted", "mode")} == {
         "label_budget": 10,
         "spent": 1,
         "remaining": 9,
         "in_progress": 0,
         "exhausted": False,
+        "mode": "hard",
     }
+    assert budget["percent_spent"] == 10.0 and budget["burn_rate_per_day"] == round(1 / 7, 2)
     assert (stats["documents"], stats["annotated_documents"], stats["model_version"]) == (30, 1, None)
     assert stats["jobs"]["encode"]["status"] == "PENDING"
 
@@ -526,7 +529,7 @@ def test_hot_endpoints_use_a_bounded_number_of_queries(
             score=rank,
             suggestions=[[label.pk, 0.9 - 0.1 * i] for i, label in enumerate(labels)],
         )
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):
         served = annotator_client.get(_url(project, "next")).json()
     with django_assert_max_num_queries(25):
         response = annotator_client.post(

@@ -68,3 +68,37 @@ def test_the_annotate_page_never_ships_the_label_set(manager, annotator_user):
     assert "Schlagwort" not in page
     assert "&lt;b&gt;bold&lt;/b&gt; rules" in page  # guidelines are escaped
     assert len(page) < 20_000
+
+
+def test_manager_page_shows_budget_notices_burn_rate_and_activity(project, manager, annotator_user, documents):
+    client = _client(manager)
+    response = client.post(
+        f"/projects/{project.pk}/",
+        {
+            "action": "budget",
+            "label_budget": "2",
+            "budget_mode": "hard",
+            "cost_per_document": "2.5",
+            "currency": "EUR",
+            "budget_alerts": "50%, 100",
+        },
+    )
+    assert response.status_code == 302
+    project.refresh_from_db()
+    assert (project.label_budget, project.budget_alerts, str(project.cost_per_document)) == (2, [50, 100], "2.5000")
+    services.annotation_submit(project=project, user=annotator_user, document_id=documents[0].pk, labels=[])
+    page = client.get(f"/projects/{project.pk}/").content.decode()
+    assert "50% of the label budget spent (1 of 2 documents)" in page  # the notice
+    assert "50% of the label budget spent: 1 of 2 documents." in page  # the activity feed
+    assert "documents a day (last 7 days)" in page and "2.50 EUR spent, 2.50 EUR left" in page
+
+
+def test_bad_budget_form_input_is_named_and_changes_nothing(project, manager):
+    response = _client(manager).post(
+        f"/projects/{project.pk}/",
+        {"action": "budget", "label_budget": "", "budget_mode": "hard", "budget_alerts": "half"},
+        follow=True,
+    )
+    assert "budget_alerts: a comma-separated list of whole percentages" in response.content.decode()
+    project.refresh_from_db()
+    assert project.budget_alerts == [50, 80, 100]

@@ -190,9 +190,10 @@
     current = null;
     textEl.hidden = true;
     el("empty").hidden = false;
-    el("empty-message").textContent = reason === "budget"
-      ? "The label budget of this project is spent. Thank you!"
-      : "Nothing left to label right now. Thank you!";
+    el("empty-message").textContent = {
+      budget: "The label budget of this project is spent. Thank you!",
+      quota: "You have labelled your quota of documents in this project. Thank you!",
+    }[reason] || "Nothing left to label right now. Thank you!";
     el("empty-summary").textContent = session.done
       ? "You labelled " + session.done + " document(s) in this session, " +
         (session.seconds / session.done).toFixed(1) + " s each on average."

@@ -1,0 +1,96 @@
+"""Label budgets and quotas: thresholds that fire once, the activity feed, emails to the managers."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+
+from ..models import Activity, BudgetAlert, Membership, Project
+from ..selectors import budget_for, member_spent
+
+logger = logging.getLogger(__name__)
+
+
+def _mail_managers(project_id: int, subject: str, body: str) -> None:
+    """Emails the project's managers that have an address; a mail server that is down is logged, never raised."""
+    recipients = list(
+        Membership.objects.filter(project_id=project_id, role=Membership.Role.MANAGER)
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+    )
+    if not recipients:
+        return
+    try:
+        send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients)
+    except Exception:  # a notice must never break the request that triggered it
+        logger.exception("could not email the managers of project %s", project_id)
+
+
+def activity_record(
+    *, project: Project, kind: str, message: str, data: dict | None = None, mail: bool = False
+) -> Activity:
+    activity = Activity.objects.create(project=project, kind=kind, message=message[:300], data=data or {})
+    if mail:
+        subject = f"[alabel] {project.name}: {message}"[:200]
+        transaction.on_commit(lambda: _mail_managers(project.pk, subject, message))
+    return activity
+
+
+def budget_alerts_check(*, project: Project) -> list[BudgetAlert]:
+    """Fires every threshold of `project.budget_alerts` the spent share has reached and that has not fired yet: a
+    notice on the dashboard, a record in the activity feed and an email to the managers, each exactly once (a
+    unique constraint settles concurrent answers)."""
+    budget = project.label_budget
+    if budget is None:
+        return []
+    spent = budget_for(project=project).spent
+    done = set(BudgetAlert.objects.filter(project=project).values_list("percent", flat=True))
+    fired = []
+    for percent in sorted({int(p) for p in project.budget_alerts or []}):
+        if percent in done or spent * 100 < percent * budget:
+            continue
+        try:
+            with transaction.atomic():
+                alert = BudgetAlert.objects.create(project=project, percent=percent, spent=spent, budget=budget)
+        except IntegrityError:  # another answer fired it first
+            continue
+        stop = " New documents are no longer served." if percent >= 100 and project.budget_mode == "hard" else ""
+        activity_record(
+            project=project,
+            kind=Activity.Kind.BUDGET,
+            message=f"{percent}% of the label budget spent: {spent} of {budget} documents.{stop}",
+            data={"percent": percent, "spent": spent, "budget": budget},
+            mail=True,
+        )
+        fired.append(alert)
+    return fired
+
+
+def budget_alerts_reset(*, project: Project) -> int:
+    """After the budget changed: thresholds the spent share no longer reaches may fire again."""
+    if project.label_budget is None:
+        return BudgetAlert.objects.filter(project=project).delete()[0]
+    spent = budget_for(project=project).spent
+    stale = [
+        alert.pk
+        for alert in BudgetAlert.objects.filter(project=project)
+        if spent * 100 < alert.percent * project.label_budget
+    ]
+    return BudgetAlert.objects.filter(pk__in=stale).delete()[0]
+
+
+def quota_check(*, project: Project, user) -> bool:
+    """Records (once, when it happens) that the user just reached their quota in the project."""
+    quota = Membership.objects.filter(project=project, user=user).values_list("quota", flat=True).first()
+    if quota is None or member_spent(project=project, user=user) != quota:
+        return False
+    activity_record(
+        project=project,
+        kind=Activity.Kind.QUOTA,
+        message=f"{user.get_username()} reached their quota of {quota} documents.",
+        data={"username": user.get_username(), "quota": quota},
+    )
+    return True

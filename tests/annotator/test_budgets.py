@@ -1,0 +1,189 @@
+"""Label budgets, quotas, thresholds that fire once, burn rate and projection, and who may see and change them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from annotator import selectors, services
+from annotator.models import Activity, Annotation, BudgetAlert, Project
+
+from .conftest import client_for, make_user
+
+
+def _url(project, what: str) -> str:
+    return f"/api/v1/projects/{project.pk}/{what}/"
+
+
+def _label(project, user, n: int) -> list:
+    """The user labels `n` documents, each served by `next` (with "none apply")."""
+    done = []
+    for _ in range(n):
+        served = services.queue_lease_next(project=project, user=user)
+        assert isinstance(served, services.Served), served
+        services.annotation_submit(project=project, user=user, document_id=served.document.pk, labels=[])
+        done.append(served.document)
+    return done
+
+
+def test_hard_budget_stops_serving_and_a_soft_one_keeps_serving(project, annotator_user, documents):
+    services.project_update(project=project, label_budget=3)
+    _label(project, annotator_user, 3)
+    stopped = services.queue_lease_next(project=project, user=annotator_user)
+    assert isinstance(stopped, services.NothingToServe) and stopped.reason == "budget"
+    services.project_update(project=project, budget_mode="soft")
+    _label(project, annotator_user, 2)  # over the budget, still served
+    assert selectors.budget_for(project=project).spent == 5
+
+
+def test_an_answer_is_saved_even_when_the_budget_is_spent(project, annotator_user, documents):
+    services.project_update(project=project, label_budget=1)
+    served = services.queue_lease_next(project=project, user=annotator_user)
+    other = documents[-1] if documents[-1] != served.document else documents[-2]
+    services.annotation_submit(project=project, user=annotator_user, document_id=served.document.pk, labels=[])
+    services.annotation_submit(project=project, user=annotator_user, document_id=other.pk, labels=["joy"])
+    assert Annotation.objects.filter(document=other).exists()  # not served, but sent: never lost
+
+
+def test_a_quota_stops_one_annotator_only(project, annotator_user, documents):
+    second = make_user("second")
+    services.member_add(project=project, username="second", role="annotator")
+    services.member_add(project=project, username=annotator_user.username, role="annotator", quota=2)
+    _label(project, annotator_user, 2)
+    stopped = services.queue_lease_next(project=project, user=annotator_user)
+    assert isinstance(stopped, services.NothingToServe) and stopped.reason == "quota"
+    _label(project, second, 3)  # no quota
+    assert Activity.objects.filter(project=project, kind="quota").count() == 1
+    services.member_add(project=project, username=annotator_user.username, role="annotator", quota=None)
+    _label(project, annotator_user, 1)
+
+
+def test_a_held_document_counts_against_the_quota(project, annotator_user, documents):
+    services.member_add(project=project, username=annotator_user.username, role="annotator", quota=1)
+    first = services.queue_lease_next(project=project, user=annotator_user)
+    again = services.queue_lease_next(project=project, user=annotator_user)
+    assert again.document == first.document  # the held one comes back; no second document is handed out
+
+
+def test_each_threshold_fires_exactly_once(
+    project, manager, annotator_user, documents, django_capture_on_commit_callbacks
+):
+    manager.email = "manager@example.org"
+    manager.save()
+    services.project_update(project=project, label_budget=10)
+
+    def label(n: int) -> list:
+        with django_capture_on_commit_callbacks(execute=True):  # the emails go out after the commit
+            return _label(project, annotator_user, n)
+
+    labelled = label(4)
+    assert not BudgetAlert.objects.exists() and not mail.outbox
+    label(1)  # 5 of 10: 50 %
+    assert list(BudgetAlert.objects.values_list("percent", "spent")) == [(50, 5)]
+    # Revising an answer is not a new document: nothing fires again.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.annotation_submit(project=project, user=annotator_user, document_id=labelled[0].pk, labels=["joy"])
+    label(5)  # 10 of 10: 80 % and 100 %
+    assert list(BudgetAlert.objects.values_list("percent", "spent")) == [(50, 5), (80, 8), (100, 10)]
+    messages = list(
+        Activity.objects.filter(project=project, kind="budget").order_by("id").values_list("message", flat=True)
+    )
+    assert messages == [
+        "50% of the label budget spent: 5 of 10 documents.",
+        "80% of the label budget spent: 8 of 10 documents.",
+        "100% of the label budget spent: 10 of 10 documents. New documents are no longer served.",
+    ]
+    assert [m.to for m in mail.outbox] == [["manager@example.org"]] * 3
+    assert "80% of the label budget spent" in mail.outbox[1].subject
+    # A larger budget re-arms the thresholds not reached any more (10 of 20 is 50 %: that one stays).
+    services.project_update(project=project, label_budget=20, budget_mode="soft")
+    assert list(BudgetAlert.objects.values_list("percent", flat=True)) == [50]
+    label(6)
+    assert list(BudgetAlert.objects.values_list("percent", "spent")) == [(50, 5), (80, 16)]
+    assert len(mail.outbox) == 4
+
+
+def test_burn_rate_projection_and_cost(project, annotator_user, documents):
+    services.project_update(project=project, label_budget=100, cost_per_document="0.35", currency="eur")
+    labelled = _label(project, annotator_user, 14)
+    # 7 documents labelled today, 7 three days ago, and (not counted in the week) 0 before.
+    Annotation.objects.filter(document__in=labelled[:7]).update(created_at=timezone.now() - timedelta(days=3))
+    overview = selectors.budget_overview(project=project)
+    assert overview["burn_rate_per_day"] == 2.0  # 14 documents in 7 days
+    assert overview["projected_exhaustion"] == timezone.localdate() + timedelta(days=43)  # 86 left at 2 a day
+    assert overview["cost"] == {
+        "per_document": "0.3500",
+        "currency": "EUR",
+        "spent": "4.90",
+        "remaining": "30.10",
+        "total": "35.00",
+    }
+    per_day = {row["date"]: row["documents"] for row in overview["per_day"]}
+    assert per_day[timezone.localdate()] == 7 and per_day[timezone.localdate() - timedelta(days=3)] == 7
+    assert sum(per_day.values()) == 14
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"budget_mode": "maybe"}, "budget_mode"),
+        ({"cost_per_document": -1}, "cost_per_document"),
+        ({"currency": "EURO"}, "currency"),
+        ({"budget_alerts": [50, 0]}, "budget_alerts"),
+    ],
+)
+def test_bad_budget_settings_are_clear_400s_and_change_nothing(project, manager_client, body, message):
+    before = Project.objects.values().get(pk=project.pk)
+    response = manager_client.patch(_url(project, "").rstrip("/") + "/", body, format="json")
+    assert response.status_code == 400 and message in response.json()["detail"]
+    assert Project.objects.values().get(pk=project.pk) == before
+
+
+def test_annotators_can_neither_see_nor_change_budgets_or_quotas(project, annotator_user, annotator_client):
+    assert annotator_client.get(_url(project, "stats")).status_code == 403
+    response = annotator_client.patch(f"/api/v1/projects/{project.pk}/", {"label_budget": 5}, format="json")
+    assert response.status_code == 403
+    response = annotator_client.post(
+        _url(project, "members"), {"username": annotator_user.username, "role": "annotator", "quota": 99}, format="json"
+    )
+    assert response.status_code == 403
+    project.refresh_from_db()
+    assert project.label_budget is None
+    assert client_for(annotator_user).get(f"/projects/{project.pk}/").status_code == 302  # to the annotate page
+
+
+def test_managers_set_budgets_and_quotas_through_the_api(project, manager_client, annotator_user):
+    response = manager_client.patch(
+        f"/api/v1/projects/{project.pk}/",
+        {
+            "label_budget": 50,
+            "budget_mode": "soft",
+            "cost_per_document": "1.20",
+            "currency": "usd",
+            "budget_alerts": [90, 25],
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    project.refresh_from_db()
+    assert (project.label_budget, project.budget_mode, str(project.cost_per_document), project.currency) == (
+        50,
+        "soft",
+        "1.2000",
+        "USD",
+    )
+    assert project.budget_alerts == [25, 90]
+    response = manager_client.post(
+        _url(project, "members"), {"username": annotator_user.username, "role": "annotator", "quota": 7}, format="json"
+    )
+    assert response.status_code == 201 and response.json() == {
+        "username": annotator_user.username,
+        "role": "annotator",
+        "quota": 7,
+        "spent": 0,
+    }
+    members = {m["username"]: m for m in manager_client.get(_url(project, "members")).json()}
+    assert members[annotator_user.username]["quota"] == 7
