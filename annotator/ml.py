@@ -123,6 +123,67 @@ def shortlists(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarray | 
     return model.predict_topk(inputs, k)
 
 
+def evaluate(
+    model: FastTier,
+    *,
+    texts: Sequence[str] | None,
+    X: np.ndarray | None,
+    indptr: list[int],
+    indices: list[int],
+    n_labels: int,
+    label_counts: np.ndarray,
+    n_train: int,
+    n_boot: int,
+) -> dict[str, Any]:
+    """The model on labelled documents (gold labels as CSR rows over the model's columns): micro/macro-F1 at its
+    micro-F1 decision rule, P@1/3/5, nDCG@5, PSP@5 (propensities from the training counts) and per-label F1, each
+    with a bootstrap 95 % interval (learner.evaluation)."""
+    import scipy.sparse as sp
+
+    from learner.evaluation import evaluate as evaluate_set
+    from learner.metrics import propensities
+
+    idx, probs = shortlists(model, texts=texts, X=X, k=max(5, min(n_labels, model.config.shortlist)))
+    predicted = model.rules["micro_f1"].apply(idx, probs, n_labels)
+    Y_true = sp.csr_matrix(
+        (np.ones(len(indices)), np.array(indices, dtype=np.int64), np.array(indptr)), shape=(len(indptr) - 1, n_labels)
+    )
+    top = idx[:, :5] if idx.shape[1] >= 5 else np.pad(idx, ((0, 0), (0, 5 - idx.shape[1])), constant_values=-1)
+    prop = propensities(label_counts, n_train) if n_train >= 3 else None
+    result = evaluate_set(Y_true, predicted, top, labels=list(model.labels), propensities=prop, n_boot=n_boot)
+    result["threshold"] = float(model.rules["micro_f1"].threshold)
+    return result
+
+
+def label_decisions(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarray | None) -> list[list[int]]:
+    """The model's positive labels per document (column indices), at its micro-F1 decision rule."""
+    n_labels = len(model.labels)
+    idx, probs = shortlists(model, texts=texts, X=X, k=max(1, min(n_labels, model.config.shortlist)))
+    predicted = model.rules["micro_f1"].apply(idx, probs, n_labels).tocsr()
+    return [predicted.indices[predicted.indptr[i] : predicted.indptr[i + 1]].tolist() for i in range(idx.shape[0])]
+
+
+def agreement(first: Sequence[Sequence[int]], second: Sequence[Sequence[int]]) -> float:
+    """Cohen's kappa between two models' decisions on the same documents (label ids per document)."""
+    from learner.curves import agreement as kappa
+
+    columns = {label: j for j, label in enumerate(sorted({x for row in [*first, *second] for x in row}))}
+    a = np.zeros((len(first), max(len(columns), 1)), dtype=bool)
+    b = np.zeros_like(a)
+    for i, row in enumerate(first):
+        a[i, [columns[x] for x in row]] = True
+    for i, row in enumerate(second):
+        b[i, [columns[x] for x in row]] = True
+    return float(kappa(a, b))
+
+
+def learning_curve(points: Sequence[tuple[float, float, float]], *, n_boot: int = 300) -> Any:
+    """learner.curves.fit over (labels, value, half interval width) points; None when it cannot be fitted."""
+    from learner.curves import fit
+
+    return fit([p[0] for p in points], [p[1] for p in points], sigma=[p[2] for p in points], n_boot=n_boot)
+
+
 def strategy_choices() -> list[tuple[str, str]]:
     """The strategies a project can use: "default" (the measured default) and every scorer with its batch rules.
     modAL's peers are left out: they are dense-only baselines for the simulator."""

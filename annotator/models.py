@@ -60,6 +60,24 @@ class Project(models.Model):
     suggestions_k = models.PositiveSmallIntegerField(default=10)
     lease_seconds = models.PositiveIntegerField(default=600)
     queue_size = models.PositiveIntegerField(default=200)
+    eval_size = models.PositiveIntegerField(
+        default=200, help_text="Documents in the unbiased evaluation set (a uniform random sample; 0: none)."
+    )
+    eval_fraction = models.FloatField(
+        null=True, blank=True, help_text="Or this share of the documents (overrides eval_size when set)."
+    )
+    stop_min_gain = models.FloatField(
+        default=0.005,
+        help_text="Advise stopping when the forecast gain in micro-F1 per 100 more labels falls below this.",
+    )
+    # A fixed sample of the pool on which successive models' predictions are compared (stabilising predictions).
+    stop_set = models.JSONField(default=list, blank=True)
+    # The fitted learning curve and its forecasts (services.curves.learning_curve_refresh), with the fingerprint of
+    # the points it was fitted on: a summary recomputed whenever they change, never served stale.
+    curve_fit = models.JSONField(default=dict, blank=True)
+    eval_share = models.FloatField(
+        default=0.2, help_text="Share of the documents served that come from the evaluation set while it is not done."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -81,6 +99,13 @@ class Project(models.Model):
             models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s"),
             models.CheckConstraint(condition=Q(queue_size__gte=1), name="project_queue_size_positive"),
             models.CheckConstraint(condition=Q(budget_mode__in=["hard", "soft"]), name="project_budget_mode_valid"),
+            models.CheckConstraint(
+                condition=Q(eval_fraction__isnull=True) | (Q(eval_fraction__gt=0) & Q(eval_fraction__lt=1)),
+                name="project_eval_fraction_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(eval_share__gte=0) & Q(eval_share__lte=1), name="project_eval_share_range"
+            ),
             models.CheckConstraint(
                 condition=Q(cost_per_document__isnull=True) | Q(cost_per_document__gte=0),
                 name="project_cost_not_negative",
@@ -180,10 +205,13 @@ class Document(models.Model):
     external_id = models.CharField(max_length=255)
     text = models.TextField()
     metadata = models.JSONField(default=dict, blank=True)
+    # In the project's unbiased evaluation set: labelled like the others, never trained on.
+    is_evaluation = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["project", "is_evaluation"], name="document_evaluation_idx")]
         constraints = [
             models.UniqueConstraint(fields=["project", "external_id"], name="document_external_id_unique"),
             models.CheckConstraint(condition=~Q(external_id=""), name="document_external_id_not_empty"),
@@ -200,6 +228,12 @@ class ModelVersion(models.Model):
     is_serving = models.BooleanField(default=False)
     artifact_path = models.CharField(max_length=500, help_text="Folder of the saved model, under ARTIFACTS_DIR.")
     metrics = models.JSONField(default=dict, blank=True)
+    # On the unbiased evaluation set: learner.evaluation.evaluate's result (values with bootstrap intervals).
+    evaluation = models.JSONField(default=dict, blank=True)
+    # The model's label decisions on the project's stop set ([[label_id, ...] per document, in stop_set order]) and
+    # Cohen's kappa with the previous version's (learner.curves.agreement).
+    stop_predictions = models.JSONField(default=list, blank=True)
+    agreement = models.FloatField(null=True, blank=True)
     config = models.JSONField(default=dict, blank=True)
     n_annotations = models.PositiveIntegerField(help_text="Annotated documents the model was trained on.")
     n_labels = models.PositiveIntegerField()

@@ -68,8 +68,9 @@ def annotated_documents(*, project: Project) -> QuerySet[Document]:
 
 
 def unlabelled_document_ids(*, project: Project) -> list[int]:
+    """The active-learning pool: unlabelled documents outside the evaluation set."""
     return list(
-        Document.objects.filter(project=project)
+        Document.objects.filter(project=project, is_evaluation=False)
         .filter(~Exists(Annotation.objects.filter(document=OuterRef("pk"))))
         .order_by("id")
         .values_list("id", flat=True)
@@ -77,7 +78,8 @@ def unlabelled_document_ids(*, project: Project) -> list[int]:
 
 
 def annotations_new_since(*, project: Project, cutoff) -> int:
-    qs = Annotation.objects.filter(document__project=project)
+    """Answers a new model would learn from (the evaluation set's are never trained on)."""
+    qs = Annotation.objects.filter(document__project=project, document__is_evaluation=False)
     if cutoff is not None:
         qs = qs.filter(updated_at__gt=cutoff)
     return qs.count()
@@ -462,3 +464,77 @@ def label_counts(*, project: Project) -> dict[int, int]:
 def live_lease_filter(now=None) -> Q:
     now = now or timezone.now()
     return Q(leased_to__isnull=False, lease_expires_at__gt=now)
+
+
+# --- learning curve ------------------------------------------------------------------------------------------------
+STOP_AGREEMENT = 0.99  # Bloodgood & Vijay-Shanker (2009): kappa of successive models above this ...
+STOP_WINDOW = 3  # ... for this many successive versions
+
+
+def learning_curve(*, project: Project) -> dict[str, Any]:
+    """The measured points (micro-F1 on the evaluation set per model version, with intervals), the stored fit when
+    it matches them, and a plain-words stopping advice."""
+    from .services.curves import CURVE_METRIC, curve_points, points_fingerprint
+
+    points = curve_points(project=project)
+    stored = project.curve_fit or {}
+    fit = stored.get("fit") if stored.get("fingerprint") == points_fingerprint(points) else None
+    pending = bool(points) and stored.get("fingerprint") != points_fingerprint(points)
+    kappas = [
+        k
+        for k in ModelVersion.objects.filter(project=project).order_by("number").values_list("agreement", flat=True)
+        if k is not None
+    ]
+    return {
+        "metric": CURVE_METRIC,
+        "points": points,
+        "fit": fit,
+        "fit_pending": pending,
+        "agreements": kappas,
+        "advice": _stopping_advice(project, points, fit, kappas),
+    }
+
+
+def _stopping_advice(project: Project, points: list[dict], fit: dict | None, kappas: list[float]) -> dict[str, Any]:
+    from .services.curves import CURVE_METRIC
+
+    metric = CURVE_METRIC.replace("_", "-")
+    reasons = []
+    recent = kappas[-STOP_WINDOW:]
+    stabilised = len(recent) == STOP_WINDOW and all(k > STOP_AGREEMENT for k in recent)
+    if stabilised:
+        reasons.append(
+            f"the last {STOP_WINDOW} models agree on the stop set (Cohen's kappa "
+            f"{', '.join(f'{k:.3f}' for k in recent)}, all above {STOP_AGREEMENT}): predictions have stabilised"
+        )
+    low_gain = fit is not None and fit["per_100"]["value"] < project.stop_min_gain
+    if low_gain:
+        reasons.append(
+            f"the curve forecasts {fit['per_100']['value']:+.4f} {metric} per 100 more labels, below the "
+            f"{project.stop_min_gain:.4f} set for this project"
+        )
+    if reasons:
+        text = "Consider stopping: " + "; and ".join(reasons) + "."
+    elif not points:
+        text = "No model has been measured on the evaluation set yet: label evaluation documents to see the curve."
+    elif fit is None:
+        text = (
+            f"Keep labelling: {len(points)} measured model version(s); a forecast needs three at different label "
+            "counts."
+        )
+    else:
+        gain = fit["next_500"]
+        text = (
+            f"Keep labelling: the next 500 labels are expected to add {gain['value']:+.3f} {metric} "
+            f"(95% interval {gain['low']:+.3f} to {gain['high']:+.3f})."
+        )
+    return {"stop": bool(reasons), "stabilised": stabilised, "low_gain": low_gain, "text": text}
+
+
+def evaluation_progress(*, project: Project) -> dict[str, int]:
+    """Size of the evaluation set and how many of its documents are labelled."""
+    members = Document.objects.filter(project=project, is_evaluation=True)
+    return {
+        "size": members.count(),
+        "labelled": members.filter(Exists(Annotation.objects.filter(document=OuterRef("pk")))).count(),
+    }

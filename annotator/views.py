@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import selectors, services
+from .charts import learning_curve_svg
 from .exceptions import NotFound, PermissionDenied, ProjectError
 from .importing import parse_file
 from .models import Membership, Project, strategy_choices
@@ -188,6 +189,7 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
             messages.error(request, exc.message)
             for problem in exc.errors[:20]:
                 messages.error(request, problem)
+    curve = selectors.learning_curve(project=project)
     context = {
         "project": project,
         "stats": selectors.project_stats(project=project),
@@ -207,6 +209,9 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
             }
         ),
         "activity": selectors.activities(project=project, limit=15),
+        "curve": curve,
+        "curve_svg": learning_curve_svg(curve),
+        "evaluation": selectors.evaluation_progress(project=project),
         "settings_form": AnnotationSettingsForm(
             initial={
                 "guidelines": project.guidelines,

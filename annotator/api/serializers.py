@@ -39,6 +39,9 @@ class ProjectCreateSerializer(serializers.Serializer):
     suggestions_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
     lease_seconds = serializers.IntegerField(required=False, min_value=10)
     queue_size = serializers.IntegerField(required=False, min_value=1, max_value=100_000)
+    eval_size = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000)
+    eval_fraction = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
+    eval_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
 
 
 class ProjectUpdateSerializer(ProjectCreateSerializer):
@@ -157,9 +160,9 @@ class DocumentOutSerializer(serializers.Serializer):
 
 class NextSerializer(serializers.Serializer):
     document = DocumentOutSerializer()
-    strategy = serializers.CharField()
+    strategy = serializers.CharField(allow_null=True, help_text="What picked the document (managers only).")
     model_version = serializers.IntegerField(allow_null=True)
-    score = serializers.FloatField()
+    score = serializers.FloatField(allow_null=True, help_text="The strategy's score (managers only).")
     suggestions = SuggestionSerializer(many=True)
     threshold = serializers.FloatField()
     lease_expires_at = serializers.DateTimeField()
@@ -228,3 +231,23 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "device",
             "config",
         ]
+
+
+class CurvePointSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    labels = serializers.IntegerField(help_text="Training labels (documents) of the version.")
+    value = serializers.FloatField()
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+    evaluated_on = serializers.IntegerField(help_text="Labelled evaluation documents it was measured on.")
+    agreement = serializers.FloatField(allow_null=True, help_text="Cohen's kappa with the previous version.")
+    created_at = serializers.DateTimeField()
+
+
+class LearningCurveSerializer(serializers.Serializer):
+    metric = serializers.CharField()
+    points = CurvePointSerializer(many=True)
+    fit = serializers.DictField(allow_null=True, help_text="params, level, per_100, next_500, to_reach, curve")
+    fit_pending = serializers.BooleanField()
+    agreements = serializers.ListField(child=serializers.FloatField())
+    advice = serializers.DictField()

@@ -22,6 +22,7 @@ urlpatterns = [
     path("projects/<int:project_id>/stats/", views.StatsView.as_view(), name="api-stats"),
     path("projects/<int:project_id>/train/", views.TrainView.as_view(), name="api-train"),
     path("projects/<int:project_id>/models/", views.ModelListView.as_view(), name="api-models"),
+    path("projects/<int:project_id>/learning-curve/", views.LearningCurveView.as_view(), name="api-learning-curve"),
     path("projects/<int:project_id>/jobs/", views.JobListView.as_view(), name="api-jobs"),
     path("projects/<int:project_id>/export/", views.ExportView.as_view(), name="api-export"),
 ]

@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -133,7 +133,7 @@ class NextView(APIView):
         summary="Lease the next document to label",
     )
     def get(self, request: Request, project_id: int) -> Response:
-        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        project, role = selectors.project_get_for(project_id=project_id, user=request.user)
         served = services.queue_lease_next(project=project, user=request.user)
         if isinstance(served, services.NothingToServe):
             response = Response(status=status.HTTP_204_NO_CONTENT)
@@ -148,9 +148,11 @@ class NextView(APIView):
                     "text": document.text,
                     "metadata": document.metadata,
                 },
-                "strategy": item.strategy,
+                # Why the document was picked is for managers: an annotator must not tell evaluation documents
+                # from active-learning picks (their answers would differ).
+                "strategy": item.strategy if role == Membership.Role.MANAGER else None,
                 "model_version": item.model_version.number if item.model_version_id else None,
-                "score": item.score,
+                "score": item.score if role == Membership.Role.MANAGER else None,
                 "suggestions": served.suggestions,
                 "threshold": selectors.effective_threshold(project=project, version=item.model_version),
                 "lease_expires_at": item.lease_expires_at,
@@ -356,4 +358,39 @@ class ExportView(APIView):
         else:
             response = StreamingHttpResponse(_jsonl(rows), content_type="application/x-ndjson; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="project-{project.pk}.{fmt}"'
+        return response
+
+
+class LearningCurveView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, enum=["json", "csv"])],
+        responses={200: s.LearningCurveSerializer, (200, "text/csv"): str},
+        summary="Micro-F1 on the evaluation set against training labels, the fitted curve, forecasts and advice",
+    )
+    def get(self, request: Request, project_id: int) -> Response | HttpResponse:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        fmt = request.query_params.get("format", "json")
+        if fmt not in {"json", "csv"}:
+            raise ProjectError("format must be json or csv")
+        curve = selectors.learning_curve(project=project)
+        if fmt == "json":
+            return Response(curve)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["version", "training_labels", "metric", "value", "low", "high", "evaluated_on", "agreement"])
+        for p in curve["points"]:
+            writer.writerow(
+                [
+                    p["version"],
+                    p["labels"],
+                    curve["metric"],
+                    p["value"],
+                    p["low"],
+                    p["high"],
+                    p["evaluated_on"],
+                    "" if p["agreement"] is None else p["agreement"],
+                ]
+            )
+        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-learning-curve.csv"'
         return response

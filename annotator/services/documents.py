@@ -11,6 +11,7 @@ from ..importing import ImportRecord
 from ..models import Annotation, AnnotationLabel, Document, Job, Label, Project
 from ..text import fold
 from .annotations import labels_recount
+from .evaluation import evaluation_set_sync
 from .jobs import job_request
 
 MAX_ERRORS_SHOWN = 200
@@ -112,6 +113,7 @@ def documents_import(
         )
         if annotations:
             labels_recount(label_ids=[known[name] for _, record in labelled for name in record.labels or []])
+        evaluation_set_sync(project=project)  # a uniform sample of the pool, new documents included
         job_request(project=project, kind=Job.Kind.ENCODE, reason="documents imported", requested_by=user)
         if annotations:
             from .training import training_maybe_request

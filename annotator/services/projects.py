@@ -31,6 +31,9 @@ PROJECT_SETTINGS = (
     "suggestions_k",
     "lease_seconds",
     "queue_size",
+    "eval_size",
+    "eval_fraction",
+    "eval_share",
 )
 
 
@@ -94,6 +97,19 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
             problems.append("budget_alerts must be a list of percentages between 1 and 1000")
         else:
             cleaned["budget_alerts"] = sorted(set(alerts))
+    positive_int("eval_size", minimum=0, maximum=1_000_000)
+    for name, low_open in (("eval_fraction", True), ("eval_share", False)):
+        if name not in cleaned or (cleaned[name] is None and name == "eval_fraction"):
+            continue
+        value = cleaned[name]
+        ok = not isinstance(value, bool) and isinstance(value, int | float)
+        ok = ok and (0 < float(value) < 1 if low_open else 0 <= float(value) <= 1)
+        if not ok:
+            problems.append(
+                "eval_fraction must be empty (use eval_size) or strictly between 0 and 1"
+                if low_open
+                else "eval_share must be between 0 and 1"
+            )
     if "guidelines" in cleaned and not isinstance(cleaned["guidelines"], str):
         problems.append("guidelines must be text")
     if problems:
@@ -169,6 +185,10 @@ def project_update(*, project: Project, **project_settings: Any) -> Project:
     for key, value in values.items():
         setattr(project, key, value)
     project.save()
+    if any(key in values for key in ("eval_size", "eval_fraction")):
+        from .evaluation import evaluation_set_sync
+
+        evaluation_set_sync(project=project)
     if budget_changed or "budget_alerts" in values:
         from .budgets import budget_alerts_check, budget_alerts_reset
 

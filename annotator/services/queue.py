@@ -14,6 +14,7 @@ from django.utils import timezone
 from ..exceptions import ProjectError
 from ..models import Annotation, Document, DocumentSkip, Job, ModelVersion, Project, QueueItem
 from ..selectors import budget_for, effective_threshold, member_quota_left, serving_version, suggestions_named
+from .evaluation import evaluation_turn
 from .jobs import job_request
 
 
@@ -53,10 +54,10 @@ def _served(item: QueueItem, project: Project) -> Served:
     )
 
 
-def _random_unserved(project: Project, user, version: ModelVersion | None, now) -> QueueItem | None:
-    """Fallback when the queue is empty: a random unlabelled document nobody holds."""
-    candidates = (
-        Document.objects.filter(project=project)
+def _free_documents(project: Project, user, now, *, evaluation: bool):
+    """Unlabelled documents of the pool (or of the evaluation set) that nobody else holds and the user did not skip."""
+    return (
+        Document.objects.filter(project=project, is_evaluation=evaluation)
         .filter(~Exists(Annotation.objects.filter(document=OuterRef("pk"))))
         .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("pk"), user=user)))
         .filter(
@@ -67,6 +68,28 @@ def _random_unserved(project: Project, user, version: ModelVersion | None, now) 
             )
         )
     )
+
+
+def _evaluation_item(project: Project, user, version: ModelVersion | None, now) -> QueueItem | None:
+    """A random unlabelled document of the evaluation set, as a queue row of the serving version (with the model's
+    suggestions when scoring prepared them, so it looks like any other document)."""
+    candidates = _free_documents(project, user, now, evaluation=True)
+    count = candidates.count()
+    if count == 0:
+        return None
+    document_id = candidates.order_by("id").values_list("id", flat=True)[random.randrange(count)]
+    item, _ = QueueItem.objects.select_related("document", "model_version").get_or_create(
+        project=project,
+        document_id=document_id,
+        model_version=version,
+        defaults={"strategy": "evaluation", "score": -1.0, "suggestions": []},
+    )
+    return item
+
+
+def _random_unserved(project: Project, user, version: ModelVersion | None, now) -> QueueItem | None:
+    """Fallback when the queue is empty: a random unlabelled document of the pool nobody holds."""
+    candidates = _free_documents(project, user, now, evaluation=False)
     count = candidates.count()
     if count == 0:
         return None
@@ -112,8 +135,12 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
         if member_quota_left(project=project, user=user) == 0:
             return NothingToServe(reason="quota", message="you have labelled your quota of documents here")
     version = serving_version(project=project)
+    if evaluation_turn(project=project):
+        item = _evaluation_item(project, user, version, now)
+        if item is not None:
+            return _served(_lease(item, user, project), project)
     free = (
-        QueueItem.objects.filter(project=project, model_version=version)
+        QueueItem.objects.filter(project=project, model_version=version, document__is_evaluation=False)
         .filter(Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now))
         .filter(~_annotated())
         .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("document"), user=user)))
@@ -124,10 +151,11 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
         free = free.select_for_update(skip_locked=True, of=("self",))
     item = free.first()
     if item is None:
-        item = _random_unserved(project, user, version, now)
+        item = _random_unserved(project, user, version, now) or _evaluation_item(project, user, version, now)
         if item is None:
             return NothingToServe(reason="empty", message="every document is labelled or in someone's hands")
-        job_request(project=project, kind=Job.Kind.SCORE, reason="queue empty")
+        if item.strategy != "evaluation":
+            job_request(project=project, kind=Job.Kind.SCORE, reason="queue empty")
     return _served(_lease(item, user, project), project)
 
 

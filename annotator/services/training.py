@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from .. import ml
 from ..exceptions import ProjectError
 from ..models import Annotation, AnnotationLabel, Document, Job, Label, ModelVersion, Project, QueueItem
 from ..selectors import annotations_new_since, effective_threshold, serving_version, unlabelled_document_ids
+from .curves import learning_curve_refresh
+from .evaluation import evaluate_model, evaluation_labels, evaluation_refresh, stop_decisions, stop_set_for
 from .jobs import Heartbeat, job_claim, job_dispatch, job_fail, job_request, job_succeed
 
 logger = logging.getLogger(__name__)
@@ -94,18 +96,20 @@ def encode_run(*, job_id: int) -> None:
 
 # --- train -----------------------------------------------------------------------------------------------------------
 def _training_snapshot(project: Project) -> tuple[list[int], list[tuple[int, str]], list[list[int]]]:
-    """The latest answer per document: document ids, the project's labels (id, name) and label ids per document."""
+    """The latest answer per document: document ids, the project's labels (id, name) and label ids per document.
+
+    Documents of the evaluation set are left out: no model ever trains on them."""
     latest: dict[int, int] = {}
     for annotation_id, document_id in (
-        Annotation.objects.filter(document__project=project)
+        Annotation.objects.filter(document__project=project, document__is_evaluation=False)
         .order_by("updated_at", "id")
         .values_list("id", "document_id")
     ):
         latest[document_id] = annotation_id
     by_annotation: dict[int, list[int]] = {}
-    for annotation_id, label_id in AnnotationLabel.objects.filter(annotation__document__project=project).values_list(
-        "annotation_id", "label_id"
-    ):
+    for annotation_id, label_id in AnnotationLabel.objects.filter(
+        annotation__document__project=project, annotation__document__is_evaluation=False
+    ).values_list("annotation_id", "label_id"):
         by_annotation.setdefault(annotation_id, []).append(label_id)
     doc_ids = sorted(latest)
     labels = list(Label.objects.filter(project=project).order_by("id").values_list("id", "name"))
@@ -168,12 +172,32 @@ def training_run(*, job_id: int) -> None:
         seconds = time.monotonic() - started
         mean_cardinality = float(Y.sum()) / max(len(doc_ids), 1)
         rule = model.rules["micro_f1"]
+        eval_ids, eval_rows = evaluation_labels(project)
+        evaluation = evaluate_model(
+            model=model,
+            project=project,
+            doc_ids=eval_ids,
+            rows=eval_rows,
+            label_counts=np.asarray(Y.sum(axis=0)).ravel(),
+            n_train=len(doc_ids),
+        )
+        stop_ids = stop_set_for(project=project)
+        stop_predictions = stop_decisions(model=model, project=project, doc_ids=stop_ids)
+        previous = serving_version(project=project)
+        agreement = (
+            ml.agreement(previous.stop_predictions, stop_predictions)
+            if previous is not None and len(previous.stop_predictions) == len(stop_predictions) > 0
+            else None
+        )
         version = _publish(
             job_id=job.pk,
             attempt=attempt,
             project=project,
             relative=str(relative),
             metrics=ml.model_metrics(model),
+            evaluation=evaluation,
+            stop_predictions=stop_predictions,
+            agreement=agreement,
             config={
                 "fast_tier": model.config.to_dict(),
                 "threshold": rule.threshold,
@@ -196,6 +220,7 @@ def training_run(*, job_id: int) -> None:
     if version is None:  # another delivery took the job over; its result stands
         shutil.rmtree(folder, ignore_errors=True)
         return
+    learning_curve_refresh(project=project)
     job_request(
         project=project,
         kind=Job.Kind.SCORE,
@@ -212,6 +237,9 @@ def _publish(
     project: Project,
     relative: str,
     metrics: dict,
+    evaluation: dict,
+    stop_predictions: list,
+    agreement: float | None,
     config: dict,
     n_annotations: int,
     n_labels: int,
@@ -233,6 +261,9 @@ def _publish(
             is_serving=True,
             artifact_path=relative,
             metrics=metrics,
+            evaluation=evaluation,
+            stop_predictions=stop_predictions,
+            agreement=agreement,
             config=config,
             n_annotations=n_annotations,
             n_labels=n_labels,
@@ -276,7 +307,7 @@ def scoring_run(*, job_id: int) -> None:
         version = serving_version(project=project)
         store = ml.embedding_store(project.pk)
         encoded = set(store.ids().tolist())
-        unlabelled = unlabelled_document_ids(project=project)
+        unlabelled = unlabelled_document_ids(project=project)  # the evaluation set is not in the pool
         pool = [doc_id for doc_id in unlabelled if doc_id in encoded]
         if len(pool) < len(unlabelled):  # documents not encoded yet: encoding queues another scoring run after
             job_request(project=project, kind=Job.Kind.ENCODE, reason="unencoded documents found while scoring")
@@ -286,8 +317,11 @@ def scoring_run(*, job_id: int) -> None:
         if version is None:
             items = _cold_start_items(project, store, pool, job.pk)
         else:
-            items = _model_items(project, version, store, pool, Heartbeat(job.pk, span=0.95))
+            items = _model_items(project, version, store, pool, Heartbeat(job.pk, span=0.9))
+            items += _evaluation_items(project, version, store)
         count = _queue_replace(project, version, items)
+        if count is not None and version is not None and evaluation_refresh(project=project):
+            learning_curve_refresh(project=project)
     except JOB_ERRORS as exc:
         job_fail(job_id=job_id, error=f"scoring failed: {exc}")
         return
@@ -409,6 +443,50 @@ def _model_items(
                 suggestions=suggestions,
             )
         )
+    return items
+
+
+def _evaluation_items(project: Project, version: ModelVersion, store) -> list[QueueItem]:
+    """Queue rows for the unlabelled evaluation documents: the model's suggestions, so that they are served looking
+    like every other document, and strategy "evaluation" (never picked by the active-learning order)."""
+    doc_ids = list(
+        Document.objects.filter(project=project, is_evaluation=True)
+        .filter(~Exists(Annotation.objects.filter(document=OuterRef("pk"))))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    encoded = set(store.ids().tolist())
+    doc_ids = [doc_id for doc_id in doc_ids if doc_id in encoded]
+    if not doc_ids:
+        return []
+    model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / version.artifact_path))
+    label_ids_by_name = dict(Label.objects.filter(project=project).values_list("name", "id"))
+    column_label = np.array([label_ids_by_name.get(name, -1) for name in model.labels], dtype=np.int64)
+    kept = min(len(model.labels), max(project.suggestions_k, KEPT_SHORTLIST))
+    items = []
+    for start in range(0, len(doc_ids), 1024):
+        ids = doc_ids[start : start + 1024]
+        idx, probs = ml.shortlists(
+            model,
+            texts=_texts(ids) if model.uses_texts else None,
+            X=store.get(ids) if model.uses_embeddings else None,
+            k=kept,
+        )
+        for row, doc_id in enumerate(ids):
+            items.append(
+                QueueItem(
+                    project=project,
+                    document_id=doc_id,
+                    model_version=version,
+                    strategy="evaluation",
+                    score=-1.0,
+                    suggestions=[
+                        [int(column_label[j]), round(float(p), 4)]
+                        for j, p in zip(idx[row], probs[row], strict=True)
+                        if j >= 0 and column_label[j] >= 0
+                    ],
+                )
+            )
     return items
 
 

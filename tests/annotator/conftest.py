@@ -50,7 +50,8 @@ def outsider(db):
 
 @pytest.fixture
 def project(manager, annotator_user):
-    project = services.project_create(user=manager, name="Emotions", labels=LABELS, retrain_every=5)
+    # No evaluation set (eval_size=0): these tests pin which documents are served; test_evaluation.py covers it.
+    project = services.project_create(user=manager, name="Emotions", labels=LABELS, retrain_every=5, eval_size=0)
     services.member_add(project=project, username=annotator_user.username, role="annotator")
     return project
 

@@ -1,7 +1,8 @@
 """The whole loop with real parts: API -> database -> real Celery worker on Redis -> pretrained MiniLM -> queue.
 
-Import 300 demo documents, annotate 20 through the API with their gold labels, wait for the model version the 20th
-annotation triggers, and check that the next documents come from that version's queue (the default strategy).
+Import 300 demo documents, annotate 24 through the API with their gold labels (20 for training, 4 of the evaluation
+set), wait for the model version the 20th training answer triggers, and check that the next documents come from
+that version's queue (the default strategy).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
-from annotator.models import Annotation, Job, ModelVersion, QueueItem
+from annotator.models import Annotation, Document, Job, ModelVersion, QueueItem
 from annotator.services.demo import demo_labels, demo_records
 from learner.strategies import DEFAULT_STRATEGY
 
@@ -60,11 +61,13 @@ def test_annotations_train_a_model_whose_queue_serves_the_next_documents(celery_
     )
     assert QueueItem.objects.filter(project_id=project["id"], strategy="cold_start").count() > 0
 
+    # 24 answers: every fifth document served is one of the evaluation set (30 of the 300, eval_share 0.2), so 20
+    # train the model (the 20th triggers training) and 4 measure it; the annotator cannot tell which is which.
     labelled = []
-    for _ in range(20):
+    for _ in range(24):
         served = annotator.get(f"{base}/next/").json()
         assert served["model_version"] is None
-        assert served["strategy"] in {"cold_start", "random"}
+        assert served["strategy"] is None  # what picked it is not shown to annotators
         external_id = served["document"]["external_id"]
         response = annotator.post(
             f"{base}/annotations/",
@@ -73,14 +76,21 @@ def test_annotations_train_a_model_whose_queue_serves_the_next_documents(celery_
         )
         assert response.status_code == 201, response.content
         labelled.append(external_id)
-    assert len(set(labelled)) == 20
+    assert len(set(labelled)) == 24
+    evaluation = set(
+        Document.objects.filter(project_id=project["id"], is_evaluation=True).values_list("external_id", flat=True)
+    )
+    assert len(evaluation) == 30 and [e in evaluation for e in labelled] == ([False] * 4 + [True]) * 4 + [False] * 4
 
     version = wait_for(
         lambda: ModelVersion.objects.filter(project_id=project["id"], is_serving=True).first(),
         timeout=240,
-        what="the model version triggered by the 20th annotation",
+        what="the model version triggered by the 20th training answer",
     )
     assert version.number == 1 and version.n_annotations == 20
+    assert version.evaluation["n_documents"] == 4  # measured on the evaluation answers, never trained on them
+    micro = version.evaluation["metrics"]["micro_f1"]
+    assert micro["low"] <= micro["value"] <= micro["high"]
     wait_for(
         lambda: Job.objects.filter(
             project_id=project["id"], kind="score", status="SUCCEEDED", model_version=version
@@ -92,7 +102,8 @@ def test_annotations_train_a_model_whose_queue_serves_the_next_documents(celery_
     for _ in range(3):
         served = annotator.get(f"{base}/next/").json()
         assert served["model_version"] == 1
-        assert served["strategy"] == DEFAULT_STRATEGY  # the project default
+        item = QueueItem.objects.get(document_id=served["document"]["id"], model_version=version)
+        assert item.strategy == DEFAULT_STRATEGY  # the project default
         assert len(served["suggestions"]) == 10
         assert all(0.0 <= s["score"] <= 1.0 for s in served["suggestions"])
         assert served["document"]["external_id"] not in labelled
@@ -102,7 +113,7 @@ def test_annotations_train_a_model_whose_queue_serves_the_next_documents(celery_
     rows = [json.loads(line) for line in b"".join(export.streaming_content).decode().splitlines()]
     assert sorted(row["id"] for row in rows) == sorted(labelled)
     assert all(sorted(row["labels"]) == sorted(gold[row["id"]]) for row in rows)
-    assert Annotation.objects.filter(document__project_id=project["id"]).count() == 20
+    assert Annotation.objects.filter(document__project_id=project["id"]).count() == 24
     stats = manager.get(f"{base}/stats/").json()
     assert stats["model_version"]["number"] == 1
-    assert stats["budget"]["spent"] == 20
+    assert stats["budget"]["spent"] == 24

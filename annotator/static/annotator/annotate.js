@@ -177,8 +177,8 @@
     searchEl.value = "";
     const doc = "Document " + payload.document.external_id;
     const version = payload.model_version ? "model v" + payload.model_version : "no model yet";
-    el("provenance").textContent = doc + " · picked by " + (payload.strategy || "import").replace(/_/g, " ") +
-      " · " + version;
+    const picked = payload.strategy ? " · picked by " + payload.strategy.replace(/_/g, " ") : "";
+    el("provenance").textContent = doc + picked + " · " + version;
     el("revising").hidden = !revising;
     el("revising").textContent = revising
       ? "Revising your answer for this document: submit to save the change, Esc to go back without changing it."

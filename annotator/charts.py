@@ -1,0 +1,90 @@
+"""Server-rendered SVG charts for the manager dashboard (no chart library, nothing from a CDN).
+
+Every number is formatted by us and every text is escaped, so the markup is safe to mark safe.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+
+WIDTH, HEIGHT = 640, 300
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 40
+
+
+def _ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About `count` round tick values between low and high (steps of 1, 2, 2.5 or 5 times a power of ten)."""
+    span = high - low
+    if span <= 0:
+        return [low]
+    base = 10 ** math.floor(math.log10(span / count))
+    step = next(m * base for m in (1, 2, 2.5, 5, 10) if m * base >= span / count)
+    first = math.ceil(low / step - 1e-9) * step
+    return [round(first + i * step, 10) for i in range(int((high - first) / step + 1e-9) + 1)]
+
+
+def learning_curve_svg(curve: dict[str, Any]) -> SafeString:
+    """Metric (y) against training labels (x): measured points with their 95 % intervals, the fitted curve and its
+    forecast band. Empty string when there is nothing to draw."""
+    points = curve.get("points") or []
+    fit = curve.get("fit")
+    if not points:
+        return mark_safe("")
+    band = fit["curve"] if fit else []
+    xs = [p["labels"] for p in points] + [b["labels"] for b in band]
+    ys = [p["low"] for p in points] + [p["high"] for p in points] + [b["low"] for b in band] + [b["high"] for b in band]
+    x_max = max(xs) * 1.05
+    y_low, y_high = max(0.0, min(ys) - 0.02), min(1.0, max(ys) + 0.02)
+    if y_high - y_low < 0.05:
+        y_high = min(1.0, y_low + 0.05)
+
+    def px(x: float) -> float:
+        return LEFT + (WIDTH - LEFT - RIGHT) * x / x_max
+
+    def py(y: float) -> float:
+        return TOP + (HEIGHT - TOP - BOTTOM) * (1 - (y - y_low) / (y_high - y_low))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img" '
+        f'aria-labelledby="curve-title"><title id="curve-title">{escape(curve.get("metric", ""))} on the evaluation '
+        f"set against training labels</title>",
+        f'<g class="axis"><line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}"/>'
+        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}"/></g>',
+    ]
+    for tick in _ticks(y_low, y_high):
+        y = py(tick)
+        parts.append(
+            f'<g class="tick"><line x1="{LEFT - 4}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{tick:.2f}</text></g>'
+        )
+    for tick in _ticks(0, x_max):
+        x = px(tick)
+        parts.append(
+            f'<g class="tick"><line x1="{x:.1f}" y1="{HEIGHT - BOTTOM}" x2="{x:.1f}" y2="{HEIGHT - BOTTOM + 4}"/>'
+            f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 18}" text-anchor="middle">{int(tick)}</text></g>'
+        )
+    parts.append(
+        f'<text x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" y="{HEIGHT - 4}" text-anchor="middle" class="label">'
+        "training labels</text>"
+    )
+    if band:
+        upper = " ".join(f"{px(b['labels']):.1f},{py(b['high']):.1f}" for b in band)
+        lower = " ".join(f"{px(b['labels']):.1f},{py(b['low']):.1f}" for b in reversed(band))
+        line = " ".join(f"{px(b['labels']):.1f},{py(b['value']):.1f}" for b in band)
+        parts.append(f'<polygon class="band" points="{upper} {lower}"><title>forecast, 95% interval</title></polygon>')
+        parts.append(f'<polyline class="fit" points="{line}"/>')
+        now = px(fit["last_labels"])
+        parts.append(f'<line class="now" x1="{now:.1f}" y1="{TOP}" x2="{now:.1f}" y2="{HEIGHT - BOTTOM}"/>')
+    for p in points:
+        x, y = px(p["labels"]), py(p["value"])
+        parts.append(
+            f'<g class="point"><line x1="{x:.1f}" y1="{py(p["low"]):.1f}" x2="{x:.1f}" y2="{py(p["high"]):.1f}"/>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4"><title>v{int(p["version"])}: {p["value"]:.3f} '
+            f"({p['low']:.3f} to {p['high']:.3f}) on {int(p['evaluated_on'])} evaluation documents, trained on "
+            f"{int(p['labels'])} labels</title></circle></g>"
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 - numbers formatted here and escaped text only

@@ -1,0 +1,100 @@
+"""The learning curve's fit and forecasts, computed by the workers when the measured points change."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+
+import numpy as np
+
+from .. import ml
+from ..models import ModelVersion, Project
+
+logger = logging.getLogger(__name__)
+
+CURVE_METRIC = "micro_f1"
+CURVE_BOOTSTRAP = 300
+
+
+def curve_points(*, project: Project, metric: str = CURVE_METRIC) -> list[dict]:
+    """One point per model version measured on the evaluation set: training labels and the metric with its
+    interval, in order of training labels."""
+    points = []
+    for number, labels, evaluation, agreement, created_at in (
+        ModelVersion.objects.filter(project=project)
+        .order_by("n_annotations", "number")
+        .values_list("number", "n_annotations", "evaluation", "agreement", "created_at")
+    ):
+        measured = (evaluation or {}).get("metrics", {}).get(metric)
+        if not measured or labels <= 0:
+            continue
+        points.append(
+            {
+                "version": number,
+                "labels": labels,
+                "value": measured["value"],
+                "low": measured["low"],
+                "high": measured["high"],
+                "evaluated_on": evaluation.get("n_documents", 0),
+                "agreement": agreement,
+                "created_at": created_at.isoformat(),
+            }
+        )
+    return points
+
+
+def points_fingerprint(points: list[dict]) -> str:
+    key = [(p["version"], p["labels"], p["value"], p["low"], p["high"]) for p in points]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def learning_curve_refresh(*, project: Project, metric: str = CURVE_METRIC) -> dict:
+    """Fits the inverse power law to the measured points and stores the forecasts on the project (a summary keyed by
+    the points' fingerprint). Returns what was stored."""
+    points = curve_points(project=project, metric=metric)
+    fingerprint = points_fingerprint(points)
+    if project.curve_fit.get("fingerprint") == fingerprint and project.curve_fit.get("metric") == metric:
+        return project.curve_fit
+    stored: dict = {"fingerprint": fingerprint, "metric": metric, "fit": None}
+    curve = None
+    if len({p["labels"] for p in points}) >= 3:
+        try:
+            curve = ml.learning_curve(
+                [(p["labels"], p["value"], max((p["high"] - p["low"]) / 2, 1e-3)) for p in points],
+                n_boot=CURVE_BOOTSTRAP,
+            )
+        except ValueError as exc:
+            logger.warning("learning curve of project %s not fitted: %s", project.pk, exc)
+    if curve is not None:
+        last = max(p["labels"] for p in points)
+        best = max(p["value"] for p in points)
+        grid = np.unique(np.geomspace(min(p["labels"] for p in points), last * 2, 40).round().astype(int))
+        targets = sorted({round(best + step, 2) for step in (0.02, 0.05)})
+        stored["fit"] = {
+            "model": "inverse power law: metric = a - b * labels^(-c) (weighted least squares, residual bootstrap)",
+            "params": curve.params,
+            "n_points": curve.n_points,
+            "level": curve.predict(1e12).as_dict(),  # what the curve approaches
+            "last_labels": int(last),
+            "per_100": curve.gain(last, last + 100).as_dict(),
+            "next_500": curve.gain(last, last + 500).as_dict(),
+            "to_reach": [
+                {
+                    "target": target,
+                    "labels": None
+                    if reach is None
+                    else {
+                        **{k: round(v) if math.isfinite(v) else None for k, v in reach.as_dict().items()},
+                        "more": max(0, round(reach.value) - int(last)),
+                    },
+                }
+                for target in targets
+                for reach in [curve.labels_to_reach(target)]
+            ],
+            "curve": [{"labels": int(n), **curve.predict(float(n)).as_dict()} for n in grid],
+        }
+    project.curve_fit = stored
+    Project.objects.filter(pk=project.pk).update(curve_fit=stored)
+    return stored
