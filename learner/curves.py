@@ -25,14 +25,16 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 MIN_POINTS = 3
 
 
-def _power_law(n: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
-    return a - b * np.power(n, -c)
+def _power_law(n: Any, a: Any, b: Any, c: Any) -> np.ndarray:
+    """a - b * n^(-c), elementwise; scalars or arrays (broadcast)."""
+    return np.asarray(a - b * np.power(n, -c), dtype=np.float64)
 
 
 @dataclass(frozen=True)
