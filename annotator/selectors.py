@@ -538,3 +538,79 @@ def evaluation_progress(*, project: Project) -> dict[str, int]:
         "size": members.count(),
         "labelled": members.filter(Exists(Annotation.objects.filter(document=OuterRef("pk")))).count(),
     }
+
+
+# --- model registry ------------------------------------------------------------------------------------------------
+def version_get(*, project: Project, number: object) -> ModelVersion:
+    if isinstance(number, bool) or not str(number).isdigit():
+        raise NotFound(f"no model version {number!r}")
+    version = ModelVersion.objects.filter(project=project, number=int(number)).first()
+    if version is None:
+        raise NotFound(f"project {project.pk} has no model version {number}")
+    return version
+
+
+def version_compare(*, project: Project, a: object, b: object, limit: int = 50) -> dict[str, Any]:
+    """Version b against version a: deltas of the held-out metrics and of the evaluation-set metrics, per-label F1
+    deltas on the evaluation set, and the stop-set documents whose predicted labels changed."""
+    first, second = version_get(project=project, number=a), version_get(project=project, number=b)
+
+    def deltas(x: dict, y: dict) -> dict[str, dict[str, float | None]]:
+        return {
+            name: {"a": x.get(name), "b": y.get(name), "delta": None if name not in x else round(y[name] - x[name], 5)}
+            for name in sorted(set(x) | set(y))
+            if isinstance(y.get(name, 0), int | float)
+        }
+
+    def evaluated(version: ModelVersion) -> dict[str, float]:
+        return {name: m["value"] for name, m in (version.evaluation or {}).get("metrics", {}).items()}
+
+    def per_label(version: ModelVersion) -> dict[str, float]:
+        return {row["label"]: row["f1"] for row in (version.evaluation or {}).get("per_label", [])}
+
+    fa, fb = per_label(first), per_label(second)
+    label_deltas = sorted(
+        (
+            {
+                "label": name,
+                "a": fa.get(name),
+                "b": fb.get(name),
+                "delta": round(fb.get(name, 0.0) - fa.get(name, 0.0), 5),
+            }
+            for name in set(fa) | set(fb)
+        ),
+        key=lambda row: (-abs(row["delta"]), row["label"]),
+    )
+    changed_rows = []
+    stop_set = list(project.stop_set or [])
+    pa, pb = first.stop_predictions or [], second.stop_predictions or []
+    comparable = len(pa) == len(pb) == len(stop_set) > 0
+    if comparable:
+        changed_rows = [
+            (doc_id, set(x), set(y)) for doc_id, x, y in zip(stop_set, pa, pb, strict=True) if set(x) != set(y)
+        ]
+    shown = changed_rows[:limit]
+    names = dict(Label.objects.filter(pk__in={i for _, x, y in shown for i in x | y}).values_list("id", "name"))
+    docs = dict(Document.objects.filter(pk__in=[d for d, _, _ in shown]).values_list("id", "external_id"))
+    return {
+        "a": first.number,
+        "b": second.number,
+        "metrics": deltas(first.metrics or {}, second.metrics or {}),
+        "evaluation": deltas(evaluated(first), evaluated(second)),
+        "evaluated_on": {"a": first.evaluation.get("n_documents"), "b": second.evaluation.get("n_documents")},
+        "per_label": label_deltas[:limit],
+        "changed": {
+            "comparable": comparable,
+            "documents": len(stop_set) if comparable else 0,
+            "count": len(changed_rows),
+            "examples": [
+                {
+                    "document": doc_id,
+                    "external_id": docs.get(doc_id, ""),
+                    "added": sorted(names.get(i, str(i)) for i in y - x),
+                    "removed": sorted(names.get(i, str(i)) for i in x - y),
+                }
+                for doc_id, x, y in shown
+            ],
+        },
+    }

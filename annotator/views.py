@@ -171,6 +171,12 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                     return redirect("project-manage", project_id=project.pk)
                 for field, problems in budget_form.errors.items():
                     messages.error(request, f"{field}: {' '.join(problems)}")
+            elif action == "promote":
+                version = services.version_promote(
+                    project=project, number=request.POST.get("version", ""), user=request.user
+                )
+                messages.success(request, f"v{version.number} now serves; the queue is being re-scored with it.")
+                return redirect("project-manage", project_id=project.pk)
             elif action == "settings":
                 settings_form = AnnotationSettingsForm(request.POST)
                 if settings_form.is_valid():
@@ -190,11 +196,19 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
             for problem in exc.errors[:20]:
                 messages.error(request, problem)
     curve = selectors.learning_curve(project=project)
+    compare = None
+    a, b = request.GET.get("a", ""), request.GET.get("b", "")
+    if a and b:
+        try:
+            compare = selectors.version_compare(project=project, a=a, b=b)
+        except ProjectError as exc:
+            messages.error(request, exc.message)
     context = {
+        "compare": compare,
         "project": project,
         "stats": selectors.project_stats(project=project),
         "jobs": selectors.recent_jobs(project=project, limit=10),
-        "versions": project.model_versions.order_by("-number")[:10],
+        "versions": project.model_versions.order_by("-number")[:50],
         "members": project.memberships.select_related("user").order_by("role", "user__username"),
         "import_form": import_form,
         "member_form": member_form,

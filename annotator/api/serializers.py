@@ -227,6 +227,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "n_annotations",
             "n_labels",
             "metrics",
+            "evaluation",
+            "agreement",
             "train_seconds",
             "device",
             "config",
@@ -251,3 +253,13 @@ class LearningCurveSerializer(serializers.Serializer):
     fit_pending = serializers.BooleanField()
     agreements = serializers.ListField(child=serializers.FloatField())
     advice = serializers.DictField()
+
+
+class ModelCompareSerializer(serializers.Serializer):
+    a = serializers.IntegerField()
+    b = serializers.IntegerField()
+    metrics = serializers.DictField(help_text="held-out metrics: {name: {a, b, delta}}")
+    evaluation = serializers.DictField(help_text="evaluation-set metrics: {name: {a, b, delta}}")
+    evaluated_on = serializers.DictField()
+    per_label = serializers.ListField(child=serializers.DictField(), help_text="largest per-label F1 changes")
+    changed = serializers.DictField(help_text="stop-set documents whose predicted labels changed, with examples")

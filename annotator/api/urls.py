@@ -22,6 +22,12 @@ urlpatterns = [
     path("projects/<int:project_id>/stats/", views.StatsView.as_view(), name="api-stats"),
     path("projects/<int:project_id>/train/", views.TrainView.as_view(), name="api-train"),
     path("projects/<int:project_id>/models/", views.ModelListView.as_view(), name="api-models"),
+    path("projects/<int:project_id>/models/compare/", views.ModelCompareView.as_view(), name="api-models-compare"),
+    path(
+        "projects/<int:project_id>/models/<int:number>/promote/",
+        views.ModelPromoteView.as_view(),
+        name="api-model-promote",
+    ),
     path("projects/<int:project_id>/learning-curve/", views.LearningCurveView.as_view(), name="api-learning-curve"),
     path("projects/<int:project_id>/jobs/", views.JobListView.as_view(), name="api-jobs"),
     path("projects/<int:project_id>/export/", views.ExportView.as_view(), name="api-export"),

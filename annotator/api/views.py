@@ -312,6 +312,28 @@ class ModelListView(APIView):
         return Response(s.ModelVersionSerializer(versions, many=True).data)
 
 
+class ModelPromoteView(APIView):
+    @extend_schema(request=None, responses={200: s.ModelVersionSerializer}, summary="Serve this version (rollback)")
+    def post(self, request: Request, project_id: int, number: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        version = services.version_promote(project=project, number=number, user=request.user)
+        return Response(s.ModelVersionSerializer(version).data)
+
+
+class ModelCompareView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)],
+        responses={200: s.ModelCompareSerializer},
+        summary="Compare two versions: metric deltas, per-label deltas, documents whose predictions changed",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
+        if not (a.isdigit() and b.isdigit()):
+            raise ProjectError("give the two version numbers to compare as ?a=&b=")
+        return Response(selectors.version_compare(project=project, a=a, b=b))
+
+
 class JobListView(APIView):
     @extend_schema(responses=s.JobSerializer(many=True), summary="Recent jobs, newest first")
     def get(self, request: Request, project_id: int) -> Response:

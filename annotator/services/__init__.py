@@ -5,6 +5,7 @@ from .documents import ImportResult, documents_import
 from .jobs import job_claim, job_dispatch, job_request
 from .projects import labels_add, member_add, project_create, project_update
 from .queue import NothingToServe, Served, lease_renew, queue_lease_next, queue_release
+from .registry import version_promote
 from .training import (
     encode_run,
     jobs_reconcile,
@@ -38,4 +39,5 @@ __all__ = [
     "training_maybe_request",
     "training_request",
     "training_run",
+    "version_promote",
 ]

@@ -40,9 +40,10 @@ KEPT_SHORTLIST = 50  # labels per queued document kept with their scores: sugges
 
 # --- requests --------------------------------------------------------------------------------------------------------
 def training_maybe_request(*, project: Project) -> Job | None:
-    """Queues one training run when `retrain_every` annotations arrived since the serving model's data cutoff
-    and none is queued or running. Returns the new job, or None."""
-    version = serving_version(project=project)
+    """Queues one training run when `retrain_every` annotations arrived since the newest model's data cutoff
+    and none is queued or running (the newest, not the serving one: a rollback does not trigger a retrain). Returns
+    the new job, or None."""
+    version = ModelVersion.objects.filter(project=project).order_by("-number").first()
     new = annotations_new_since(project=project, cutoff=version.data_cutoff if version else None)
     if new < project.retrain_every:
         return None
@@ -199,6 +200,8 @@ def training_run(*, job_id: int) -> None:
             stop_predictions=stop_predictions,
             agreement=agreement,
             config={
+                "mode": "full",  # retrained from scratch on every labelled document (no incremental update yet)
+                "strategy": ml.resolve_strategy(project.strategy)[0],
                 "fast_tier": model.config.to_dict(),
                 "threshold": rule.threshold,
                 "at_least_one": rule.at_least_one,
@@ -289,11 +292,22 @@ def _queue_replace(project: Project, version: ModelVersion | None, items: list[Q
             return None
         now = timezone.now()
         live = QueueItem.objects.filter(project=project, leased_to__isnull=False, lease_expires_at__gt=now)
-        held = set(live.values_list("document_id", flat=True))
-        QueueItem.objects.filter(project=project).exclude(pk__in=live.values("pk")).delete()
+        held = {item.document_id: item for item in live}
+        QueueItem.objects.filter(project=project).exclude(pk__in=[item.pk for item in held.values()]).delete()
         fresh = [item for item in items if item.document_id not in held]
         QueueItem.objects.bulk_create(fresh, batch_size=1000)
-    return len(fresh)
+        # A document someone is working on keeps its lease but takes the new version's suggestions and provenance.
+        renewed = []
+        for item in items:
+            current_item = held.get(item.document_id)
+            if current_item is not None:
+                current_item.model_version = item.model_version
+                current_item.strategy = item.strategy
+                current_item.score = item.score
+                current_item.suggestions = item.suggestions
+                renewed.append(current_item)
+        QueueItem.objects.bulk_update(renewed, ["model_version", "strategy", "score", "suggestions"], batch_size=1000)
+    return len(fresh) + len(renewed)
 
 
 def scoring_run(*, job_id: int) -> None:

@@ -1,0 +1,127 @@
+"""The model registry: rollback and back, what is served after it, and comparing two versions."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from annotator import services
+from annotator.models import Activity, Document, Job, Label, ModelVersion, QueueItem
+
+from .conftest import records
+
+GOLD = [["joy"], ["anger"], ["sadness", "fear"], [], ["surprise"], ["joy", "surprise"]]
+
+
+def _run(project, kind, runner):
+    Job.objects.filter(project=project, kind=kind, status="PENDING").delete()
+    job, _ = services.job_request(project=project, kind=kind, reason="test")
+    runner(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "SUCCEEDED", job.error
+
+
+@pytest.mark.usefixtures("tiny_encoder")
+def test_rollback_changes_the_suggestions_served_and_back(
+    project, manager, manager_client, annotator_user, annotator_client
+):
+    services.documents_import(project=project, user=manager, records=records(40))
+    services.project_update(project=project, retrain_every=1000)
+    ids = list(Document.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    Job.objects.all().delete()
+    _run(project, "encode", services.encode_run)
+    for i, doc_id in enumerate(ids[:8]):
+        services.annotation_submit(project=project, user=manager, document_id=doc_id, labels=GOLD[i % 6])
+    _run(project, "train", services.training_run)
+    for i, doc_id in enumerate(ids[8:24]):
+        services.annotation_submit(project=project, user=manager, document_id=doc_id, labels=GOLD[(i + 3) % 6])
+    _run(project, "train", services.training_run)
+    _run(project, "score", services.scoring_run)
+    served = annotator_client.get(f"/api/v1/projects/{project.pk}/next/").json()
+    assert served["model_version"] == 2
+    doc = served["document"]["id"]
+    by_v2 = {s["label"]: s["score"] for s in served["suggestions"]}
+
+    response = manager_client.post(f"/api/v1/projects/{project.pk}/models/1/promote/")
+    assert response.status_code == 200 and response.json()["is_serving"] is True
+    assert Job.objects.filter(project=project, kind="score", status="PENDING").exists()
+    assert services.training_maybe_request(project=project) is None  # a rollback does not trigger a retrain
+    _run(project, "score", services.scoring_run)
+    assert set(QueueItem.objects.filter(project=project).values_list("model_version__number", flat=True)) == {1}
+    served = annotator_client.get(f"/api/v1/projects/{project.pk}/next/").json()
+    assert served["model_version"] == 1 and served["document"]["id"] == doc  # still leased, with v1's suggestions
+    by_v1 = {s["label"]: s["score"] for s in served["suggestions"]}
+    assert by_v1 != by_v2
+    assert (
+        Activity.objects.filter(project=project, kind="model")
+        .first()
+        .message.startswith("v1 promoted to serving (was v2) by manager")
+    )
+
+    manager_client.post(f"/api/v1/projects/{project.pk}/models/2/promote/")
+    _run(project, "score", services.scoring_run)
+    served = annotator_client.get(f"/api/v1/projects/{project.pk}/next/").json()
+    assert served["model_version"] == 2
+    assert {s["label"]: s["score"] for s in served["suggestions"]} == by_v2
+
+
+def test_promoting_needs_a_manager_and_an_existing_version(project, manager_client, annotator_client):
+    ModelVersion.objects.create(
+        project=project,
+        number=1,
+        is_serving=True,
+        artifact_path="x/v1",
+        n_annotations=3,
+        n_labels=5,
+        data_cutoff=timezone.now(),
+    )
+    assert annotator_client.post(f"/api/v1/projects/{project.pk}/models/1/promote/").status_code == 403
+    response = manager_client.post(f"/api/v1/projects/{project.pk}/models/7/promote/")
+    assert response.status_code == 404 and "has no model version 7" in response.json()["detail"]
+
+
+def test_compare_reports_metric_label_and_prediction_changes(project, manager_client, documents):
+    joy, anger, fear = (Label.objects.get(project=project, name=n).pk for n in ("joy", "anger", "fear"))
+    stop = [documents[0].pk, documents[1].pk, documents[2].pk]
+    project.stop_set = stop
+    project.save()
+    common = {"project": project, "n_labels": 5, "data_cutoff": timezone.now()}
+    ModelVersion.objects.create(
+        number=1,
+        artifact_path="x/v1",
+        n_annotations=20,
+        metrics={"micro_f1": 0.40},
+        evaluation={
+            "n_documents": 50,
+            "metrics": {"micro_f1": {"value": 0.30, "low": 0.2, "high": 0.4}},
+            "per_label": [{"label": "joy", "f1": 0.5}, {"label": "fear", "f1": 0.0}],
+        },
+        stop_predictions=[[joy], [anger], []],
+        **common,
+    )
+    ModelVersion.objects.create(
+        number=2,
+        is_serving=True,
+        artifact_path="x/v2",
+        n_annotations=40,
+        metrics={"micro_f1": 0.45},
+        evaluation={
+            "n_documents": 50,
+            "metrics": {"micro_f1": {"value": 0.36, "low": 0.26, "high": 0.46}},
+            "per_label": [{"label": "joy", "f1": 0.6}, {"label": "fear", "f1": 0.4}],
+        },
+        stop_predictions=[[joy], [anger, fear], [joy]],
+        **common,
+    )
+    body = manager_client.get(f"/api/v1/projects/{project.pk}/models/compare/", {"a": 1, "b": 2}).json()
+    assert body["metrics"]["micro_f1"] == {"a": 0.40, "b": 0.45, "delta": 0.05}
+    assert body["evaluation"]["micro_f1"]["delta"] == pytest.approx(0.06)
+    assert [(r["label"], r["delta"]) for r in body["per_label"]] == [("fear", 0.4), ("joy", pytest.approx(0.1))]
+    changed = body["changed"]
+    assert (changed["comparable"], changed["documents"], changed["count"]) == (True, 3, 2)
+    assert [(e["external_id"], e["added"], e["removed"]) for e in changed["examples"]] == [
+        ("doc-1", ["fear"], []),
+        ("doc-2", ["joy"], []),
+    ]
+    bad = manager_client.get(f"/api/v1/projects/{project.pk}/models/compare/", {"a": 1})
+    assert bad.status_code == 400
