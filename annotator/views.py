@@ -5,6 +5,8 @@ The annotate page and the live job status talk to the REST API from vendored Jav
 
 from __future__ import annotations
 
+from datetime import date
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -75,6 +77,14 @@ class BudgetForm(forms.Form):
         if not all(part.isdigit() for part in raw):
             raise forms.ValidationError("a comma-separated list of whole percentages, e.g. 50, 80, 100")
         return [int(part) for part in raw]
+
+
+def _date_param(request: HttpRequest, name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.GET.get(name, "")) if request.GET.get(name) else None
+    except ValueError:
+        messages.error(request, f"{name} must be a date as YYYY-MM-DD; ignored.")
+        return None
 
 
 def _project_or_404(request: HttpRequest, project_id: int, *, manager: bool = False) -> tuple[Project, str]:
@@ -203,7 +213,16 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
             compare = selectors.version_compare(project=project, a=a, b=b)
         except ProjectError as exc:
             messages.error(request, exc.message)
+    date_from, date_to = _date_param(request, "date_from"), _date_param(request, "date_to")
+    label_q = request.GET.get("label_q", "")[:100]
     context = {
+        "date_from": date_from.isoformat() if date_from else "",
+        "date_to": date_to.isoformat() if date_to else "",
+        "label_q": label_q,
+        "coverage": selectors.label_coverage(
+            project=project, query=label_q, date_from=date_from, date_to=date_to, limit=15
+        ),
+        "annotators": selectors.annotator_stats(project=project, date_from=date_from, date_to=date_to),
         "compare": compare,
         "project": project,
         "stats": selectors.project_stats(project=project),

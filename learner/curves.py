@@ -4,10 +4,11 @@
 covers, an inverse power law (Figueroa et al. 2012, "Predicting sample size required for classification
 performance"; Mukherjee et al. 2003): ``y(n) = a - b * n^(-c)``, with ``a`` the level the curve approaches, ``b > 0``
 and ``0 < c <= 2``. ``fit`` estimates it by bounded non-linear least squares (``scipy.optimize.curve_fit``), each point
-weighted by the width of its bootstrap interval when one is given (a point measured on few evaluation documents
-counts less). The fit's own uncertainty comes from a residual bootstrap: the points' residuals are resampled onto
-the fitted curve and the curve refitted (``n_boot`` times); every forecast is a median with a 95 % percentile
-interval over those refits.
+weighted by its standard error when one is given (a point measured on few evaluation documents counts less).
+The fit's own uncertainty comes from refitting it ``n_boot`` times: with standard errors, on points redrawn within
+them (a parametric bootstrap: the measurement error of every point carries into the forecast); without, on the
+residuals resampled onto the fitted curve. Every forecast is the fitted value with a 95 % percentile interval over
+those refits.
 
 **Forecasts.** ``LearningCurve.predict(n)``, ``labels_to_reach(target)`` (None when the curve levels off below the
 target) and ``gain(n_from, n_to)``.
@@ -97,16 +98,19 @@ class LearningCurve:
         if not math.isfinite(point):
             return None
         values = needed(self.refits[:, 0], self.refits[:, 1], self.refits[:, 2])
-        low, high = np.quantile(values, [0.025, 0.975]) if values.size else (point, point)
-        return Forecast(point, float(min(low, point)), float(max(high, point)))
+        # Refits that never reach the target sort last (inf): the upper end is inf when more than 2.5 % of them don't.
+        ordered = np.sort(values)
+        low = float(ordered[int(0.025 * (ordered.size - 1))])
+        high = float(ordered[int(np.ceil(0.975 * (ordered.size - 1)))])
+        return Forecast(point, min(low, point), max(high, point))
 
 
 def fit(
     n: Sequence[float], y: Sequence[float], *, sigma: Sequence[float] | None = None, n_boot: int = 300, seed: int = 0
 ) -> LearningCurve | None:
     """Fits ``y = a - b * n^(-c)`` to the points (labels, metric); None with fewer than MIN_POINTS distinct label
-    counts or when the fit does not converge. ``sigma`` (same length) weights the points (e.g. half the width of
-    their bootstrap interval)."""
+    counts or when the fit does not converge. ``sigma`` (same length): each point's standard error (e.g. the width
+    of its 95 % bootstrap interval / 3.92); it weights the fit, and the refits redraw every point within it."""
     from scipy.optimize import curve_fit
 
     x = np.asarray(n, dtype=np.float64)
@@ -142,7 +146,10 @@ def fit(
     rng = np.random.default_rng(seed)
     refits = []
     for _ in range(n_boot):
-        sample = fitted + rng.choice(residuals, size=residuals.size, replace=True)
+        if weights is not None:  # each point redrawn within its own measurement error (parametric bootstrap)
+            sample = values + rng.normal(0.0, weights)
+        else:  # the residuals resampled onto the fitted curve
+            sample = fitted + rng.choice(residuals, size=residuals.size, replace=True)
         params = solve(sample)
         if params is not None:
             refits.append(params)

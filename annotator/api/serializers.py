@@ -263,3 +263,21 @@ class ModelCompareSerializer(serializers.Serializer):
     evaluated_on = serializers.DictField()
     per_label = serializers.ListField(child=serializers.DictField(), help_text="largest per-label F1 changes")
     changed = serializers.DictField(help_text="stop-set documents whose predicted labels changed, with examples")
+
+
+class LabelCoverageSerializer(serializers.Serializer):
+    labels = serializers.IntegerField()
+    zero = serializers.IntegerField(help_text="labels without a positive")
+    under_5 = serializers.IntegerField(help_text="labels with fewer than 5 positives")
+    distribution = serializers.ListField(child=serializers.DictField(), help_text="[{bucket, labels}]")
+    matching = serializers.IntegerField()
+    items = serializers.ListField(child=serializers.DictField(), help_text="[{id, name, positives}], rarest first")
+
+
+class AnnotatorStatsSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    documents = serializers.IntegerField()
+    documents_per_hour = serializers.FloatField(allow_null=True)
+    median_seconds = serializers.FloatField(allow_null=True)
+    suggestions_shown = serializers.IntegerField()
+    accepted_share = serializers.FloatField(allow_null=True)

@@ -20,6 +20,8 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/labels/", views.LabelView.as_view(), name="api-labels"),
     path("projects/<int:project_id>/stats/", views.StatsView.as_view(), name="api-stats"),
+    path("projects/<int:project_id>/annotators/", views.AnnotatorStatsView.as_view(), name="api-annotators"),
+    path("projects/<int:project_id>/labels/coverage/", views.LabelCoverageView.as_view(), name="api-label-coverage"),
     path("projects/<int:project_id>/train/", views.TrainView.as_view(), name="api-train"),
     path("projects/<int:project_id>/models/", views.ModelListView.as_view(), name="api-models"),
     path("projects/<int:project_id>/models/compare/", views.ModelCompareView.as_view(), name="api-models-compare"),

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
+from datetime import date
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
@@ -416,3 +417,71 @@ class LearningCurveView(APIView):
         response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="project-{project.pk}-learning-curve.csv"'
         return response
+
+
+def _date_range(request: Request) -> tuple[date | None, date | None]:
+    values = []
+    for name in ("date_from", "date_to"):
+        raw = request.query_params.get(name, "")
+        try:
+            values.append(date.fromisoformat(raw) if raw else None)
+        except ValueError as exc:
+            raise ProjectError(f"{name} must be a date as YYYY-MM-DD") from exc
+    if values[0] and values[1] and values[0] > values[1]:
+        raise ProjectError("date_from must not be after date_to")
+    return values[0], values[1]
+
+
+def _int_param(request: Request, name: str, default: int | None) -> int | None:
+    raw = request.query_params.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit():
+        raise ProjectError(f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+DATE_PARAMETERS = [
+    OpenApiParameter("date_from", str, description="YYYY-MM-DD, inclusive"),
+    OpenApiParameter("date_to", str, description="YYYY-MM-DD, inclusive"),
+]
+
+
+class LabelCoverageView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("q", str, description="words of the label name (case and accents ignored)"),
+            OpenApiParameter("max_positives", int, description="only labels with at most this many positives"),
+            OpenApiParameter("limit", int),
+            OpenApiParameter("offset", int),
+            *DATE_PARAMETERS,
+        ],
+        responses={200: s.LabelCoverageSerializer},
+        summary="Positives per label: how many have none or fewer than 5, the distribution, rarest labels first",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        date_from, date_to = _date_range(request)
+        return Response(
+            selectors.label_coverage(
+                project=project,
+                query=request.query_params.get("q", ""),
+                max_positives=_int_param(request, "max_positives", None),
+                date_from=date_from,
+                date_to=date_to,
+                limit=_int_param(request, "limit", 50) or 50,
+                offset=_int_param(request, "offset", 0) or 0,
+            )
+        )
+
+
+class AnnotatorStatsView(APIView):
+    @extend_schema(
+        parameters=DATE_PARAMETERS,
+        responses={200: s.AnnotatorStatsSerializer(many=True)},
+        summary="Per annotator: documents, documents per hour, median seconds, share of suggestions accepted",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        date_from, date_to = _date_range(request)
+        return Response(selectors.annotator_stats(project=project, date_from=date_from, date_to=date_to))

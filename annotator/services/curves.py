@@ -62,7 +62,8 @@ def learning_curve_refresh(*, project: Project, metric: str = CURVE_METRIC) -> d
     if len({p["labels"] for p in points}) >= 3:
         try:
             curve = ml.learning_curve(
-                [(p["labels"], p["value"], max((p["high"] - p["low"]) / 2, 1e-3)) for p in points],
+                # a 95 % interval spans about 3.92 standard errors
+                [(p["labels"], p["value"], max((p["high"] - p["low"]) / 3.92, 1e-3)) for p in points],
                 n_boot=CURVE_BOOTSTRAP,
             )
         except ValueError as exc:
@@ -73,7 +74,7 @@ def learning_curve_refresh(*, project: Project, metric: str = CURVE_METRIC) -> d
         grid = np.unique(np.geomspace(min(p["labels"] for p in points), last * 2, 40).round().astype(int))
         targets = sorted({round(best + step, 2) for step in (0.02, 0.05)})
         stored["fit"] = {
-            "model": "inverse power law: metric = a - b * labels^(-c) (weighted least squares, residual bootstrap)",
+            "model": "inverse power law: metric = a - b * labels^(-c) (weighted least squares, parametric bootstrap)",
             "params": curve.params,
             "n_points": curve.n_points,
             "level": curve.predict(1e12).as_dict(),  # what the curve approaches

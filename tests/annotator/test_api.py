@@ -515,6 +515,18 @@ def test_openapi_schema_is_served(manager_client):
     response = manager_client.get("/api/schema/")
     assert response.status_code == 200
     assert b"/api/v1/projects/{project_id}/next/" in response.content
+    for path in (
+        "stats/",
+        "learning-curve/",
+        "models/",
+        "models/compare/",
+        "models/{number}/promote/",
+        "annotators/",
+        "labels/coverage/",
+        "lease/",
+        "annotations/{document_id}/",
+    ):
+        assert f"/api/v1/projects/{{project_id}}/{path}".encode() in response.content, path
 
 
 def test_hot_endpoints_use_a_bounded_number_of_queries(
