@@ -228,8 +228,10 @@ class ModelVersion(models.Model):
     is_serving = models.BooleanField(default=False)
     artifact_path = models.CharField(max_length=500, help_text="Folder of the saved model, under ARTIFACTS_DIR.")
     metrics = models.JSONField(default=dict, blank=True)
-    # On the unbiased evaluation set: learner.evaluation.evaluate's result (values with bootstrap intervals).
+    # On the unbiased evaluation set: learner.evaluation.evaluate's result (values with bootstrap intervals), and
+    # apart (it is long at 41,218 labels and only the comparison reads it) the per-label F1 rows.
     evaluation = models.JSONField(default=dict, blank=True)
+    evaluation_per_label = models.JSONField(default=list, blank=True)
     # The model's label decisions on the project's stop set ([[label_id, ...] per document, in stop_set order]) and
     # Cohen's kappa with the previous version's (learner.curves.agreement).
     stop_predictions = models.JSONField(default=list, blank=True)

@@ -568,7 +568,7 @@ def version_compare(*, project: Project, a: object, b: object, limit: int = 50) 
         return {name: m["value"] for name, m in (version.evaluation or {}).get("metrics", {}).items()}
 
     def per_label(version: ModelVersion) -> dict[str, float]:
-        return {row["label"]: row["f1"] for row in (version.evaluation or {}).get("per_label", [])}
+        return {row["label"]: row["f1"] for row in version.evaluation_per_label or []}
 
     fa, fb = per_label(first), per_label(second)
     label_deltas = sorted(

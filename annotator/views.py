@@ -48,6 +48,18 @@ class AnnotationSettingsForm(forms.Form):
         help_text="Empty: the threshold the serving model tuned on held-out labels.",
     )
     lease_seconds = forms.IntegerField(min_value=10, label="Lease (seconds)")
+    eval_size = forms.IntegerField(
+        min_value=0, label="Evaluation set (documents)", help_text="At most a tenth of the documents; 0: none."
+    )
+    eval_fraction = forms.FloatField(
+        min_value=0.001, max_value=0.999, required=False, label="or a share of the documents", help_text="e.g. 0.05"
+    )
+    eval_share = forms.FloatField(
+        min_value=0, max_value=1, label="Evaluation documents among those served", help_text="0.2: every fifth."
+    )
+    stop_min_gain = forms.FloatField(
+        min_value=0, max_value=1, label="Advise stopping below (micro-F1 per 100 labels)", help_text="e.g. 0.005"
+    )
 
 
 class ImportForm(forms.Form):
@@ -227,7 +239,7 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
         "project": project,
         "stats": selectors.project_stats(project=project),
         "jobs": selectors.recent_jobs(project=project, limit=10),
-        "versions": project.model_versions.order_by("-number")[:50],
+        "versions": project.model_versions.order_by("-number").defer("stop_predictions", "evaluation_per_label")[:50],
         "members": project.memberships.select_related("user").order_by("role", "user__username"),
         "import_form": import_form,
         "member_form": member_form,
@@ -251,6 +263,10 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                 "suggestions_k": project.suggestions_k,
                 "decision_threshold": project.decision_threshold,
                 "lease_seconds": project.lease_seconds,
+                "eval_size": project.eval_size,
+                "eval_fraction": project.eval_fraction,
+                "eval_share": project.eval_share,
+                "stop_min_gain": project.stop_min_gain,
             }
         ),
     }

@@ -42,6 +42,7 @@ class ProjectCreateSerializer(serializers.Serializer):
     eval_size = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000)
     eval_fraction = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
     eval_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    stop_min_gain = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
 
 
 class ProjectUpdateSerializer(ProjectCreateSerializer):

@@ -309,7 +309,7 @@ class ModelListView(APIView):
     @extend_schema(responses=s.ModelVersionSerializer(many=True), summary="Model versions, newest first")
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
-        versions = project.model_versions.order_by("-number")
+        versions = project.model_versions.order_by("-number").defer("stop_predictions", "evaluation_per_label")
         return Response(s.ModelVersionSerializer(versions, many=True).data)
 
 

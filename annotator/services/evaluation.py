@@ -176,7 +176,8 @@ def evaluation_refresh(*, project: Project) -> int:
         result = evaluate_model(
             model=model, project=project, doc_ids=doc_ids, rows=rows, label_counts=counts[0], n_train=counts[1]
         )
-        ModelVersion.objects.filter(pk=version.pk).update(evaluation=result)
+        per_label = result.pop("per_label", [])
+        ModelVersion.objects.filter(pk=version.pk).update(evaluation=result, evaluation_per_label=per_label)
         done += 1
     return done
 

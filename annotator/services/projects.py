@@ -34,6 +34,7 @@ PROJECT_SETTINGS = (
     "eval_size",
     "eval_fraction",
     "eval_share",
+    "stop_min_gain",
 )
 
 
@@ -110,6 +111,12 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
                 if low_open
                 else "eval_share must be between 0 and 1"
             )
+    if "stop_min_gain" in cleaned and (
+        isinstance(cleaned["stop_min_gain"], bool)
+        or not isinstance(cleaned["stop_min_gain"], int | float)
+        or not 0 <= float(cleaned["stop_min_gain"]) <= 1
+    ):
+        problems.append("stop_min_gain must be a number between 0 and 1 (micro-F1 per 100 labels)")
     if "guidelines" in cleaned and not isinstance(cleaned["guidelines"], str):
         problems.append("guidelines must be text")
     if problems:

@@ -133,6 +133,9 @@ def test_burn_rate_projection_and_cost(project, annotator_user, documents):
         ({"cost_per_document": -1}, "cost_per_document"),
         ({"currency": "EURO"}, "currency"),
         ({"budget_alerts": [50, 0]}, "budget_alerts"),
+        ({"eval_fraction": 1.5}, "eval_fraction"),
+        ({"eval_share": -0.1}, "eval_share"),
+        ({"stop_min_gain": "lots"}, "stop_min_gain"),
     ],
 )
 def test_bad_budget_settings_are_clear_400s_and_change_nothing(project, manager_client, body, message):

@@ -99,7 +99,7 @@ def test_evaluation_documents_are_never_trained_on_and_every_version_is_measured
     assert set(result["metrics"]) >= {"micro_f1", "macro_f1", "P@1", "P@3", "P@5", "nDCG@5", "PSP@5"}
     for metric in result["metrics"].values():
         assert 0.0 <= metric["low"] <= metric["value"] <= metric["high"] <= 1.0
-    assert sum(row["support"] for row in result["per_label"]) >= 1
+    assert "per_label" not in result and sum(row["support"] for row in version.evaluation_per_label) >= 1
 
 
 @pytest.mark.usefixtures("tiny_encoder")

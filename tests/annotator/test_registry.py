@@ -91,11 +91,8 @@ def test_compare_reports_metric_label_and_prediction_changes(project, manager_cl
         artifact_path="x/v1",
         n_annotations=20,
         metrics={"micro_f1": 0.40},
-        evaluation={
-            "n_documents": 50,
-            "metrics": {"micro_f1": {"value": 0.30, "low": 0.2, "high": 0.4}},
-            "per_label": [{"label": "joy", "f1": 0.5}, {"label": "fear", "f1": 0.0}],
-        },
+        evaluation={"n_documents": 50, "metrics": {"micro_f1": {"value": 0.30, "low": 0.2, "high": 0.4}}},
+        evaluation_per_label=[{"label": "joy", "f1": 0.5}, {"label": "fear", "f1": 0.0}],
         stop_predictions=[[joy], [anger], []],
         **common,
     )
@@ -105,11 +102,8 @@ def test_compare_reports_metric_label_and_prediction_changes(project, manager_cl
         artifact_path="x/v2",
         n_annotations=40,
         metrics={"micro_f1": 0.45},
-        evaluation={
-            "n_documents": 50,
-            "metrics": {"micro_f1": {"value": 0.36, "low": 0.26, "high": 0.46}},
-            "per_label": [{"label": "joy", "f1": 0.6}, {"label": "fear", "f1": 0.4}],
-        },
+        evaluation={"n_documents": 50, "metrics": {"micro_f1": {"value": 0.36, "low": 0.26, "high": 0.46}}},
+        evaluation_per_label=[{"label": "joy", "f1": 0.6}, {"label": "fear", "f1": 0.4}],
         stop_predictions=[[joy], [anger, fear], [joy]],
         **common,
     )

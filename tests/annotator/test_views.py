@@ -24,6 +24,10 @@ def test_manager_changes_the_annotation_settings(project, manager):
             "suggestions_k": "5",
             "decision_threshold": "0.4",
             "lease_seconds": "120",
+            "eval_size": "0",
+            "eval_fraction": "",
+            "eval_share": "0.25",
+            "stop_min_gain": "0.01",
         },
     )
     assert response.status_code == 302
@@ -34,6 +38,7 @@ def test_manager_changes_the_annotation_settings(project, manager):
         0.4,
         120,
     )
+    assert (project.eval_share, project.stop_min_gain) == (0.25, 0.01)
     page = client.get(f"/projects/{project.pk}/").content.decode()
     assert "Annotation settings saved." in page
 
@@ -53,7 +58,8 @@ def test_bad_settings_are_named_and_change_nothing(project, manager):
 
 def test_annotators_cannot_change_settings(project, annotator_user):
     response = _client(annotator_user).post(
-        f"/projects/{project.pk}/", {"action": "settings", "suggestions_k": "3", "lease_seconds": "60"}
+        f"/projects/{project.pk}/",
+        {"action": "settings", "suggestions_k": "3", "lease_seconds": "60", "eval_size": "0", "eval_share": "0"},
     )
     assert response.status_code == 302 and response["Location"].endswith(f"/projects/{project.pk}/annotate/")
     project.refresh_from_db()
