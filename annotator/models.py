@@ -194,7 +194,10 @@ class Label(models.Model):
             models.UniqueConstraint(fields=["project", "name"], name="label_name_unique_in_project"),
             models.CheckConstraint(condition=~Q(name=""), name="label_name_not_empty"),
         ]
-        indexes = [models.Index(fields=["project", "search_key"], name="label_search_idx")]
+        indexes = [
+            models.Index(fields=["project", "search_key"], name="label_search_idx"),
+            models.Index(fields=["project", "frequency", "search_key"], name="label_rarest_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.name
