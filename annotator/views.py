@@ -91,6 +91,13 @@ class BudgetForm(forms.Form):
         return [int(part) for part in raw]
 
 
+# Manager-page forms that change project settings: action -> (form, message when saved).
+SETTINGS_FORMS: dict[str, tuple[type[forms.Form], str]] = {
+    "budget": (BudgetForm, "Budget saved."),
+    "settings": (AnnotationSettingsForm, "Annotation settings saved."),
+}
+
+
 def _date_param(request: HttpRequest, name: str) -> date | None:
     try:
         return date.fromisoformat(request.GET.get(name, "")) if request.GET.get(name) else None
@@ -185,13 +192,14 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                     messages.success(request, f"Strategy set to {project.get_strategy_display()}.")
                     return redirect("project-manage", project_id=project.pk)
                 messages.error(request, "Unknown strategy.")
-            elif action == "budget":
-                budget_form = BudgetForm(request.POST)
-                if budget_form.is_valid():
-                    services.project_update(project=project, **budget_form.cleaned_data)
-                    messages.success(request, "Budget saved.")
+            elif action in SETTINGS_FORMS:
+                form_class, saved = SETTINGS_FORMS[action]
+                settings_form = form_class(request.POST)
+                if settings_form.is_valid():
+                    services.project_update(project=project, **settings_form.cleaned_data)
+                    messages.success(request, saved)
                     return redirect("project-manage", project_id=project.pk)
-                for field, problems in budget_form.errors.items():
+                for field, problems in settings_form.errors.items():
                     messages.error(request, f"{field}: {' '.join(problems)}")
             elif action == "promote":
                 version = services.version_promote(
@@ -199,14 +207,6 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                 )
                 messages.success(request, f"v{version.number} now serves; the queue is being re-scored with it.")
                 return redirect("project-manage", project_id=project.pk)
-            elif action == "settings":
-                settings_form = AnnotationSettingsForm(request.POST)
-                if settings_form.is_valid():
-                    services.project_update(project=project, **settings_form.cleaned_data)
-                    messages.success(request, "Annotation settings saved.")
-                    return redirect("project-manage", project_id=project.pk)
-                for field, problems in settings_form.errors.items():
-                    messages.error(request, f"{field}: {' '.join(problems)}")
             elif action == "train":
                 job = services.training_request(project=project, user=request.user)
                 messages.success(request, f"Training run queued (job {job.pk}).")

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
 from .. import ml
-from ..models import Annotation, AnnotationLabel, Document, Label, ModelVersion, Project, QueueItem
+from ..models import Annotation, Document, Label, ModelVersion, Project, QueueItem
 
 logger = logging.getLogger(__name__)
 
@@ -87,20 +87,9 @@ def evaluation_set_sync(*, project: Project) -> int:
 
 def evaluation_labels(project: Project) -> tuple[list[int], list[list[int]]]:
     """The labelled evaluation documents and the label ids of their latest answer."""
-    latest: dict[int, int] = {}
-    for annotation_id, document_id in (
-        Annotation.objects.filter(document__project=project, document__is_evaluation=True)
-        .order_by("updated_at", "id")
-        .values_list("id", "document_id")
-    ):
-        latest[document_id] = annotation_id
-    by_annotation: dict[int, list[int]] = {}
-    for annotation_id, label_id in AnnotationLabel.objects.filter(annotation_id__in=list(latest.values())).values_list(
-        "annotation_id", "label_id"
-    ):
-        by_annotation.setdefault(annotation_id, []).append(label_id)
-    doc_ids = sorted(latest)
-    return doc_ids, [by_annotation.get(latest[doc_id], []) for doc_id in doc_ids]
+    from .training import latest_answers
+
+    return latest_answers(project, evaluation=True)
 
 
 def evaluate_model(

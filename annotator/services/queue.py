@@ -77,12 +77,17 @@ def _evaluation_item(project: Project, user, version: ModelVersion | None, now) 
     count = candidates.count()
     if count == 0:
         return None
+    return _queue_row(project, candidates, count, version, "evaluation")
+
+
+def _queue_row(project: Project, candidates, count: int, version: ModelVersion | None, strategy: str) -> QueueItem:
+    """A random one of `count` candidate documents as a queue row of `version` (the existing one if scoring made it)."""
     document_id = candidates.order_by("id").values_list("id", flat=True)[random.randrange(count)]
     item, _ = QueueItem.objects.select_related("document", "model_version").get_or_create(
         project=project,
         document_id=document_id,
         model_version=version,
-        defaults={"strategy": "evaluation", "score": -1.0, "suggestions": []},
+        defaults={"strategy": strategy, "score": -1.0, "suggestions": []},
     )
     return item
 
@@ -93,15 +98,7 @@ def _random_unserved(project: Project, user, version: ModelVersion | None, now) 
     count = candidates.count()
     if count == 0:
         return None
-    offset = random.randrange(count)
-    document_id = candidates.order_by("id").values_list("id", flat=True)[offset]
-    item, _ = QueueItem.objects.select_related("document", "model_version").get_or_create(
-        project=project,
-        document_id=document_id,
-        model_version=version,
-        defaults={"strategy": "random", "score": -1.0, "suggestions": []},
-    )
-    return item
+    return _queue_row(project, candidates, count, version, "random")
 
 
 @transaction.atomic

@@ -96,25 +96,32 @@ def encode_run(*, job_id: int) -> None:
 
 
 # --- train -----------------------------------------------------------------------------------------------------------
-def _training_snapshot(project: Project) -> tuple[list[int], list[tuple[int, str]], list[list[int]]]:
-    """The latest answer per document: document ids, the project's labels (id, name) and label ids per document.
-
-    Documents of the evaluation set are left out: no model ever trains on them."""
+def latest_answers(project: Project, *, evaluation: bool) -> tuple[list[int], list[list[int]]]:
+    """The latest answer per document, of the training documents or of the evaluation set: document ids (sorted)
+    and the label ids of each."""
     latest: dict[int, int] = {}
     for annotation_id, document_id in (
-        Annotation.objects.filter(document__project=project, document__is_evaluation=False)
+        Annotation.objects.filter(document__project=project, document__is_evaluation=evaluation)
         .order_by("updated_at", "id")
         .values_list("id", "document_id")
     ):
         latest[document_id] = annotation_id
     by_annotation: dict[int, list[int]] = {}
     for annotation_id, label_id in AnnotationLabel.objects.filter(
-        annotation__document__project=project, annotation__document__is_evaluation=False
+        annotation__document__project=project, annotation__document__is_evaluation=evaluation
     ).values_list("annotation_id", "label_id"):
         by_annotation.setdefault(annotation_id, []).append(label_id)
     doc_ids = sorted(latest)
+    return doc_ids, [by_annotation.get(latest[doc_id], []) for doc_id in doc_ids]
+
+
+def _training_snapshot(project: Project) -> tuple[list[int], list[tuple[int, str]], list[list[int]]]:
+    """The latest answer per document: document ids, the project's labels (id, name) and label ids per document.
+
+    Documents of the evaluation set are left out: no model ever trains on them."""
+    doc_ids, rows = latest_answers(project, evaluation=False)
     labels = list(Label.objects.filter(project=project).order_by("id").values_list("id", "name"))
-    return doc_ids, labels, [by_annotation.get(latest[doc_id], []) for doc_id in doc_ids]
+    return doc_ids, labels, rows
 
 
 def _texts(doc_ids: list[int]) -> list[str]:
