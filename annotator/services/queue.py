@@ -77,18 +77,27 @@ def _evaluation_item(project: Project, user, version: ModelVersion | None, now) 
     count = candidates.count()
     if count == 0:
         return None
-    return _queue_row(project, candidates, count, version, "evaluation")
+    return _queue_row(project, user, now, candidates, count, version, "evaluation")
 
 
-def _queue_row(project: Project, candidates, count: int, version: ModelVersion | None, strategy: str) -> QueueItem:
-    """A random one of `count` candidate documents as a queue row of `version` (the existing one if scoring made it)."""
+def _queue_row(
+    project: Project, user, now, candidates, count: int, version: ModelVersion | None, strategy: str
+) -> QueueItem | None:
+    """A random one of `count` candidate documents as a queue row of `version` (the existing one if scoring made
+    it), locked; None if a concurrent request leased it to someone else meanwhile."""
     document_id = candidates.order_by("id").values_list("id", flat=True)[random.randrange(count)]
-    item, _ = QueueItem.objects.select_related("document", "model_version").get_or_create(
+    item, _ = QueueItem.objects.get_or_create(
         project=project,
         document_id=document_id,
         model_version=version,
         defaults={"strategy": strategy, "score": -1.0, "suggestions": []},
     )
+    rows = QueueItem.objects.select_related("document", "model_version")
+    if connection.features.has_select_for_update:
+        rows = rows.select_for_update(of=("self",))
+    item = rows.get(pk=item.pk)
+    if item.leased_to_id not in (None, user.pk) and item.lease_expires_at > now:
+        return None
     return item
 
 
@@ -98,7 +107,7 @@ def _random_unserved(project: Project, user, version: ModelVersion | None, now) 
     count = candidates.count()
     if count == 0:
         return None
-    return _queue_row(project, candidates, count, version, "random")
+    return _queue_row(project, user, now, candidates, count, version, "random")
 
 
 @transaction.atomic
