@@ -187,10 +187,17 @@ def learning_curve(points: Sequence[tuple[float, float, float]], *, n_boot: int 
 def strategy_choices() -> list[tuple[str, str]]:
     """The strategies a project can use: "default" (the measured default) and every scorer with its batch rules.
     modAL's peers are left out: they are dense-only baselines for the simulator."""
-    from learner.strategies import DEFAULT_STRATEGY, MODAL_STRATEGIES, STRATEGIES
+    from learner.strategies import (
+        DEFAULT_STRATEGY,
+        DEFAULT_STRATEGY_LARGE,
+        LARGE_LABEL_SPACE,
+        MODAL_STRATEGIES,
+        STRATEGIES,
+    )
 
     names = [name for name in STRATEGIES if name not in MODAL_STRATEGIES]
-    return [("default", f"Default (now {DEFAULT_STRATEGY})")] + [(name, _strategy_title(name)) for name in names]
+    default = f"Default (now {DEFAULT_STRATEGY}; {DEFAULT_STRATEGY_LARGE} above {LARGE_LABEL_SPACE:,} labels)"
+    return [("default", default)] + [(name, _strategy_title(name)) for name in names]
 
 
 def _strategy_title(name: str) -> str:
@@ -202,11 +209,12 @@ def _strategy_title(name: str) -> str:
     return f"{name}: {title}" + {"": "", "kmeans": ", diverse batch (k-means)", "ranked": ", ranked batch"}[rule]
 
 
-def resolve_strategy(strategy: str) -> tuple[str, str, str]:
-    """(the name actually used, scorer, batch rule): "default" becomes the library's measured default."""
-    from learner.strategies import DEFAULT_STRATEGY, resolve
+def resolve_strategy(strategy: str, n_labels: int | None = None) -> tuple[str, str, str]:
+    """(the name actually used, scorer, batch rule): "default" becomes the library's measured default for a label
+    space of `n_labels`."""
+    from learner.strategies import default_for, resolve
 
-    name = DEFAULT_STRATEGY if strategy == "default" else strategy
+    name = default_for(n_labels) if strategy == "default" else strategy
     scorer, rule = resolve(name)
     return name, scorer, rule
 

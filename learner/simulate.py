@@ -169,7 +169,12 @@ class Simulation:
         """Indices into ``pool`` of the ``n`` documents the strategy asks for next."""
         scorer, rule = strategies.resolve(strategy)
         if scorer == "random":
-            return strategies.select_top(strategies.random_scores(len(pool), seed), n, seed=seed)
+            scores = strategies.random_scores(len(pool), seed)
+            if rule == "top":
+                return strategies.select_top(scores, n, seed=seed)
+            if self.embeddings is None:
+                raise SimulationError(f"{strategy} needs embeddings of the pool")
+            return strategies.select_batch(strategy, scores, n, embeddings=self.embeddings[pool], seed=seed)
         idx, probs = model.predict_topk(self._inputs(pool), self.shortlist)  # (U, K) each
         counts = np.asarray(self.Y[labelled].sum(axis=0)).ravel()  # (L,) labelled positives per label
         mean_cardinality = float(counts.sum() / max(len(labelled), 1))
@@ -320,7 +325,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise SimulationError(f"--config: {exc}") from exc
     needs_embeddings = resolved.needs_embeddings or any(
-        strategies.resolve(name)[1] in ("kmeans", "ranked") for name in names
+        strategies.resolve(name, len(labels))[1] in ("kmeans", "ranked") for name in names
     )
     embeddings: dict[str, np.ndarray] = {}
     if needs_embeddings:
@@ -364,7 +369,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     full = stored("full-data", simulation.full_data)
     curves: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for name in names:
-        resolved_name = strategies.DEFAULT_STRATEGY if name == "default" else name
+        resolved_name = strategies.default_for(len(labels)) if name == "default" else name
         curves[name] = {}
         for seed in range(args.seeds):
             curves[name][str(seed)] = stored(
@@ -376,7 +381,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     summary = {
         "full_data": full,
         "strategies": summarise(curves, full),
-        "default_strategy": strategies.DEFAULT_STRATEGY,
+        "default_strategy": strategies.default_for(len(labels)),
         "n_labels": len(labels),
         "pool_documents": len(train),
         "test_documents": len(test),
@@ -384,7 +389,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     }
     payload = {
         "strategies": {
-            name: {"resolves_to": strategies.DEFAULT_STRATEGY if name == "default" else name, "seeds": runs}
+            name: {"resolves_to": strategies.default_for(len(labels)) if name == "default" else name, "seeds": runs}
             for name, runs in curves.items()
         },
         "full_data": full,

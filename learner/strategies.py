@@ -26,12 +26,15 @@ import numpy as np
 __all__ = [
     "BATCH_RULES",
     "DEFAULT_STRATEGY",
+    "DEFAULT_STRATEGY_LARGE",
+    "LARGE_LABEL_SPACE",
     "MODAL_STRATEGIES",
     "SCORERS",
     "STRATEGIES",
     "adaptive_uncertainty",
     "cardinality_inconsistency",
     "cold_start",
+    "default_for",
     "kmeans_batch",
     "mean_binary_entropy",
     "modal_select",
@@ -71,7 +74,19 @@ MODAL_STRATEGIES: dict[str, str] = {
 }
 # Chosen by `python -m learner.simulate` on GoEmotions (3 seeds): the best micro-F1 and P@1 AULC of 13 strategies,
 # 2 % above random (docs/benchmarks.md, "Active learning"; the reason in docs/architecture.md).
-DEFAULT_STRATEGY = "cardinality+kmeans"
+DEFAULT_STRATEGY = "cardinality+kmeans"  # measured best on GoEmotions (28 labels): docs/benchmarks.md
+# Above LARGE_LABEL_SPACE labels the fast tier is a label tree and a model trained on a few hundred documents knows a
+# sliver of the labels: its uncertainty is noise, and on tibkat-gnd (41,218 labels) cardinality+kmeans halved the
+# P@5 of random picks while a stratified random sample beat them (docs/benchmarks.md).
+DEFAULT_STRATEGY_LARGE = "random+kmeans"
+LARGE_LABEL_SPACE = 1000  # the fast tier's flat_max_labels
+
+
+def default_for(n_labels: int | None) -> str:
+    """The measured default for a label space of ``n_labels`` (None: a small one)."""
+    return DEFAULT_STRATEGY_LARGE if n_labels is not None and n_labels > LARGE_LABEL_SPACE else DEFAULT_STRATEGY
+
+
 STRATEGIES: dict[str, str] = {
     **SCORERS,
     **{
@@ -80,6 +95,8 @@ STRATEGIES: dict[str, str] = {
         if name != "random"
         for rule in ("kmeans", "ranked")
     },
+    # A stratified random sample: one random document from each of n k-means clusters of 10·n random ones.
+    "random+kmeans": f"{SCORERS['random']}; batch: {BATCH_RULES['kmeans']} (one random document per cluster)",
     **MODAL_STRATEGIES,
 }
 CANDIDATES_PER_PICK = 10  # the kmeans / ranked batch rules look at the 10·n best-scored documents
@@ -206,10 +223,10 @@ def rarity_entropy(idx: np.ndarray, probs: np.ndarray, label_counts: Any, power:
     return (_binary_entropy(p) * weight).sum(axis=1)
 
 
-def resolve(strategy: str) -> tuple[str, str]:
-    """``(scorer, batch rule)`` of a strategy name (``default`` -> ``DEFAULT_STRATEGY``); modAL peers give
+def resolve(strategy: str, n_labels: int | None = None) -> tuple[str, str]:
+    """``(scorer, batch rule)`` of a strategy name (``default`` -> ``default_for(n_labels)``); modAL peers give
     ``(name, "modal")``. Unknown names raise ``ValueError`` listing the valid ones."""
-    name = DEFAULT_STRATEGY if strategy == "default" else strategy
+    name = default_for(n_labels) if strategy == "default" else strategy
     if name in MODAL_STRATEGIES:
         return name, "modal"
     if name in STRATEGIES:

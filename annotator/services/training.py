@@ -209,7 +209,7 @@ def training_run(*, job_id: int) -> None:
             agreement=agreement,
             config={
                 "mode": "full",  # retrained from scratch on every labelled document (no incremental update yet)
-                "strategy": ml.resolve_strategy(project.strategy)[0],
+                "strategy": ml.resolve_strategy(project.strategy, len(labels))[0],
                 "fast_tier": model.config.to_dict(),
                 "threshold": rule.threshold,
                 "at_least_one": rule.at_least_one,
@@ -404,7 +404,7 @@ def _model_items(
     chunk = int(max(64, min(4096, SCORE_CELLS // max(width, 1))))
     mean_cardinality = float(version.config.get("mean_cardinality", 1.0))
     threshold = effective_threshold(project=project, version=version)
-    strategy, scorer, rule = ml.resolve_strategy(project.strategy)
+    strategy, scorer, rule = ml.resolve_strategy(project.strategy, n_labels)
     label_counts = None
     labelled_ids: list[int] = []
     if scorer == "rarity" or rule == "ranked":

@@ -247,3 +247,10 @@ def test_the_queue_holds_the_picks_of_the_project_strategy(project, annotator_us
         seed=version.number,
     )
     assert [item.document_id for item in items] == [pool[int(i)].pk for i in expected]
+
+
+def test_the_platform_default_follows_the_label_space():
+    assert ml.resolve_strategy("default", 28) == (DEFAULT_STRATEGY, "cardinality", "kmeans")
+    assert ml.resolve_strategy("default", 41_218) == ("random+kmeans", "random", "kmeans")
+    assert ml.resolve_strategy("rarity+ranked", 41_218) == ("rarity+ranked", "rarity", "ranked")
+    assert "random+kmeans above 1,000 labels" in dict(ml.strategy_choices())["default"]

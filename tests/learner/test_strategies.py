@@ -96,7 +96,7 @@ def test_score_pool_dispatches_by_name() -> None:
 def test_unknown_strategy_lists_the_valid_names() -> None:
     with pytest.raises(ValueError, match="default, random, uncertainty, margin, cardinality"):
         score_pool("entropy", np.zeros((2, 2)))
-    for bad in ("random+kmeans", "uncertainty+", "uncertainty+top+kmeans", "+kmeans"):
+    for bad in ("random+ranked", "uncertainty+", "uncertainty+top+kmeans", "+kmeans"):
         with pytest.raises(ValueError, match="unknown strategy"):
             resolve(bad)
 
@@ -313,6 +313,28 @@ def test_kmeans_batch_takes_one_near_duplicate_and_then_diverse_documents() -> N
     assert set(top) <= set(range(10))  # plain top-n: four near-duplicates
     assert 0 in diverse and sum(int(i) < 10 for i in diverse) == 1  # the best duplicate, once
     assert len(set(diverse)) == 4
+
+
+def test_the_default_depends_on_the_size_of_the_label_space() -> None:
+    from learner.strategies import DEFAULT_STRATEGY_LARGE, LARGE_LABEL_SPACE, default_for
+
+    assert default_for(None) == default_for(28) == default_for(LARGE_LABEL_SPACE) == DEFAULT_STRATEGY
+    assert default_for(LARGE_LABEL_SPACE + 1) == default_for(41_218) == DEFAULT_STRATEGY_LARGE == "random+kmeans"
+    assert resolve("default", 28) == ("cardinality", "kmeans")
+    assert resolve("default", 41_218) == ("random", "kmeans")
+    assert resolve("margin", 41_218) == ("margin", "top")  # a named strategy is what it says
+
+
+def test_random_kmeans_is_a_stratified_random_sample_one_per_cluster() -> None:
+    # Three tight clusters of 20 documents: a batch of 3 takes exactly one from each, whichever seed.
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 8)
+    embeddings = np.repeat(centres, 20, axis=0) + rng.normal(0, 0.01, size=(60, 8))
+    assert resolve("random+kmeans") == ("random", "kmeans")
+    for seed in range(3):
+        scores = score_pool("random+kmeans", np.full((60, 2), 0.5), seed=seed)
+        picks = select_batch("random+kmeans", scores, 3, embeddings=embeddings, seed=seed)
+        assert sorted(int(i) // 20 for i in picks) == [0, 1, 2]
 
 
 def test_ranked_batch_matches_modal_on_a_small_pool() -> None:
