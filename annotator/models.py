@@ -269,6 +269,9 @@ class Annotation(models.Model):
         IMPORT = "import", "Import (seed labels)"
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="annotations")
+    # The document's project, repeated so that the manager's counts are index scans instead of joins over every
+    # document (services set it with the document; a check in services.annotation_submit keeps them equal).
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
     # PROTECT: deleting a user must never silently delete the labels they gave.
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations")
     labels = models.ManyToManyField(Label, through="AnnotationLabel", related_name="annotations")
@@ -282,11 +285,19 @@ class Annotation(models.Model):
         default=list, blank=True, help_text='Shown, best first: [{"label": name, "score": p, "preselected": bool}]'
     )
     seconds_spent = models.FloatField(null=True, blank=True)
+    # How many suggestions were shown and accepted (a summary of its SuggestionDecision rows, for the per-annotator
+    # acceptance share without aggregating every decision).
+    suggestions_shown = models.PositiveSmallIntegerField(default=0)
+    suggestions_accepted = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            models.Index(fields=["project", "source", "created_at"], name="annotation_project_idx"),
+            models.Index(fields=["project", "annotator", "updated_at"], name="annotation_annotator_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["document", "annotator"], name="annotation_one_per_document_and_user"),
             models.CheckConstraint(

@@ -10,7 +10,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Case, Count, Exists, IntegerField, Min, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from .exceptions import NotFound, PermissionDenied
@@ -80,7 +81,7 @@ def unlabelled_document_ids(*, project: Project) -> list[int]:
 
 def annotations_new_since(*, project: Project, cutoff) -> int:
     """Answers a new model would learn from (the evaluation set's are never trained on)."""
-    qs = Annotation.objects.filter(document__project=project, document__is_evaluation=False)
+    qs = Annotation.objects.filter(project=project, document__is_evaluation=False)
     if cutoff is not None:
         qs = qs.filter(updated_at__gt=cutoff)
     return qs.count()
@@ -105,8 +106,10 @@ class Budget:
 
 def budget_for(*, project: Project) -> Budget:
     spent = (
-        Document.objects.filter(project=project)
-        .filter(Exists(Annotation.objects.filter(document=OuterRef("pk")).exclude(source=Annotation.Source.IMPORT)))
+        Annotation.objects.filter(project=project)
+        .exclude(source=Annotation.Source.IMPORT)
+        .values("document_id")
+        .distinct()
         .count()
     )
     in_progress = (
@@ -121,11 +124,7 @@ def budget_for(*, project: Project) -> Budget:
 
 def member_spent(*, project: Project, user) -> int:
     """Documents the user labelled in the project (their seed imports excluded): what their quota counts."""
-    return (
-        Annotation.objects.filter(document__project=project, annotator=user)
-        .exclude(source=Annotation.Source.IMPORT)
-        .count()
-    )
+    return Annotation.objects.filter(project=project, annotator=user).exclude(source=Annotation.Source.IMPORT).count()
 
 
 def member_quota_left(*, project: Project, user) -> int | None:
@@ -141,15 +140,16 @@ def member_quota_left(*, project: Project, user) -> int | None:
     return max(quota - member_spent(project=project, user=user) - held, 0)
 
 
-def _first_labelled_since(project: Project, since) -> list:
-    """When each document first got an expert answer, for documents first answered after `since`."""
-    return list(
-        Annotation.objects.filter(document__project=project)
+def _labelled_per_day(project: Project, since) -> dict[date, int]:
+    """Documents answered by experts per day (in the current time zone) since `since`, by when each answer was
+    first given."""
+    return dict(
+        Annotation.objects.filter(project=project, created_at__gte=since)
         .exclude(source=Annotation.Source.IMPORT)
-        .values("document_id")
-        .annotate(first=Min("created_at"))
-        .filter(first__gte=since)
-        .values_list("first", flat=True)
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(n=Count("document_id", distinct=True))
+        .values_list("day", "n")
     )
 
 
@@ -159,12 +159,14 @@ def budget_overview(*, project: Project, days: int = 30) -> dict[str, Any]:
     budget = budget_for(project=project)
     now = timezone.now()
     today = timezone.localdate(now)
-    firsts = _first_labelled_since(project, now - timedelta(days=max(days, 7)))
-    per_day: dict[date, int] = {}
-    for moment in firsts:
-        day = timezone.localdate(moment)
-        per_day[day] = per_day.get(day, 0) + 1
-    last_week = sum(1 for moment in firsts if moment >= now - timedelta(days=7))
+    per_day = _labelled_per_day(project, now - timedelta(days=max(days, 7)))
+    last_week = (
+        Annotation.objects.filter(project=project, created_at__gte=now - timedelta(days=7))
+        .exclude(source=Annotation.Source.IMPORT)
+        .values("document_id")
+        .distinct()
+        .count()
+    )
     burn = last_week / 7.0
     exhaustion = None
     if budget.budget is not None and budget.remaining and burn > 0:
@@ -183,12 +185,23 @@ def budget_overview(*, project: Project, days: int = 30) -> dict[str, Any]:
             else None,
             "total": str((unit * budget.budget).quantize(Decimal("0.01"))) if budget.budget is not None else None,
         }
-    quotas = [
-        {"username": username, "quota": quota, "spent": member_spent(project=project, user=user_id)}
-        for user_id, username, quota in Membership.objects.filter(project=project, quota__isnull=False)
+    members = list(
+        Membership.objects.filter(project=project, quota__isnull=False)
         .order_by("user__username")
         .values_list("user_id", "user__username", "quota")
-    ]
+    )
+    done = (
+        dict(
+            Annotation.objects.filter(project=project, annotator_id__in=[m[0] for m in members])
+            .exclude(source=Annotation.Source.IMPORT)
+            .values("annotator_id")
+            .annotate(n=Count("id"))
+            .values_list("annotator_id", "n")
+        )
+        if members
+        else {}
+    )
+    quotas = [{"username": name, "quota": quota, "spent": done.get(user_id, 0)} for user_id, name, quota in members]
     return {
         "label_budget": budget.budget,
         "mode": project.budget_mode,
@@ -393,8 +406,9 @@ def model_version_summary(version: ModelVersion | None) -> dict[str, Any] | None
 
 def project_stats(*, project: Project) -> dict[str, Any]:
     documents = Document.objects.filter(project=project).count()
-    annotated = annotated_documents(project=project).count()
-    annotations = Annotation.objects.filter(document__project=project).count()
+    answers = Annotation.objects.filter(project=project)
+    annotated = answers.values("document_id").distinct().count()
+    annotations = answers.count()
     version = serving_version(project=project)
     cutoff = version.data_cutoff if version else None
     latest_jobs = {}
@@ -678,7 +692,7 @@ def label_coverage(
         n_labels = counts["total"]
     else:
         in_range = _in_range(
-            AnnotationLabel.objects.filter(label__project=project), "annotation__updated_at", date_from, date_to
+            AnnotationLabel.objects.filter(annotation__project=project), "annotation__updated_at", date_from, date_to
         )
         positives = dict(in_range.values("label_id").annotate(n=Count("id")).values_list("label_id", "n"))
         n_labels = labels.count()
@@ -709,7 +723,7 @@ def annotator_stats(*, project: Project, date_from: date | None = None, date_to:
     """Per annotator over the date range (answers by their last change): documents, documents per hour of labelling
     time, median seconds per document, and the share of the suggestions shown that they accepted."""
     answers = _in_range(
-        Annotation.objects.filter(document__project=project).exclude(source=Annotation.Source.IMPORT),
+        Annotation.objects.filter(project=project).exclude(source=Annotation.Source.IMPORT),
         "updated_at",
         date_from,
         date_to,
@@ -723,10 +737,10 @@ def annotator_stats(*, project: Project, date_from: date | None = None, date_to:
         if spent is not None:
             seconds.setdefault(user_id, []).append(float(spent))
     decisions = {
-        row["annotation__annotator_id"]: (row["shown"], row["accepted"])
-        for row in SuggestionDecision.objects.filter(annotation__in=answers)
-        .values("annotation__annotator_id")
-        .annotate(shown=Count("id"), accepted=Count("id", filter=Q(decision=SuggestionDecision.Decision.ACCEPTED)))
+        row["annotator_id"]: (row["shown"] or 0, row["accepted"] or 0)
+        for row in answers.values("annotator_id").annotate(
+            shown=Sum("suggestions_shown"), accepted=Sum("suggestions_accepted")
+        )
     }
     rows = []
     for user_id in sorted(names, key=lambda u: names[u]):

@@ -117,7 +117,7 @@ def annotation_submit(
     annotation = Annotation.objects.select_for_update().filter(document=document, annotator=user).first()
     first_answer = annotation is None
     if annotation is None:
-        annotation = Annotation(document=document, annotator=user)
+        annotation = Annotation(document=document, project=project, annotator=user)
     shown = _shown_suggestions(project, served, annotation)
     shown_names = {s["label"] for s in shown}
     not_shown = [label.name for label in refused if label.name not in shown_names]
@@ -186,6 +186,8 @@ def _decisions_record(
             )
         )
     SuggestionDecision.objects.bulk_create(rows)
+    accepted = sum(row.decision == SuggestionDecision.Decision.ACCEPTED for row in rows)
+    Annotation.objects.filter(pk=annotation.pk).update(suggestions_shown=len(rows), suggestions_accepted=accepted)
 
 
 @transaction.atomic

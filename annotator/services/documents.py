@@ -98,7 +98,9 @@ def documents_import(
         labelled = [(doc, r) for doc, r in zip(documents, records, strict=True) if r.labels is not None]
         annotations = Annotation.objects.bulk_create(
             [
-                Annotation(document=doc, annotator=user, source=Annotation.Source.IMPORT, strategy="import")
+                Annotation(
+                    document=doc, project=project, annotator=user, source=Annotation.Source.IMPORT, strategy="import"
+                )
                 for doc, _ in labelled
             ],
             batch_size=1000,

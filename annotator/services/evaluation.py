@@ -40,7 +40,7 @@ def evaluation_turn(*, project: Project) -> bool:
     if project.eval_share <= 0:
         return False
     counts = (
-        Annotation.objects.filter(document__project=project)
+        Annotation.objects.filter(project=project)
         .exclude(source=Annotation.Source.IMPORT)
         .aggregate(
             total=Count("document", distinct=True),

@@ -30,8 +30,10 @@ def test_document_external_ids_are_unique_and_texts_not_empty(project):
 
 def test_one_annotation_per_document_and_annotator(project, annotator_user):
     document = Document.objects.create(project=project, external_id="a", text="t")
-    Annotation.objects.create(document=document, annotator=annotator_user)
-    assert _violates(lambda: Annotation.objects.create(document=document, annotator=annotator_user))
+    Annotation.objects.create(document=document, project=document.project, annotator=annotator_user)
+    assert _violates(
+        lambda: Annotation.objects.create(document=document, project=document.project, annotator=annotator_user)
+    )
 
 
 def test_one_serving_model_version_per_project(project):
