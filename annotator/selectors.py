@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -721,36 +722,35 @@ def label_coverage(
 
 def annotator_stats(*, project: Project, date_from: date | None = None, date_to: date | None = None) -> list[dict]:
     """Per annotator over the date range (answers by their last change): documents, documents per hour of labelling
-    time, median seconds per document, and the share of the suggestions shown that they accepted."""
+    time, median seconds per document, and the share of the suggestions shown that they accepted. Sums in SQL;
+    only the seconds (one number per answer, no join) come back for the medians."""
     answers = _in_range(
         Annotation.objects.filter(project=project).exclude(source=Annotation.Source.IMPORT),
         "updated_at",
         date_from,
         date_to,
     )
-    seconds: dict[int, list[float]] = {}
-    names: dict[int, str] = {}
-    documents: dict[int, int] = {}
-    for user_id, username, spent in answers.values_list("annotator_id", "annotator__username", "seconds_spent"):
-        names[user_id] = username
-        documents[user_id] = documents.get(user_id, 0) + 1
-        if spent is not None:
-            seconds.setdefault(user_id, []).append(float(spent))
-    decisions = {
-        row["annotator_id"]: (row["shown"] or 0, row["accepted"] or 0)
+    totals = {
+        row["annotator_id"]: row
         for row in answers.values("annotator_id").annotate(
-            shown=Sum("suggestions_shown"), accepted=Sum("suggestions_accepted")
+            documents=Count("id"),
+            shown=Sum("suggestions_shown"),
+            accepted=Sum("suggestions_accepted"),
         )
     }
+    seconds: dict[int, list[float]] = {}
+    for user_id, spent in answers.filter(seconds_spent__isnull=False).values_list("annotator_id", "seconds_spent"):
+        seconds.setdefault(user_id, []).append(spent)
+    names = dict(get_user_model().objects.filter(pk__in=list(totals)).values_list("id", "username"))
     rows = []
-    for user_id in sorted(names, key=lambda u: names[u]):
-        timed = sorted(seconds.get(user_id, []))
+    for user_id in sorted(totals, key=lambda u: names.get(u, "")):
+        timed = seconds.get(user_id, [])
         total_seconds = sum(timed)
-        shown, accepted = decisions.get(user_id, (0, 0))
+        shown, accepted = totals[user_id]["shown"] or 0, totals[user_id]["accepted"] or 0
         rows.append(
             {
-                "username": names[user_id],
-                "documents": documents[user_id],
+                "username": names.get(user_id, ""),
+                "documents": totals[user_id]["documents"],
                 "documents_per_hour": round(len(timed) / (total_seconds / 3600), 1) if total_seconds > 0 else None,
                 "median_seconds": round(statistics.median(timed), 1) if timed else None,
                 "suggestions_shown": shown,

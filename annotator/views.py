@@ -239,7 +239,10 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
         "project": project,
         "stats": selectors.project_stats(project=project),
         "jobs": selectors.recent_jobs(project=project, limit=10),
-        "versions": project.model_versions.order_by("-number").defer("stop_predictions", "evaluation_per_label")[:50],
+        "versions": project.model_versions.order_by("-number").defer("stop_predictions", "evaluation_per_label")[
+            : None if request.GET.get("versions") == "all" else 20
+        ],
+        "versions_total": project.model_versions.count(),
         "members": project.memberships.select_related("user").order_by("role", "user__username"),
         "import_form": import_form,
         "member_form": member_form,
