@@ -99,6 +99,17 @@ def test_annotations_train_a_model_whose_queue_serves_the_next_documents(celery_
         what="the pool to be re-scored by v1",
     )
 
+    # The 25th document is the evaluation set's turn (5 of 25), served with v1's suggestions like any other.
+    served = annotator.get(f"{base}/next/").json()
+    item = QueueItem.objects.get(document_id=served["document"]["id"], model_version=version)
+    assert item.strategy == "evaluation" and served["document"]["external_id"] in evaluation
+    assert served["model_version"] == 1 and len(served["suggestions"]) == 10
+    external_id = served["document"]["external_id"]
+    annotator.post(
+        f"{base}/annotations/", {"document": served["document"]["id"], "labels": gold[external_id]}, format="json"
+    )
+    labelled.append(external_id)
+
     for _ in range(3):
         served = annotator.get(f"{base}/next/").json()
         assert served["model_version"] == 1
@@ -113,7 +124,7 @@ def test_annotations_train_a_model_whose_queue_serves_the_next_documents(celery_
     rows = [json.loads(line) for line in b"".join(export.streaming_content).decode().splitlines()]
     assert sorted(row["id"] for row in rows) == sorted(labelled)
     assert all(sorted(row["labels"]) == sorted(gold[row["id"]]) for row in rows)
-    assert Annotation.objects.filter(document__project_id=project["id"]).count() == 24
+    assert Annotation.objects.filter(document__project_id=project["id"]).count() == 25
     stats = manager.get(f"{base}/stats/").json()
     assert stats["model_version"]["number"] == 1
-    assert stats["budget"]["spent"] == 24
+    assert stats["budget"]["spent"] == 25
