@@ -66,10 +66,6 @@ def serving_version(*, project: Project) -> ModelVersion | None:
     return ModelVersion.objects.filter(project=project, is_serving=True).first()
 
 
-def annotated_documents(*, project: Project) -> QuerySet[Document]:
-    return Document.objects.filter(project=project).filter(Exists(Annotation.objects.filter(document=OuterRef("pk"))))
-
-
 def unlabelled_document_ids(*, project: Project) -> list[int]:
     """The active-learning pool: unlabelled documents outside the evaluation set."""
     return list(
@@ -258,6 +254,15 @@ def suggestions_named(*, pairs: list[list[float]], threshold: float) -> list[dic
         for label_id, score in pairs
         if int(label_id) in named
     ]
+
+
+def item_suggestions(*, project: Project, item: QueueItem) -> list[dict[str, Any]]:
+    """What a queue item shows as suggestions: the first `suggestions_k` of its shortlist, named, pre-ticked at the
+    effective threshold of the version that scored it."""
+    return suggestions_named(
+        pairs=item.suggestions[: project.suggestions_k],
+        threshold=effective_threshold(project=project, version=item.model_version),
+    )
 
 
 # --- labels --------------------------------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ class NextView(APIView):
                 "threshold": selectors.effective_threshold(project=project, version=item.model_version),
                 "lease_expires_at": item.lease_expires_at,
                 "lease_seconds": project.lease_seconds,
-                "budget": _budget_out(selectors.budget_for(project=project)),
+                "budget": _budget_out(served.budget or selectors.budget_for(project=project)),
             }
         )
 

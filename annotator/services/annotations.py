@@ -19,7 +19,7 @@ from ..models import (
     QueueItem,
     SuggestionDecision,
 )
-from ..selectors import effective_threshold, suggestions_named
+from ..selectors import item_suggestions
 from .budgets import budget_alerts_check, quota_check
 
 MAX_SECONDS = 24 * 3600
@@ -63,10 +63,9 @@ def _shown_suggestions(project: Project, served: QueueItem | None, annotation: A
     """The suggestions the expert saw: from the queue item the document was served from, else (a revised answer:
     the item left the queue with the first answer) the ones recorded with the first answer."""
     if served is not None:
-        threshold = effective_threshold(project=project, version=served.model_version)
         return [
             {"label": s["label"], "score": s["score"], "preselected": s["preselected"]}
-            for s in suggestions_named(pairs=served.suggestions[: project.suggestions_k], threshold=threshold)
+            for s in item_suggestions(project=project, item=served)
         ]
     return list(annotation.suggestions or [])
 

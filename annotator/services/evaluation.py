@@ -92,12 +92,21 @@ def evaluation_labels(project: Project) -> tuple[list[int], list[list[int]]]:
     return latest_answers(project, evaluation=True)
 
 
+def _model_inputs(model, project: Project, doc_ids: list[int]) -> tuple[list[str] | None, np.ndarray | None]:
+    """What `model` reads for these documents: their texts and/or embeddings (encoding any not encoded yet)."""
+    from .training import _encode_missing, _texts  # one module loads texts and embeddings for every job
+
+    X = None
+    if model.uses_embeddings:
+        _encode_missing(project.pk, doc_ids, lambda *_: None)
+        X = ml.embedding_store(project.pk).get(doc_ids)
+    return (_texts(doc_ids) if model.uses_texts else None), X
+
+
 def evaluate_model(
     *, model, project: Project, doc_ids: list[int], rows: list[list[int]], label_counts: np.ndarray, n_train: int
 ) -> dict:
     """`model` measured on the labelled evaluation documents: learner.evaluation's values and intervals."""
-    from .training import _encode_missing, _texts  # one module loads texts and embeddings for every job
-
     if not doc_ids:
         return {}
     names = dict(Label.objects.filter(project=project).values_list("id", "name"))
@@ -107,11 +116,7 @@ def evaluate_model(
     for row in rows:
         indices.extend(sorted({column[names[label_id]] for label_id in row if names.get(label_id) in column}))
         indptr.append(len(indices))
-    X = None
-    if model.uses_embeddings:
-        _encode_missing(project.pk, doc_ids, lambda *_: None)
-        X = ml.embedding_store(project.pk).get(doc_ids)
-    texts = _texts(doc_ids) if model.uses_texts else None
+    texts, X = _model_inputs(model, project, doc_ids)
     return ml.evaluate(
         model,
         texts=texts,
@@ -123,21 +128,6 @@ def evaluate_model(
         n_train=n_train,
         n_boot=EVAL_BOOTSTRAP,
     )
-
-
-def _train_counts(project: Project, labels: list[str]) -> tuple[np.ndarray, int]:
-    from .training import _training_snapshot
-
-    doc_ids, label_rows, rows = _training_snapshot(project)
-    names = dict(label_rows)
-    column = {name: j for j, name in enumerate(labels)}
-    counts = np.zeros(len(labels), dtype=np.int64)
-    for row in rows:
-        for label_id in row:
-            j = column.get(names.get(label_id, ""), -1)
-            if j >= 0:
-                counts[j] += 1
-    return counts, len(doc_ids)
 
 
 def evaluation_refresh(*, project: Project) -> int:
@@ -153,17 +143,20 @@ def evaluation_refresh(*, project: Project) -> int:
         if version.evaluation.get("n_documents", 0) * REEVALUATE_GROWTH < len(doc_ids)
         or (version.evaluation.get("n_documents", 0) < len(doc_ids) and version.is_serving)
     ]
+    from .training import training_label_counts
+
     done = 0
-    counts: tuple[np.ndarray, int] | None = None
+    counts: tuple[int, np.ndarray] | None = None  # (training documents, positives per model label)
     for version in stale:
         path = Path(settings.ARTIFACTS_DIR) / version.artifact_path
         if not path.exists():
             continue
         model = ml.load_model(str(path))
-        if counts is None or len(counts[0]) != len(model.labels):
-            counts = _train_counts(project, list(model.labels))
+        if counts is None or len(counts[1]) != len(model.labels):
+            train_ids, train_counts = training_label_counts(project, list(model.labels))
+            counts = (len(train_ids), train_counts)
         result = evaluate_model(
-            model=model, project=project, doc_ids=doc_ids, rows=rows, label_counts=counts[0], n_train=counts[1]
+            model=model, project=project, doc_ids=doc_ids, rows=rows, label_counts=counts[1], n_train=counts[0]
         )
         per_label = result.pop("per_label", [])
         ModelVersion.objects.filter(pk=version.pk).update(evaluation=result, evaluation_per_label=per_label)
@@ -188,14 +181,9 @@ def stop_set_for(*, project: Project) -> list[int]:
 
 def stop_decisions(*, model, project: Project, doc_ids: list[int]) -> list[list[int]]:
     """The model's decisions (label ids) on the stop set documents, in order."""
-    from .training import _encode_missing, _texts
-
     if not doc_ids:
         return []
     label_ids = dict(Label.objects.filter(project=project).values_list("name", "id"))
-    X = None
-    if model.uses_embeddings:
-        _encode_missing(project.pk, doc_ids, lambda *_: None)
-        X = ml.embedding_store(project.pk).get(doc_ids)
-    columns = ml.label_decisions(model, texts=_texts(doc_ids) if model.uses_texts else None, X=X)
+    texts, X = _model_inputs(model, project, doc_ids)
+    columns = ml.label_decisions(model, texts=texts, X=X)
     return [sorted(label_ids[model.labels[j]] for j in row if model.labels[j] in label_ids) for row in columns]

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from ..exceptions import ProjectError
 from ..models import Annotation, Document, DocumentSkip, Job, ModelVersion, Project, QueueItem
-from ..selectors import budget_for, effective_threshold, member_quota_left, serving_version, suggestions_named
+from ..selectors import Budget, budget_for, item_suggestions, member_quota_left, serving_version
 from .evaluation import evaluation_turn
 from .jobs import job_request
 
@@ -23,6 +23,7 @@ class Served:
     item: QueueItem
     document: Document
     suggestions: list[dict[str, Any]]
+    budget: Budget | None = None  # when serving had to count it (a hard budget): the page shows it
 
 
 @dataclass(frozen=True)
@@ -42,16 +43,9 @@ def _lease(item: QueueItem, user, project: Project) -> QueueItem:
     return item
 
 
-def _served(item: QueueItem, project: Project) -> Served:
+def _served(item: QueueItem, project: Project, budget: Budget | None = None) -> Served:
     document = item.document  # fetched with the item (select_related)
-    return Served(
-        item=item,
-        document=document,
-        suggestions=suggestions_named(
-            pairs=item.suggestions[: project.suggestions_k],
-            threshold=effective_threshold(project=project, version=item.model_version),
-        ),
-    )
+    return Served(item=item, document=document, suggestions=item_suggestions(project=project, item=item), budget=budget)
 
 
 def _free_documents(project: Project, user, now, *, evaluation: bool):
@@ -130,6 +124,7 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     if held is not None:
         return _served(_lease(held, user, project), project)
 
+    budget = None
     if project.budget_mode == Project.BudgetMode.HARD:
         if project.label_budget is not None:
             budget = budget_for(project=project)
@@ -144,7 +139,7 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     if evaluation_turn(project=project):
         item = _evaluation_item(project, user, version, now)
         if item is not None:
-            return _served(_lease(item, user, project), project)
+            return _served(_lease(item, user, project), project, budget)
     free = (
         QueueItem.objects.filter(project=project, model_version=version, document__is_evaluation=False)
         .filter(Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now))
@@ -162,7 +157,7 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
             return NothingToServe(reason="empty", message="every document is labelled or in someone's hands")
         if item.strategy != "evaluation":
             job_request(project=project, kind=Job.Kind.SCORE, reason="queue empty")
-    return _served(_lease(item, user, project), project)
+    return _served(_lease(item, user, project), project, budget)
 
 
 @transaction.atomic

@@ -101,18 +101,31 @@ def latest_answers(project: Project, *, evaluation: bool) -> tuple[list[int], li
     and the label ids of each."""
     latest: dict[int, int] = {}
     for annotation_id, document_id in (
-        Annotation.objects.filter(document__project=project, document__is_evaluation=evaluation)
+        Annotation.objects.filter(project=project, document__is_evaluation=evaluation)
         .order_by("updated_at", "id")
         .values_list("id", "document_id")
     ):
         latest[document_id] = annotation_id
     by_annotation: dict[int, list[int]] = {}
     for annotation_id, label_id in AnnotationLabel.objects.filter(
-        annotation__document__project=project, annotation__document__is_evaluation=evaluation
+        annotation__project=project, annotation__document__is_evaluation=evaluation
     ).values_list("annotation_id", "label_id"):
         by_annotation.setdefault(annotation_id, []).append(label_id)
     doc_ids = sorted(latest)
     return doc_ids, [by_annotation.get(latest[doc_id], []) for doc_id in doc_ids]
+
+
+def training_label_counts(project: Project, model_labels: list[str]) -> tuple[list[int], np.ndarray]:
+    """The training documents (ids) and, per model label (column), how many of them carry it: (L,) int64."""
+    doc_ids, labels, rows = _training_snapshot(project)
+    position = {name: j for j, name in enumerate(model_labels)}
+    column_of_label = {label_id: position.get(name, -1) for label_id, name in labels}
+    counts = np.zeros(len(model_labels), dtype=np.int64)
+    for row in rows:
+        for label_id in row:
+            if column_of_label.get(label_id, -1) >= 0:
+                counts[column_of_label[label_id]] += 1
+    return doc_ids, counts
 
 
 def _training_snapshot(project: Project) -> tuple[list[int], list[tuple[int, str]], list[list[int]]]:
@@ -408,14 +421,7 @@ def _model_items(
     label_counts = None
     labelled_ids: list[int] = []
     if scorer == "rarity" or rule == "ranked":
-        labelled_ids, labels, rows = _training_snapshot(project)
-        position = {name: j for j, name in enumerate(model.labels)}
-        column_of_label = {label_id: position.get(name, -1) for label_id, name in labels}
-        label_counts = np.zeros(n_labels, dtype=np.int64)  # (L,) labelled positives per model label
-        for row in rows:
-            for label_id in row:
-                if column_of_label.get(label_id, -1) >= 0:
-                    label_counts[column_of_label[label_id]] += 1
+        labelled_ids, label_counts = training_label_counts(project, list(model.labels))
     scores = np.empty(len(pool), dtype=np.float64)  # (U,)
     kept = min(width, max(k, KEPT_SHORTLIST))
     top_idx = np.empty((len(pool), kept), dtype=np.int64)  # (U, kept)
