@@ -100,6 +100,13 @@ def train(
     return FastTier.train(Inputs(texts=list(texts), embeddings=X), Y, labels, config, on_progress=on_progress)
 
 
+def inputs(*, texts: Sequence[str] | None, X: np.ndarray | None) -> Any:
+    """learner.fast.Inputs for documents' texts and/or embeddings."""
+    from learner.fast import Inputs
+
+    return Inputs(texts=list(texts) if texts is not None else None, embeddings=X)
+
+
 def model_metrics(model: FastTier) -> dict[str, float]:
     """Held-out metrics under template-friendly names ("P@1" -> "p_at_1")."""
     return {name.replace("@", "_at_").lower(): round(float(value), 5) for name, value in model.metrics.items()}

@@ -18,6 +18,18 @@ def default_budget_alerts() -> list[int]:
     return [50, 80, 100]
 
 
+def default_timezone() -> str:
+    return settings.TIME_ZONE
+
+
+class TrainMode(models.TextChoices):
+    """How a training run builds the next version: "auto" lets the project's policy decide per run."""
+
+    AUTO = "auto", "Automatic: incremental update, full retrain when due"
+    INCREMENTAL = "incremental", "Incremental update of the serving model"
+    FULL = "full", "Full retrain from scratch"
+
+
 class Project(models.Model):
     class Loss(models.TextChoices):
         BCE = "bce", "Binary cross-entropy"
@@ -42,6 +54,23 @@ class Project(models.Model):
     )
     retrain_every = models.PositiveIntegerField(
         default=20, help_text="Queue a training run after this many new annotations."
+    )
+    retrain_mode = models.CharField(
+        max_length=11,
+        choices=TrainMode.choices,
+        default=TrainMode.AUTO,
+        help_text="What a run triggered by new annotations does.",
+    )
+    full_retrain_growth = models.FloatField(
+        default=0.5,
+        help_text="Automatic mode: retrain from scratch once the labelled set has grown by this fraction since the "
+        "last full retrain (incremental updates in between).",
+    )
+    replay_size = models.PositiveIntegerField(
+        default=5000, help_text="Incremental updates replay up to this many earlier labelled documents."
+    )
+    timezone = models.CharField(
+        max_length=64, default=default_timezone, help_text="IANA time zone of the project's schedules."
     )
     strategy = models.CharField(
         max_length=20,
@@ -87,6 +116,10 @@ class Project(models.Model):
         constraints = [
             models.CheckConstraint(condition=~Q(name=""), name="project_name_not_empty"),
             models.CheckConstraint(condition=Q(retrain_every__gte=1), name="project_retrain_every_positive"),
+            models.CheckConstraint(
+                condition=Q(retrain_mode__in=["auto", "incremental", "full"]), name="project_retrain_mode_valid"
+            ),
+            models.CheckConstraint(condition=Q(full_retrain_growth__gt=0), name="project_full_retrain_growth_positive"),
             models.CheckConstraint(
                 condition=Q(decision_threshold__isnull=True)
                 | (Q(decision_threshold__gt=0) & Q(decision_threshold__lt=1)),
@@ -378,6 +411,7 @@ class Job(models.Model):
         RUNNING = "RUNNING", "Running"
         SUCCEEDED = "SUCCEEDED", "Succeeded"
         FAILED = "FAILED", "Failed"
+        CANCELLED = "CANCELLED", "Cancelled"
 
     ACTIVE = (Status.PENDING, Status.RUNNING)
 
@@ -394,7 +428,18 @@ class Job(models.Model):
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
+    mode = models.CharField(
+        max_length=11, choices=TrainMode.choices, blank=True, help_text="Training runs: what was asked for."
+    )
+    schedule = models.ForeignKey(
+        "TrainingSchedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries", help_text="The failed run."
+    )
+    cancel_requested = models.BooleanField(default=False)
     worker = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=20, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     dispatched_at = models.DateTimeField(null=True, blank=True, help_text="Last time the task was sent.")
@@ -413,11 +458,16 @@ class Job(models.Model):
             ),
             models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name="job_progress_range"),
             models.CheckConstraint(
-                condition=Q(status__in=["PENDING", "RUNNING", "SUCCEEDED", "FAILED"]), name="job_status_valid"
+                condition=Q(status__in=["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]),
+                name="job_status_valid",
             ),
             models.CheckConstraint(condition=Q(kind__in=["encode", "train", "score"]), name="job_kind_valid"),
+            models.CheckConstraint(condition=Q(mode__in=["", "auto", "incremental", "full"]), name="job_mode_valid"),
         ]
-        indexes = [models.Index(fields=["project", "kind", "-id"], name="job_project_kind_idx")]
+        indexes = [
+            models.Index(fields=["project", "kind", "-id"], name="job_project_kind_idx"),
+            models.Index(fields=["status", "heartbeat_at"], name="job_status_heartbeat_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} ({self.status})"
@@ -468,3 +518,72 @@ class QueueItem(models.Model):
 
     def __str__(self) -> str:
         return f"queue {self.document_id} score {self.score:.3f}"
+
+
+class TrainingSchedule(models.Model):
+    """A project's periodic training run, e.g. "full retrain nightly at 02:00". Beat fires it through the
+    django-celery-beat PeriodicTask it owns (created, edited and deleted with it by services.schedules)."""
+
+    class Kind(models.TextChoices):
+        INTERVAL = "interval", "Every ..."
+        DAILY = "daily", "Daily at ..."
+        CRON = "cron", "Cron expression"
+
+    class Unit(models.TextChoices):
+        SECONDS = "seconds", "seconds"
+        MINUTES = "minutes", "minutes"
+        HOURS = "hours", "hours"
+        DAYS = "days", "days"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="schedules")
+    mode = models.CharField(max_length=11, choices=TrainMode.choices, default=TrainMode.FULL)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    every = models.PositiveIntegerField(null=True, blank=True, help_text="Interval schedules: how many units.")
+    unit = models.CharField(max_length=7, choices=Unit.choices, blank=True)
+    at = models.TimeField(null=True, blank=True, help_text="Daily schedules: the time in the project's time zone.")
+    cron = models.CharField(max_length=100, blank=True, help_text='Cron schedules: "minute hour day month weekday".')
+    enabled = models.BooleanField(default=True)
+    skip_unchanged = models.BooleanField(
+        default=True, help_text="Skip the run when no annotation arrived since the newest version of this mode."
+    )
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=["interval", "daily", "cron"]), name="schedule_kind_valid"),
+            models.CheckConstraint(condition=Q(mode__in=["auto", "incremental", "full"]), name="schedule_mode_valid"),
+            models.CheckConstraint(
+                condition=~Q(kind="interval") | (Q(every__gte=1) & ~Q(unit="")), name="schedule_interval_complete"
+            ),
+            models.CheckConstraint(condition=~Q(kind="daily") | Q(at__isnull=False), name="schedule_daily_complete"),
+            models.CheckConstraint(condition=~Q(kind="cron") | ~Q(cron=""), name="schedule_cron_complete"),
+        ]
+
+    def __str__(self) -> str:
+        return f"schedule {self.pk} of project {self.project_id} ({self.mode}, {self.kind})"
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker process's sign of life, written every few seconds by a thread in the worker (webapp.celery):
+    /healthz and the manager's page read it."""
+
+    hostname = models.CharField(max_length=200, unique=True, help_text="The Celery node name, e.g. gpu@host1.")
+    queues = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=40, blank=True)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return f"worker {self.hostname}"

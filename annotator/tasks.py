@@ -30,8 +30,17 @@ def score_pool(job_id: int) -> None:
     scoring_run(job_id=job_id)
 
 
-@shared_task(name="annotator.tasks.reconcile")
+# Periodic, quick and idempotent: acknowledged on receipt (a lost one is simply the next one), so they never hold an
+# unacknowledged message, which kombu cannot restore when the broker connection dies (the worker would exit).
+@shared_task(name="annotator.tasks.reconcile", acks_late=False)
 def reconcile() -> None:
     from .services.training import jobs_reconcile
 
     jobs_reconcile()
+
+
+@shared_task(name="annotator.tasks.scheduled_training", acks_late=False)
+def scheduled_training(schedule_id: int) -> None:
+    from .services.schedules import training_scheduled
+
+    training_scheduled(schedule_id=schedule_id)

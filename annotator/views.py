@@ -19,7 +19,8 @@ from . import selectors, services
 from .charts import learning_curve_svg
 from .exceptions import NotFound, PermissionDenied, ProjectError
 from .importing import parse_file
-from .models import Membership, Project, strategy_choices
+from .models import Job, Membership, Project, TrainingSchedule, TrainMode, strategy_choices
+from .services.schedules import describe as describe_schedule
 
 
 class ProjectForm(forms.Form):
@@ -62,6 +63,43 @@ class AnnotationSettingsForm(forms.Form):
     )
 
 
+class RetrainingForm(forms.Form):
+    """When and how the model is retrained as labels arrive."""
+
+    retrain_every = forms.IntegerField(min_value=1, label="Train after every N new labels")
+    retrain_mode = forms.ChoiceField(choices=TrainMode.choices, label="Those runs do")
+    full_retrain_growth = forms.FloatField(
+        min_value=0.01,
+        max_value=100,
+        label="Automatic: full retrain once the labelled set grew by",
+        help_text="A share: 0.5 = by half since the last full retrain; incremental updates in between.",
+    )
+    replay_size = forms.IntegerField(
+        min_value=0, label="Incremental updates replay", help_text="Earlier labelled documents, at most."
+    )
+    timezone = forms.CharField(max_length=64, label="Time zone of schedules", help_text="e.g. Europe/Berlin")
+
+
+class ScheduleForm(forms.Form):
+    """A periodic training run; validated again (and the beat entry written) by services.schedule_save."""
+
+    schedule = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    mode = forms.ChoiceField(choices=TrainMode.choices, initial=TrainMode.FULL, label="Run")
+    kind = forms.ChoiceField(choices=TrainingSchedule.Kind.choices, label="When")
+    every = forms.IntegerField(min_value=1, required=False)
+    unit = forms.ChoiceField(choices=TrainingSchedule.Unit.choices, required=False, initial="hours")
+    at = forms.TimeField(required=False, label="At (HH:MM)", widget=forms.TimeInput(attrs={"type": "time"}))
+    cron = forms.CharField(max_length=100, required=False, label="Cron", help_text='e.g. "0 2 * * 1-5"')
+    enabled = forms.BooleanField(required=False, initial=True)
+    skip_unchanged = forms.BooleanField(
+        required=False, initial=True, label="Skip when nothing new was labelled since the last run of this kind"
+    )
+
+
+class TrainForm(forms.Form):
+    mode = forms.ChoiceField(choices=[("", "Project default"), *TrainMode.choices], required=False)
+
+
 class ImportForm(forms.Form):
     file = forms.FileField(help_text='JSONL lines {"id", "text", "labels"?} or CSV id,text[,labels].')
     create_labels = forms.BooleanField(required=False, help_text="Add labels the project does not have yet.")
@@ -95,6 +133,7 @@ class BudgetForm(forms.Form):
 SETTINGS_FORMS: dict[str, tuple[type[forms.Form], str]] = {
     "budget": (BudgetForm, "Budget saved."),
     "settings": (AnnotationSettingsForm, "Annotation settings saved."),
+    "retraining": (RetrainingForm, "Retraining policy saved."),
 }
 
 
@@ -208,8 +247,46 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                 messages.success(request, f"v{version.number} now serves; the queue is being re-scored with it.")
                 return redirect("project-manage", project_id=project.pk)
             elif action == "train":
-                job = services.training_request(project=project, user=request.user)
+                train_form = TrainForm(request.POST)
+                mode = train_form.cleaned_data["mode"] if train_form.is_valid() else ""
+                job = services.training_request(project=project, user=request.user, mode=mode)
                 messages.success(request, f"Training run queued (job {job.pk}).")
+                return redirect("project-manage", project_id=project.pk)
+            elif action == "schedule":
+                schedule_form = ScheduleForm(request.POST)
+                if schedule_form.is_valid():
+                    data = dict(schedule_form.cleaned_data)
+                    existing = None
+                    if data.pop("schedule"):
+                        existing = (
+                            selectors.training_schedules(project=project)
+                            .filter(pk=schedule_form.cleaned_data["schedule"])
+                            .first()
+                        )
+                        if existing is None:
+                            raise ProjectError("that schedule does not exist")
+                    schedule = services.schedule_save(project=project, data=data, user=request.user, schedule=existing)
+                    messages.success(request, f"Schedule saved: {describe_schedule(schedule)}.")
+                    return redirect("project-manage", project_id=project.pk)
+                for field, problems in schedule_form.errors.items():
+                    messages.error(request, f"{field}: {' '.join(problems)}")
+            elif action == "schedule-delete":
+                schedule = (
+                    selectors.training_schedules(project=project).filter(pk=_int(request.POST.get("schedule"))).first()
+                )
+                if schedule is None:
+                    raise ProjectError("that schedule does not exist")
+                services.schedule_delete(schedule=schedule)
+                messages.success(request, "Schedule deleted.")
+                return redirect("project-manage", project_id=project.pk)
+            elif action == "cancel":
+                job = Job.objects.filter(project=project, pk=_int(request.POST.get("job"))).first()
+                if job is None:
+                    raise ProjectError("that job does not exist")
+                job = services.job_cancel(job=job, user=request.user)
+                messages.success(
+                    request, f"Job {job.pk} cancelled." if job.status == "CANCELLED" else f"Job {job.pk} is stopping."
+                )
                 return redirect("project-manage", project_id=project.pk)
             else:
                 messages.error(request, "Unknown action.")
@@ -260,6 +337,39 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
         "curve": curve,
         "curve_svg": learning_curve_svg(curve),
         "evaluation": selectors.evaluation_progress(project=project),
+        "retraining_form": RetrainingForm(
+            initial={
+                "retrain_every": project.retrain_every,
+                "retrain_mode": project.retrain_mode,
+                "full_retrain_growth": project.full_retrain_growth,
+                "replay_size": project.replay_size,
+                "timezone": project.timezone,
+            }
+        ),
+        "schedules": [
+            {
+                "schedule": schedule,
+                "text": describe_schedule(schedule),
+                "form": ScheduleForm(
+                    auto_id=f"id_schedule{schedule.pk}_%s",
+                    initial={
+                        "schedule": schedule.pk,
+                        "mode": schedule.mode,
+                        "kind": schedule.kind,
+                        "every": schedule.every,
+                        "unit": schedule.unit,
+                        "at": schedule.at,
+                        "cron": schedule.cron,
+                        "enabled": schedule.enabled,
+                        "skip_unchanged": schedule.skip_unchanged,
+                    },
+                ),
+            }
+            for schedule in selectors.training_schedules(project=project)
+        ],
+        "schedule_form": ScheduleForm(auto_id="id_schedule_%s"),
+        "train_form": TrainForm(auto_id="id_train_%s"),
+        "workers": selectors.worker_health(details=True),
         "settings_form": AnnotationSettingsForm(
             initial={
                 "guidelines": project.guidelines,
@@ -276,6 +386,13 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(request, "annotator/project_manage.html", context)
 
 
+def _int(value: object) -> int:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return 0
+
+
 @login_required
 def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
     project, role = _project_or_404(request, project_id)
@@ -283,15 +400,19 @@ def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
-    """Liveness for load balancers and compose: database and broker reachable. Reveals nothing else."""
+    """Health for load balancers, compose and operators: database and broker reachable (else 503), and the Celery
+    workers seen alive per queue from their heartbeats (a queue without a live worker makes the status "degraded",
+    still 200: the web serves and saves answers without workers). Host names only for staff."""
     from django.db import connection
-    from django.db.utils import OperationalError as DatabaseError
+    from django.db.utils import DatabaseError
     from django.http import JsonResponse
     from kombu.exceptions import OperationalError as BrokerError
 
     from webapp.celery import app
 
-    checks: dict[str, str] = {}
+    from . import selectors
+
+    checks: dict[str, object] = {}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -304,5 +425,12 @@ def healthz(request: HttpRequest) -> HttpResponse:
         checks["broker"] = "ok"
     except (OSError, ConnectionError, BrokerError) as exc:
         checks["broker"] = f"unreachable ({type(exc).__name__})"
-    healthy = all(value == "ok" for value in checks.values())
+    healthy = checks["database"] == "ok" and checks["broker"] == "ok"
+    if checks["database"] == "ok":
+        workers = selectors.worker_health(details=bool(request.user.is_authenticated and request.user.is_staff))
+        checks["workers"] = workers
+        missing = [queue for queue, state in workers["queues"].items() if state["alive"] == 0]
+        checks["status"] = "ok" if healthy and not missing else ("degraded" if healthy else "down")
+    else:
+        checks["status"] = "down"
     return JsonResponse(checks, status=200 if healthy else 503)

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from learner.config import BUNDLED_MODEL_SHA256, EncoderConfig
-from learner.device import resolve_device
+from learner.device import resolve_device, run_batches
 
 __all__ = ["Encoder", "bundled_model_path", "encoder_fingerprint", "file_sha256", "resolve_device"]
 
@@ -111,7 +111,8 @@ class Encoder:
 
     Attributes: ``config``, ``path`` (the model folder), ``device`` (resolved), ``dim`` (embedding size),
     ``fingerprint`` (16 hex digits naming the weights, tokenizer and settings: vectors from encoders with
-    different fingerprints must not be mixed).
+    different fingerprints must not be mixed), ``batch_size`` (texts per forward pass: ``config.batch_size``,
+    halved for good after a CUDA out-of-memory error, see ``encode``).
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class Encoder:
         self.dim = dim
         self.max_length = max_length
         self.fingerprint = fingerprint
+        self.batch_size = config.batch_size
 
     def __repr__(self) -> str:
         return f"Encoder(path={self.path!r}, dim={self.dim}, device={self.device!r}, fingerprint={self.fingerprint!r})"
@@ -194,6 +196,10 @@ class Encoder:
         Vectors are the mean of the last hidden states over the attention mask, L2-normalised when
         ``config.normalize``. ``on_progress(done, total)`` is called after every batch. Raises
         ``ValueError`` on a text that is not a string or is empty (or only whitespace).
+
+        A batch that runs out of GPU memory is retried with half as many texts (the vectors do not depend on
+        the batch size); the smaller size is kept in ``self.batch_size`` for the rest of this call and the next
+        ones. ``learner.device.BatchOutOfMemoryError`` when a single text does not fit.
         """
         if isinstance(texts, str):
             raise ValueError("texts must be a sequence of strings, not a single string")
@@ -211,33 +217,36 @@ class Encoder:
         import torch
 
         order = np.argsort(-np.fromiter((len(t) for t in texts), dtype=np.int64, count=total), kind="stable")
-        batch_size = self.config.batch_size
         use_autocast = self.device == "cuda"
         done = 0
+
+        def encode_batch(start: int, stop: int) -> None:
+            nonlocal done
+            idx = order[start:stop]
+            batch = self.tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
+                hidden = self.model(**batch).last_hidden_state  # (B, T, H)
+            mask = batch["attention_mask"].unsqueeze(-1).to(torch.float32)  # (B, T, 1)
+            summed = (hidden.float() * mask).sum(dim=1)  # (B, H)
+            pooled = summed / mask.sum(dim=1).clamp(min=1.0)  # (B, H)
+            if self.config.normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)  # (B, H)
+            out[idx] = pooled.cpu().numpy()
+            done += len(idx)
+            bar.update(len(idx))
+            if on_progress is not None:
+                on_progress(done, total)
+
         with (
             tqdm(total=total, disable=not progress, desc="encode", unit="text") as bar,
             torch.inference_mode(),
         ):
-            for start in range(0, total, batch_size):
-                idx = order[start : start + batch_size]
-                batch = self.tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                batch = {key: value.to(self.device) for key, value in batch.items()}
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
-                    hidden = self.model(**batch).last_hidden_state  # (B, T, H)
-                mask = batch["attention_mask"].unsqueeze(-1).to(torch.float32)  # (B, T, 1)
-                summed = (hidden.float() * mask).sum(dim=1)  # (B, H)
-                pooled = summed / mask.sum(dim=1).clamp(min=1.0)  # (B, H)
-                if self.config.normalize:
-                    pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)  # (B, H)
-                out[idx] = pooled.cpu().numpy()
-                done += len(idx)
-                bar.update(len(idx))
-                if on_progress is not None:
-                    on_progress(done, total)
+            self.batch_size = run_batches(total, self.batch_size, encode_batch, what="encoder batch")
         return out

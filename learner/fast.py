@@ -38,6 +38,7 @@ import scipy.sparse as sp
 import learner
 from learner.config import LOSSES, _check_device, _check_float, _check_int, _from_dict
 from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tune_decision, tune_rule
+from learner.device import run_batches
 
 __all__ = ["FastTier", "FastTierConfig", "Inputs"]
 
@@ -388,7 +389,11 @@ def _fit_flat(
 
 # --- the model ------------------------------------------------------------------------------------------------------
 class FastTier(RuleBasedPredictions):
-    """A trained fast-tier model: featurizer, head, calibration and decision rules, label vocabulary."""
+    """A trained fast-tier model: featurizer, head, calibration and decision rules, label vocabulary.
+
+    ``chunk_cap``: None, or the largest scoring chunk that fit after a CUDA out-of-memory error (runtime state,
+    not saved; see ``predict_topk``).
+    """
 
     def __init__(
         self,
@@ -416,6 +421,7 @@ class FastTier(RuleBasedPredictions):
         self.rules = rules
         self.metrics = metrics
         self.train_info = train_info
+        self.chunk_cap: int | None = None
 
     def __repr__(self) -> str:
         return f"FastTier(head={self.config.head!r}, features={self.config.features!r}, labels={len(self.labels)})"
@@ -913,17 +919,27 @@ class FastTier(RuleBasedPredictions):
 
     def predict_topk(self, inputs: Inputs, k: int, *, chunk_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
         """The k best labels per document: (N, k) int64 indices and (N, k) float32 calibrated probabilities,
-        best first. Streams `chunk_size` documents at a time (never an N x L matrix for trees)."""
+        best first. Streams `chunk_size` documents at a time (never an N x L matrix for trees).
+
+        A chunk whose scores run out of GPU memory (the flat head on CUDA) is retried with half as many
+        documents; the smaller size is kept, in ``chunk_cap``, for the rest of the call and later calls."""
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ValueError(f"k must be a positive integer; got {k!r}")
         k = min(int(k), len(self.labels))
-        out_idx, out_p = [], []
-        for start in range(0, len(inputs), chunk_size):
-            part = inputs.take(np.arange(start, min(start + chunk_size, len(inputs))))
+        out_idx: list[np.ndarray] = []
+        out_p: list[np.ndarray] = []
+
+        def score(start: int, stop: int) -> None:
+            part = inputs.take(np.arange(start, stop))
             xs, xd = self._features(part)
             idx, raw = self._raw_topk(xs, xd, k, part.texts)
             out_idx.append(idx)
             out_p.append(apply_platt(raw, *self.platt))
+
+        size = chunk_size if self.chunk_cap is None else min(chunk_size, self.chunk_cap)
+        used = run_batches(len(inputs), size, score, what="scoring chunk")
+        if used < size:
+            self.chunk_cap = used
         if not out_idx:
             return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
         return np.concatenate(out_idx), np.concatenate(out_p)

@@ -48,6 +48,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
@@ -69,6 +70,7 @@ from tqdm.auto import tqdm
 
 from learner.config import LOSSES, _check_device, _check_float, _check_int, _from_dict
 from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tune_decision
+from learner.device import retry_on_oom, run_batches
 from learner.fast import Inputs, _labels, _prior_logits, _publish, _split, _targets, _versions
 
 __all__ = ["FullTier", "FullTierConfig", "Inputs"]
@@ -691,7 +693,13 @@ class _AplcHead:
 
 # --- the model ------------------------------------------------------------------------------------------------------
 class FullTier(RuleBasedPredictions):
-    """A fine-tuned encoder, its multi-label head, calibration and decision rules, the label vocabulary."""
+    """A fine-tuned encoder, its multi-label head, calibration and decision rules, the label vocabulary.
+
+    A CUDA out-of-memory error halves the batch and retries it (``learner.device.retry_on_oom``). The sizes that
+    fit are kept on the model (runtime state, not saved), so later calls start from them: ``train_batch_cap``
+    caps the training micro-batch (``_optimise``), ``inference_batch_cap`` the documents per forward pass of
+    ``embed`` and scoring; both are None until an out-of-memory error happened.
+    """
 
     def __init__(
         self,
@@ -719,6 +727,8 @@ class FullTier(RuleBasedPredictions):
         self.rules = rules
         self.metrics = metrics
         self.train_info = train_info
+        self.train_batch_cap: int | None = None
+        self.inference_batch_cap: int | None = None
         self._fingerprint: str | None = None
 
     def __repr__(self) -> str:
@@ -770,16 +780,29 @@ class FullTier(RuleBasedPredictions):
         pooled = (hidden.float() * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B, H)
         return F.normalize(pooled, p=2.0, dim=1)  # (B, H)
 
-    def _batches(self, texts: Sequence[str], size: int) -> Iterator[np.ndarray]:
-        """Row indices of the texts in batches of `size`, longest texts first (less padding)."""
+    @staticmethod
+    def _longest_first(texts: Sequence[str]) -> np.ndarray:
+        """(N,) row indices of the texts, longest first (batches of similar lengths need less padding)."""
         lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
-        order = np.argsort(-lengths, kind="stable")
-        for start in range(0, len(order), size):
-            yield order[start : start + size]
+        return np.argsort(-lengths, kind="stable")
+
+    def _inference_batches(self, rows: np.ndarray, size: int, work: Callable[[np.ndarray], None], *, what: str) -> None:
+        """``work(part)`` on consecutive parts of `rows` of at most `size` rows (and at most
+        ``inference_batch_cap``). A part that runs out of GPU memory is retried with half as many rows; the
+        smaller size is kept for the rest of the call and, in ``inference_batch_cap``, for later calls. `work`
+        must write its results only once they are computed."""
+        if self.inference_batch_cap is not None:
+            size = min(size, self.inference_batch_cap)
+        used = run_batches(len(rows), size, lambda start, stop: work(rows[start:stop]), what=what)
+        if used < size:
+            self.inference_batch_cap = used
 
     def embed(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """The fine-tuned encoder's embeddings: (N, H) float32, mean-pooled and L2-normalised, row i for
-        ``texts[i]``: what the fast tier reads (re-embed the pool with it after fine-tuning)."""
+        ``texts[i]``: what the fast tier reads (re-embed the pool with it after fine-tuning).
+
+        `batch_size` texts per forward pass (default `config.predict_batch_size`), halved after a CUDA
+        out-of-memory error (see ``FullTier``)."""
         import torch
 
         texts = _texts(texts)
@@ -789,9 +812,13 @@ class FullTier(RuleBasedPredictions):
             torch.inference_mode(),
             tqdm(total=len(texts), disable=not progress, desc="embed", unit="text") as bar,
         ):
-            for rows in self._batches(texts, batch_size or self.config.predict_batch_size):
+
+            def embed_rows(rows: np.ndarray) -> None:
                 out[rows] = self._embed_batch([texts[i] for i in rows]).cpu().numpy()
                 bar.update(len(rows))
+
+            size = batch_size or self.config.predict_batch_size
+            self._inference_batches(self._longest_first(texts), size, embed_rows, what="embedding batch")
         return out
 
     @property
@@ -946,7 +973,14 @@ class FullTier(RuleBasedPredictions):
     ) -> dict[str, Any]:
         """Trains the encoder and the head on (texts, targets) in stages: (last layer trained, epochs). Stage t
         trains layers 0..t jointly; with `bootstrap`, layer t > 0 first copies its parents' rows. Returns what
-        happened (steps, losses, whether the time budget stopped it)."""
+        happened (steps, losses, whether the time budget stopped it).
+
+        An optimizer step reads `batch_size` * `grad_accumulation` documents in micro-batches of `batch_size`.
+        When a step runs out of GPU memory, its gradients are dropped, the micro-batch is halved (the number of
+        backward passes per step doubles: each batch is split into pieces whose losses are weighted by their
+        share of its documents) and the step is redone: the effective batch, the number of steps and the learning
+        rate schedule stay the same. The micro-batch that fit is kept in ``train_batch_cap`` (for the rest of the
+        training and later updates) and reported as ``micro_batch_size``."""
         import torch
         from transformers import get_linear_schedule_with_warmup
 
@@ -954,6 +988,8 @@ class FullTier(RuleBasedPredictions):
         head = self.head
         layer_targets = [targets] if isinstance(head, _AplcHead) else _layer_targets(targets, head.parents)
         batch = config.batch_size
+        micro = min(batch, self.train_batch_cap or batch)  # documents per forward pass (smaller after an OOM)
+        step_rows = batch * config.grad_accumulation  # documents per optimizer step
         per_epoch = math.ceil(len(texts) / batch)
         steps_per_epoch = math.ceil(per_epoch / config.grad_accumulation)
         total_steps = sum(epochs * steps_per_epoch for _, epochs in stages)
@@ -987,15 +1023,22 @@ class FullTier(RuleBasedPredictions):
                     running = torch.zeros((), device=self.device)  # summed batch losses, kept on the device
                     count = 0
                     optimizer.zero_grad(set_to_none=True)
-                    for position, start in enumerate(range(0, len(texts), batch)):
-                        rows = order[start : start + batch]
-                        loss = self._step_loss([texts[i] for i in rows], [y[rows] for y in layer_targets], upto)
-                        (loss / config.grad_accumulation).backward()
-                        running += loss.detach().float()
-                        count += 1
-                        last_micro = position == per_epoch - 1
-                        if (position + 1) % config.grad_accumulation and not last_micro:
-                            continue
+                    for start in range(0, len(texts), step_rows):
+                        rows = order[start : start + step_rows]  # one optimizer step's documents
+                        backward = functools.partial(
+                            self._step_backward,
+                            texts=texts,
+                            layer_targets=layer_targets,
+                            rows=rows,
+                            upto=upto,
+                            params=params,
+                        )
+                        values, micro = retry_on_oom(backward, micro, what="training micro-batch")
+                        if micro < batch:
+                            self.train_batch_cap = micro
+                        for value in values:
+                            running += value
+                        count += math.ceil(len(rows) / batch)
                         if config.max_grad_norm > 0:
                             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                         optimizer.step()
@@ -1022,7 +1065,40 @@ class FullTier(RuleBasedPredictions):
             "epoch_losses": losses,
             "stopped_early": stopped,
             "stages": [list(stage) for stage in stages],
+            **({"micro_batch_size": micro} if micro < batch else {}),
         }
+
+    def _step_backward(
+        self,
+        micro: int,
+        *,
+        texts: list[str],
+        layer_targets: list[sp.csr_matrix],
+        rows: np.ndarray,
+        upto: int,
+        params: list[Any],
+    ) -> list[Any]:
+        """The backward passes of one optimizer step over the documents `rows`: batches of ``config.batch_size``,
+        each split into pieces of at most `micro` documents whose losses are weighted by their share of the batch
+        (with ``micro == batch_size`` this is plain gradient accumulation). Returns each pass's loss times its
+        share (0-d tensors); clears the gradients of `params` before raising, so the step can be redone."""
+        config = self.config
+        batch = config.batch_size
+        values: list[Any] = []
+        try:
+            for first in range(0, len(rows), batch):
+                part = rows[first : first + batch]  # (B,) one batch of the configured size
+                for piece_start in range(0, len(part), micro):
+                    piece = part[piece_start : piece_start + micro]
+                    share = len(piece) / len(part)  # 1.0 unless an out-of-memory error split the batch
+                    loss = self._step_loss([texts[i] for i in piece], [y[piece] for y in layer_targets], upto)
+                    (loss * share / config.grad_accumulation).backward()
+                    values.append(loss.detach().float() * share)
+        except RuntimeError:
+            for param in params:
+                param.grad = None
+            raise
+        return values
 
     def _parameter_groups(self, upto: int, train_encoder: bool) -> list[dict[str, Any]]:
         """AdamW groups: encoder matrices (decayed) and vectors (not), head weights (decayed) and biases (not)."""
@@ -1185,6 +1261,7 @@ class FullTier(RuleBasedPredictions):
             metrics=dict(self.metrics),
             train_info=dict(self.train_info),
         )
+        model.train_batch_cap, model.inference_batch_cap = self.train_batch_cap, self.inference_batch_cap
         updates = int(self.train_info.get("updates", 0)) + 1
         info = model._optimise(
             texts,
@@ -1260,17 +1337,20 @@ class FullTier(RuleBasedPredictions):
         sums = np.zeros((len(added), n_leaves))
         if rows.size:
             self.encoder.eval()
+
+            def add_paths(part: np.ndarray) -> None:
+                nonlocal sums
+                with self._autocast():
+                    feats = self._embed_batch([texts[i] for i in part]) * self.scale  # (B, H)
+                    path = probabilities(head.dense(feats, 0).float(), head.loss)  # (B, n_0)
+                    for layer in range(1, last):
+                        parent = torch.from_numpy(head.parents[layer]).to(self.device)
+                        own = probabilities(head.dense(feats, layer).float(), head.loss)  # (B, n_t)
+                        path = path[:, parent] * own  # (B, n_t)
+                sums += columns[part].T @ path.cpu().numpy().astype(np.float64)  # (A, n_leaves)
+
             with torch.inference_mode():
-                for start in range(0, rows.size, self.config.predict_batch_size):
-                    part = rows[start : start + self.config.predict_batch_size]
-                    with self._autocast():
-                        feats = self._embed_batch([texts[i] for i in part]) * self.scale  # (B, H)
-                        path = probabilities(head.dense(feats, 0).float(), head.loss)  # (B, n_0)
-                        for layer in range(1, last):
-                            parent = torch.from_numpy(head.parents[layer]).to(self.device)
-                            own = probabilities(head.dense(feats, layer).float(), head.loss)  # (B, n_t)
-                            path = path[:, parent] * own  # (B, n_t)
-                    sums += columns[part].T @ path.cpu().numpy().astype(np.float64)  # (A, n_leaves)
+                self._inference_batches(rows, self.config.predict_batch_size, add_paths, what="scoring batch")
         sizes = np.bincount(head.parents[last], minlength=n_leaves).astype(np.float64)
         out = np.empty(len(added), dtype=np.int64)
         for j in range(len(added)):
@@ -1306,7 +1386,8 @@ class FullTier(RuleBasedPredictions):
             torch.inference_mode(),
             tqdm(total=len(texts), disable=not progress, desc="score", unit="doc") as bar,
         ):
-            for rows in self._batches(texts, size):
+
+            def score_rows(rows: np.ndarray) -> None:
                 feats = self._embed_batch([texts[i] for i in rows]) * self.scale  # (B, H)
                 with self._autocast():
                     nodes, path = head.search(feats, beam, k)[-1]  # (B, K) each
@@ -1314,6 +1395,8 @@ class FullTier(RuleBasedPredictions):
                 idx[rows, :found] = nodes.cpu().numpy()
                 raw[rows, :found] = path.clamp(min=0.0).float().cpu().numpy()
                 bar.update(len(rows))
+
+            self._inference_batches(self._longest_first(texts), size, score_rows, what="scoring batch")
         return idx, raw
 
     def _calibrated(self, idx: np.ndarray, raw: np.ndarray) -> np.ndarray:

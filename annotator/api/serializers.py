@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..models import Job, Membership, ModelVersion, Project, strategy_choices
+from ..models import Job, Membership, ModelVersion, Project, TrainingSchedule, TrainMode, strategy_choices
 from ..services.projects import PROJECT_SETTINGS
 
 
@@ -33,6 +33,10 @@ class ProjectCreateSerializer(serializers.Serializer):
         child=serializers.IntegerField(min_value=1, max_value=1000), required=False, max_length=20
     )
     retrain_every = serializers.IntegerField(required=False, min_value=1)
+    retrain_mode = serializers.ChoiceField(choices=TrainMode.choices, required=False)
+    full_retrain_growth = serializers.FloatField(required=False, min_value=0.01, max_value=100)
+    replay_size = serializers.IntegerField(required=False, min_value=0, max_value=10_000_000)
+    timezone = serializers.CharField(required=False, max_length=64)
     strategy = serializers.ChoiceField(choices=strategy_choices(), required=False)
     loss = serializers.ChoiceField(choices=Project.Loss.choices, required=False)
     decision_threshold = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
@@ -200,21 +204,62 @@ class JobSerializer(serializers.ModelSerializer):
         fields = [
             "id",
             "kind",
+            "mode",
             "status",
             "progress",
             "message",
             "error",
             "reason",
             "model_version",
+            "schedule",
+            "retry_of",
+            "cancel_requested",
             "worker",
+            "device",
             "attempts",
             "created_at",
+            "dispatched_at",
             "started_at",
+            "heartbeat_at",
             "finished_at",
         ]
 
     def get_model_version(self, job: Job) -> int | None:
         return job.model_version.number if job.model_version_id else None
+
+
+class TrainRequestSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(
+        choices=TrainMode.choices, required=False, allow_blank=True, help_text="Empty: the project's retrain_mode."
+    )
+
+
+class ScheduleSerializer(serializers.ModelSerializer):
+    description = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingSchedule
+        fields = [
+            "id",
+            "mode",
+            "kind",
+            "every",
+            "unit",
+            "at",
+            "cron",
+            "enabled",
+            "skip_unchanged",
+            "description",
+            "last_fired_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "description", "last_fired_at", "created_at", "updated_at"]
+
+    def get_description(self, schedule: TrainingSchedule) -> str:
+        from ..services.schedules import describe
+
+        return describe(schedule)
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

@@ -32,5 +32,13 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/learning-curve/", views.LearningCurveView.as_view(), name="api-learning-curve"),
     path("projects/<int:project_id>/jobs/", views.JobListView.as_view(), name="api-jobs"),
+    path("projects/<int:project_id>/jobs/<int:job_id>/", views.JobDetailView.as_view(), name="api-job"),
+    path("projects/<int:project_id>/jobs/<int:job_id>/cancel/", views.JobCancelView.as_view(), name="api-job-cancel"),
+    path("projects/<int:project_id>/schedules/", views.ScheduleListView.as_view(), name="api-schedules"),
+    path(
+        "projects/<int:project_id>/schedules/<int:schedule_id>/",
+        views.ScheduleDetailView.as_view(),
+        name="api-schedule",
+    ),
     path("projects/<int:project_id>/export/", views.ExportView.as_view(), name="api-export"),
 ]

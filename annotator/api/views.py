@@ -18,9 +18,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..exceptions import ProjectError
+from ..exceptions import NotFound, ProjectError
 from ..importing import parse_file, parse_records
-from ..models import Annotation, Membership
+from ..models import Annotation, Job, Membership, TrainingSchedule
 from . import serializers as s
 
 
@@ -298,10 +298,15 @@ class StatsView(APIView):
 
 
 class TrainView(APIView):
-    @extend_schema(request=None, responses={202: s.JobSerializer}, summary="Queue a training run now")
+    @extend_schema(
+        request=s.TrainRequestSerializer,
+        responses={202: s.JobSerializer},
+        summary="Queue a training run now (full, incremental or auto); returns the queued or running run",
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
-        job = services.training_request(project=project, user=request.user)
+        data = _valid(s.TrainRequestSerializer, request.data or {})
+        job = services.training_request(project=project, user=request.user, mode=data.get("mode", ""))
         return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -333,6 +338,75 @@ class ModelCompareView(APIView):
         if not (a.isdigit() and b.isdigit()):
             raise ProjectError("give the two version numbers to compare as ?a=&b=")
         return Response(selectors.version_compare(project=project, a=a, b=b))
+
+
+def _job(project, job_id: int) -> Job:
+    job = Job.objects.filter(project=project, pk=job_id).select_related("model_version").first()
+    if job is None:
+        raise NotFound(f"job {job_id} not found in this project")
+    return job
+
+
+def _schedule(project, schedule_id: int) -> TrainingSchedule:
+    schedule = selectors.training_schedules(project=project).filter(pk=schedule_id).first()
+    if schedule is None:
+        raise NotFound(f"schedule {schedule_id} not found in this project")
+    return schedule
+
+
+class JobDetailView(APIView):
+    @extend_schema(responses=s.JobSerializer, summary="One job: status, progress, times, worker, device, error")
+    def get(self, request: Request, project_id: int, job_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        return Response(s.JobSerializer(_job(project, job_id)).data)
+
+
+class JobCancelView(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: s.JobSerializer},
+        summary="Cancel a job: a queued one at once, a running one at its next progress report",
+    )
+    def post(self, request: Request, project_id: int, job_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        job = services.job_cancel(job=_job(project, job_id), user=request.user)
+        return Response(s.JobSerializer(job).data)
+
+
+class ScheduleListView(APIView):
+    @extend_schema(responses=s.ScheduleSerializer(many=True), summary="Training schedules")
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        return Response(s.ScheduleSerializer(selectors.training_schedules(project=project), many=True).data)
+
+    @extend_schema(request=s.ScheduleSerializer, responses={201: s.ScheduleSerializer}, summary="Add a schedule")
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        data = _valid(s.ScheduleSerializer, request.data)
+        schedule = services.schedule_save(project=project, data=data, user=request.user)
+        return Response(s.ScheduleSerializer(schedule).data, status=status.HTTP_201_CREATED)
+
+
+class ScheduleDetailView(APIView):
+    @extend_schema(responses=s.ScheduleSerializer, summary="A training schedule")
+    def get(self, request: Request, project_id: int, schedule_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        return Response(s.ScheduleSerializer(_schedule(project, schedule_id)).data)
+
+    @extend_schema(request=s.ScheduleSerializer, responses=s.ScheduleSerializer, summary="Change a schedule")
+    def patch(self, request: Request, project_id: int, schedule_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        schedule = _schedule(project, schedule_id)
+        current = s.ScheduleSerializer(schedule).data
+        data = {**current, **_valid(s.ScheduleSerializer, request.data, partial=True)}
+        schedule = services.schedule_save(project=project, data=data, user=request.user, schedule=schedule)
+        return Response(s.ScheduleSerializer(schedule).data)
+
+    @extend_schema(request=None, responses={204: None}, summary="Delete a schedule")
+    def delete(self, request: Request, project_id: int, schedule_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        services.schedule_delete(schedule=_schedule(project, schedule_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class JobListView(APIView):

@@ -2,10 +2,11 @@
 
 from .annotations import annotation_submit, document_skip, labels_recount
 from .documents import ImportResult, documents_import
-from .jobs import job_claim, job_dispatch, job_request
+from .jobs import job_cancel, job_claim, job_dispatch, job_request
 from .projects import labels_add, member_add, project_create, project_update
 from .queue import NothingToServe, Served, lease_renew, queue_lease_next, queue_release
 from .registry import version_promote
+from .schedules import schedule_delete, schedule_save, training_scheduled
 from .training import (
     encode_run,
     jobs_reconcile,
@@ -23,6 +24,7 @@ __all__ = [
     "document_skip",
     "documents_import",
     "encode_run",
+    "job_cancel",
     "job_claim",
     "job_dispatch",
     "job_request",
@@ -35,9 +37,12 @@ __all__ = [
     "project_update",
     "queue_lease_next",
     "queue_release",
+    "schedule_delete",
+    "schedule_save",
     "scoring_run",
     "training_maybe_request",
     "training_request",
     "training_run",
+    "training_scheduled",
     "version_promote",
 ]

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
+from ..exceptions import ProjectError
 from ..models import Job, Project
 
 logger = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job when a manager cancelled it: the job stops at its next progress report."""
 
 
 def _task_for(kind: str):
@@ -41,15 +48,28 @@ def job_dispatch(*, job_id: int) -> bool:
 
 
 def job_request(
-    *, project: Project, kind: str, reason: str = "", requested_by=None, model_version=None
+    *,
+    project: Project,
+    kind: str,
+    reason: str = "",
+    requested_by=None,
+    model_version=None,
+    mode: str = "",
+    schedule=None,
+    retry_of: Job | None = None,
 ) -> tuple[Job, bool]:
     """Queues a job unless one of the same kind is already queued or running for the project.
 
     Returns (job, created). Coalescing is enforced by a partial unique constraint, so two concurrent requests
-    still yield one job. The task is sent only after the surrounding transaction commits.
+    still yield one job. The task is sent only after the surrounding transaction commits. A request for a full
+    retrain while an automatic or incremental run is still only queued upgrades that run to a full one.
     """
+    if kind == Job.Kind.TRAIN and not mode:
+        mode = project.retrain_mode
     active = Job.objects.filter(project=project, kind=kind, status__in=Job.ACTIVE).first()
     if active is not None:
+        if mode == "full" and active.mode != "full":
+            Job.objects.filter(pk=active.pk, status=Job.Status.PENDING).update(mode="full")
         return active, False
     try:
         with transaction.atomic():
@@ -59,11 +79,33 @@ def job_request(
                 reason=reason[:100],
                 requested_by=requested_by,
                 model_version=model_version,
+                mode=mode,
+                schedule=schedule,
+                retry_of=retry_of,
             )
     except IntegrityError:
         return Job.objects.get(project=project, kind=kind, status__in=Job.ACTIVE), False
     transaction.on_commit(lambda: job_dispatch(job_id=job.pk))
     return job, True
+
+
+def job_cancel(*, job: Job, user=None) -> Job:
+    """Cancels a queued job at once; a running one is asked to stop and stops at its next progress report (within
+    seconds), leaving nothing behind. Raises ProjectError for a finished job."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status == Job.Status.PENDING:
+            job.status = Job.Status.CANCELLED
+            job.finished_at = timezone.now()
+            job.message = f"cancelled by {user}" if user is not None else "cancelled"
+            job.save(update_fields=["status", "finished_at", "message"])
+        elif job.status == Job.Status.RUNNING:
+            job.cancel_requested = True
+            job.message = "cancelling"
+            job.save(update_fields=["cancel_requested", "message"])
+        else:
+            raise ProjectError(f"job {job.pk} has already finished ({job.status.lower()})")
+    return job
 
 
 def job_claim(*, job_id: int) -> Job | None:
@@ -82,6 +124,11 @@ def job_claim(*, job_id: int) -> Job | None:
             return None
         if job.status not in Job.ACTIVE:
             return None
+        if job.cancel_requested:  # cancelled while its worker died: nothing to take over
+            job.status = Job.Status.CANCELLED
+            job.finished_at = now
+            job.save(update_fields=["status", "finished_at"])
+            return None
         job.status = Job.Status.RUNNING
         job.started_at = now
         job.heartbeat_at = now
@@ -92,12 +139,18 @@ def job_claim(*, job_id: int) -> Job | None:
     return job
 
 
-def job_progress(*, job_id: int, fraction: float, message: str = "") -> None:
-    """Records progress and the heartbeat. Cheap: one UPDATE, no lock."""
+def job_progress(*, job_id: int, fraction: float, message: str = "") -> bool:
+    """Records progress and the heartbeat. Cheap: one UPDATE, no lock. Returns True when the job should stop
+    (a manager cancelled it)."""
     fraction = min(max(float(fraction), 0.0), 1.0)
-    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, cancel_requested=False).update(
         progress=fraction, message=message[:300], heartbeat_at=timezone.now()
     )
+    return Job.objects.filter(pk=job_id, cancel_requested=True).exists()
+
+
+def job_set_device(*, job_id: int, device: str) -> None:
+    Job.objects.filter(pk=job_id).update(device=device[:20])
 
 
 def job_succeed(*, job: Job, message: str = "", model_version=None) -> None:
@@ -119,8 +172,25 @@ def job_fail(*, job_id: int, error: str) -> None:
     )
 
 
+def job_mark_cancelled(*, job_id: int) -> None:
+    logger.info("job %s cancelled", job_id)
+    Job.objects.filter(pk=job_id, status__in=Job.ACTIVE).update(
+        status=Job.Status.CANCELLED, message="cancelled", finished_at=timezone.now()
+    )
+
+
+def job_retry_depth(job: Job) -> int:
+    """How many failed runs precede this one in its retry chain."""
+    depth, current = 0, job
+    while current.retry_of_id is not None and depth < 100:
+        depth += 1
+        current = Job.objects.only("retry_of_id").get(pk=current.retry_of_id)
+    return depth
+
+
 class Heartbeat:
-    """Throttled progress reporter for long loops: writes at most once per `every` seconds."""
+    """Throttled progress reporter for long loops: writes at most once per `every` seconds and raises
+    JobCancelled when the job was cancelled (so long work stops at its next report)."""
 
     def __init__(self, job_id: int, *, start: float = 0.0, span: float = 1.0, every: float = 1.0) -> None:
         self.job_id = job_id
@@ -130,10 +200,49 @@ class Heartbeat:
         self._last = 0.0
 
     def __call__(self, fraction: float, message: str = "") -> None:
-        import time
-
         now = time.monotonic()
         if now - self._last < self.every and fraction < 1.0:
             return
         self._last = now
-        job_progress(job_id=self.job_id, fraction=self.start + self.span * fraction, message=message)
+        if job_progress(job_id=self.job_id, fraction=self.start + self.span * fraction, message=message):
+            raise JobCancelled(f"job {self.job_id} was cancelled")
+
+    def sub(self, start: float, span: float) -> Heartbeat:
+        """A reporter for a part of this one's range (e.g. the training step of a run)."""
+        return Heartbeat(self.job_id, start=self.start + self.span * start, span=self.span * span, every=self.every)
+
+
+class JobLiveness:
+    """Context manager run around a job's work: a daemon thread refreshes the job's heartbeat every
+    ALABEL_HEARTBEAT_SECONDS, also while the work is inside one long step that reports no progress (a solver
+    iteration, a k-means). So a RUNNING job whose heartbeat is older than ALABEL_JOB_STALE_SECONDS has lost its
+    worker process (killed, out of memory, machine gone), and the reconciler may fail and retry it."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"job-{job_id}-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        interval = float(settings.ALABEL_HEARTBEAT_SECONDS)
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING).update(heartbeat_at=timezone.now())
+                except Exception:  # a database hiccup must not end the thread: the next beat tries again
+                    logger.warning("heartbeat of job %s not written", self.job_id, exc_info=True)
+                    close_old_connections()
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self) -> JobLiveness:
+        # A worker runs jobs outside any transaction. Inside one (a test calling the service in its transaction)
+        # the thread's own connection could not see the job row, and on SQLite would wait for the write lock.
+        if settings.ALABEL_HEARTBEAT_SECONDS > 0 and not connection.in_atomic_block:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from ..exceptions import ProjectError
 from ..importing import LABEL_SEPARATOR
-from ..models import Job, Label, Membership, Project, strategy_choices
+from ..models import Job, Label, Membership, Project, TrainMode, strategy_choices
 from ..text import fold
 
 MAX_LABEL_LENGTH = 255
@@ -25,6 +25,10 @@ PROJECT_SETTINGS = (
     "currency",
     "budget_alerts",
     "retrain_every",
+    "retrain_mode",
+    "full_retrain_growth",
+    "replay_size",
+    "timezone",
     "strategy",
     "loss",
     "decision_threshold",
@@ -119,6 +123,22 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
         problems.append("stop_min_gain must be a number between 0 and 1 (micro-F1 per 100 labels)")
     if "guidelines" in cleaned and not isinstance(cleaned["guidelines"], str):
         problems.append("guidelines must be text")
+    if "retrain_mode" in cleaned and cleaned["retrain_mode"] not in TrainMode.values:
+        problems.append(f"retrain_mode must be one of {', '.join(TrainMode.values)}")
+    if "full_retrain_growth" in cleaned and (
+        isinstance(cleaned["full_retrain_growth"], bool)
+        or not isinstance(cleaned["full_retrain_growth"], int | float)
+        or not 0 < float(cleaned["full_retrain_growth"]) <= 100
+    ):
+        problems.append("full_retrain_growth must be a number above 0 (0.5: after the labelled set grew by half)")
+    positive_int("replay_size", minimum=0, maximum=10_000_000)
+    if "timezone" in cleaned:
+        from .schedules import timezone_validate
+
+        try:
+            cleaned["timezone"] = timezone_validate(str(cleaned["timezone"]))
+        except ProjectError as exc:
+            problems.append(exc.message)
     if problems:
         raise ProjectError("invalid project settings: " + "; ".join(problems), errors=problems)
     return cleaned
@@ -201,6 +221,10 @@ def project_update(*, project: Project, **project_settings: Any) -> Project:
 
         budget_alerts_reset(project=project)
         budget_alerts_check(project=project)
+    if "timezone" in values:
+        from .schedules import schedules_retime
+
+        schedules_retime(project=project)
     if rescore and project.model_versions.filter(is_serving=True).exists():
         job_request(project=project, kind=Job.Kind.SCORE, reason="the strategy, queue size or suggestions changed")
     return project

@@ -21,11 +21,33 @@ from django.utils import timezone
 
 from .. import ml
 from ..exceptions import ProjectError
-from ..models import Annotation, AnnotationLabel, Document, Job, Label, ModelVersion, Project, QueueItem
+from ..models import (
+    Annotation,
+    AnnotationLabel,
+    Document,
+    Job,
+    Label,
+    ModelVersion,
+    Project,
+    QueueItem,
+    TrainMode,
+)
 from ..selectors import annotations_new_since, effective_threshold, serving_version, unlabelled_document_ids
 from .curves import learning_curve_refresh
 from .evaluation import evaluate_model, evaluation_labels, evaluation_refresh, stop_decisions, stop_set_for
-from .jobs import Heartbeat, job_claim, job_dispatch, job_fail, job_request, job_succeed
+from .jobs import (
+    Heartbeat,
+    JobCancelled,
+    JobLiveness,
+    job_claim,
+    job_dispatch,
+    job_fail,
+    job_mark_cancelled,
+    job_request,
+    job_retry_depth,
+    job_set_device,
+    job_succeed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +73,14 @@ def training_maybe_request(*, project: Project) -> Job | None:
     return job if created else None
 
 
-def training_request(*, project: Project, user) -> Job:
-    """ "Train now": queues a training run (or returns the one already queued or running)."""
-    if not Annotation.objects.filter(document__project=project).exists():
+def training_request(*, project: Project, user, mode: str = "") -> Job:
+    """ "Train now": queues a training run (or returns the one already queued or running). `mode`: "full",
+    "incremental", "auto", or empty for the project's `retrain_mode`."""
+    if mode and mode not in TrainMode.values:
+        raise ProjectError(f"mode must be one of {', '.join(TrainMode.values)}")
+    if not Annotation.objects.filter(project=project).exists():
         raise ProjectError("nothing to train on yet: label some documents first")
-    job, _ = job_request(project=project, kind=Job.Kind.TRAIN, reason="requested", requested_by=user)
+    job, _ = job_request(project=project, kind=Job.Kind.TRAIN, reason="requested", requested_by=user, mode=mode)
     return job
 
 
@@ -156,93 +181,140 @@ def _multi_hot(rows: list[list[int]], label_ids: list[int]):
     return csr_matrix((data, np.array(indices, dtype=np.int64), np.array(indptr)), shape=(len(rows), len(label_ids)))
 
 
+def _decide_mode(project: Project, job: Job, base: ModelVersion | None, n_labelled: int) -> tuple[str, str]:
+    """(mode, why) of a training run: "full" or "incremental" (from `base`, the serving version)."""
+    asked = job.mode or project.retrain_mode
+    if asked == "full":
+        return "full", "a full retrain was asked for"
+    if base is None:
+        return "full", "no serving model to update"
+    if base.config.get("encoder_fingerprint") != ml.fingerprint():
+        return "full", "the encoder changed since the serving model"
+    if base.config.get("fast_tier", {}).get("loss", project.loss) != project.loss:
+        return "full", "the loss changed since the serving model"
+    if asked == "incremental":
+        return "incremental", "an incremental update was asked for"
+    changed = Annotation.objects.filter(project=project, updated_at__gt=base.data_cutoff).exists()
+    if not changed:
+        return "full", "nothing new to update the serving model with"
+    last_full = base.config.get("full_base_annotations") or base.n_annotations
+    growth = (n_labelled - last_full) / max(last_full, 1)
+    if growth >= project.full_retrain_growth:
+        return "full", f"the labelled set grew {growth:.0%} since the last full retrain"
+    return "incremental", f"the labelled set grew {growth:.0%} since the last full retrain"
+
+
 def training_run(*, job_id: int) -> None:
-    """Trains on every labelled document, publishes a new serving ModelVersion atomically, queues re-scoring."""
+    """Trains on every labelled document (full retrain) or updates the serving model on the new answers plus a
+    replay sample of the old ones (incremental), publishes a new serving ModelVersion atomically, queues
+    re-scoring. A cancelled run stops at its next progress report and leaves nothing behind."""
     job = job_claim(job_id=job_id)
     if job is None:
         return
     attempt = job.attempts
     folder: Path | None = None
     try:
-        project = Project.objects.get(pk=job.project_id)
-        cutoff = timezone.now()
-        started = time.monotonic()
-        doc_ids, labels, rows = _training_snapshot(project)
-        if len(doc_ids) < 2:
-            raise ProjectError(f"need at least 2 labelled documents to train, have {len(doc_ids)}")
-        if not labels:
-            raise ProjectError("the project has no labels")
-        _encode_missing(project.pk, doc_ids, Heartbeat(job.pk, start=0.0, span=0.3))
-        X = ml.embedding_store(project.pk).get(doc_ids)  # (N, D)
-        texts = _texts(doc_ids)
-        Y = _multi_hot(rows, [label_id for label_id, _ in labels])  # (N, L)
-        next_number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
-        config = ml.fast_config(loss=project.loss, seed=next_number)
-        beat = Heartbeat(job.pk, start=0.3, span=0.6)
-        model = ml.train(
-            texts=texts,
-            X=X,
-            Y=Y,
-            labels=[name for _, name in labels],
-            config=config,
-            on_progress=lambda fraction: beat(fraction, "training"),
-        )
-        relative = Path("projects") / str(project.pk) / "models" / f"job{job.pk}-{uuid.uuid4().hex[:8]}"
-        folder = Path(settings.ARTIFACTS_DIR) / relative
-        model.save(folder)
-        seconds = time.monotonic() - started
-        mean_cardinality = float(Y.sum()) / max(len(doc_ids), 1)
-        rule = model.rules["micro_f1"]
-        eval_ids, eval_rows = evaluation_labels(project)
-        evaluation = evaluate_model(
-            model=model,
-            project=project,
-            doc_ids=eval_ids,
-            rows=eval_rows,
-            label_counts=np.asarray(Y.sum(axis=0)).ravel(),
-            n_train=len(doc_ids),
-        )
-        stop_ids = stop_set_for(project=project)
-        stop_predictions = stop_decisions(model=model, project=project, doc_ids=stop_ids)
-        previous = serving_version(project=project)
-        agreement = (
-            ml.agreement(previous.stop_predictions, stop_predictions)
-            if previous is not None and len(previous.stop_predictions) == len(stop_predictions) > 0
-            else None
-        )
-        version = _publish(
-            job_id=job.pk,
-            attempt=attempt,
-            project=project,
-            relative=str(relative),
-            metrics=ml.model_metrics(model),
-            evaluation={k: v for k, v in evaluation.items() if k != "per_label"},
-            evaluation_per_label=evaluation.get("per_label", []),
-            stop_predictions=stop_predictions,
-            agreement=agreement,
-            config={
-                "mode": "full",  # retrained from scratch on every labelled document (no incremental update yet)
-                "strategy": ml.resolve_strategy(project.strategy, len(labels))[0],
-                "fast_tier": model.config.to_dict(),
-                "threshold": rule.threshold,
-                "at_least_one": rule.at_least_one,
-                "platt": list(model.platt),
-                "mean_cardinality": mean_cardinality,
-                "encoder_fingerprint": ml.fingerprint(),
-            },
-            n_annotations=len(doc_ids),
-            n_labels=len(labels),
-            cutoff=cutoff,
-            seconds=seconds,
-            device=str(model.train_info.get("device", "")),
-        )
+        with JobLiveness(job.pk):
+            project = Project.objects.get(pk=job.project_id)
+            cutoff = timezone.now()
+            started = time.monotonic()
+            beat = Heartbeat(job.pk)
+            doc_ids, labels, rows = _training_snapshot(project)
+            if len(doc_ids) < 2:
+                raise ProjectError(f"need at least 2 labelled documents to train, have {len(doc_ids)}")
+            if not labels:
+                raise ProjectError("the project has no labels")
+            base = serving_version(project=project)
+            mode, why = _decide_mode(project, job, base, len(doc_ids))
+            beat(0.0, f"{mode}: {why}")
+            _encode_missing(project.pk, doc_ids, beat.sub(0.0, 0.3))
+            label_ids = [label_id for label_id, _ in labels]
+            names = [name for _, name in labels]
+            next_number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+            train_beat = beat.sub(0.3, 0.6)
+            extra: dict = {}
+            if mode == "incremental" and base is not None:
+                model, extra = _update_model(project, job, base, doc_ids, rows, label_ids, names, train_beat)
+            else:
+                X = ml.embedding_store(project.pk).get(doc_ids)  # (N, D)
+                model = ml.train(
+                    texts=_texts(doc_ids),
+                    X=X,
+                    Y=_multi_hot(rows, label_ids),
+                    labels=names,
+                    config=ml.fast_config(loss=project.loss, seed=next_number),
+                    on_progress=lambda fraction: train_beat(fraction, "training (full retrain)"),
+                )
+                extra = {"full_base_annotations": len(doc_ids)}
+            job_set_device(job_id=job.pk, device=str(model.train_info.get("device", "")))
+            beat(0.9, "saving and measuring the model")
+            relative = Path("projects") / str(project.pk) / "models" / f"job{job.pk}-{uuid.uuid4().hex[:8]}"
+            folder = Path(settings.ARTIFACTS_DIR) / relative
+            model.save(folder)
+            seconds = time.monotonic() - started
+            Y = _multi_hot(rows, label_ids)
+            mean_cardinality = float(Y.sum()) / max(len(doc_ids), 1)
+            rule = model.rules["micro_f1"]
+            eval_ids, eval_rows = evaluation_labels(project)
+            evaluation = evaluate_model(
+                model=model,
+                project=project,
+                doc_ids=eval_ids,
+                rows=eval_rows,
+                label_counts=np.asarray(Y.sum(axis=0)).ravel(),
+                n_train=len(doc_ids),
+            )
+            stop_ids = stop_set_for(project=project)
+            stop_predictions = stop_decisions(model=model, project=project, doc_ids=stop_ids)
+            previous = serving_version(project=project)
+            agreement = (
+                ml.agreement(previous.stop_predictions, stop_predictions)
+                if previous is not None and len(previous.stop_predictions) == len(stop_predictions) > 0
+                else None
+            )
+            beat(0.99, "publishing")
+            version = _publish(
+                job_id=job.pk,
+                attempt=attempt,
+                project=project,
+                relative=str(relative),
+                metrics=ml.model_metrics(model),
+                evaluation={k: v for k, v in evaluation.items() if k != "per_label"},
+                evaluation_per_label=evaluation.get("per_label", []),
+                stop_predictions=stop_predictions,
+                agreement=agreement,
+                config={
+                    "mode": mode,
+                    "mode_reason": why,
+                    **extra,
+                    "strategy": ml.resolve_strategy(project.strategy, len(labels))[0],
+                    "fast_tier": model.config.to_dict(),
+                    "threshold": rule.threshold,
+                    "at_least_one": rule.at_least_one,
+                    "platt": list(model.platt),
+                    "mean_cardinality": mean_cardinality,
+                    "encoder_fingerprint": ml.fingerprint(),
+                },
+                n_annotations=len(doc_ids),
+                n_labels=len(labels),
+                cutoff=cutoff,
+                seconds=seconds,
+                device=str(model.train_info.get("device", "")),
+            )
+    except JobCancelled:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        job_mark_cancelled(job_id=job_id)
+        return
     except JOB_ERRORS as exc:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         job_fail(job_id=job_id, error=f"training failed: {exc}")
         return
-    if version is None:  # another delivery took the job over; its result stands
+    if version is None:  # another delivery took the job over, or it was cancelled; its result stands
         shutil.rmtree(folder, ignore_errors=True)
+        if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
+            job_mark_cancelled(job_id=job_id)
         return
     learning_curve_refresh(project=project)
     job_request(
@@ -252,6 +324,56 @@ def training_run(*, job_id: int) -> None:
         model_version=version,
     )
     training_maybe_request(project=project)
+
+
+def _update_model(
+    project: Project,
+    job: Job,
+    base: ModelVersion,
+    doc_ids: list[int],
+    rows: list[list[int]],
+    label_ids: list[int],
+    names: list[str],
+    beat: Heartbeat,
+):
+    """The serving model continued on the answers given (or changed) since its data cutoff plus a random replay
+    of up to `project.replay_size` earlier ones. Returns (model, config extras)."""
+    changed = set(
+        Annotation.objects.filter(project=project, updated_at__gt=base.data_cutoff).values_list(
+            "document_id", flat=True
+        )
+    )
+    new_rows = [i for i, doc_id in enumerate(doc_ids) if doc_id in changed]
+    old_rows = [i for i, doc_id in enumerate(doc_ids) if doc_id not in changed]
+    if not new_rows:
+        raise ProjectError("no new annotations since the serving model: nothing to update it with")
+    rng = np.random.default_rng(job.pk)
+    if len(old_rows) > project.replay_size:
+        old_rows = sorted(rng.choice(old_rows, size=project.replay_size, replace=False).tolist())
+    model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / base.artifact_path))
+    store = ml.embedding_store(project.pk)
+
+    def part(indices: list[int]):
+        ids = [doc_ids[i] for i in indices]
+        texts = _texts(ids) if model.uses_texts else None
+        X = store.get(ids) if model.uses_embeddings else None
+        return ml.inputs(texts=texts, X=X), _multi_hot([rows[i] for i in indices], label_ids)
+
+    new_inputs, new_y = part(new_rows)
+    replay = part(old_rows) if old_rows else None
+    updated = model.update(
+        new_inputs,
+        new_y,
+        names,
+        replay=replay,
+        on_progress=lambda fraction: beat(fraction, f"incremental update on {len(new_rows)} new answers"),
+    )
+    return updated, {
+        "base_version": base.number,
+        "new_documents": len(new_rows),
+        "replayed_documents": len(old_rows),
+        "full_base_annotations": base.config.get("full_base_annotations") or base.n_annotations,
+    }
 
 
 def _publish(
@@ -335,30 +457,40 @@ def _queue_replace(project: Project, version: ModelVersion | None, items: list[Q
 
 def scoring_run(*, job_id: int) -> None:
     """Scores unlabelled, encoded documents with the serving model and the project's strategy; keeps the best
-    `queue_size` with their top-k suggestions. Without a model: cold-start picks (k-means on embeddings)."""
+    `queue_size` with their top-k suggestions. Without a model: cold-start picks (k-means on embeddings).
+
+    With a model the queue fills while scoring runs: after each chunk its best documents join the queue as items
+    of the new version (the first chunk also retires the previous version's queue, which serves until then), and
+    the final batch rule over the whole pool replaces them at the end."""
     job = job_claim(job_id=job_id)
     if job is None:
         return
     try:
-        project = Project.objects.get(pk=job.project_id)
-        version = serving_version(project=project)
-        store = ml.embedding_store(project.pk)
-        encoded = set(store.ids().tolist())
-        unlabelled = unlabelled_document_ids(project=project)  # the evaluation set is not in the pool
-        pool = [doc_id for doc_id in unlabelled if doc_id in encoded]
-        if len(pool) < len(unlabelled):  # documents not encoded yet: encoding queues another scoring run after
-            job_request(project=project, kind=Job.Kind.ENCODE, reason="unencoded documents found while scoring")
-        if not pool:
-            job_succeed(job=job, message="no encoded unlabelled documents to score")
-            return
-        if version is None:
-            items = _cold_start_items(project, store, pool, job.pk)
-        else:
-            items = _model_items(project, version, store, pool, Heartbeat(job.pk, span=0.9))
-            items += _evaluation_items(project, version, store)
-        count = _queue_replace(project, version, items)
-        if count is not None and version is not None and evaluation_refresh(project=project):
-            learning_curve_refresh(project=project)
+        with JobLiveness(job.pk):
+            project = Project.objects.get(pk=job.project_id)
+            version = serving_version(project=project)
+            store = ml.embedding_store(project.pk)
+            encoded = set(store.ids().tolist())
+            unlabelled = unlabelled_document_ids(project=project)  # the evaluation set is not in the pool
+            pool = [doc_id for doc_id in unlabelled if doc_id in encoded]
+            if len(pool) < len(unlabelled):  # documents not encoded yet: encoding queues another scoring run after
+                job_request(project=project, kind=Job.Kind.ENCODE, reason="unencoded documents found while scoring")
+            if not pool:
+                job_succeed(job=job, message="no encoded unlabelled documents to score")
+                return
+            count: int | None
+            if version is None:
+                count = _queue_replace(project, version, _cold_start_items(project, store, pool, job.pk))
+            else:
+                beat = Heartbeat(job.pk, span=0.9)
+                evaluation = _evaluation_items(project, version, store)
+                items = _model_items(project, version, store, pool, beat, _ChunkPublisher(project, version, evaluation))
+                count = None if items is None else _queue_replace(project, version, items + evaluation)
+            if count is not None and version is not None and evaluation_refresh(project=project):
+                learning_curve_refresh(project=project)
+    except JobCancelled:
+        job_mark_cancelled(job_id=job_id)
+        return
     except JOB_ERRORS as exc:
         job_fail(job_id=job_id, error=f"scoring failed: {exc}")
         return
@@ -369,6 +501,49 @@ def scoring_run(*, job_id: int) -> None:
         return
     _refresh_statistics(count)
     job_succeed(job=job, message=f"queued {count} of {len(pool)} documents ({what})", model_version=version)
+
+
+class _ChunkPublisher:
+    """Adds each scored chunk's best documents to the queue as items of `version` while scoring goes on, so that
+    `next` serves the new version's best documents found so far. The first chunk (with the evaluation documents'
+    suggestions) also removes the previous versions' queue, except documents someone holds."""
+
+    def __init__(self, project: Project, version: ModelVersion, evaluation: list[QueueItem]) -> None:
+        self.project = project
+        self.version = version
+        self.evaluation = evaluation
+        self.first = True
+
+    def __call__(self, items: list[QueueItem]) -> bool:
+        """Returns False (and changes nothing) when `version` no longer serves."""
+        with transaction.atomic():
+            Project.objects.select_for_update().get(pk=self.project.pk)  # serialises with publishing
+            current = serving_version(project=self.project)
+            if current is None or current.pk != self.version.pk:
+                return False
+            now = timezone.now()
+            live = QueueItem.objects.filter(project=self.project, leased_to__isnull=False, lease_expires_at__gt=now)
+            held = set(live.values_list("document_id", flat=True))
+            if self.first:
+                QueueItem.objects.filter(project=self.project).exclude(model_version=self.version).exclude(
+                    pk__in=list(live.values_list("pk", flat=True))
+                ).delete()
+                items = items + self.evaluation
+            fresh = [
+                QueueItem(
+                    project=self.project,
+                    document_id=item.document_id,
+                    model_version=self.version,
+                    strategy=item.strategy,
+                    score=item.score,
+                    suggestions=item.suggestions,
+                )
+                for item in items
+                if item.document_id not in held
+            ]
+            QueueItem.objects.bulk_create(fresh, batch_size=1000, ignore_conflicts=True)
+        self.first = False
+        return True
 
 
 def _refresh_statistics(inserted: int) -> None:
@@ -399,13 +574,22 @@ def _cold_start_items(project: Project, store, pool: list[int], seed: int) -> li
     ]
 
 
+def _suggestions(column_label: np.ndarray, idx: np.ndarray, probs: np.ndarray) -> list[list]:
+    """[[label_id, probability], ...] of one document's shortlist (model columns -> label ids), best first."""
+    return [[int(column_label[j]), round(float(p), 4)] for j, p in zip(idx, probs, strict=True) if column_label[j] >= 0]
+
+
 def _model_items(
     project: Project,
     version: ModelVersion,
     store,
     pool: list[int],
     beat: Heartbeat,
-) -> list[QueueItem]:
+    publish: _ChunkPublisher | None = None,
+) -> list[QueueItem] | None:
+    """The final queue of `version` over the pool (None when it stopped serving meanwhile). Scores the pool in
+    chunks, keeping only each document's top-`kept` shortlist (never the documents x labels matrix); after each
+    chunk its share of the queue, by score, goes to `publish`."""
     model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / version.artifact_path))
     label_ids_by_name = dict(Label.objects.filter(project=project).values_list("name", "id"))
     column_label = np.array([label_ids_by_name.get(name, -1) for name in model.labels], dtype=np.int64)
@@ -424,7 +608,7 @@ def _model_items(
         labelled_ids, label_counts = training_label_counts(project, list(model.labels))
     scores = np.empty(len(pool), dtype=np.float64)  # (U,)
     kept = min(width, max(k, KEPT_SHORTLIST))
-    top_idx = np.empty((len(pool), kept), dtype=np.int64)  # (U, kept)
+    top_idx = np.empty((len(pool), kept), dtype=np.int32)  # (U, kept)
     top_p = np.empty((len(pool), kept), dtype=np.float32)  # (U, kept)
     for start in range(0, len(pool), chunk):
         ids = pool[start : start + chunk]
@@ -445,6 +629,21 @@ def _model_items(
         )
         top_idx[start : start + len(ids)] = idx[:, :kept]
         top_p[start : start + len(ids)] = probs[:, :kept]
+        if publish is not None:
+            chunk_scores = scores[start : start + len(ids)]
+            share = min(len(ids), -(-project.queue_size * len(ids) // len(pool)))  # ceil
+            best = np.argsort(-chunk_scores, kind="stable")[:share]
+            provisional = [
+                QueueItem(
+                    document_id=ids[int(row)],
+                    strategy=strategy,
+                    score=float(chunk_scores[row]),
+                    suggestions=_suggestions(column_label, idx[row, :kept], probs[row, :kept]),
+                )
+                for row in best
+            ]
+            if not publish(provisional):
+                return None
         beat((start + len(ids)) / len(pool), f"scored {start + len(ids)} of {len(pool)} documents")
     # The batch rule runs once on the whole pool: the best scores, or a diverse batch among the best.
     chosen = ml.select_batch(
@@ -458,11 +657,7 @@ def _model_items(
     items = []
     for rank, index in enumerate(chosen):
         index = int(index)
-        suggestions = [
-            [int(column_label[j]), round(float(p), 4)]
-            for j, p in zip(top_idx[index], top_p[index], strict=True)
-            if column_label[j] >= 0
-        ]
+        suggestions = _suggestions(column_label, top_idx[index], top_p[index])
         items.append(
             QueueItem(
                 project=project,
@@ -530,21 +725,41 @@ def _encoded_only(store, doc_ids: list[int]) -> np.ndarray | None:
 
 # --- reconcile -------------------------------------------------------------------------------------------------------
 def jobs_reconcile() -> dict[str, int]:
-    """Run by celery beat every minute: the safety net that makes the loop survive lost messages and dead workers.
+    """Run by celery beat every ALABEL_RECONCILE_SECONDS: the safety net that makes the loop survive lost messages
+    and dead workers.
 
-    - RUNNING jobs whose heartbeat stopped are marked FAILED (their worker died) and re-requested;
+    - RUNNING jobs whose heartbeat stopped (their worker process died: SIGKILL, out of memory, host lost) are
+      marked FAILED with the reason and retried as a new job (`retry_of`), at most ALABEL_JOB_MAX_RETRIES times in
+      a row; a cancelled one is marked CANCELLED;
     - PENDING jobs never sent (broker was down) or sent long ago without starting are sent again (a duplicate
       delivery is harmless: only one claims the job);
-    - projects due for training without a queued run get one.
+    - projects due for training without a queued run get one;
+    - model folders no version refers to (left by a killed run) are removed after an hour.
     """
     now = timezone.now()
-    counts = {"failed_stale": 0, "redispatched": 0, "training_requested": 0}
+    counts = {"failed_stale": 0, "retried": 0, "redispatched": 0, "training_requested": 0, "orphans_removed": 0}
     stale = now - timedelta(seconds=settings.ALABEL_JOB_STALE_SECONDS)
     for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale).select_related("project"):
-        job_fail(job_id=job.pk, error=f"the worker stopped reporting for {settings.ALABEL_JOB_STALE_SECONDS} s")
+        if job.cancel_requested:
+            job_mark_cancelled(job_id=job.pk)
+            continue
+        job_fail(
+            job_id=job.pk,
+            error=f"worker lost: {job.worker or 'its worker'} stopped reporting for more than "
+            f"{settings.ALABEL_JOB_STALE_SECONDS} s (process killed, out of memory or host down)",
+        )
         counts["failed_stale"] += 1
-        if job.kind != Job.Kind.TRAIN:
-            job_request(project=job.project, kind=job.kind, reason=f"retry of job {job.pk}")
+        if job_retry_depth(job) < settings.ALABEL_JOB_MAX_RETRIES:
+            _, created = job_request(
+                project=job.project,
+                kind=job.kind,
+                reason=f"retry of job {job.pk} (worker lost)",
+                model_version=job.model_version,
+                mode=job.mode,
+                schedule=job.schedule,
+                retry_of=job,
+            )
+            counts["retried"] += int(created)
     resend_before = now - timedelta(seconds=max(settings.ALABEL_JOB_STALE_SECONDS, 60))
     for job in Job.objects.filter(status=Job.Status.PENDING).exclude(dispatched_at__gte=resend_before):
         if job.dispatched_at is None and job.created_at > now - timedelta(seconds=10):
@@ -554,9 +769,33 @@ def jobs_reconcile() -> dict[str, int]:
     for project in Project.objects.all():
         if training_maybe_request(project=project) is not None:
             counts["training_requested"] += 1
+    counts["orphans_removed"] = artifacts_sweep()
     if connection.vendor == "sqlite":  # SQLite keeps no planner statistics unless asked to
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA optimize")
     if any(counts.values()):
         logger.info("reconcile: %s", counts)
     return counts
+
+
+def artifacts_sweep(*, older_than: float = 3600.0) -> int:
+    """Removes model folders that no version refers to and no active job is writing (a run killed between saving
+    and publishing leaves one), once they are `older_than` seconds old. Returns how many were removed."""
+    root = Path(settings.ARTIFACTS_DIR) / "projects"
+    if not root.is_dir():
+        return 0
+    known = set(ModelVersion.objects.values_list("artifact_path", flat=True))
+    active = {f"job{pk}-" for pk in Job.objects.filter(status__in=Job.ACTIVE).values_list("pk", flat=True)}
+    removed = 0
+    for folder in root.glob("*/models/*"):
+        relative = str(folder.relative_to(Path(settings.ARTIFACTS_DIR)))
+        if relative in known or any(folder.name.lstrip(".").startswith(prefix) for prefix in active):
+            continue
+        try:
+            if time.time() - folder.stat().st_mtime < older_than:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed

@@ -80,46 +80,104 @@ def _database_url() -> str:
     raise RuntimeError(f"unsupported database {connection.vendor}")
 
 
-@pytest.fixture
-def celery_worker(transactional_db, broker_url, settings, tmp_path) -> Iterator[subprocess.Popen]:
-    """Starts `celery worker` (queues default and gpu) in a subprocess on the broker this process publishes to.
-    Yields the process; stops it afterwards and prints the end of its log."""
+def purge_queues() -> None:
+    """Drops messages left on the broker this process publishes to (earlier runs on a shared broker)."""
     with celery_app.connection_for_write() as conn:
         for queue in ("default", "gpu"):
-            conn.default_channel.queue_purge(queue)  # messages left by earlier runs on a shared broker
-    log_path = tmp_path / "worker.log"
-    env = {
+            conn.default_channel.queue_purge(queue)
+
+
+def service_env(broker_url: str, settings, **extra: str) -> dict[str, str]:
+    """The environment of a worker or beat process: this test's database, broker and artifacts folder."""
+    return {
         **os.environ,
         "DATABASE_URL": _database_url(),
         "CELERY_BROKER_URL": broker_url,
         "ALABEL_ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR),
         "ALABEL_ENCODER_PATH": settings.ALABEL_ENCODER_PATH,
+        "ALABEL_HEARTBEAT_SECONDS": "1",
+        "ALABEL_WORKER_HEARTBEAT_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
+        **extra,
     }
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [*WORKER_COMMAND, "-n", f"test-{os.getpid()}@%h"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_for(
-            lambda: process.poll() is not None or celery_app.control.ping(timeout=0.5),
-            timeout=60,
-            what="the worker to answer a ping",
-        )
-        if process.poll() is not None:
-            pytest.fail(f"the worker exited at start:\n{log_path.read_text()[-3000:]}")
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
+
+
+class Service:
+    """A Celery worker or beat subprocess (own session, so SIGKILL of the group kills its pool children too)."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def log(self, tail: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:]
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: no cleanup, no acks, no goodbye (a crashed host)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=20)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                process.wait(timeout=20)
+                self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        print(f"--- worker log (last 4000 chars) ---\n{log_path.read_text(errors='replace')[-4000:]}")
+                self.kill()
+        print(f"--- {self.log_path.name} (last 4000 chars) ---\n{self.log()}")
+
+
+def start_worker(env: dict[str, str], log_path: Path, *, name: str = "test") -> Service:
+    """Starts `celery worker` (queues default and gpu) and waits until it answers a ping on its broker."""
+    service = Service([*WORKER_COMMAND, "-n", f"{name}-{os.getpid()}@%h"], env, log_path)
+    app = celery_app
+    if env["CELERY_BROKER_URL"] != celery_app.conf.broker_url:
+        from celery import Celery
+
+        app = Celery("probe", broker=env["CELERY_BROKER_URL"])
+    wait_for(
+        lambda: service.poll() is not None or app.control.ping(timeout=0.5),
+        timeout=60,
+        what="the worker to answer a ping",
+    )
+    if service.poll() is not None:
+        pytest.fail(f"the worker exited at start:\n{service.log()}")
+    return service
+
+
+def start_beat(env: dict[str, str], log_path: Path, schedule_dir: Path) -> Service:
+    """Starts `celery beat` with the database scheduler (django-celery-beat), as docker-compose runs it."""
+    command = [sys.executable, "-m", "celery", "-A", "webapp", "beat", "-l", "INFO"]
+    command += ["-s", str(schedule_dir / "celerybeat-schedule"), "--max-interval", "1"]
+    service = Service(command, env, log_path)
+    wait_for(
+        lambda: service.poll() is not None or "beat: Starting" in service.log(100_000),
+        timeout=60,
+        what="beat to start",
+    )
+    if service.poll() is not None:
+        pytest.fail(f"beat exited at start:\n{service.log()}")
+    return service
+
+
+@pytest.fixture
+def celery_worker(transactional_db, broker_url, settings, tmp_path) -> Iterator[Service]:
+    """Starts `celery worker` (queues default and gpu) in a subprocess on the broker this process publishes to.
+    Yields it; stops it afterwards and prints the end of its log."""
+    purge_queues()
+    service = start_worker(service_env(broker_url, settings), tmp_path / "worker.log")
+    try:
+        yield service
+    finally:
+        service.stop()

@@ -82,8 +82,17 @@ def test_run_platform_serves_the_demo_and_ctrl_c_stops_every_process(tmp_path):
         )
         stats = json.load(urllib.request.urlopen(request, timeout=10))
         assert stats["documents"] == 3000 and stats["labels"] == 28
-        health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10))
-        assert health == {"database": "ok", "broker": "ok"}
+        # Both workers report themselves (heartbeats in the database): /healthz says "ok" once they have.
+        deadline = time.monotonic() + 120
+        while True:
+            health = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10))
+            if health["status"] == "ok" or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert health["database"] == "ok" and health["broker"] == "ok"
+        assert health["status"] == "ok", health
+        assert health["workers"]["queues"]["gpu"]["alive"] == 1 and health["workers"]["queues"]["default"]["alive"] == 1
+        assert "workers" not in health["workers"]  # no host names for anonymous callers
 
         children = psutil.Process(launcher.pid).children(recursive=True)
         names = " ".join(" ".join(child.cmdline()) for child in children)

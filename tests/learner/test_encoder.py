@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from learner.config import BUNDLED_MODEL_SHA256, EncoderConfig
+from learner.device import BatchOutOfMemoryError
 from learner.encoder import Encoder, bundled_model_path, encoder_fingerprint, file_sha256, resolve_device
+from learner.testing import TINY_ENCODER_SENTENCES
 
 TEXTS = [
     "a dog loves the game.",
@@ -81,6 +83,76 @@ def test_on_progress_reports_after_every_batch(tiny_encoder_dir: Path) -> None:
     load(tiny_encoder_dir, batch_size=2).encode(TEXTS, on_progress=lambda done, total: calls.append((done, total)))
 
     assert calls == [(2, 5), (4, 5), (5, 5)]
+
+
+def run_out_of_memory_above(encoder: Encoder, rows: int, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Make the encoder's model raise CUDA's out-of-memory error on batches of more than `rows` texts, as a GPU
+    that is too small would; returns the batch sizes it is called with."""
+    import torch
+
+    forward = encoder.model.forward
+    sizes: list[int] = []
+
+    def small_gpu_forward(*args: object, **kwargs: torch.Tensor) -> object:
+        sizes.append(int(kwargs["input_ids"].shape[0]))
+        if sizes[-1] > rows:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(encoder.model, "forward", small_gpu_forward)
+    return sizes
+
+
+def test_an_out_of_memory_batch_is_halved_and_the_size_that_fit_is_kept(
+    tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = list(TINY_ENCODER_SENTENCES[:40])
+    expected = load(tiny_encoder_dir, batch_size=32).encode(texts)
+    encoder = load(tiny_encoder_dir, batch_size=32)
+    sizes = run_out_of_memory_above(encoder, 4, monkeypatch)
+    calls: list[tuple[int, int]] = []
+
+    vectors = encoder.encode(texts, on_progress=lambda done, total: calls.append((done, total)))
+
+    assert np.allclose(vectors, expected, atol=1e-5)
+    assert sizes[:4] == [32, 16, 8, 4] and set(sizes[4:]) == {4}  # halved down to 4, then kept for the call
+    assert encoder.batch_size == 4
+    assert calls == [(done, 40) for done in range(4, 41, 4)]  # progress counts each text once
+    sizes.clear()
+    assert np.allclose(encoder.encode(texts[:9]), expected[:9], atol=1e-5)
+    assert sizes == [4, 4, 1]  # the next call starts from the size that fit
+
+
+def test_an_out_of_memory_error_at_a_batch_of_one_is_raised_clearly(
+    tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    encoder = load(tiny_encoder_dir, batch_size=4)
+    sizes = run_out_of_memory_above(encoder, 0, monkeypatch)
+
+    with pytest.raises(BatchOutOfMemoryError, match="encoder batch of 1 still runs out of device memory") as info:
+        encoder.encode(TEXTS)
+
+    assert sizes == [4, 2, 1]
+    assert isinstance(info.value.__cause__, torch.cuda.OutOfMemoryError)
+
+
+def test_an_error_that_is_not_out_of_memory_is_not_swallowed(
+    tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = load(tiny_encoder_dir, batch_size=4)
+    calls: list[int] = []
+
+    def broken_forward(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        raise RuntimeError("index out of range in self")
+
+    monkeypatch.setattr(encoder.model, "forward", broken_forward)
+
+    with pytest.raises(RuntimeError, match="index out of range in self"):
+        encoder.encode(TEXTS)
+    assert calls == [1] and encoder.batch_size == 4
 
 
 def test_long_texts_are_truncated_to_max_length(tiny_encoder_dir: Path) -> None:

@@ -63,6 +63,34 @@ def test_calibrated_scores_track_observed_frequencies():
     assert checked >= 2
 
 
+def test_scoring_out_of_gpu_memory_halves_the_chunk_and_keeps_the_size(monkeypatch):
+    import torch
+
+    train, y_train = _data(300, 0)
+    test, _ = _data(40, 1)
+    model = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, FastTierConfig(features="embeddings"))
+    expected_idx, expected_probs = model.predict_topk(Inputs(embeddings=test.embeddings), 2, chunk_size=32)
+    assert model.flat is not None
+    forward = model.flat.forward
+    rows: list[int] = []
+
+    def small_gpu_forward(xs_t, xd_t):  # a GPU too small for more than 4 documents' scores
+        rows.append(int(xd_t.shape[0]))
+        if rows[-1] > 4:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return forward(xs_t, xd_t)
+
+    monkeypatch.setattr(model.flat, "forward", small_gpu_forward)
+
+    idx, probs = model.predict_topk(Inputs(embeddings=test.embeddings), 2, chunk_size=32)
+
+    assert np.array_equal(idx, expected_idx) and np.allclose(probs, expected_probs, atol=1e-6)
+    assert rows[:4] == [32, 16, 8, 4] and set(rows[4:]) == {4} and model.chunk_cap == 4
+    rows.clear()
+    model.predict_topk(Inputs(embeddings=test.embeddings[:6]), 2)
+    assert rows == [4, 2]  # the next call starts from the size that fit
+
+
 def test_external_validation_is_used_for_early_stopping_and_rules():
     train, y_train = _data(200, 4)
     val, y_val = _data(100, 5)

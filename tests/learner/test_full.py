@@ -374,6 +374,165 @@ def test_cuda_training_in_bf16_learns(tmp_path: Path) -> None:
     )
 
 
+# --- out of GPU memory ---------------------------------------------------------------------------------------------
+# The GPU running out of memory is outside our control: a fake encoder raises CUDA's out-of-memory error on
+# batches above a size, as a GPU that is too small would.
+@pytest.fixture(scope="module")
+def dropout_free_encoder_dir(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT without dropout: a batch split in two then computes the same gradients as the whole batch."""
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_encoder_dir, tmp_path_factory.mktemp("no-dropout") / "encoder"))
+    config = json.loads((folder / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _small_gpu(monkeypatch: pytest.MonkeyPatch, rows: int, target: Any = None) -> list[int]:
+    """Every forward pass of the encoder (`target`: one loaded model; default: every BERT) over more than `rows`
+    documents raises CUDA's out-of-memory error; returns the batch sizes the encoder is called with."""
+    import torch
+    from transformers import BertModel
+
+    sizes: list[int] = []
+    owner = target if target is not None else BertModel
+    forward = owner.forward
+
+    def small_gpu_forward(*args: Any, **kwargs: Any) -> Any:
+        sizes.append(int(kwargs["input_ids"].shape[0]))
+        if sizes[-1] > rows:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 MiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(owner, "forward", small_gpu_forward)
+    return sizes
+
+
+def _oom_config(encoder: Path) -> FullTierConfig:
+    return FullTierConfig(
+        encoder=str(encoder),
+        max_length=16,
+        epochs=2,
+        batch_size=8,
+        grad_accumulation=2,
+        lr_encoder=1e-4,
+        lr_head=1e-2,
+        device="cpu",
+        min_tune_documents=1000,
+    )
+
+
+def test_training_out_of_memory_halves_the_micro_batch_and_keeps_the_effective_batch(
+    dropout_free_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts, label_lists = _topic_docs(48, 7, OLD)
+    Y = _matrix(label_lists, OLD)
+    config = _oom_config(dropout_free_encoder_dir)
+    expected = FullTier.train(Inputs(texts=texts), Y, OLD, config)
+    sizes = _small_gpu(monkeypatch, 4)
+
+    model = FullTier.train(Inputs(texts=texts), Y, OLD, config)
+
+    assert sizes[0] == 8 and max(sizes[1:]) == 4  # 8 failed once; 4 from then on
+    assert model.train_info["micro_batch_size"] == 4 and model.train_batch_cap == 4
+    assert "micro_batch_size" not in expected.train_info and expected.train_batch_cap is None
+    # Twice the backward passes, the same optimizer steps over the same documents: the same model.
+    assert model.train_info["steps"] == expected.train_info["steps"] == 6  # 48 / (8 * 2) per epoch, 2 epochs
+    assert np.allclose(model.train_info["epoch_losses"], expected.train_info["epoch_losses"], atol=1e-4)
+    idx, probs = model.predict_topk(Inputs(texts=texts), 3)
+    expected_idx, expected_probs = expected.predict_topk(Inputs(texts=texts), 3)
+    assert np.array_equal(idx, expected_idx) and np.allclose(probs, expected_probs, atol=1e-4)
+
+    sizes.clear()
+    updated = model.update(Inputs(texts=texts[:16]), Y[:16], OLD)
+    assert updated.train_batch_cap == 4 and max(sizes) == 4  # an update starts from the size that fit
+
+
+def test_scoring_and_embedding_out_of_memory_halve_the_batch_and_keep_the_size(
+    dropout_free_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts, label_lists = _topic_docs(40, 8, OLD)
+    model = FullTier.train(Inputs(texts=texts), _matrix(label_lists, OLD), OLD, _oom_config(dropout_free_encoder_dir))
+    expected_vectors = model.embed(texts, batch_size=32)
+    expected_idx, expected_probs = model.predict_topk(Inputs(texts=texts), 2)
+    sizes = _small_gpu(monkeypatch, 4, target=model.encoder)
+
+    vectors = model.embed(texts, batch_size=32)
+
+    assert np.allclose(vectors, expected_vectors, atol=1e-5)
+    assert sizes[:4] == [32, 16, 8, 4] and set(sizes[4:]) == {4}  # 32 -> 4, then 4 for the rest of the call
+    assert model.inference_batch_cap == 4
+    sizes.clear()
+    idx, probs = model.predict_topk(Inputs(texts=texts), 2)
+    assert np.array_equal(idx, expected_idx) and np.allclose(probs, expected_probs, atol=1e-5)
+    assert set(sizes) == {4}  # the next call starts from the size that fit: no new out-of-memory error
+
+
+def test_training_out_of_memory_at_a_batch_of_one_is_raised_clearly(
+    tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from learner.device import BatchOutOfMemoryError
+
+    texts, label_lists = _topic_docs(16, 9, OLD)
+    sizes = _small_gpu(monkeypatch, 0)
+
+    with pytest.raises(
+        BatchOutOfMemoryError, match="training micro-batch of 1 still runs out of device memory"
+    ) as info:
+        FullTier.train(Inputs(texts=texts), _matrix(label_lists, OLD), OLD, _oom_config(tiny_encoder_dir))
+
+    assert sizes == [8, 4, 2, 1]
+    assert isinstance(info.value.__cause__, torch.cuda.OutOfMemoryError)
+
+
+def test_a_training_error_that_is_not_out_of_memory_is_not_swallowed(
+    tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import BertModel
+
+    calls: list[int] = []
+
+    def broken_forward(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(BertModel, "forward", broken_forward)
+    texts, label_lists = _topic_docs(16, 9, OLD)
+
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        FullTier.train(Inputs(texts=texts), _matrix(label_lists, OLD), OLD, _oom_config(tiny_encoder_dir))
+    assert calls == [1]
+
+
+@pytest.mark.gpu
+def test_cuda_out_of_memory_in_training_is_survived(tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    texts, label_lists = _topic_docs(48, 7, OLD)
+    config = dataclasses.replace(_oom_config(tiny_encoder_dir), device="cuda", precision="bf16")
+    free, _ = torch.cuda.mem_get_info()
+    from transformers import BertModel
+
+    forward = BertModel.forward
+
+    def hungry_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs["input_ids"].shape[0] > 4:  # a real allocation failure on the GPU, not a raised imitation
+            torch.empty(2 * free, dtype=torch.uint8, device="cuda")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(BertModel, "forward", hungry_forward)
+
+    model = FullTier.train(Inputs(texts=texts), _matrix(label_lists, OLD), OLD, config)
+
+    assert model.train_info["micro_batch_size"] == 4 and model.train_info["steps"] == 6
+    assert model.predict_topk(Inputs(texts=texts), 2)[0].shape == (48, 2) and model.inference_batch_cap == 4
+
+
 # --- the benchmark command ------------------------------------------------------------------------------------------
 def _write_jsonl(path: Path, texts: list[str], label_lists: list[list[str]]) -> str:
     with gzip.open(path, "wt", encoding="utf-8") as handle:

@@ -1,4 +1,4 @@
-// Live job status and counts on the manager page: polls the stats and jobs API every 3 seconds.
+// Live job status and counts on the manager page: polls the stats and jobs API every 3 seconds; cancels jobs.
 (function () {
   "use strict";
   const root = document.getElementById("manage");
@@ -12,6 +12,18 @@
     td.textContent = text;
     if (className) td.className = className;
     return td;
+  }
+  const csrf = () => (root.querySelector("[name=csrfmiddlewaretoken]") || {}).value || "";
+  async function cancel(jobId) {
+    try {
+      await fetch(root.dataset.jobsUrl + jobId + "/cancel/", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": csrf() },
+      });
+    } finally {
+      refresh();
+    }
   }
   async function refresh() {
     try {
@@ -30,15 +42,38 @@
       }
       const tbody = root.querySelector("#jobs tbody");
       tbody.replaceChildren();
+      const time = (value) => (value ? new Date(value).toLocaleTimeString() : "");
       for (const job of jobs.slice(0, 10)) {
         const tr = document.createElement("tr");
+        tr.dataset.job = String(job.id);
+        const progress = cell("");
+        const bar = document.createElement("progress");
+        bar.max = 1;
+        bar.value = job.progress;
+        progress.append(bar, document.createTextNode(" " + Math.round(job.progress * 100) + "%"));
+        const action = cell("");
+        if ((job.status === "PENDING" || job.status === "RUNNING") && !job.cancel_requested) {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "link";
+          button.textContent = "Cancel";
+          button.dataset.cancel = String(job.id);
+          button.addEventListener("click", () => cancel(job.id));
+          action.append(button);
+        } else if (job.cancel_requested && job.status === "RUNNING") {
+          action.textContent = "stopping";
+        }
         tr.append(
           cell(String(job.id)),
-          cell(job.kind),
+          cell(job.kind + (job.mode ? " (" + job.mode + ")" : "")),
           cell(job.status, "status-" + job.status.toLowerCase()),
-          cell(Math.round(job.progress * 100) + "%"),
+          progress,
           cell(job.error || job.message),
-          cell(new Date(job.created_at).toLocaleTimeString()),
+          cell(job.worker + (job.device ? " (" + job.device + ")" : "")),
+          cell(time(job.created_at)),
+          cell(time(job.started_at)),
+          cell(time(job.finished_at)),
+          action,
         );
         tbody.append(tr);
       }
