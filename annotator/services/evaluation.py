@@ -58,7 +58,7 @@ def evaluation_set_sync(*, project: Project) -> int:
     the whole pool, so the set is a uniform sample of it); labelled members stay members for good, so what was
     measured stays comparable. Shrinking releases unlabelled members, chosen at random. Returns the set's size.
     """
-    Project.objects.select_for_update().get(pk=project.pk)
+    Project.objects.select_for_update(no_key=True).get(pk=project.pk)
     documents = Document.objects.filter(project=project)
     target = evaluation_target(project, documents.count())
     members = documents.filter(is_evaluation=True)

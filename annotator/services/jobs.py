@@ -93,7 +93,7 @@ def job_cancel(*, job: Job, user=None) -> Job:
     """Cancels a queued job at once; a running one is asked to stop and stops at its next progress report (within
     seconds), leaving nothing behind. Raises ProjectError for a finished job."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job.pk)
+        job = Job.objects.select_for_update(no_key=True).get(pk=job.pk)
         if job.status == Job.Status.PENDING:
             job.status = Job.Status.CANCELLED
             job.finished_at = timezone.now()
@@ -116,7 +116,7 @@ def job_claim(*, job_id: int) -> Job | None:
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.ALABEL_JOB_STALE_SECONDS)
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        job = Job.objects.select_for_update(no_key=True).filter(pk=job_id).first()
         if job is None:
             logger.warning("job %s does not exist", job_id)
             return None

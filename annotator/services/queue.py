@@ -80,19 +80,24 @@ def _queue_row(
     """A random one of `count` candidate documents as a queue row of `version` (the existing one if scoring made
     it), locked; None if a concurrent request leased it to someone else meanwhile."""
     document_id = candidates.order_by("id").values_list("id", flat=True)[random.randrange(count)]
-    item, _ = QueueItem.objects.get_or_create(
-        project=project,
-        document_id=document_id,
-        model_version=version,
-        defaults={"strategy": strategy, "score": -1.0, "suggestions": []},
-    )
     rows = QueueItem.objects.select_related("document", "model_version")
     if connection.features.has_select_for_update:
         rows = rows.select_for_update(of=("self",))
-    item = rows.get(pk=item.pk)
-    if item.leased_to_id not in (None, user.pk) and item.lease_expires_at > now:
-        return None
-    return item
+    for _ in range(3):
+        item, _ = QueueItem.objects.get_or_create(
+            project=project,
+            document_id=document_id,
+            model_version=version,
+            defaults={"strategy": strategy, "score": -1.0, "suggestions": []},
+        )
+        try:
+            item = rows.get(pk=item.pk)
+        except QueueItem.DoesNotExist:  # a scoring run replaced the queue between the two: take the new row
+            continue
+        if item.leased_to_id not in (None, user.pk) and item.lease_expires_at > now:
+            return None
+        return item
+    return None
 
 
 def _random_unserved(project: Project, user, version: ModelVersion | None, now) -> QueueItem | None:

@@ -16,7 +16,7 @@ def version_promote(*, project: Project, number: object, user=None) -> ModelVers
     fallback, never another version's picks). A later training run publishes a newer version, which serves."""
     if isinstance(number, bool) or not str(number).isdigit():
         raise ProjectError("the version must be a version number")
-    Project.objects.select_for_update().get(pk=project.pk)  # serialises with publishing
+    Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # serialises with publishing
     version = ModelVersion.objects.filter(project=project, number=int(number)).first()
     if version is None:
         raise ProjectError(f"project {project.pk} has no model version {number}", status=404)

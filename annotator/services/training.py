@@ -396,8 +396,8 @@ def _publish(
 ) -> ModelVersion | None:
     """One transaction: the new version becomes the serving one and the job SUCCEEDED, or nothing changes."""
     with transaction.atomic():
-        Project.objects.select_for_update().get(pk=project.pk)  # serialises version numbering per project
-        job = Job.objects.select_for_update().get(pk=job_id)
+        Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # serialises version numbering per project
+        job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
         if job.status != Job.Status.RUNNING or job.attempts != attempt:
             return None
         number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
@@ -431,7 +431,7 @@ def _queue_replace(project: Project, version: ModelVersion | None, items: list[Q
     while scoring): its queue must not replace the newer model's.
     """
     with transaction.atomic():
-        Project.objects.select_for_update().get(pk=project.pk)  # serialises with publishing
+        Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # serialises with publishing
         current = serving_version(project=project)
         if (current.pk if current else None) != (version.pk if version else None):
             return None
@@ -517,7 +517,7 @@ class _ChunkPublisher:
     def __call__(self, items: list[QueueItem]) -> bool:
         """Returns False (and changes nothing) when `version` no longer serves."""
         with transaction.atomic():
-            Project.objects.select_for_update().get(pk=self.project.pk)  # serialises with publishing
+            Project.objects.select_for_update(no_key=True).get(pk=self.project.pk)  # serialises with publishing
             current = serving_version(project=self.project)
             if current is None or current.pk != self.version.pk:
                 return False

@@ -146,13 +146,17 @@ def start_worker(env: dict[str, str], log_path: Path, *, name: str = "test") -> 
         from celery import Celery
 
         app = Celery("probe", broker=env["CELERY_BROKER_URL"])
-    wait_for(
-        lambda: service.poll() is not None or app.control.ping(timeout=0.5),
-        timeout=60,
-        what="the worker to answer a ping",
-    )
-    if service.poll() is not None:
-        pytest.fail(f"the worker exited at start:\n{service.log()}")
+    try:
+        wait_for(
+            lambda: service.poll() is not None or app.control.ping(timeout=0.5),
+            timeout=60,
+            what="the worker to answer a ping",
+        )
+        if service.poll() is not None:
+            pytest.fail(f"the worker exited at start:\n{service.log()}")
+    except BaseException:
+        service.stop()  # never leave a worker behind (it would hold the test database)
+        raise
     return service
 
 
@@ -161,13 +165,17 @@ def start_beat(env: dict[str, str], log_path: Path, schedule_dir: Path) -> Servi
     command = [sys.executable, "-m", "celery", "-A", "webapp", "beat", "-l", "INFO"]
     command += ["-s", str(schedule_dir / "celerybeat-schedule"), "--max-interval", "1"]
     service = Service(command, env, log_path)
-    wait_for(
-        lambda: service.poll() is not None or "beat: Starting" in service.log(100_000),
-        timeout=60,
-        what="beat to start",
-    )
-    if service.poll() is not None:
-        pytest.fail(f"beat exited at start:\n{service.log()}")
+    try:
+        wait_for(
+            lambda: service.poll() is not None or "beat: Starting" in service.log(100_000),
+            timeout=60,
+            what="beat to start",
+        )
+        if service.poll() is not None:
+            pytest.fail(f"beat exited at start:\n{service.log()}")
+    except BaseException:
+        service.stop()
+        raise
     return service
 
 

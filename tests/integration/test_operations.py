@@ -11,12 +11,14 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 from rest_framework.test import APIClient
 
@@ -90,22 +92,43 @@ def _train_jobs(project_id: int) -> list[Job]:
     return list(Job.objects.filter(project_id=project_id, kind="train").order_by("id"))
 
 
+@contextmanager
+def _first_run_held(job_id: int) -> Iterator[None]:
+    """Holds a running job back. PostgreSQL: a second connection locks the job's row, so the worker waits at its
+    next progress or heartbeat write (answers do not touch that row). SQLite, one writer at a time: the answers
+    are written in one transaction, so the worker's writes wait for them."""
+    if connection.vendor == "postgresql":
+        import psycopg
+
+        db = connection.settings_dict
+        holder = psycopg.connect(
+            dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"] or None, host=db["HOST"], port=db["PORT"]
+        )
+        try:
+            holder.execute("SELECT id FROM annotator_job WHERE id = %s FOR UPDATE", [job_id])
+            yield
+        finally:
+            holder.rollback()
+            holder.close()
+    else:
+        with transaction.atomic():
+            yield
+
+
 def test_a_burst_of_labels_yields_one_run_and_one_follow_up(celery_worker):
     _manager, annotator, base, project_id, gold = _setup(160, retrain_every=20)
     _wait_encoded(project_id)
     _label(annotator, base, gold, 20)  # the 20th answer crosses the threshold
     first = wait_for(
-        lambda: (
-            Job.objects.filter(project_id=project_id, kind="train", status__in=["RUNNING", "SUCCEEDED"])
-            .exclude(message="")
-            .first()
-        ),
+        lambda: Job.objects.filter(project_id=project_id, kind="train", status="RUNNING").exclude(message="").first(),
         timeout=120,
+        interval=0.05,
         what="the first training run to take its snapshot",
     )
-    # The other 80 answers arrive while the first run trains (held in one transaction so that they all land
-    # after its snapshot on any machine): each crosses or re-crosses the threshold, none queues a second run.
-    with transaction.atomic():
+    # The other 80 answers arrive while the first run trains: each crosses or re-crosses the threshold, none
+    # queues a second run. The first run is held back meanwhile, whatever the machine's speed, so that all 80 land
+    # after its snapshot and before it publishes.
+    with _first_run_held(first.pk):
         for _ in range(8):
             _label(annotator, base, gold, 10)
             active = Job.objects.filter(project_id=project_id, kind="train", status__in=["PENDING", "RUNNING"])
@@ -213,14 +236,14 @@ def private_broker(transactional_db, settings, monkeypatch):
     url = f"redis://127.0.0.1:{port}/0"
     state = {"process": embedded_redis.start(folder / "redis.sock", port=port, log_path=folder / "redis.log")}
 
-    def reset_pools() -> None:  # publish through fresh connections to the broker now configured
-        from kombu import pools
-
-        pools.reset()
+    def reset_pools() -> None:
+        # Drop this app's cached pools (kombu keeps one per broker URL and hands it out again: never close them)
+        # so that it publishes to the broker now configured.
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 
     monkeypatch.setattr(settings, "CELERY_BROKER_URL", url)
+    monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads this variable before its own settings
     old_url = celery_app.conf.broker_url
     celery_app.conf.broker_url = url
     reset_pools()
