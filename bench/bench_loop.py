@@ -16,8 +16,9 @@ Then it times, with the wall clock:
    up to 20,000) and "import -> first cold-start queue": from the
    start of the import until the cold-start queue is in the database (the worker encoded every document with the
    bundled MiniLM and picked the cold-start documents);
-2. --rounds rounds: the demo annotator (session login, DRF's APIClient in-process) takes 20 documents from `next`
-   and answers each with its gold GoEmotions labels; the 20th answer makes training due. The clock runs from the
+2. --rounds rounds: the demo annotator (session login, DRF's APIClient in-process) takes documents from `next`
+   and answers each with its gold GoEmotions labels until training is due (20 new training answers; every fifth
+   document served is one of the evaluation set, which does not count). The clock runs from the
    20th answer's response until `next` serves a document of the new model version (1, 2, 3, ...) with
    suggestions. The benchmark polls the database every 0.02 s for the new version's first scored chunk in the
    queue (scoring queues each chunk's best documents as it goes), then calls `next` (polling `next` itself would
@@ -313,16 +314,22 @@ def one_round(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Answers 20 documents, then waits for model version `number` to serve. Returns the round's figures and the
     document `next` served from the new version (leased to the annotator: the next round answers it first)."""
-    from annotator.models import Job, ModelVersion, QueueItem
+    from annotator.models import Annotation, Job, ModelVersion, QueueItem
 
     last_job = Job.objects.filter(project_id=project_id).order_by("-id").values_list("id", flat=True).first() or 0
     loads_before = processes.count(ENCODER_LOADED)
     served_from: dict[str, int] = {}
-    for i in range(ANNOTATIONS_PER_ROUND):
+    # Answer until the answer that makes training due (20 new training answers: every fifth document served is one
+    # of the evaluation set, which does not count), then start the clock.
+    i = 0
+    while not Job.objects.filter(project_id=project_id, kind=Job.Kind.TRAIN, id__gt=last_job).exists():
         served = held if (i == 0 and held is not None) else annotator.next()
         key = f"{served['model_version']}/{served['strategy']}"
         served_from[key] = served_from.get(key, 0) + 1
         annotator.answer(served)
+        i += 1
+        if i > 10 * ANNOTATIONS_PER_ROUND:
+            raise RuntimeError(f"no training run was queued after {i} answers")
     submitted = time.perf_counter()
     zero = time.time()
 
@@ -391,7 +398,7 @@ def one_round(
     }
     result = {
         "round": number,
-        "annotations_total": number * ANNOTATIONS_PER_ROUND,
+        "annotations_total": Annotation.objects.filter(project_id=project_id).count(),
         "served_during_round": served_from,
         "turnaround_s": round(turnaround, 3),
         "scoring_finished_s": round(scoring_done, 3),

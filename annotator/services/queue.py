@@ -109,6 +109,21 @@ def _random_unserved(project: Project, user, version: ModelVersion | None, now) 
     return _queue_row(project, user, now, candidates, count, version, "random")
 
 
+def _free_items(project: Project, user, now):
+    """Queue rows of the pool the user may take, best first, locked (skipping rows locked by a concurrent `next`)."""
+    free = (
+        QueueItem.objects.filter(project=project, document__is_evaluation=False)
+        .filter(Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now))
+        .filter(~_annotated())
+        .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("document"), user=user)))
+        .select_related("document", "model_version")
+        .order_by("-score", "id")
+    )
+    if connection.features.has_select_for_update_skip_locked:
+        free = free.select_for_update(skip_locked=True, of=("self",))
+    return free
+
+
 def _version_queued(project: Project, version: ModelVersion) -> bool:
     """Whether scoring has put any document of the pool into `version`'s queue yet."""
     return (
@@ -154,32 +169,12 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
         item = _evaluation_item(project, user, version, now)
         if item is not None:
             return _served(_lease(item, user, project), project, budget)
-    free = (
-        QueueItem.objects.filter(project=project, model_version=version, document__is_evaluation=False)
-        .filter(Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now))
-        .filter(~_annotated())
-        .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("document"), user=user)))
-        .select_related("document", "model_version")
-        .order_by("-score", "id")
-    )
-    if connection.features.has_select_for_update_skip_locked:
-        free = free.select_for_update(skip_locked=True, of=("self",))
-    item = free.first()
+    free = _free_items(project, user, now)
+    item = free.filter(model_version=version).first()
     if item is None and version is not None and not _version_queued(project, version):
         # The new version is re-scoring the pool and has not delivered its first chunk: the previous queue serves
         # until then (its items go when the first chunk arrives).
-        item = (
-            QueueItem.objects.filter(project=project, document__is_evaluation=False)
-            .exclude(model_version=version)
-            .filter(Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now))
-            .filter(~_annotated())
-            .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("document"), user=user)))
-            .select_related("document", "model_version")
-            .order_by("-score", "id")
-        )
-        if connection.features.has_select_for_update_skip_locked:
-            item = item.select_for_update(skip_locked=True, of=("self",))
-        item = item.first()
+        item = free.exclude(model_version=version).first()
     if item is None:
         item = _random_unserved(project, user, version, now) or _evaluation_item(project, user, version, now)
         if item is None:
