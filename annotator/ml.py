@@ -61,6 +61,17 @@ def fingerprint() -> str:
     return _fingerprint(json.dumps(encoder_config().to_dict(), sort_keys=True))
 
 
+def device() -> str:
+    """The device this process computes on ("cuda" or "cpu"), from ALABEL_DEVICE; "?" when it is misconfigured
+    (the job then fails with the learner's message)."""
+    from learner.device import resolve_device
+
+    try:
+        return resolve_device(settings.ALABEL_DEVICE)
+    except ValueError:
+        return "?"
+
+
 def project_dir(project_id: int) -> Path:
     return Path(settings.ARTIFACTS_DIR) / "projects" / str(project_id)
 

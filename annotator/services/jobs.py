@@ -108,6 +108,12 @@ def job_cancel(*, job: Job, user=None) -> Job:
     return job
 
 
+def _device() -> str:
+    from .. import ml
+
+    return ml.device()
+
+
 def job_claim(*, job_id: int) -> Job | None:
     """PENDING -> RUNNING, or takes over a RUNNING job whose heartbeat is stale (its worker died).
 
@@ -134,8 +140,9 @@ def job_claim(*, job_id: int) -> Job | None:
         job.heartbeat_at = now
         job.attempts += 1
         job.worker = socket.gethostname()[:200]
+        job.device = _device()
         job.error = ""
-        job.save(update_fields=["status", "started_at", "heartbeat_at", "attempts", "worker", "error"])
+        job.save(update_fields=["status", "started_at", "heartbeat_at", "attempts", "worker", "device", "error"])
     return job
 
 

@@ -44,6 +44,7 @@ def _train(project, manager, mode: str = "") -> ModelVersion:
     services.training_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "SUCCEEDED", job.error
+    assert job.device == "cpu" and job.worker and job.started_at <= job.finished_at  # what the jobs table shows
     return job.model_version
 
 
