@@ -24,19 +24,6 @@ logger = logging.getLogger(__name__)
 _heartbeat_stop = threading.Event()
 
 
-def _device() -> str:
-    from django.conf import settings
-
-    if settings.ALABEL_DEVICE != "auto":
-        return settings.ALABEL_DEVICE
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:  # pragma: no cover - torch is a requirement
-        return "cpu"
-
-
 def _beat(hostname: str, queues: str, device: str, *, started: bool = False) -> None:
     from django.utils import timezone
 
@@ -61,7 +48,9 @@ def _worker_ready(sender=None, **_kwargs) -> None:
         queues = ",".join(sorted(q.name for q in sender.task_consumer.queues))
     except AttributeError:
         queues = ""
-    device = _device()
+    from annotator import ml
+
+    device = ml.device()
     interval = float(settings.ALABEL_WORKER_HEARTBEAT_SECONDS)
 
     def run() -> None:

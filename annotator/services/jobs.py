@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
+from .. import ml
 from ..exceptions import ProjectError
 from ..models import Job, Project
 
@@ -108,12 +109,6 @@ def job_cancel(*, job: Job, user=None) -> Job:
     return job
 
 
-def _device() -> str:
-    from .. import ml
-
-    return ml.device()
-
-
 def job_claim(*, job_id: int) -> Job | None:
     """PENDING -> RUNNING, or takes over a RUNNING job whose heartbeat is stale (its worker died).
 
@@ -140,7 +135,7 @@ def job_claim(*, job_id: int) -> Job | None:
         job.heartbeat_at = now
         job.attempts += 1
         job.worker = socket.gethostname()[:200]
-        job.device = _device()
+        job.device = ml.device()
         job.error = ""
         job.save(update_fields=["status", "started_at", "heartbeat_at", "attempts", "worker", "device", "error"])
     return job
@@ -150,14 +145,10 @@ def job_progress(*, job_id: int, fraction: float, message: str = "") -> bool:
     """Records progress and the heartbeat. Cheap: one UPDATE, no lock. Returns True when the job should stop
     (a manager cancelled it)."""
     fraction = min(max(float(fraction), 0.0), 1.0)
-    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, cancel_requested=False).update(
+    updated = Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, cancel_requested=False).update(
         progress=fraction, message=message[:300], heartbeat_at=timezone.now()
     )
-    return Job.objects.filter(pk=job_id, cancel_requested=True).exists()
-
-
-def job_set_device(*, job_id: int, device: str) -> None:
-    Job.objects.filter(pk=job_id).update(device=device[:20])
+    return not updated and Job.objects.filter(pk=job_id, cancel_requested=True).exists()
 
 
 def job_succeed(*, job: Job, message: str = "", model_version=None) -> None:

@@ -45,7 +45,6 @@ from .jobs import (
     job_mark_cancelled,
     job_request,
     job_retry_depth,
-    job_set_device,
     job_succeed,
 )
 
@@ -230,9 +229,10 @@ def training_run(*, job_id: int) -> None:
             _encode_missing(project.pk, doc_ids, beat.sub(0.0, 0.3))
             label_ids = [label_id for label_id, _ in labels]
             names = [name for _, name in labels]
+            Y = _multi_hot(rows, label_ids)  # (N, L)
             next_number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
             train_beat = beat.sub(0.3, 0.6)
-            extra: dict = {}
+            extra: dict
             if mode == "incremental" and base is not None:
                 model, extra = _update_model(project, job, base, doc_ids, rows, label_ids, names, train_beat)
             else:
@@ -240,19 +240,17 @@ def training_run(*, job_id: int) -> None:
                 model = ml.train(
                     texts=_texts(doc_ids),
                     X=X,
-                    Y=_multi_hot(rows, label_ids),
+                    Y=Y,
                     labels=names,
                     config=ml.fast_config(loss=project.loss, seed=next_number),
                     on_progress=lambda fraction: train_beat(fraction, "training (full retrain)"),
                 )
                 extra = {"full_base_annotations": len(doc_ids)}
-            job_set_device(job_id=job.pk, device=str(model.train_info.get("device", "")))
             beat(0.9, "saving and measuring the model")
             relative = Path("projects") / str(project.pk) / "models" / f"job{job.pk}-{uuid.uuid4().hex[:8]}"
             folder = Path(settings.ARTIFACTS_DIR) / relative
             model.save(folder)
             seconds = time.monotonic() - started
-            Y = _multi_hot(rows, label_ids)
             mean_cardinality = float(Y.sum()) / max(len(doc_ids), 1)
             rule = model.rules["micro_f1"]
             eval_ids, eval_rows = evaluation_labels(project)
@@ -424,6 +422,19 @@ def _publish(
 
 
 # --- score -----------------------------------------------------------------------------------------------------------
+def _lock_if_serving(project: Project, version: ModelVersion | None) -> bool:
+    """Inside a transaction: locks the project row (serialises queue writes with publishing and promoting) and
+    says whether `version` (None: no model yet) still serves."""
+    Project.objects.select_for_update(no_key=True).get(pk=project.pk)
+    current = serving_version(project=project)
+    return (current.pk if current else None) == (version.pk if version else None)
+
+
+def _live_leases(project: Project):
+    """Queue rows someone holds now (their holders are working on them)."""
+    return QueueItem.objects.filter(project=project, leased_to__isnull=False, lease_expires_at__gt=timezone.now())
+
+
 def _queue_replace(project: Project, version: ModelVersion | None, items: list[QueueItem]) -> int | None:
     """Swaps the project's queue for `items` in one transaction, keeping live leases (their holders are working).
 
@@ -431,13 +442,9 @@ def _queue_replace(project: Project, version: ModelVersion | None, items: list[Q
     while scoring): its queue must not replace the newer model's.
     """
     with transaction.atomic():
-        Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # serialises with publishing
-        current = serving_version(project=project)
-        if (current.pk if current else None) != (version.pk if version else None):
+        if not _lock_if_serving(project, version):
             return None
-        now = timezone.now()
-        live = QueueItem.objects.filter(project=project, leased_to__isnull=False, lease_expires_at__gt=now)
-        held = {item.document_id: item for item in live}
+        held = {item.document_id: item for item in _live_leases(project)}
         QueueItem.objects.filter(project=project).exclude(pk__in=[item.pk for item in held.values()]).delete()
         fresh = [item for item in items if item.document_id not in held]
         QueueItem.objects.bulk_create(fresh, batch_size=1000)
@@ -517,16 +524,13 @@ class _ChunkPublisher:
     def __call__(self, items: list[QueueItem]) -> bool:
         """Returns False (and changes nothing) when `version` no longer serves."""
         with transaction.atomic():
-            Project.objects.select_for_update(no_key=True).get(pk=self.project.pk)  # serialises with publishing
-            current = serving_version(project=self.project)
-            if current is None or current.pk != self.version.pk:
+            if not _lock_if_serving(self.project, self.version):
                 return False
-            now = timezone.now()
-            live = QueueItem.objects.filter(project=self.project, leased_to__isnull=False, lease_expires_at__gt=now)
-            held = set(live.values_list("document_id", flat=True))
+            live = {item.document_id: item.pk for item in _live_leases(self.project)}
+            held = set(live)
             if self.first:
                 QueueItem.objects.filter(project=self.project).exclude(model_version=self.version).exclude(
-                    pk__in=list(live.values_list("pk", flat=True))
+                    pk__in=list(live.values())
                 ).delete()
                 items = items + self.evaluation
             fresh = [
@@ -574,9 +578,20 @@ def _cold_start_items(project: Project, store, pool: list[int], seed: int) -> li
     ]
 
 
+def _column_labels(project: Project, model) -> np.ndarray:
+    """The project's label id of each model column (L,), -1 for a label the project no longer has."""
+    label_ids_by_name = dict(Label.objects.filter(project=project).values_list("name", "id"))
+    return np.array([label_ids_by_name.get(name, -1) for name in model.labels], dtype=np.int64)
+
+
 def _suggestions(column_label: np.ndarray, idx: np.ndarray, probs: np.ndarray) -> list[list]:
-    """[[label_id, probability], ...] of one document's shortlist (model columns -> label ids), best first."""
-    return [[int(column_label[j]), round(float(p), 4)] for j, p in zip(idx, probs, strict=True) if column_label[j] >= 0]
+    """[[label_id, probability], ...] of one document's shortlist (model columns -> label ids), best first; padding
+    (column -1) and labels the project no longer has are left out."""
+    return [
+        [int(column_label[j]), round(float(p), 4)]
+        for j, p in zip(idx, probs, strict=True)
+        if j >= 0 and column_label[j] >= 0
+    ]
 
 
 def _model_items(
@@ -591,8 +606,7 @@ def _model_items(
     chunks, keeping only each document's top-`kept` shortlist (never the documents x labels matrix); after each
     chunk its share of the queue, by score, goes to `publish`."""
     model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / version.artifact_path))
-    label_ids_by_name = dict(Label.objects.filter(project=project).values_list("name", "id"))
-    column_label = np.array([label_ids_by_name.get(name, -1) for name in model.labels], dtype=np.int64)
+    column_label = _column_labels(project, model)
     n_labels = len(model.labels)
     k = min(project.suggestions_k, n_labels)
     # Strategies read each document's shortlist of the model's best labels: every label for flat heads, the top
@@ -685,8 +699,7 @@ def _evaluation_items(project: Project, version: ModelVersion, store) -> list[Qu
     if not doc_ids:
         return []
     model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / version.artifact_path))
-    label_ids_by_name = dict(Label.objects.filter(project=project).values_list("name", "id"))
-    column_label = np.array([label_ids_by_name.get(name, -1) for name in model.labels], dtype=np.int64)
+    column_label = _column_labels(project, model)
     kept = min(len(model.labels), max(project.suggestions_k, KEPT_SHORTLIST))
     items = []
     for start in range(0, len(doc_ids), 1024):
@@ -705,11 +718,7 @@ def _evaluation_items(project: Project, version: ModelVersion, store) -> list[Qu
                     model_version=version,
                     strategy="evaluation",
                     score=-1.0,
-                    suggestions=[
-                        [int(column_label[j]), round(float(p), 4)]
-                        for j, p in zip(idx[row], probs[row], strict=True)
-                        if j >= 0 and column_label[j] >= 0
-                    ],
+                    suggestions=_suggestions(column_label, idx[row], probs[row]),
                 )
             )
     return items

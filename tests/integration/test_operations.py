@@ -242,9 +242,9 @@ def private_broker(transactional_db, settings, monkeypatch):
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 
-    monkeypatch.setattr(settings, "CELERY_BROKER_URL", url)
-    monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads this variable before its own settings
     old_url = celery_app.conf.broker_url
+    settings.CELERY_BROKER_URL = url  # pytest-django restores it
+    monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery reads this variable before its own settings
     celery_app.conf.broker_url = url
     reset_pools()
 
