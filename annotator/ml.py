@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from learner.embeddings import EmbeddingStore
     from learner.encoder import Encoder
     from learner.fast import FastTier
+    from learner.prior import LabelPrior
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,77 @@ def encode_into_store(
     store.add(list(ids), vectors)
 
 
+# --- the label-name prior --------------------------------------------------------------------------------------------
+def label_texts(labels: Sequence[tuple[str, str]]) -> list[str]:
+    """What each (name, description) is embedded as for the label-name prior."""
+    from learner.prior import label_text
+
+    return [label_text(name, description) for name, description in labels]
+
+
+def label_keys(texts: Sequence[str]) -> list[int]:
+    """A stable 63-bit key per label text: the label-embedding cache is keyed by what was embedded, so a changed
+    description is embedded again and a renamed label never reads a stale vector."""
+    import hashlib
+
+    return [int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1 for text in texts]
+
+
+def label_store(project_id: int) -> EmbeddingStore:
+    from learner.embeddings import EmbeddingStore
+
+    return EmbeddingStore(project_dir(project_id) / "label-embeddings", fingerprint())
+
+
+def encode_labels(project_id: int, labels: Sequence[tuple[str, str]]) -> int:
+    """Embeds the label texts not cached yet with the project's encoder (worker side). Returns how many."""
+    texts = label_texts(labels)
+    keys = label_keys(texts)
+    store = label_store(project_id)
+    missing = set(store.missing(keys))
+    todo = [(key, text) for key, text in zip(keys, texts, strict=True) if key in missing]
+    todo = list(dict(todo).items())  # two labels with the same text share one vector
+    if todo:
+        store.add([key for key, _ in todo], encoder().encode([text for _, text in todo]))
+    return len(todo)
+
+
+def label_prior(project_id: int, labels: Sequence[tuple[str, str]]) -> LabelPrior | None:
+    """The label-name prior over `labels` (name, description) from cached label vectors; a label whose vector is
+    not cached yet has none (zero vector). None when no label is cached (nothing encoded yet)."""
+    from learner.prior import LabelPrior
+
+    if not labels:
+        return None
+    store = label_store(project_id)
+    keys = label_keys(label_texts(labels))
+    missing = set(store.missing(keys))
+    cached = sorted({key for key in keys if key not in missing})
+    if not cached:
+        return None
+    found = dict(zip(cached, store.get(cached), strict=True))
+    dim = next(iter(found.values())).shape[0]
+    vectors = np.stack([found.get(key, np.zeros(dim, dtype=np.float32)) for key in keys])  # (L, D)
+    return LabelPrior([name for name, _ in labels], vectors)
+
+
+def prior_info(model: FastTier) -> dict[str, Any] | None:
+    """How the model's label-name prior is calibrated and handed over (None: the model has no prior)."""
+    if model.prior is None:
+        return None
+    return {
+        "scale": round(model.prior.scale, 4),
+        "offset": round(model.prior.offset, 4),
+        "pseudo_positives": model.prior.config.pseudo_positives,
+        "labels_with_vectors": int((np.abs(model.prior.vectors).sum(axis=1) > 0).sum()),
+    }
+
+
+def prior_shortlists(prior: LabelPrior, X: np.ndarray, k: int) -> tuple[Any, Any]:
+    """Zero-shot suggestions before any model: the prior's k best labels per document with probabilities."""
+    return prior.predict_topk(X, k)
+
+
 def fast_config(*, loss: str, seed: int) -> FastTierConfig:
     """The fast tier's settings for a project: learner defaults, the project's loss, this machine's device."""
     return FastTierConfig(loss=loss, seed=seed, device=settings.ALABEL_DEVICE)
@@ -104,11 +176,28 @@ def train(
     Y: Any,
     labels: Sequence[str],
     config: FastTierConfig,
+    prior: LabelPrior | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> FastTier:
     from learner.fast import FastTier, Inputs
 
-    return FastTier.train(Inputs(texts=list(texts), embeddings=X), Y, labels, config, on_progress=on_progress)
+    return FastTier.train(
+        Inputs(texts=list(texts), embeddings=X), Y, labels, config, prior=prior, on_progress=on_progress
+    )
+
+
+def update(
+    model: FastTier,
+    new: Any,
+    new_y: Any,
+    labels: Sequence[str],
+    *,
+    replay: Any,
+    prior: LabelPrior | None,
+    on_progress: Callable[[float], None] | None = None,
+) -> FastTier:
+    """`FastTier.update`: the model continued on new answers plus a replay (the prior gives new labels theirs)."""
+    return model.update(new, new_y, labels, replay=replay, prior=prior, on_progress=on_progress)
 
 
 def inputs(*, texts: Sequence[str] | None, X: np.ndarray | None) -> Any:
@@ -255,3 +344,43 @@ def cold_start(embeddings: np.ndarray, n: int, seed: int) -> np.ndarray:
     from learner.strategies import cold_start as _cold_start
 
     return _cold_start(embeddings, n, seed=seed)
+
+
+def tick_curve(model: FastTier) -> dict[str, Any] | None:
+    """The model's pre-tick evidence (learner.decision.tick_curve on its out-of-fold or held-out calibrated
+    shortlists), JSON; None for a model whose thresholds were not tuned (too few labelled documents)."""
+    curve = model.decision.get("tick_curve")
+    return dict(curve) if curve else None
+
+
+def pretick(
+    curve: dict[str, Any], bins: Sequence[Sequence[int]], *, floor: float, threshold: float | None = None
+) -> dict[str, Any] | None:
+    """The pre-tick rule from a model's tick curve plus the experts' decisions on its suggestions.
+
+    `bins` [[j, shown, accepted], ...]: suggestions shown with a score in [j / 100, (j + 1) / 100) and how many
+    of them the experts kept. Without `threshold`: the lowest grid threshold whose pre-ticks are right at least
+    `floor` of the time (learner.decision.pretick_threshold; None when none is); with it, that threshold's record.
+    Returns {"threshold", "precision", "recall", "ticked", "documents", "decisions"}, or None when the stored curve
+    is unusable (it is logged)."""
+    from learner.decision import GRID, curve_add, pretick_threshold, tick_stats
+
+    try:
+        rows = np.asarray(list(bins), dtype=np.int64).reshape(-1, 3)  # (B, 3)
+        merged = curve_add(
+            curve,
+            np.repeat(np.clip(rows[:, 0], 0, GRID) / GRID, 2),
+            np.tile([True, False], len(rows)),
+            counts=np.stack([rows[:, 2], rows[:, 1] - rows[:, 2]], axis=1).clip(0).ravel(),
+        )
+        chosen = pretick_threshold(merged, floor) if threshold is None else float(threshold)
+        stats = tick_stats(merged, chosen) if chosen is not None else {"precision": None, "recall": None, "ticked": 0}
+    except (TypeError, ValueError) as exc:
+        logger.warning("unusable tick curve or decision counts, nothing pre-ticked: %s", exc)
+        return None
+    return {
+        "threshold": chosen,
+        **stats,
+        "documents": int(merged["documents"]),
+        "decisions": int(merged["decisions"]),
+    }

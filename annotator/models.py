@@ -83,8 +83,17 @@ class Project(models.Model):
         null=True,
         blank=True,
         default=None,
-        help_text="Pre-tick suggestions at or above this probability; empty: the threshold the serving model tuned "
-        "on held-out labels (0.5 before the first model).",
+        help_text="Pre-tick suggestions at or above this probability (a manager's override); empty: the lowest score "
+        "whose pre-ticks are right at least pretick_floor of the time. Margin strategies also decide with it "
+        "(empty: the threshold the serving model tuned for micro-F1).",
+    )
+    pretick_floor = models.FloatField(
+        default=0.7,
+        help_text="Pre-tick only suggestions scoring where pre-ticks were right at least this share of the time "
+        "(checked on labelled documents the model did not train on, and the experts' decisions).",
+    )
+    preticks_enabled = models.BooleanField(
+        default=True, help_text="Off: nothing is pre-ticked (unless decision_threshold is set)."
     )
     suggestions_k = models.PositiveSmallIntegerField(default=10)
     lease_seconds = models.PositiveIntegerField(default=600)
@@ -124,6 +133,9 @@ class Project(models.Model):
                 condition=Q(decision_threshold__isnull=True)
                 | (Q(decision_threshold__gt=0) & Q(decision_threshold__lt=1)),
                 name="project_threshold_in_unit_interval",
+            ),
+            models.CheckConstraint(
+                condition=Q(pretick_floor__gt=0) & Q(pretick_floor__lt=1), name="project_pretick_floor_range"
             ),
             models.CheckConstraint(
                 condition=Q(suggestions_k__gte=1) & Q(suggestions_k__lte=100),
@@ -273,6 +285,10 @@ class ModelVersion(models.Model):
     stop_predictions = models.JSONField(default=list, blank=True)
     agreement = models.FloatField(null=True, blank=True)
     config = models.JSONField(default=dict, blank=True)
+    # What experts did with this version's suggestions, per score bin (services.version_decisions_refresh after
+    # each answer): {"decisions": n, "bins": [[j, shown, accepted], ...]}, suggestions shown with a score in
+    # [j / 100, (j + 1) / 100). With config["tick_curve"] it sets the pre-tick threshold (selectors.pretick_rule).
+    decision_counts = models.JSONField(default=dict, blank=True)
     n_annotations = models.PositiveIntegerField(help_text="Annotated documents the model was trained on.")
     n_labels = models.PositiveIntegerField()
     data_cutoff = models.DateTimeField(help_text="Annotations saved after this moment are new to this model.")
@@ -369,7 +385,7 @@ class SuggestionDecision(models.Model):
     label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="decisions")
     rank = models.PositiveSmallIntegerField(help_text="Position in the suggestion list, 1 = best.")
     score = models.FloatField()
-    preselected = models.BooleanField(help_text="Pre-ticked because the score reached the decision threshold.")
+    preselected = models.BooleanField(help_text="Pre-ticked because the score reached the pre-tick threshold.")
     decision = models.CharField(max_length=10, choices=Decision.choices)
 
     class Meta:

@@ -41,12 +41,21 @@ class AnnotationSettingsForm(forms.Form):
 
     guidelines = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
     suggestions_k = forms.IntegerField(min_value=1, max_value=100, label="Suggestions shown")
+    preticks_enabled = forms.BooleanField(required=False, label="Pre-tick suggestions")
+    pretick_floor = forms.FloatField(
+        min_value=0.01,
+        max_value=0.99,
+        label="Pre-tick only where ticks are right at least",
+        help_text="A share: 0.7 = pre-tick suggestions scoring where 70 % of pre-ticks were right (checked on "
+        "labelled documents the model did not train on, and the experts' decisions).",
+    )
     decision_threshold = forms.FloatField(
         min_value=0.001,
         max_value=0.999,
         required=False,
-        label="Pre-tick at score",
-        help_text="Empty: the threshold the serving model tuned on held-out labels.",
+        label="Or pre-tick at score",
+        help_text="Empty: by the share above. Set: every suggestion scoring at least this is pre-ticked (also when "
+        "pre-ticks are off).",
     )
     lease_seconds = forms.IntegerField(min_value=10, label="Lease (seconds)")
     eval_size = forms.IntegerField(
@@ -374,6 +383,8 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
             initial={
                 "guidelines": project.guidelines,
                 "suggestions_k": project.suggestions_k,
+                "preticks_enabled": project.preticks_enabled,
+                "pretick_floor": project.pretick_floor,
                 "decision_threshold": project.decision_threshold,
                 "lease_seconds": project.lease_seconds,
                 "eval_size": project.eval_size,

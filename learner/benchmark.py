@@ -56,7 +56,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,7 @@ class Split:
     sha256: str
     texts: list[str]
     label_lists: list[list[str]]
+    ids: list[str] = field(default_factory=list)  # the records' ids, in file order
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -133,7 +134,8 @@ def load_split(name: str, path: str | os.PathLike[str]) -> Split:
         raise BenchmarkError(f"--{name}: {file} holds no documents")
     texts = [record["text"] for record in records]
     label_lists = [list(dict.fromkeys(record.get("labels") or [])) for record in records]
-    return Split(name=name, path=file, sha256=_file_sha256(file), texts=texts, label_lists=label_lists)
+    ids = [str(record["id"]) for record in records]
+    return Split(name=name, path=file, sha256=_file_sha256(file), texts=texts, label_lists=label_lists, ids=ids)
 
 
 def label_vocabulary(splits: Sequence[Split]) -> list[str]:
@@ -220,6 +222,27 @@ def embed_splits(
         seconds[split.name] = round(time.perf_counter() - started, 3)
     info = {"fingerprint": fingerprint, "cached": cached, "encode_seconds": seconds, "cache_dir": str(cache_dir)}
     return out, info
+
+
+def embed_texts(texts: Sequence[str], *, encoder_path: str | None, cache_dir: Path, progress: bool) -> np.ndarray:
+    """Embeddings (N, D) of a list of short texts (label names), cached by the texts' sha256 and the encoder."""
+    from learner.config import EncoderConfig
+    from learner.encoder import Encoder, encoder_fingerprint
+
+    try:
+        encoder_config = EncoderConfig(path=encoder_path)
+        fingerprint = encoder_fingerprint(encoder_config)
+    except ValueError as exc:
+        raise BenchmarkError(f"--encoder: {exc}") from exc
+    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
+    file = cache_dir / "embeddings" / fingerprint / f"texts-{digest}.npy"
+    if file.is_file():
+        vectors = np.load(file, allow_pickle=False)
+        if vectors.shape[0] == len(texts):
+            return vectors
+    vectors = Encoder.load(encoder_config).encode(list(texts), progress=progress)
+    _save_npy_atomic(file, vectors)
+    return vectors
 
 
 # --- measuring ------------------------------------------------------------------------------------------------------

@@ -10,6 +10,9 @@ K = L (small label sets) this is the dense case.
   without an "at least one label per document" fallback (the top candidate when nothing passes), and optionally
   per-label thresholds for labels with enough validation positives.
 - ``DecisionRule.apply`` turns shortlists into a sparse 0/1 prediction matrix; ``top_k_rule`` predicts the k best.
+- ``tick_curve`` / ``curve_add`` / ``pretick_threshold`` / ``tick_stats``: how often a pre-ticked suggestion is
+  right at each grid threshold (from out-of-fold shortlists, plus experts' stored decisions), and the lowest
+  threshold whose pre-ticks are right at least a given share of the time (a precision floor).
 """
 
 from __future__ import annotations
@@ -25,7 +28,17 @@ from scipy.special import expit
 
 from learner import metrics
 
-__all__ = ["DecisionRule", "apply_platt", "fit_platt", "top_k_rule", "tune_rule"]
+__all__ = [
+    "DecisionRule",
+    "apply_platt",
+    "curve_add",
+    "fit_platt",
+    "pretick_threshold",
+    "tick_curve",
+    "tick_stats",
+    "top_k_rule",
+    "tune_rule",
+]
 
 GRID = 100  # thresholds j / GRID for j in 1..GRID
 OBJECTIVES = ("micro_f1", "macro_f1")
@@ -338,6 +351,149 @@ def tune_decision(
         if idx.shape[1] >= top:
             scores[f"P@{top}"] = metrics.precision_at_k(targets, idx, top)
     return platt, rules, scores
+
+
+# --- pre-ticks under a precision floor ------------------------------------------------------------------------------
+_TICK_EPS = 1e-4  # in grid units: a probability within 1e-6 below a grid point counts at it (float32 rounding)
+
+
+def _tick_bins(probs: np.ndarray) -> np.ndarray:
+    """Grid bin of each probability: an entry is ticked at threshold j / GRID iff its bin >= j."""
+    return np.minimum(np.floor(probs * GRID + _TICK_EPS).astype(np.int64), GRID)
+
+
+def _cumulative(bins: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(GRID + 1,) counts: entry j = total weight of the bins >= j."""
+    counts = np.bincount(bins, weights=weights, minlength=GRID + 1)
+    return np.cumsum(counts[::-1])[::-1]
+
+
+def tick_curve(idx: Any, probs: Any, targets: Any) -> dict[str, Any]:
+    """How often a pre-tick would be right at each grid threshold, from validation (or out-of-fold) shortlists.
+
+    ``idx`` (N, K) label indices (-1 = empty slot), ``probs`` (N, K) CALIBRATED probabilities, ``targets`` (N, L)
+    0/1 gold labels (CSR or dense). Returns the JSON-able curve ``{"grid": 100, "ticked": [int] * 101,
+    "correct": [int] * 101, "positives": int, "documents": int}``: ``ticked[j]`` shortlist entries have a
+    probability >= j / 100, ``correct[j]`` of them are gold labels; ``positives`` gold (document, label) entries
+    (for recall), ``documents`` = N. Raises ValueError on bad input.
+    """
+    idx, probs = _check_shortlists(idx, probs)
+    truth = _truth(targets, idx.shape[0])
+    if idx.size and idx.max() >= truth.shape[1]:
+        raise ValueError(f"idx holds label {idx.max()} but targets has {truth.shape[1]} labels")
+    valid = idx >= 0  # (N, K)
+    hits = _hits(truth, idx) & valid  # (N, K)
+    bins = _tick_bins(probs[valid])
+    return {
+        "grid": GRID,
+        "ticked": [int(x) for x in _cumulative(bins, np.ones(bins.size))],
+        "correct": [int(x) for x in _cumulative(bins, hits[valid].astype(np.float64))],
+        "positives": int(truth.nnz),
+        "documents": int(idx.shape[0]),
+    }
+
+
+def _check_curve(curve: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(ticked, correct) as int64 arrays of length GRID + 1 after checking the curve's shape and counts."""
+    if not isinstance(curve, dict):
+        raise ValueError(f"a tick curve must be a dict as tick_curve returns; got {type(curve).__name__}")
+    missing = [key for key in ("grid", "ticked", "correct", "positives", "documents") if key not in curve]
+    if missing:
+        raise ValueError(f"the tick curve lacks {', '.join(missing)}")
+    if curve["grid"] != GRID:
+        raise ValueError(f"the tick curve's grid must be {GRID}; got {curve['grid']!r}")
+    arrays = []
+    for key in ("ticked", "correct"):
+        try:
+            values = np.asarray(curve[key], dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the tick curve's {key} must be a list of counts: {exc}") from exc
+        if values.shape != (GRID + 1,):
+            raise ValueError(f"the tick curve's {key} must hold {GRID + 1} counts; got shape {values.shape}")
+        if not np.all(np.isfinite(values)) or np.any(values < 0) or np.any(values != np.round(values)):
+            raise ValueError(f"the tick curve's {key} must hold whole counts >= 0")
+        arrays.append(values.astype(np.int64))
+    ticked, correct = arrays
+    if np.any(correct > ticked):
+        raise ValueError("the tick curve counts more correct ticks than ticks at some threshold")
+    if np.any(np.diff(ticked) > 0) or np.any(np.diff(correct) > 0):
+        raise ValueError("the tick curve's counts must not grow with the threshold")
+    for key in ("positives", "documents"):
+        value = curve[key]
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise ValueError(f"the tick curve's {key} must be a whole number >= 0; got {value!r}")
+    return ticked, correct
+
+
+def curve_add(curve: dict[str, Any], scores: Any, accepted: Any, *, counts: Any = None) -> dict[str, Any]:
+    """A copy of ``curve`` with observed suggestions added: ``scores`` (M,) the probabilities they were shown with,
+    ``accepted`` (M,) whether the expert kept each (True: a right tick), ``counts`` (M,) optional whole numbers of
+    observations each pair stands for (default 1). Accepted ones also count as gold ``positives``; the copy's
+    ``decisions`` holds how many observations were added in all (with any the curve had). Raises ValueError."""
+    ticked, correct = _check_curve(curve)
+    p = np.asarray(scores, dtype=np.float64).ravel()
+    ok = np.asarray(accepted).ravel()
+    if ok.shape != p.shape:
+        raise ValueError(f"scores and accepted must have the same length; got {p.size} and {ok.size}")
+    if ok.size and (ok.dtype.kind not in "biu" or not np.isin(ok, (0, 1)).all()):
+        raise ValueError("accepted must hold booleans (or 0/1)")
+    if p.size and (np.isnan(p).any() or p.min() < 0 or p.max() > 1):
+        raise ValueError("scores must be probabilities in [0, 1]")
+    if counts is None:
+        n = np.ones(p.size)
+    else:
+        n = np.asarray(counts, dtype=np.float64).ravel()
+        if n.shape != p.shape:
+            raise ValueError(f"counts must have one entry per score; got {n.size} for {p.size}")
+        if n.size and (not np.all(np.isfinite(n)) or n.min() < 0 or np.any(n != np.round(n))):
+            raise ValueError("counts must be whole numbers >= 0")
+    bins = _tick_bins(p)
+    good = n * ok.astype(bool)
+    out = dict(curve)
+    out["ticked"] = [int(x) for x in ticked + np.rint(_cumulative(bins, n)).astype(np.int64)]
+    out["correct"] = [int(x) for x in correct + np.rint(_cumulative(bins, good)).astype(np.int64)]
+    out["positives"] = int(curve["positives"]) + round(float(good.sum()))
+    out["decisions"] = int(curve.get("decisions", 0)) + round(float(n.sum()))
+    return out
+
+
+def pretick_threshold(curve: dict[str, Any], floor: float, *, min_ticks: int = 5) -> float | None:
+    """The lowest grid threshold t = j / 100 (j >= 1) whose pre-ticks are right at least ``floor`` of the time.
+
+    Precisely: ``ticked[j] >= min_ticks``, and at every j' >= j with at least ``min_ticks`` ticks,
+    ``correct[j'] / ticked[j'] >= floor`` (a higher threshold never does worse than the floor either; grid points
+    with fewer ticks are too thin to judge). None when no threshold qualifies: then nothing should be pre-ticked.
+    """
+    ticked, correct = _check_curve(curve)
+    if isinstance(floor, bool) or not isinstance(floor, int | float) or not 0 < float(floor) <= 1:
+        raise ValueError(f"floor must be a share in (0, 1]; got {floor!r}")
+    if isinstance(min_ticks, bool) or not isinstance(min_ticks, int) or min_ticks < 1:
+        raise ValueError(f"min_ticks must be a positive integer; got {min_ticks!r}")
+    judged = ticked >= min_ticks  # (GRID + 1,)
+    meets = correct >= float(floor) * ticked - 1e-9
+    ok = ~judged | meets
+    suffix_ok = np.cumprod(ok[::-1])[::-1].astype(bool)  # every j' >= j is fine
+    candidates = np.flatnonzero(suffix_ok & judged)
+    candidates = candidates[candidates >= 1]
+    if candidates.size == 0:
+        return None
+    return round(int(candidates[0]) / GRID, 2)
+
+
+def tick_stats(curve: dict[str, Any], threshold: float) -> dict[str, Any]:
+    """What pre-ticking at ``threshold`` does on the curve's evidence: ``{"precision", "recall", "ticked"}``
+    (precision None without ticks, recall None without positives). Thresholds between grid points are rounded up
+    to the next one (a tick needs a probability >= the threshold)."""
+    ticked, correct = _check_curve(curve)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= float(threshold) <= 1:
+        raise ValueError(f"threshold must be a probability in [0, 1]; got {threshold!r}")
+    j = min(math.ceil(float(threshold) * GRID - _TICK_EPS), GRID)
+    positives = int(curve["positives"])
+    return {
+        "precision": float(correct[j] / ticked[j]) if ticked[j] else None,
+        "recall": float(correct[j] / positives) if positives else None,
+        "ticked": int(ticked[j]),
+    }
 
 
 PREDICT_OBJECTIVES: tuple[str, ...] = ("micro_f1", "macro_f1", "per_label")

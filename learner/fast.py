@@ -39,6 +39,7 @@ import learner
 from learner.config import LOSSES, _check_device, _check_float, _check_int, _from_dict
 from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tune_decision, tune_rule
 from learner.device import run_batches
+from learner.prior import LabelPrior
 
 __all__ = ["FastTier", "FastTierConfig", "Inputs"]
 
@@ -409,6 +410,9 @@ class FastTier(RuleBasedPredictions):
         rules: dict[str, DecisionRule],
         metrics: dict[str, float],
         train_info: dict[str, Any],
+        prior: LabelPrior | None = None,
+        positives: np.ndarray | None = None,
+        tick_curve: dict[str, Any] | None = None,
     ) -> None:
         self.labels = labels
         self.config = config
@@ -421,6 +425,11 @@ class FastTier(RuleBasedPredictions):
         self.rules = rules
         self.metrics = metrics
         self.train_info = train_info
+        self.prior = prior
+        self.positives = (
+            np.asarray(positives, dtype=np.float32) if positives is not None else np.zeros(len(labels), np.float32)
+        )  # (L,) labelled positives per label: the trained head's share of the blend with the prior
+        self.tick_curve = tick_curve
         self.chunk_cap: int | None = None
 
     def __repr__(self) -> str:
@@ -433,7 +442,15 @@ class FastTier(RuleBasedPredictions):
 
     @property
     def uses_embeddings(self) -> bool:
-        return self.config.needs_embeddings
+        return self.config.needs_embeddings or self.prior is not None
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        """Calibration and decision rules, and the out-of-fold precision of pre-ticks per threshold when tuned."""
+        out = super().decision
+        if self.tick_curve is not None:
+            out["tick_curve"] = self.tick_curve
+        return out
 
     def _features(self, inputs: Inputs) -> tuple[sp.csr_matrix | None, np.ndarray | None]:
         xs = xd = None
@@ -446,10 +463,10 @@ class FastTier(RuleBasedPredictions):
         if self.uses_embeddings:
             if inputs.embeddings is None:
                 raise ValueError("this model reads embeddings: pass Inputs(embeddings=...)")
-            if inputs.embeddings.shape[1] != self.embedding_dim:
+            expected = self.embedding_dim if self.config.needs_embeddings else self.prior.dim  # type: ignore[union-attr]
+            if inputs.embeddings.shape[1] != expected:
                 raise ValueError(
-                    f"embeddings have {inputs.embeddings.shape[1]} dimensions; the model was trained on "
-                    f"{self.embedding_dim}"
+                    f"embeddings have {inputs.embeddings.shape[1]} dimensions; the model was trained on {expected}"
                 )
             xd = inputs.embeddings
         return xs, xd
@@ -464,10 +481,16 @@ class FastTier(RuleBasedPredictions):
         config: FastTierConfig | None = None,
         *,
         validation: tuple[Inputs, Any] | None = None,
+        prior: LabelPrior | None = None,
         on_progress: Callable[[float], None] | None = None,
         progress: bool = False,
     ) -> FastTier:
         """Trains on `inputs` (N documents) with targets `Y` (N, L) 0/1 over `labels`.
+
+        With a label-name `prior` (``learner.prior.LabelPrior`` holding every label of `labels`), the model blends
+        the head's probability of each label with the prior's, p = w_l p_head + (1 - w_l) p_prior, w_l growing
+        with the label's positives (``PriorConfig.pseudo_positives``); the prior is recalibrated on the training
+        documents, and every prediction then needs the documents' embeddings.
 
         With `validation` = (inputs, Y), C is chosen from `config.C_grid` and calibration and decision rules are
         tuned on it. Without, when there are at least `config.min_tune_documents`: up to `config.cv_max_documents`
@@ -485,14 +508,20 @@ class FastTier(RuleBasedPredictions):
             raise ValueError(f"features {config.features!r} need the documents' texts")
         if config.needs_embeddings and inputs.embeddings is None:
             raise ValueError(f"features {config.features!r} need the documents' embeddings")
+        if prior is not None:
+            if inputs.embeddings is None:
+                raise ValueError("a label-name prior needs the documents' embeddings")
+            prior = prior.subset(names)
+            if inputs.embeddings.shape[1] != prior.dim:
+                raise ValueError(f"embeddings have {inputs.embeddings.shape[1]} dimensions; the prior {prior.dim}")
         report = on_progress or (lambda fraction: None)
         started = time.monotonic()
         if validation is not None:
             val_inputs, val_y = validation
             val_targets = _targets(val_y, len(val_inputs), len(names))
-            model = cls._fit(inputs, targets, names, config, val_inputs, val_targets, report, progress)
+            model = cls._fit(inputs, targets, names, config, val_inputs, val_targets, report, progress, prior=prior)
         elif n_docs >= config.min_tune_documents and n_docs <= config.cv_max_documents and config.head == "flat":
-            model = cls._train_cv(inputs, targets, names, config, report, progress)
+            model = cls._train_cv(inputs, targets, names, config, report, progress, prior=prior)
         elif n_docs >= config.min_tune_documents:
             fit_rows, val_rows = _split(n_docs, config.val_fraction, config.seed)
             probe = cls._fit(
@@ -504,15 +533,17 @@ class FastTier(RuleBasedPredictions):
                 targets[val_rows],
                 lambda f: report(0.5 * f),
                 progress,
+                prior=prior,
             )
             final_config = dataclasses.replace(config, C=probe.config.C)  # the C chosen on the held-out part
             model = cls._fit(
-                inputs, targets, names, final_config, None, None, lambda f: report(0.5 + 0.5 * f), progress
+                inputs, targets, names, final_config, None, None, lambda f: report(0.5 + 0.5 * f), progress, prior=prior
             )
             model.platt, model.rules, model.metrics = probe.platt, probe.rules, probe.metrics
+            model.tick_curve = probe.tick_curve
             model.train_info["validation_f1_by_C"] = probe.train_info.get("validation_f1_by_C", {})
         else:
-            model = cls._fit(inputs, targets, names, config, None, None, report, progress)
+            model = cls._fit(inputs, targets, names, config, None, None, report, progress, prior=prior)
         model.train_info["seconds"] = round(time.monotonic() - started, 3)
         model.train_info["n_documents"] = n_docs
         report(1.0)
@@ -527,6 +558,8 @@ class FastTier(RuleBasedPredictions):
         config: FastTierConfig,
         report: Callable[[float], None],
         progress: bool,
+        *,
+        prior: LabelPrior | None = None,
     ) -> FastTier:
         """Small training sets: k-fold cross-validation gives out-of-fold raw scores of every document for each C
         of the grid (warm-started along the grid inside each fold); C is the one with the best out-of-fold
@@ -562,6 +595,7 @@ class FastTier(RuleBasedPredictions):
                 progress,
                 tune=False,
                 on_grid=keep,
+                prior=prior,
             )
         by_C = {
             C: float(tune_rule(idx, raw, targets, objective="micro_f1").validation_score or 0.0)
@@ -577,6 +611,7 @@ class FastTier(RuleBasedPredictions):
             None,
             lambda f: report(0.8 + 0.2 * f),
             progress,
+            prior=prior,
         )
         model.platt, model.rules, model.metrics = tune_decision(
             *oof[best_C],
@@ -584,6 +619,7 @@ class FastTier(RuleBasedPredictions):
             calibrate=config.calibrate,
             per_label_min_positives=config.per_label_min_positives,
         )
+        model.tick_curve = _tick_curve(*oof[best_C], targets, model.platt)
         model.train_info["tuning"] = f"{len(folds)}-fold cross-validation"
         model.train_info["validation_f1_by_C"] = {f"{C:g}": round(score, 5) for C, score in by_C.items()}
         return model
@@ -602,6 +638,7 @@ class FastTier(RuleBasedPredictions):
         *,
         tune: bool = True,
         on_grid: Callable[[float, FastTier], None] | None = None,
+        prior: LabelPrior | None = None,
     ) -> FastTier:
         from learner.device import resolve_device
 
@@ -629,7 +666,11 @@ class FastTier(RuleBasedPredictions):
             rules={"micro_f1": DecisionRule(threshold=0.5, objective="micro_f1")},
             metrics={},
             train_info={"head": config.head, "features": config.features},
+            prior=prior.calibrated(inputs.embeddings, targets) if prior is not None else None,
+            positives=np.asarray(targets.sum(axis=0), dtype=np.float32).ravel(),
         )
+        if model.prior is not None:
+            model.train_info["prior"] = {"scale": round(model.prior.scale, 4), "offset": round(model.prior.offset, 4)}
         xs, xd = model._features(inputs)
         validation = None
         if val_inputs is not None and val_targets is not None:
@@ -718,6 +759,7 @@ class FastTier(RuleBasedPredictions):
             calibrate=self.config.calibrate,
             per_label_min_positives=self.config.per_label_min_positives,
         )
+        self.tick_curve = _tick_curve(idx, raw, targets, self.platt)
 
     # ----------------------------------------------------------------- incremental update
     def update(
@@ -729,9 +771,13 @@ class FastTier(RuleBasedPredictions):
         replay: tuple[Inputs, Any] | None = None,
         validation: tuple[Inputs, Any] | None = None,
         max_iter: int | None = None,
+        prior: LabelPrior | None = None,
         on_progress: Callable[[float], None] | None = None,
     ) -> FastTier:
         """Continues training from this model on new documents plus a replay sample of old ones.
+
+        A model with a label-name prior keeps it (recalibrated on the update and replay documents); `prior`, the
+        prior over `labels`, gives new labels their label-name prior at once (without it they have none).
 
         `labels` must contain every label of this model (in any order) and may add new ones: their weights start
         at zero (bias at the prior). The previous weights are the solver's starting point and L-BFGS runs
@@ -758,7 +804,9 @@ class FastTier(RuleBasedPredictions):
         if missing:
             raise ValueError(f"update labels drop {len(missing)} label(s) of the model, e.g. {missing[:3]}")
         if self.tree is not None:
-            return self._update_tree(inputs, Y, names, replay=replay, validation=validation, on_progress=on_progress)
+            return self._update_tree(
+                inputs, Y, names, replay=replay, validation=validation, prior=prior, on_progress=on_progress
+            )
         if self.flat is None:
             raise ValueError("this model has neither a flat nor a tree head")
         import torch
@@ -806,6 +854,9 @@ class FastTier(RuleBasedPredictions):
             rules={name: rule.remapped(old_to_new) for name, rule in self.rules.items()},
             metrics=dict(self.metrics),
             train_info=dict(self.train_info),
+            prior=self._updated_prior(names, prior, inputs, targets),
+            positives=self._updated_positives(names, targets[:n_new]),
+            tick_curve=self.tick_curve,
         )
         xs, xd = model._features(inputs)
         info = _fit_flat(
@@ -833,6 +884,31 @@ class FastTier(RuleBasedPredictions):
         report(1.0)
         return model
 
+    def _updated_prior(
+        self, names: list[str], prior: LabelPrior | None, inputs: Inputs | None, targets: sp.csr_matrix
+    ) -> LabelPrior | None:
+        """The prior over `names` after an update: the given one, else this model's (new labels without a label
+        vector, so without a prior), recalibrated on the update + replay documents when their embeddings are here."""
+        if prior is None and self.prior is None:
+            return None
+        if prior is not None:
+            updated = prior.subset(names)
+        else:
+            assert self.prior is not None
+            known = set(self.prior.labels)
+            new = [name for name in names if name not in known]
+            vectors = np.vstack([self.prior.vectors, np.zeros((len(new), self.prior.dim), dtype=np.float32)])
+            updated = self.prior.with_labels(self.prior.labels + new, vectors).subset(names)
+        if inputs is not None and inputs.embeddings is not None and len(inputs) == targets.shape[0]:
+            updated = updated.calibrated(inputs.embeddings, targets)
+        return updated
+
+    def _updated_positives(self, names: list[str], new_targets: sp.csr_matrix) -> np.ndarray:
+        """(len(names),) labelled positives per label: this model's counts plus the update documents'."""
+        old = dict(zip(self.labels, self.positives.tolist(), strict=True))
+        counts = np.array([old.get(name, 0.0) for name in names], dtype=np.float32)
+        return counts + np.asarray(new_targets.sum(axis=0), dtype=np.float32).ravel()
+
     def _update_tree(
         self,
         inputs: Inputs,
@@ -841,6 +917,7 @@ class FastTier(RuleBasedPredictions):
         *,
         replay: tuple[Inputs, Any] | None,
         validation: tuple[Inputs, Any] | None,
+        prior: LabelPrior | None = None,
         on_progress: Callable[[float], None] | None,
     ) -> FastTier:
         assert self.tree is not None
@@ -853,15 +930,19 @@ class FastTier(RuleBasedPredictions):
             raise ValueError("no update documents")
         targets = _targets(Y, n_new, len(names))[:, to_ordered]
         texts = list(inputs.texts or [])
+        embeddings = inputs.embeddings
         if replay is not None:
             replay_inputs, replay_y = replay
             texts += list(replay_inputs.texts or [])
+            if embeddings is not None and replay_inputs.embeddings is not None:
+                embeddings = np.vstack([embeddings, replay_inputs.embeddings])
             targets = sp.vstack([targets, _targets(replay_y, len(replay_inputs), len(names))[:, to_ordered]]).tocsr()
         if len(texts) != targets.shape[0]:
             raise ValueError("tree models need the texts of every update and replay document")
         report = on_progress or (lambda fraction: None)
         started = time.monotonic()
-        xs, _ = self._features(Inputs(texts=texts))
+        assert self.featurizer is not None
+        xs = self.featurizer.transform(texts)
         featurize_seconds = time.monotonic() - started
         tree = self.tree.update(xs, targets, new_rows=np.arange(n_new), on_progress=lambda f: report(0.9 * f))
         matcher = self.matcher
@@ -879,6 +960,11 @@ class FastTier(RuleBasedPredictions):
             rules=dict(self.rules),  # old labels keep their indices
             metrics=dict(self.metrics),
             train_info=dict(self.train_info),
+            prior=self._updated_prior(
+                ordered, prior, Inputs(texts=texts, embeddings=embeddings) if embeddings is not None else None, targets
+            ),
+            positives=self._updated_positives(ordered, targets[:n_new]),
+            tick_curve=self.tick_curve,
         )
         if validation is not None:
             val_inputs, val_y = validation
@@ -899,6 +985,50 @@ class FastTier(RuleBasedPredictions):
 
     # ----------------------------------------------------------------- prediction
     def _raw_topk(
+        self, xs: sp.csr_matrix | None, xd: np.ndarray | None, k: int, texts: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self.prior is not None:
+            if xd is None:
+                raise ValueError("this model blends a label-name prior: pass the documents' embeddings")
+            return self._blended_topk(xs, xd, k, texts)
+        return self._head_topk(xs, xd, k, texts)
+
+    def _blended_topk(
+        self, xs: sp.csr_matrix | None, xd: np.ndarray, k: int, texts: Sequence[str] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The head's probabilities blended with the label-name prior's, label by label:
+        p = w_l p_head + (1 - w_l) p_prior, w_l = n_l / (n_l + pseudo_positives). Flat heads blend every label;
+        tree heads blend the union of their shortlist and the prior's `candidates` best labels (a label outside
+        the tree's shortlist has head probability 0)."""
+        assert self.prior is not None
+        weights = self.prior.weights(self.positives)  # (L,)
+        if self.flat is not None:
+            import torch
+
+            with torch.inference_mode():
+                head = _probabilities(self.flat.scores(xs, xd), self.config.loss).cpu().numpy()  # (C, L)
+            blended = weights * head + (1.0 - weights) * self.prior.dense(xd)  # (C, L)
+            top = np.argpartition(-blended, k - 1, axis=1)[:, :k] if k < blended.shape[1] else None
+            if top is None:
+                top = np.broadcast_to(np.arange(blended.shape[1]), blended.shape).copy()
+            values = np.take_along_axis(blended, top, axis=1)
+            order = np.argsort(-values, axis=1, kind="stable")
+            return np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1).astype(np.float32)
+        wide = max(k, min(self.config.lexical_candidates, len(self.labels)))
+        tree_idx, tree_p = self._head_topk(xs, xd, wide, texts)  # (C, W)
+        prior_idx, _ = self.prior.topk_cosines(xd, self.prior.config.candidates)  # (C, P)
+        duplicate = (prior_idx[:, :, None] == tree_idx[:, None, :]).any(axis=2)  # (C, P)
+        candidates = np.hstack([tree_idx, np.where(duplicate, -1, prior_idx)])  # (C, W + P)
+        head = np.hstack([tree_p, np.zeros(prior_idx.shape, dtype=np.float32)])
+        prior = self.prior.probabilities(self.prior.similarities(xd, candidates))
+        w = weights[np.clip(candidates, 0, None)]
+        blended = np.where(candidates >= 0, w * head + (1.0 - w) * prior, -1.0)  # (C, W + P)
+        order = np.argsort(-blended, axis=1, kind="stable")[:, :k]
+        idx = np.take_along_axis(candidates, order, axis=1)
+        probs = np.clip(np.take_along_axis(blended, order, axis=1), 0.0, 1.0).astype(np.float32)
+        return idx, np.where(idx >= 0, probs, np.float32(0.0))
+
+    def _head_topk(
         self, xs: sp.csr_matrix | None, xd: np.ndarray | None, k: int, texts: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         if self.tree is not None:
@@ -969,6 +1099,9 @@ class FastTier(RuleBasedPredictions):
                 self.tree.save(tmp / "tree")
             if self.matcher is not None:
                 self.matcher.save(tmp / "lexical")
+            if self.prior is not None:
+                self.prior.save(tmp / "prior")
+            np.save(tmp / "positives.npy", self.positives, allow_pickle=False)
             if self.flat is not None:
                 from safetensors.torch import save_file
 
@@ -1000,6 +1133,12 @@ class FastTier(RuleBasedPredictions):
             platt = (float(decision["platt"]["a"]), float(decision["platt"]["b"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"corrupt fast-tier config {path}: {exc}") from exc
+        prior = LabelPrior.load(folder / "prior") if (folder / "prior").is_dir() else None
+        positives = None
+        if (folder / "positives.npy").is_file():
+            positives = np.load(folder / "positives.npy", allow_pickle=False)
+            if positives.shape != (len(labels),):
+                raise ValueError(f"corrupt fast-tier model {folder}: positives.npy does not match the labels")
         featurizer = tree = flat = None
         if config.needs_texts:
             from learner.features import TfidfFeaturizer
@@ -1041,7 +1180,24 @@ class FastTier(RuleBasedPredictions):
             rules=rules,
             metrics=payload.get("metrics") or {},
             train_info=payload.get("train_info") or {},
+            prior=prior,
+            positives=positives,
+            tick_curve=decision.get("tick_curve"),
         )
+
+
+def _tick_curve(
+    idx: np.ndarray, raw: np.ndarray, targets: sp.csr_matrix, platt: tuple[float, float]
+) -> dict[str, Any] | None:
+    """How often a pre-tick at each threshold was right on validation / out-of-fold calibrated shortlists."""
+    from learner import decision
+
+    curve = getattr(decision, "tick_curve", None)
+    if curve is None:
+        return None
+    probs = np.where(idx >= 0, apply_platt(raw, *platt), np.float32(0.0)).astype(np.float32)
+    result: dict[str, Any] = curve(idx, probs, targets)
+    return result
 
 
 def _versions() -> dict[str, str]:

@@ -29,6 +29,17 @@ Writes into ``--out``:
 
 micro-F1 is measured at the model's micro-F1 decision rule, macro-F1 at its macro rule (over the labels present in
 the test file), P@k on its top-k. Exit status: 0 on success, 2 on a usage or input error, with a message on stderr.
+
+The low-data regime (``--checkpoints 0,20,50,100,200,500,1000,2000 --learners turn1,prior``): instead of rounds of
+a strategy, every seed draws one random order of the pool and each learner is trained on its first n documents for
+every checkpoint n, so the learners are compared side by side on the same documents. Learners: ``turn1`` (the fast
+tier as it was: no prior), ``prior`` (the fast tier blended with the label-name prior, ``learner.prior``; at 0
+labels the prior alone). ``--pool-size`` / ``--test-size`` subsample the files (seeded) for large datasets;
+``--train-labels`` / ``--test-labels`` replace the labels by those of a side file joined on id (the tibkat-gnd
+domain task). Writes ``checkpoints.json`` (every point of every learner and seed), ``checkpoints-summary.json``
+(per learner and checkpoint: the mean and a 95 % bootstrap interval over seeds of micro/macro-F1, P@1, P@5 and the
+precision and recall of the pre-ticked labels at a precision floor of ``--floor``; the frequency baseline at 0
+labels) and ``checkpoints.png``.
 """
 
 from __future__ import annotations
@@ -54,6 +65,8 @@ from learner.data import multi_hot
 logger = logging.getLogger(__name__)
 
 SHORTLIST = 100  # labels per pool document the strategies see (every label in smaller label sets)
+LEARNERS = ("turn1", "prior")
+LOW_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5", "pretick_precision", "pretick_recall")
 CURVE_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5")
 
 
@@ -77,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--shortlist", type=int, default=SHORTLIST, help="labels per document for strategies")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--out", required=True, help="output folder")
+    low = parser.add_argument_group("the low-data regime (random picks at fixed label counts)")
+    low.add_argument("--checkpoints", default=None, help="comma-separated label counts, e.g. 0,20,100,500,2000")
+    low.add_argument("--learners", default="turn1,prior", help=f"comma-separated, of {', '.join(LEARNERS)}")
+    low.add_argument("--floor", type=float, default=0.7, help="precision floor of the pre-ticks")
+    low.add_argument("--pool-size", type=int, default=None, help="a seeded sample of the train file as the pool")
+    low.add_argument("--test-size", type=int, default=None, help="a seeded sample of the test file")
+    low.add_argument("--train-labels", default=None, help="JSONL(.gz) of {id, labels} replacing the train labels")
+    low.add_argument("--test-labels", default=None, help="JSONL(.gz) of {id, labels} replacing the test labels")
+    low.add_argument("--prior-config", default=None, help="learner.prior.PriorConfig fields as JSON")
+    low.add_argument("--labels", default=None, help="the label set: a TSV whose first column names every label")
     return parser
 
 
@@ -135,6 +158,15 @@ class Simulation:
             texts=[self.texts[i] for i in rows] if resolved.needs_texts else None,
             embeddings=self.embeddings[rows] if resolved.needs_embeddings and self.embeddings is not None else None,
         )
+
+    def _inputs_for(self, rows: np.ndarray, embeddings: bool) -> Any:
+        """Inputs of the pool documents ``rows``, with their embeddings also when ``embeddings`` (a prior)."""
+        from learner.fast import Inputs
+
+        inputs = self._inputs(rows)
+        if embeddings and inputs.embeddings is None and self.embeddings is not None:
+            return Inputs(texts=inputs.texts, embeddings=self.embeddings[rows])
+        return inputs
 
     def train(self, rows: np.ndarray) -> Any:
         from learner.fast import FastTier
@@ -300,6 +332,355 @@ def plot(curves: dict[str, dict[str, list[dict[str, Any]]]], full: dict[str, flo
     plt.close(figure)
 
 
+# ------------------------------------------------------------------------------------------------ the low-data regime
+class LowData:
+    """Learners side by side at fixed label counts on random picks (``--checkpoints``): one random order of the
+    pool per seed, every learner trained on its first n documents for each checkpoint n."""
+
+    def __init__(
+        self,
+        *,
+        simulation: Simulation,
+        label_embeddings: np.ndarray | None,
+        prior_config: dict[str, Any] | None = None,
+        floor: float = 0.7,
+    ) -> None:
+        from learner.prior import LabelPrior, PriorConfig
+
+        self.simulation = simulation
+        self.floor = floor
+        self.prior = (
+            LabelPrior(simulation.labels, label_embeddings, PriorConfig.from_dict(prior_config or {}))
+            if label_embeddings is not None
+            else None
+        )
+
+    def _test_inputs(self, model: Any) -> Any:
+        from learner.fast import Inputs
+
+        sim = self.simulation
+        return Inputs(
+            texts=sim.test_texts if model.uses_texts else None,
+            embeddings=sim.test_embeddings if model.uses_embeddings else None,
+        )
+
+    def _scores(self, idx: np.ndarray, probs: np.ndarray, micro: Any, macro: Any) -> dict[str, float]:
+        sim = self.simulation
+        top = _pad(idx[:, :5], 5)
+        return {
+            "micro_f1": round(metrics.micro_f1(sim.Y_test, micro), 5),
+            "macro_f1": round(metrics.macro_f1(sim.Y_test, macro), 5),
+            "P@1": round(metrics.precision_at_k(sim.Y_test, top, 1), 5),
+            "P@5": round(metrics.precision_at_k(sim.Y_test, top, 5), 5),
+        }
+
+    def _preticks(self, idx: np.ndarray, probs: np.ndarray, threshold: float | None) -> dict[str, Any]:
+        """Precision and recall on the test file of the labels pre-ticked at ``threshold`` (None: none ticked)."""
+        positives = max(int(self.simulation.Y_test.nnz), 1)
+        if threshold is None:
+            return {"pretick_threshold": None, "pretick_precision": None, "pretick_recall": 0.0, "preticked": 0}
+        from learner.decision import _hits, _truth
+
+        ticked = (idx >= 0) & (probs >= threshold)
+        hits = _hits(_truth(self.simulation.Y_test, idx.shape[0]), idx) & ticked
+        n = int(ticked.sum())
+        return {
+            "pretick_threshold": threshold,
+            "pretick_precision": round(float(hits.sum() / n), 5) if n else None,
+            "pretick_recall": round(float(hits.sum() / positives), 5),
+            "preticked": n,
+        }
+
+    def point(self, learner: str, rows: np.ndarray) -> dict[str, Any]:
+        """One learner trained on the pool documents ``rows``, measured on the test file."""
+        from learner.decision import DecisionRule, pretick_threshold
+        from learner.fast import FastTier
+
+        sim = self.simulation
+        n_labels = len(sim.labels)
+        k = max(5, min(n_labels, sim.config.shortlist))
+        started = time.perf_counter()
+        if len(rows) == 0:
+            if learner == "turn1" or self.prior is None:
+                return {"labelled": 0}  # nothing to suggest before the first model
+            idx, probs = self.prior.predict_topk(sim.test_embeddings, k)
+            rule = DecisionRule(threshold=0.5, objective="micro_f1")
+            out = self._scores(idx, probs, rule.apply(idx, probs, n_labels), rule.apply(idx, probs, n_labels))
+            out.update(self._preticks(idx, probs, None))  # no evidence yet: nothing is pre-ticked
+            return {"labelled": 0, **out, "train_seconds": 0.0}
+        prior = self.prior if learner == "prior" else None
+        model = FastTier.train(
+            sim._inputs_for(rows, prior is not None), sim.Y[rows], sim.labels, sim.config, prior=prior
+        )
+        train_seconds = time.perf_counter() - started
+        idx, probs = model.predict_topk(self._test_inputs(model), k)
+        micro = model.rules["micro_f1"].apply(idx, probs, n_labels)
+        macro = model.rules.get("macro_f1", model.rules["micro_f1"]).apply(idx, probs, n_labels)
+        out = self._scores(idx, probs, micro, macro)
+        threshold = pretick_threshold(model.tick_curve, self.floor) if model.tick_curve is not None else None
+        out.update(self._preticks(idx, probs, threshold))
+        # The out-of-fold evidence the threshold came from: other pre-tick rules can be checked without retraining.
+        return {"labelled": len(rows), **out, "train_seconds": round(train_seconds, 3), "tick_curve": model.tick_curve}
+
+    def run(self, learner: str, seed: int, checkpoints: Sequence[int]) -> list[dict[str, Any]]:
+        order = np.random.default_rng([seed, 21]).permutation(len(self.simulation.texts))
+        points = []
+        for n in tqdm(checkpoints, disable=not self.simulation.progress, desc=f"{learner} seed {seed}", unit="point"):
+            points.append(self.point(learner, np.sort(order[: min(n, len(order))])))
+        return points
+
+    def frequency_baseline(self) -> dict[str, float]:
+        """P@1 / P@5 of ranking every document's labels by their frequency in the whole pool (an oracle a project
+        at 0 labels does not have: the bar the prior must clear)."""
+        sim = self.simulation
+        top = np.argsort(-np.asarray(sim.Y.sum(axis=0)).ravel(), kind="stable")[:5]
+        idx = _pad(np.tile(top, (sim.Y_test.shape[0], 1)), 5)
+        return {
+            "P@1": round(metrics.precision_at_k(sim.Y_test, idx, 1), 5),
+            "P@5": round(metrics.precision_at_k(sim.Y_test, idx, 5), 5),
+        }
+
+
+def interval(values: Sequence[float | None], *, n_boot: int = 2000, seed: int = 0) -> dict[str, float | None]:
+    """Mean and 95 % percentile-bootstrap interval of the mean over seeds (None values are left out)."""
+    kept = np.array([v for v in values if v is not None], dtype=np.float64)
+    if kept.size == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    draws = np.random.default_rng(seed).choice(kept, size=(n_boot, kept.size), replace=True).mean(axis=1)
+    return {
+        "mean": round(float(kept.mean()), 5),
+        "low": round(float(np.percentile(draws, 2.5)), 5),
+        "high": round(float(np.percentile(draws, 97.5)), 5),
+        "n": int(kept.size),
+    }
+
+
+def summarise_checkpoints(runs: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """learner -> checkpoint -> metric -> {mean, low, high, n} (and the mean train seconds)."""
+    out: dict[str, Any] = {}
+    for learner, seeds in runs.items():
+        curves = list(seeds.values())
+        out[learner] = {}
+        for r in range(min(len(curve) for curve in curves)):
+            points = [curve[r] for curve in curves]
+            if len(points[0]) == 1:  # no model at 0 labels
+                continue
+            row: dict[str, Any] = {name: interval([p.get(name) for p in points]) for name in LOW_METRICS}
+            row["train_seconds"] = round(float(np.mean([p.get("train_seconds", 0.0) for p in points])), 3)
+            out[learner][str(points[0]["labelled"])] = row
+    return out
+
+
+def format_checkpoints(summary: dict[str, Any]) -> str:
+    """A Markdown table: one row per checkpoint, a column per learner and metric (mean [95 % interval])."""
+    learners = list(summary["learners"])
+    counts = sorted({int(n) for rows in summary["learners"].values() for n in rows})
+    lines = []
+    for metric in LOW_METRICS:
+        lines.append(f"\n{metric} (mean over {summary['seeds']} seeds [95 % interval])\n")
+        lines.append("| labels | " + " | ".join(learners) + " |")
+        lines.append("|--:|" + "--:|" * len(learners))
+        for n in counts:
+            cells = []
+            for learner in learners:
+                cell = summary["learners"][learner].get(str(n), {}).get(metric)
+                if not cell or cell["mean"] is None:
+                    cells.append("–")
+                else:
+                    cells.append(f"{cell['mean']:.3f} [{cell['low']:.3f}, {cell['high']:.3f}]")
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    base = summary.get("frequency_baseline") or {}
+    if base:
+        lines.append(
+            f"\nfrequency baseline (pool label frequencies) at 0 labels: P@1 {base['P@1']:.3f}, P@5 {base['P@5']:.3f}"
+        )
+    return "\n".join(lines)
+
+
+def plot_checkpoints(runs: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> None:
+    """Mean and min-max band over seeds of micro-F1, macro-F1, P@1 and the pre-tick precision against labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 4, figsize=(18, 4.2), constrained_layout=True)
+    for axis, metric in zip(axes, ("micro_f1", "macro_f1", "P@1", "pretick_precision"), strict=True):
+        for learner, seeds in runs.items():
+            curves = list(seeds.values())
+            rounds = min(len(c) for c in curves)
+            xs, means, lows, highs = [], [], [], []
+            for r in range(rounds):
+                values = [float(c[r][metric]) for c in curves if c[r].get(metric) is not None]
+                if not values:
+                    continue
+                xs.append(max(curves[0][r]["labelled"], 5))  # 0 labels drawn at 5 on the log axis
+                means.append(float(np.mean(values)))
+                lows.append(float(np.min(values)))
+                highs.append(float(np.max(values)))
+            if not xs:
+                continue
+            (line,) = axis.plot(xs, means, marker="o", label=learner)
+            axis.fill_between(xs, lows, highs, color=line.get_color(), alpha=0.15)
+            axis.set_xscale("log")
+        axis.set_xlabel("labelled documents (0 drawn at 5)")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _replace_labels(split: Any, path: str | None, what: str) -> Any:
+    """The split with each document's labels taken from a side file of {id, labels} (joined on id)."""
+    if path is None:
+        return split
+    import dataclasses
+    import gzip
+
+    try:
+        with (
+            gzip.open(path, "rt", encoding="utf-8") if str(path).endswith(".gz") else open(path, encoding="utf-8") as f
+        ):
+            side = {str(r["id"]): list(r["labels"]) for r in map(json.loads, filter(str.strip, f))}
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise SimulationError(f"--{what}: {exc}") from exc
+    missing = [doc_id for doc_id in split.ids if str(doc_id) not in side]
+    if missing:
+        raise SimulationError(f"--{what}: {len(missing)} documents have no labels there, e.g. {missing[:3]}")
+    return dataclasses.replace(split, label_lists=[side[str(doc_id)] for doc_id in split.ids])
+
+
+def _sample(split: Any, size: int | None, seed: int) -> Any:
+    if size is None or size >= len(split):
+        return split
+    import dataclasses
+
+    rows = np.sort(np.random.default_rng(seed).choice(len(split), size=size, replace=False))
+    return dataclasses.replace(
+        split,
+        ids=[split.ids[i] for i in rows],
+        texts=[split.texts[i] for i in rows],
+        label_lists=[split.label_lists[i] for i in rows],
+        sha256=f"{split.sha256}-sample{size}-{seed}",
+    )
+
+
+def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
+    from learner.benchmark import embed_texts
+    from learner.fast import FastTierConfig
+    from learner.prior import label_text
+
+    try:
+        checkpoints = sorted({int(n) for n in args.checkpoints.split(",") if n.strip()})
+    except ValueError as exc:
+        raise SimulationError(f"--checkpoints must be comma-separated label counts: {exc}") from exc
+    if not checkpoints or checkpoints[0] < 0:
+        raise SimulationError("--checkpoints needs label counts >= 0")
+    learners = [name.strip() for name in args.learners.split(",") if name.strip()]
+    unknown = [name for name in learners if name not in LEARNERS]
+    if unknown or not learners:
+        raise SimulationError(f"--learners: unknown {unknown}; choose from {', '.join(LEARNERS)}")
+    if not 0 < args.floor < 1:
+        raise SimulationError(f"--floor must be in (0, 1); got {args.floor}")
+    try:
+        config = parse_config(args.config)
+        prior_config = parse_config(args.prior_config)
+        train, test = load_split("train", args.train), load_split("test", args.test)
+    except BenchmarkError as exc:
+        raise SimulationError(str(exc)) from exc
+    train = _sample(_replace_labels(train, args.train_labels, "train-labels"), args.pool_size, 1)
+    test = _sample(_replace_labels(test, args.test_labels, "test-labels"), args.test_size, 2)
+    labels = label_vocabulary([train, test])
+    if args.labels is not None:  # the whole label set of a project, not only the labels the samples use
+        try:
+            with open(args.labels, encoding="utf-8") as handle:
+                rows = [line.rstrip("\n").split("\t")[0] for line in handle if line.strip()]
+        except OSError as exc:
+            raise SimulationError(f"--labels: {exc}") from exc
+        named = sorted(set(rows[1:] if rows and rows[0] == "label" else rows))
+        unknown = sorted(set(labels) - set(named))
+        if unknown:
+            raise SimulationError(f"--labels lacks {len(unknown)} label(s) the data uses, e.g. {unknown[:3]}")
+        labels = named
+    try:
+        FastTierConfig.from_dict(config).resolve(len(labels))
+    except (TypeError, ValueError) as exc:
+        raise SimulationError(f"--config: {exc}") from exc
+    try:
+        embeddings, _ = embed_splits(
+            [train, test], encoder_path=args.encoder, cache_dir=Path(args.cache_dir), progress=not args.no_progress
+        )
+        label_embeddings = (
+            embed_texts(
+                [label_text(name) for name in labels],
+                encoder_path=args.encoder,
+                cache_dir=Path(args.cache_dir),
+                progress=not args.no_progress,
+            )
+            if "prior" in learners
+            else None
+        )
+    except BenchmarkError as exc:
+        raise SimulationError(str(exc)) from exc
+    simulation = Simulation(
+        texts=list(train.texts),
+        Y=multi_hot(train.label_lists, labels),
+        test_texts=list(test.texts),
+        Y_test=multi_hot(test.label_lists, labels),
+        labels=labels,
+        config=config,
+        embeddings=embeddings["train"],
+        test_embeddings=embeddings["test"],
+        shortlist=args.shortlist,
+        progress=not args.no_progress,
+    )
+    try:
+        low = LowData(
+            simulation=simulation, label_embeddings=label_embeddings, prior_config=prior_config, floor=args.floor
+        )
+    except (TypeError, ValueError) as exc:
+        raise SimulationError(f"--prior-config: {exc}") from exc
+    out = Path(args.out)
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    key = json.dumps(
+        [train.sha256, test.sha256, args.config, args.prior_config, args.encoder, args.floor, checkpoints],
+        sort_keys=True,
+    )
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for learner in learners:
+        runs[learner] = {}
+        for seed in range(args.seeds):
+            file = runs_dir / f"checkpoints-{learner}-seed{seed}.json"
+            saved = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+            if saved.get("fingerprint") == fingerprint:
+                runs[learner][str(seed)] = saved["result"]
+                continue
+            result = low.run(learner, seed, checkpoints)
+            tmp = file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"fingerprint": fingerprint, "result": result}), encoding="utf-8")
+            tmp.replace(file)
+            runs[learner][str(seed)] = result
+    summary = {
+        "learners": summarise_checkpoints(runs),
+        "frequency_baseline": low.frequency_baseline(),
+        "seeds": args.seeds,
+        "checkpoints": checkpoints,
+        "floor": args.floor,
+        "n_labels": len(labels),
+        "pool_documents": len(train),
+        "test_documents": len(test),
+        "prior_config": low.prior.config.to_dict() if low.prior is not None else None,
+        "args": dict(vars(args)),
+    }
+    (out / "checkpoints.json").write_text(json.dumps({"runs": runs, "args": summary["args"]}, indent=1), "utf-8")
+    (out / "checkpoints-summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    plot_checkpoints(runs, out / "checkpoints.png")
+    return summary
+
+
 # ------------------------------------------------------------------------------------------------------ the CLI
 def _fingerprint(args: argparse.Namespace, train_sha: str, test_sha: str) -> str:
     """What a stored run depends on: the data, the model settings and the round schedule."""
@@ -427,6 +808,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
     try:
+        if args.checkpoints is not None:
+            _check_args(args)
+            low = _run_checkpoints(args)
+            print(format_checkpoints(low))
+            print(f"wrote {Path(args.out) / 'checkpoints-summary.json'}, checkpoints.json and checkpoints.png")
+            return 0
         summary = _run(args)
     except SimulationError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -40,6 +40,13 @@ class ProjectCreateSerializer(serializers.Serializer):
     strategy = serializers.ChoiceField(choices=strategy_choices(), required=False)
     loss = serializers.ChoiceField(choices=Project.Loss.choices, required=False)
     decision_threshold = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
+    pretick_floor = serializers.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="Pre-tick only where pre-ticks were right at least this share of the time (0 < floor < 1).",
+    )
+    preticks_enabled = serializers.BooleanField(required=False)
     suggestions_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
     lease_seconds = serializers.IntegerField(required=False, min_value=10)
     queue_size = serializers.IntegerField(required=False, min_value=1, max_value=100_000)
@@ -163,13 +170,26 @@ class DocumentOutSerializer(serializers.Serializer):
     metadata = serializers.DictField()
 
 
+class PretickSerializer(serializers.Serializer):
+    threshold = serializers.FloatField(
+        allow_null=True, help_text="Suggestions scoring at least this are pre-ticked; null: none are."
+    )
+    precision = serializers.FloatField(
+        required=False, allow_null=True, help_text="How often pre-ticks at this threshold were right."
+    )
+    floor = serializers.FloatField(help_text="The project's precision floor for pre-ticks.")
+    source = serializers.CharField(required=False, help_text="What the threshold rests on.")
+    reason = serializers.CharField(required=False, help_text="Why nothing is pre-ticked.")
+
+
 class NextSerializer(serializers.Serializer):
     document = DocumentOutSerializer()
     strategy = serializers.CharField(allow_null=True, help_text="What picked the document (managers only).")
     model_version = serializers.IntegerField(allow_null=True)
     score = serializers.FloatField(allow_null=True, help_text="The strategy's score (managers only).")
     suggestions = SuggestionSerializer(many=True)
-    threshold = serializers.FloatField()
+    threshold = serializers.FloatField(help_text="The model's decision threshold (margin strategies).")
+    pretick = PretickSerializer()
     lease_expires_at = serializers.DateTimeField()
     lease_seconds = serializers.IntegerField()
     budget = BudgetOutSerializer()

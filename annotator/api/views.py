@@ -156,6 +156,7 @@ class NextView(APIView):
                 "score": item.score if role == Membership.Role.MANAGER else None,
                 "suggestions": served.suggestions,
                 "threshold": selectors.effective_threshold(project=project, version=item.model_version),
+                "pretick": selectors.pretick_rule(project=project, version=item.model_version),
                 "lease_expires_at": item.lease_expires_at,
                 "lease_seconds": project.lease_seconds,
                 "budget": _budget_out(served.budget or selectors.budget_for(project=project)),

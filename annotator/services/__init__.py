@@ -1,6 +1,6 @@
 """State changes (writes). Views, tasks and commands call these; each validates first and raises ProjectError."""
 
-from .annotations import annotation_submit, document_skip, labels_recount
+from .annotations import annotation_submit, document_skip, labels_recount, version_decisions_refresh
 from .documents import ImportResult, documents_import
 from .jobs import job_cancel, job_claim, job_dispatch, job_request
 from .projects import labels_add, member_add, project_create, project_update
@@ -44,5 +44,6 @@ __all__ = [
     "training_request",
     "training_run",
     "training_scheduled",
+    "version_decisions_refresh",
     "version_promote",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.db import transaction
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Floor
 
 from ..exceptions import ProjectError
 from ..models import (
@@ -15,6 +15,7 @@ from ..models import (
     Document,
     DocumentSkip,
     Label,
+    ModelVersion,
     Project,
     QueueItem,
     SuggestionDecision,
@@ -115,6 +116,7 @@ def annotation_submit(
     )
     annotation = Annotation.objects.select_for_update().filter(document=document, annotator=user).first()
     first_answer = annotation is None
+    previous_version_id = annotation.model_version_id if annotation is not None else None
     if annotation is None:
         annotation = Annotation(document=document, project=project, annotator=user)
     shown = _shown_suggestions(project, served, annotation)
@@ -142,6 +144,8 @@ def annotation_submit(
     AnnotationLabel.objects.filter(annotation=annotation).delete()
     AnnotationLabel.objects.bulk_create([AnnotationLabel(annotation=annotation, label=label) for label in chosen])
     _decisions_record(project, annotation, shown, chosen={x.name for x in chosen}, refused={x.name for x in refused})
+    for version_id in sorted({previous_version_id, annotation.model_version_id} - {None}):
+        version_decisions_refresh(version_id=version_id)
     labels_recount(label_ids=previous_label_ids + [label.pk for label in chosen])
     # The document is answered: it leaves the queue (all versions) and any skip by this user is void.
     QueueItem.objects.filter(project=project, document=document).delete()
@@ -187,6 +191,25 @@ def _decisions_record(
     SuggestionDecision.objects.bulk_create(rows)
     accepted = sum(row.decision == SuggestionDecision.Decision.ACCEPTED for row in rows)
     Annotation.objects.filter(pk=annotation.pk).update(suggestions_shown=len(rows), suggestions_accepted=accepted)
+
+
+def version_decisions_refresh(*, version_id: int) -> None:
+    """Recounts what experts did with a model version's suggestions (`ModelVersion.decision_counts`, read by
+    `selectors.pretick_rule`): one aggregate query over score bins and one update (a single write: no transaction
+    of its own; `annotation_submit` calls it in its). Accepted suggestions were right pre-ticks; rejected and not
+    chosen ones wrong. Two answers committed at the same moment may each miss the other's decisions; the next
+    answer counts them."""
+    rows = (
+        SuggestionDecision.objects.filter(annotation__model_version_id=version_id)
+        .annotate(bin=Floor(F("score") * 100 + 0.0001))
+        .values("bin")
+        .annotate(shown=Count("id"), accepted=Count("id", filter=Q(decision=SuggestionDecision.Decision.ACCEPTED)))
+        .order_by("bin")
+    )
+    bins = [[min(max(int(row["bin"]), 0), 100), row["shown"], row["accepted"]] for row in rows]
+    ModelVersion.objects.filter(pk=version_id).update(
+        decision_counts={"decisions": sum(shown for _, shown, _ in bins), "bins": bins}
+    )
 
 
 @transaction.atomic

@@ -32,6 +32,8 @@ PROJECT_SETTINGS = (
     "strategy",
     "loss",
     "decision_threshold",
+    "pretick_floor",
+    "preticks_enabled",
     "suggestions_k",
     "lease_seconds",
     "queue_size",
@@ -71,6 +73,15 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
             problems.append(
                 "decision_threshold must be empty (the model's tuned threshold) or strictly between 0 and 1"
             )
+    if "pretick_floor" in cleaned:
+        value = cleaned["pretick_floor"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < float(value) < 1:
+            problems.append(
+                "pretick_floor must be a share strictly between 0 and 1 (0.7: pre-tick where ticks were right 70 % "
+                "of the time)"
+            )
+    if "preticks_enabled" in cleaned and not isinstance(cleaned["preticks_enabled"], bool):
+        problems.append("preticks_enabled must be true or false")
     valid_strategies = [name for name, _ in strategy_choices()]
     if "strategy" in cleaned and cleaned["strategy"] not in valid_strategies:
         problems.append(f"strategy must be one of {', '.join(valid_strategies)}")
@@ -253,7 +264,12 @@ def labels_add(*, project: Project, labels: Sequence[Any]) -> list[Label]:
     if existing:
         shown = ", ".join(sorted(existing)[:20])
         raise ProjectError(f"{len(existing)} label(s) already exist in this project: {shown}")
-    return _labels_insert(project, cleaned)
+    created = _labels_insert(project, cleaned)
+    if project.documents.exists():  # the encode run embeds the new names (their prior), then re-scores
+        from .jobs import job_request
+
+        job_request(project=project, kind=Job.Kind.ENCODE, reason=f"{len(created)} label(s) added")
+    return created
 
 
 _UNCHANGED: Any = object()

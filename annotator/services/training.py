@@ -112,10 +112,12 @@ def encode_run(*, job_id: int) -> None:
             total += done
             if done == 0:
                 break
+        labels_done = ml.encode_labels(job.project_id, _label_texts(job.project_id))
     except JOB_ERRORS as exc:
         job_fail(job_id=job.pk, error=f"encoding failed: {exc}")
         return
-    job_succeed(job=job, message=f"encoded {total} documents")
+    message = f"encoded {total} documents" + (f" and {labels_done} label names" if labels_done else "")
+    job_succeed(job=job, message=message)
     job_request(project=job.project, kind=Job.Kind.SCORE, reason="documents encoded")
 
 
@@ -159,6 +161,20 @@ def _training_snapshot(project: Project) -> tuple[list[int], list[tuple[int, str
     doc_ids, rows = latest_answers(project, evaluation=False)
     labels = list(Label.objects.filter(project=project).order_by("id").values_list("id", "name"))
     return doc_ids, labels, rows
+
+
+def _label_texts(project_id: int) -> list[tuple[str, str]]:
+    """(name, description) of the project's labels, in id order: what the label-name prior embeds."""
+    return list(Label.objects.filter(project_id=project_id).order_by("id").values_list("name", "description"))
+
+
+def _prior(project_id: int, *, encode: bool):
+    """The label-name prior over the project's labels (labels not embedded yet are embedded first when `encode`,
+    on the worker that holds the encoder); None when no label vector exists."""
+    labels = _label_texts(project_id)
+    if encode:
+        ml.encode_labels(project_id, labels)
+    return ml.label_prior(project_id, labels)
 
 
 def _texts(doc_ids: list[int]) -> list[str]:
@@ -243,6 +259,7 @@ def training_run(*, job_id: int) -> None:
                     Y=Y,
                     labels=names,
                     config=ml.fast_config(loss=project.loss, seed=next_number),
+                    prior=_prior(project.pk, encode=True),
                     on_progress=lambda fraction: train_beat(fraction, "training (full retrain)"),
                 )
                 extra = {"full_base_annotations": len(doc_ids)}
@@ -288,10 +305,12 @@ def training_run(*, job_id: int) -> None:
                     "strategy": ml.resolve_strategy(project.strategy, len(labels))[0],
                     "fast_tier": model.config.to_dict(),
                     "threshold": rule.threshold,
+                    "tick_curve": ml.tick_curve(model),  # pre-ticks: selectors.pretick_rule
                     "at_least_one": rule.at_least_one,
                     "platt": list(model.platt),
                     "mean_cardinality": mean_cardinality,
                     "encoder_fingerprint": ml.fingerprint(),
+                    "label_prior": ml.prior_info(model),
                 },
                 n_annotations=len(doc_ids),
                 n_labels=len(labels),
@@ -359,11 +378,13 @@ def _update_model(
 
     new_inputs, new_y = part(new_rows)
     replay = part(old_rows) if old_rows else None
-    updated = model.update(
+    updated = ml.update(
+        model,
         new_inputs,
         new_y,
         names,
         replay=replay,
+        prior=_prior(project.pk, encode=True) if model.prior is not None else None,
         on_progress=lambda fraction: beat(fraction, f"incremental update on {len(new_rows)} new answers"),
     )
     return updated, {
@@ -563,8 +584,18 @@ def _refresh_statistics(inserted: int) -> None:
 
 
 def _cold_start_items(project: Project, store, pool: list[int], seed: int) -> list[QueueItem]:
+    """Before the first model: diverse, representative picks (k-means on the embeddings), each with the label-name
+    prior's suggestions (zero-shot: the labels whose names are closest to the document) when label vectors exist."""
     n = min(project.queue_size, settings.ALABEL_COLD_START_SIZE)
-    picks = ml.cold_start(store.get(pool), n, seed=seed)
+    X = store.get(pool)  # (U, D)
+    picks = ml.cold_start(X, n, seed=seed)
+    suggestions: list[list] = [[] for _ in picks]
+    prior = _prior(project.pk, encode=False)
+    if prior is not None and len(picks):
+        label_ids = np.array(list(Label.objects.filter(project=project).order_by("id").values_list("id", flat=True)))
+        kept = min(len(label_ids), max(project.suggestions_k, KEPT_SHORTLIST))
+        idx, probs = ml.prior_shortlists(prior, X[np.asarray(picks)], kept)  # (n, kept) each
+        suggestions = [_suggestions(label_ids, idx[row], probs[row]) for row in range(len(picks))]
     return [
         QueueItem(
             project=project,
@@ -572,7 +603,7 @@ def _cold_start_items(project: Project, store, pool: list[int], seed: int) -> li
             model_version=None,
             strategy="cold_start",
             score=float(len(picks) - rank),
-            suggestions=[],
+            suggestions=suggestions[rank],
         )
         for rank, index in enumerate(picks)
     ]

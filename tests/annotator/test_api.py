@@ -222,6 +222,8 @@ def test_next_is_204_when_the_budget_is_spent(project, annotator_client, documen
 
 
 def test_next_serves_suggestions_with_scores(project, annotator_client, documents):
+    project.decision_threshold = 0.5  # a manager's pre-tick threshold (without it nothing is pre-ticked before a model)
+    project.save()
     joy, fear = Label.objects.get(name="joy"), Label.objects.get(name="fear")
     QueueItem.objects.create(
         project=project,
@@ -236,6 +238,12 @@ def test_next_serves_suggestions_with_scores(project, annotator_client, document
         {"label_id": joy.pk, "label": "joy", "description": "", "score": 0.91, "preselected": True},
         {"label_id": fear.pk, "label": "fear", "description": "", "score": 0.2, "preselected": False},
     ]
+    assert served["pretick"] == {
+        "threshold": 0.5,
+        "precision": None,
+        "floor": 0.7,
+        "source": "set by a project manager",
+    }
     annotator_client.post(_url(project, "annotations"), {"document": documents[3].pk, "labels": ["joy"]}, format="json")
     annotation = Annotation.objects.get(document=documents[3])
     assert annotation.suggestions == [
@@ -260,6 +268,7 @@ def _served_with(project, document, pairs):
 # --- suggestions: accept, reject, revise ----------------------------------------------------------------------------
 def test_each_shown_suggestion_records_what_the_expert_did(project, annotator_client, documents):
     project.suggestions_k = 3
+    project.decision_threshold = 0.5  # pre-ticks at 0.5 (a manager's threshold)
     project.save()
     _served_with(project, documents[0], [("joy", 0.9), ("anger", 0.6), ("fear", 0.3), ("surprise", 0.1)])
     served = annotator_client.get(_url(project, "next")).json()

@@ -47,7 +47,7 @@ def test_encoding_caches_every_document_and_queues_scoring(project, documents):
     Job.objects.all().delete()
     job = _run("encode", project, services.encode_run)
     assert job.status == "SUCCEEDED", job.error
-    assert job.message == "encoded 30 documents"
+    assert job.message == "encoded 30 documents and 5 label names"
     store = ml.embedding_store(project.pk)
     assert store.missing([doc.pk for doc in documents]) == []
     assert Job.objects.filter(project=project, kind="score", status="PENDING").exists()
@@ -254,3 +254,50 @@ def test_the_platform_default_follows_the_label_space():
     assert ml.resolve_strategy("default", 41_218) == ("random+kmeans", "random", "kmeans")
     assert ml.resolve_strategy("rarity+ranked", 41_218) == ("rarity+ranked", "rarity", "ranked")
     assert "random+kmeans above 1,000 labels" in dict(ml.strategy_choices())["default"]
+
+
+# --- the label-name prior --------------------------------------------------------------------------------------------
+def test_before_any_label_cold_start_documents_carry_label_name_suggestions_unticked(
+    project, annotator_user, documents, settings
+):
+    settings.ALABEL_COLD_START_SIZE = 6
+    Job.objects.all().delete()
+    job = _run("encode", project, services.encode_run)
+    assert job.message == "encoded 30 documents and 5 label names"
+    assert ml.label_store(project.pk).dim is not None
+    Job.objects.filter(kind="score").delete()
+    assert _run("score", project, services.scoring_run).status == "SUCCEEDED"
+
+    served = services.queue_lease_next(project=project, user=annotator_user)
+    assert served.item.strategy == "cold_start" and served.item.model_version is None
+    names = [s["label"] for s in served.suggestions]
+    assert sorted(names) == sorted(LABELS)  # every label scored from its name alone
+    scores = [s["score"] for s in served.suggestions]
+    assert scores == sorted(scores, reverse=True) and all(0 < p < 1 for p in scores)
+    assert not any(s["preselected"] for s in served.suggestions)  # no evidence yet: nothing pre-ticked
+
+
+def test_a_label_added_later_is_embedded_and_suggested_at_once(project, manager, annotator_user, documents, settings):
+    settings.ALABEL_COLD_START_SIZE = 6
+    _encode_all(project)
+    Job.objects.all().delete()
+    services.labels_add(project=project, labels=["gratitude"])
+    encode = Job.objects.get(project=project, kind="encode", status="PENDING")  # queued by the new label
+    services.encode_run(job_id=encode.pk)
+    encode.refresh_from_db()
+    assert encode.message == "encoded 0 documents and 1 label names"
+    services.scoring_run(job_id=Job.objects.get(project=project, kind="score", status="PENDING").pk)
+    served = services.queue_lease_next(project=project, user=annotator_user)
+    assert "gratitude" in [s["label"] for s in served.suggestions]
+
+
+def test_trained_versions_blend_the_prior_and_record_it_and_their_encoder(project, annotator_user, documents):
+    _encode_all(project)
+    _label_some(project, annotator_user, documents)
+    services.training_run(job_id=Job.objects.get(project=project, kind="train").pk)
+    version = ModelVersion.objects.get(project=project)
+    assert version.config["encoder_fingerprint"] == ml.fingerprint()
+    prior = version.config["label_prior"]
+    assert prior["labels_with_vectors"] == len(LABELS) and prior["scale"] > 0
+    model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / version.artifact_path))
+    assert model.prior is not None and model.uses_embeddings

@@ -23,6 +23,7 @@ def test_manager_changes_the_annotation_settings(project, manager):
             "guidelines": "Tick every emotion.",
             "suggestions_k": "5",
             "decision_threshold": "0.4",
+            "pretick_floor": "0.8",
             "lease_seconds": "120",
             "eval_size": "0",
             "eval_fraction": "",
@@ -39,6 +40,7 @@ def test_manager_changes_the_annotation_settings(project, manager):
         120,
     )
     assert (project.eval_share, project.stop_min_gain) == (0.25, 0.01)
+    assert (project.pretick_floor, project.preticks_enabled) == (0.8, False)  # an unticked box is not sent
     page = client.get(f"/projects/{project.pk}/").content.decode()
     assert "Annotation settings saved." in page
 

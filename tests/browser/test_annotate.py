@@ -70,6 +70,8 @@ def test_keyboard_flow_accept_reject_search_submit_undo_change_resubmit(page, li
     scores = [float(s) for s in page.eval_on_selector_all("#suggestions .score", "xs => xs.map(x => x.textContent)")]
     assert scores == sorted(scores, reverse=True)
     assert _chips(page) == set()
+    rule = page.text_content("#pretick-rule")  # the pre-tick rule, in words, next to the suggestions
+    assert rule.startswith("Pre-ticked: suggestions scoring ≥ 0.999") and "set by a project manager" in rule
 
     # Accept two suggestions, reject the third (Shift+3), add a label by search: all from the keyboard.
     page.locator("body").press("1")

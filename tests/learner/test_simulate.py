@@ -167,3 +167,37 @@ def test_labels_to_reach_and_ratios_follow_the_mean_curve() -> None:
     assert summary["smart"]["labels_to_95"] == 60  # mean of 0.96 and 0.9 is 0.93 at 40
     assert summary["smart"]["aulc_micro_f1"] == pytest.approx(np.mean([0.2, 0.93, 0.97, 0.98]))
     assert summary["smart"]["select_seconds_mean"] == 0.5  # the last round selects nothing and is not counted
+
+
+def test_checkpoints_compare_learners_on_the_same_random_documents_with_the_prior_at_zero_labels(
+    designed, tmp_path, tiny_encoder_dir
+):
+    out = tmp_path / "low"
+    cache = tmp_path / "cache"
+    args = ["--checkpoints", "0,10,30", "--learners", "turn1,prior", "--encoder", str(tiny_encoder_dir)]
+    args += ["--cache-dir", str(cache)]
+
+    assert _simulate(designed, out, *args) == 0
+
+    summary = json.loads((out / "checkpoints-summary.json").read_text())
+    assert summary["checkpoints"] == [0, 10, 30] and summary["seeds"] == 2
+    assert set(summary["learners"]["prior"]) == {"0", "10", "30"}  # the prior suggests before any label
+    assert set(summary["learners"]["turn1"]) == {"10", "30"}  # the turn-1 learner has no model at 0
+    for rows in summary["learners"].values():
+        for row in rows.values():
+            for metric in ("micro_f1", "macro_f1", "P@1", "P@5"):
+                cell = row[metric]
+                assert cell["n"] == 2 and cell["low"] <= cell["mean"] <= cell["high"]
+    assert summary["learners"]["prior"]["0"]["pretick_recall"]["mean"] == 0.0  # no evidence: nothing pre-ticked
+    assert set(summary["frequency_baseline"]) == {"P@1", "P@5"}
+    runs = json.loads((out / "checkpoints.json").read_text())["runs"]
+    for seed in ("0", "1"):
+        assert [p["labelled"] for p in runs["turn1"][seed]] == [0, 10, 30]
+    assert (out / "checkpoints.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _simulate(designed, out, *args) == 0  # resumed from runs/
+    assert json.loads((out / "checkpoints.json").read_text())["runs"] == runs
+
+
+def test_checkpoints_reject_an_unknown_learner(designed, tmp_path, capsys):
+    assert _simulate(designed, tmp_path / "low", "--checkpoints", "0,10", "--learners", "turn1,magic") == 2
+    assert "--learners" in capsys.readouterr().err

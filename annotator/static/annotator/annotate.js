@@ -159,6 +159,21 @@
     });
   }
 
+  // Why some suggestions come pre-ticked (the `pretick` rule of `next`); hidden while revising and without suggestions.
+  function renderPretick(rule) {
+    const box = el("pretick-rule");
+    box.hidden = !rule;
+    if (!rule) { box.textContent = ""; return; }
+    const percent = (share) => Math.round(share * 100) + " %";
+    if (rule.threshold === null) {
+      box.textContent = "Nothing pre-ticked: " + rule.reason + ".";
+      return;
+    }
+    let text = "Pre-ticked: suggestions scoring ≥ " + String(Number(rule.threshold.toFixed(3)));
+    if (typeof rule.precision === "number") text += " — right " + percent(rule.precision) + " of the time";
+    box.textContent = text + " (floor " + percent(rule.floor) + "; " + rule.source + ").";
+  }
+
   function toggleDescriptions() {
     showDescriptions = !showDescriptions;
     for (const p of suggestionsEl.querySelectorAll(".description")) p.hidden = !showDescriptions;
@@ -172,6 +187,7 @@
     textEl.textContent = payload.document.text;
     textEl.scrollTop = 0;
     renderSuggestions(payload.suggestions);
+    renderPretick(revising || !payload.suggestions.length ? null : payload.pretick);
     renderChosen();
     clearResults();
     searchEl.value = "";
@@ -199,6 +215,7 @@
         (session.seconds / session.done).toFixed(1) + " s each on average."
       : "";
     renderSuggestions([]);
+    renderPretick(null);
     el("no-suggestions").hidden = true;
     el("provenance").textContent = "";
     el("revising").hidden = true;
