@@ -30,16 +30,18 @@ Writes into ``--out``:
 micro-F1 is measured at the model's micro-F1 decision rule, macro-F1 at its macro rule (over the labels present in
 the test file), P@k on its top-k. Exit status: 0 on success, 2 on a usage or input error, with a message on stderr.
 
-The low-data regime (``--checkpoints 0,20,50,100,200,500,1000,2000 --learners turn1,prior``): instead of rounds of
-a strategy, every seed draws one random order of the pool and each learner is trained on its first n documents for
+The low-data regime (``--checkpoints 0,20,50,100,200,500,1000,2000 --learners turn1,prior``): instead of rounds of a
+strategy, every seed draws one random order of the pool and each learner is trained on its first n documents for
 every checkpoint n, so the learners are compared side by side on the same documents. Learners: ``turn1`` (the fast
 tier as it was: no prior), ``prior`` (the fast tier blended with the label-name prior, ``learner.prior``; at 0
-labels the prior alone). ``--pool-size`` / ``--test-size`` subsample the files (seeded) for large datasets;
-``--train-labels`` / ``--test-labels`` replace the labels by those of a side file joined on id (the tibkat-gnd
-domain task). Writes ``checkpoints.json`` (every point of every learner and seed), ``checkpoints-summary.json``
-(per learner and checkpoint: the mean and a 95 % bootstrap interval over seeds of micro/macro-F1, P@1, P@5 and the
-precision and recall of the pre-ticked labels at a precision floor of ``--floor``; the frequency baseline at 0
-labels) and ``checkpoints.png``.
+labels the prior alone), ``adapt`` (``prior`` on an encoder adapted to the n labelled documents first,
+``learner.adapt``: the documents, the test file and the label names re-embedded with it; minutes per checkpoint on a
+CPU: ``--adapt-at`` names the checkpoints it runs at). ``--pool-size`` / ``--test-size`` subsample the files
+(seeded) for large datasets; ``--train-labels`` / ``--test-labels`` replace the labels by those of a side file
+joined on id (the tibkat-gnd domain task). Writes ``checkpoints.json`` (every point of every learner and seed),
+``checkpoints-summary.json`` (per learner and checkpoint: the mean and a 95 % bootstrap interval over seeds of
+micro/macro-F1, P@1, P@5 and the precision and recall of the pre-ticked labels at a precision floor of ``--floor``;
+the frequency baseline at 0 labels) and ``checkpoints.png``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ from learner.data import multi_hot
 logger = logging.getLogger(__name__)
 
 SHORTLIST = 100  # labels per pool document the strategies see (every label in smaller label sets)
-LEARNERS = ("turn1", "prior")
+LEARNERS = ("turn1", "prior", "adapt")
 LOW_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5", "pretick_precision", "pretick_recall")
 CURVE_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5")
 
@@ -99,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     low.add_argument("--train-labels", default=None, help="JSONL(.gz) of {id, labels} replacing the train labels")
     low.add_argument("--test-labels", default=None, help="JSONL(.gz) of {id, labels} replacing the test labels")
     low.add_argument("--prior-config", default=None, help="learner.prior.PriorConfig fields as JSON")
+    low.add_argument("--adapt-config", default=None, help="learner.adapt.AdaptConfig fields as JSON")
+    low.add_argument("--adapt-at", default=None, help="the adapt learner's checkpoints (default: every one >= 2)")
     low.add_argument("--labels", default=None, help="the label set: a TSV whose first column names every label")
     return parser
 
@@ -344,11 +348,20 @@ class LowData:
         label_embeddings: np.ndarray | None,
         prior_config: dict[str, Any] | None = None,
         floor: float = 0.7,
+        adapt_config: dict[str, Any] | None = None,
+        adapt_at: Sequence[int] | None = None,
+        encoder_path: str | None = None,
+        work_dir: Path | None = None,
     ) -> None:
+        from learner.adapt import AdaptConfig
         from learner.prior import LabelPrior, PriorConfig
 
         self.simulation = simulation
         self.floor = floor
+        self.adapt_config = AdaptConfig.from_dict(adapt_config or {})
+        self.adapt_at = set(adapt_at) if adapt_at is not None else None
+        self.encoder_path = encoder_path
+        self.work_dir = work_dir
         self.prior = (
             LabelPrior(simulation.labels, label_embeddings, PriorConfig.from_dict(prior_config or {}))
             if label_embeddings is not None
@@ -408,19 +421,78 @@ class LowData:
             out = self._scores(idx, probs, rule.apply(idx, probs, n_labels), rule.apply(idx, probs, n_labels))
             out.update(self._preticks(idx, probs, None))  # no evidence yet: nothing is pre-ticked
             return {"labelled": 0, **out, "train_seconds": 0.0}
-        prior = self.prior if learner == "prior" else None
-        model = FastTier.train(
-            sim._inputs_for(rows, prior is not None), sim.Y[rows], sim.labels, sim.config, prior=prior
-        )
-        train_seconds = time.perf_counter() - started
-        idx, probs = model.predict_topk(self._test_inputs(model), k)
+        if learner == "adapt":
+            if len(rows) < 2 or (self.adapt_at is not None and len(rows) not in self.adapt_at):
+                return {"labelled": len(rows)}
+            try:
+                model, test_inputs, adapt_info = self._adapted(rows)
+            except ValueError as exc:  # e.g. no two labelled documents share a label: nothing to adapt on
+                model = FastTier.train(
+                    sim._inputs_for(rows, True), sim.Y[rows], sim.labels, sim.config, prior=self.prior
+                )
+                test_inputs, adapt_info = self._test_inputs(model), {"skipped": str(exc)}
+            train_seconds = time.perf_counter() - started
+        else:
+            prior = self.prior if learner == "prior" else None
+            model = FastTier.train(
+                sim._inputs_for(rows, prior is not None), sim.Y[rows], sim.labels, sim.config, prior=prior
+            )
+            train_seconds = time.perf_counter() - started
+            test_inputs, adapt_info = self._test_inputs(model), None
+        idx, probs = model.predict_topk(test_inputs, k)
         micro = model.rules["micro_f1"].apply(idx, probs, n_labels)
         macro = model.rules.get("macro_f1", model.rules["micro_f1"]).apply(idx, probs, n_labels)
         out = self._scores(idx, probs, micro, macro)
         threshold = pretick_threshold(model.tick_curve, self.floor) if model.tick_curve is not None else None
         out.update(self._preticks(idx, probs, threshold))
         # The out-of-fold evidence the threshold came from: other pre-tick rules can be checked without retraining.
-        return {"labelled": len(rows), **out, "train_seconds": round(train_seconds, 3), "tick_curve": model.tick_curve}
+        point = {"labelled": len(rows), **out, "train_seconds": round(train_seconds, 3), "tick_curve": model.tick_curve}
+        if adapt_info is not None:
+            point["adaptation"] = adapt_info
+        return point
+
+    def _adapted(self, rows: np.ndarray) -> tuple[Any, Any, dict[str, Any]]:
+        """The ``adapt`` learner on the pool documents ``rows``: the encoder adapted to them, everything it reads
+        re-embedded with it, the fast tier with the label-name prior trained on top. Returns (model, the test
+        inputs, what the adaptation cost)."""
+        import dataclasses
+        import shutil
+        import tempfile
+
+        from learner.adapt import adapt_encoder
+        from learner.config import EncoderConfig
+        from learner.encoder import Encoder
+        from learner.fast import FastTier, Inputs
+        from learner.prior import LabelPrior, label_text
+
+        sim = self.simulation
+        texts = [sim.texts[i] for i in rows]
+        folder = Path(tempfile.mkdtemp(prefix="adapted-", dir=self.work_dir))
+        try:
+            started = time.perf_counter()
+            config = dataclasses.replace(self.adapt_config, seed=int(rows.sum()) % 100_003)
+            info = adapt_encoder(self.encoder_path, texts, sim.Y[rows], folder / "encoder", config)
+            adapt_seconds = time.perf_counter() - started
+            encoder = Encoder.load(EncoderConfig(path=str(folder / "encoder")))
+            started = time.perf_counter()
+            X = encoder.encode(texts)  # (n, D)
+            X_test = encoder.encode(sim.test_texts)  # (T, D)
+            vectors = encoder.encode([label_text(name) for name in sim.labels])  # (L, D)
+            encode_seconds = time.perf_counter() - started
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        prior = LabelPrior(sim.labels, vectors, self.prior.config if self.prior is not None else None)
+        resolved = sim.config.resolve(len(sim.labels))
+        inputs = Inputs(texts=texts if resolved.needs_texts else None, embeddings=X)
+        model = FastTier.train(inputs, sim.Y[rows], sim.labels, sim.config, prior=prior)
+        test_inputs = Inputs(texts=sim.test_texts if model.uses_texts else None, embeddings=X_test)
+        cost = {
+            "adapt_seconds": round(adapt_seconds, 3),
+            "encode_seconds": round(encode_seconds, 3),
+            "steps": info.get("steps"),
+            "pairs": info.get("n_pairs"),
+        }
+        return model, test_inputs, cost
 
     def run(self, learner: str, seed: int, checkpoints: Sequence[int]) -> list[dict[str, Any]]:
         order = np.random.default_rng([seed, 21]).permutation(len(self.simulation.texts))
@@ -618,7 +690,7 @@ def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
                 cache_dir=Path(args.cache_dir),
                 progress=not args.no_progress,
             )
-            if "prior" in learners
+            if "prior" in learners or "adapt" in learners
             else None
         )
     except BenchmarkError as exc:
@@ -635,23 +707,29 @@ def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
         shortlist=args.shortlist,
         progress=not args.no_progress,
     )
-    try:
-        low = LowData(
-            simulation=simulation, label_embeddings=label_embeddings, prior_config=prior_config, floor=args.floor
-        )
-    except (TypeError, ValueError) as exc:
-        raise SimulationError(f"--prior-config: {exc}") from exc
     out = Path(args.out)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    key = json.dumps(
-        [train.sha256, test.sha256, args.config, args.prior_config, args.encoder, args.floor, checkpoints],
-        sort_keys=True,
-    )
-    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
+    try:
+        adapt_at = [int(n) for n in args.adapt_at.split(",") if n.strip()] if args.adapt_at else None
+        low = LowData(
+            simulation=simulation,
+            label_embeddings=label_embeddings,
+            prior_config=prior_config,
+            floor=args.floor,
+            adapt_config=parse_config(args.adapt_config),
+            adapt_at=adapt_at,
+            encoder_path=args.encoder,
+            work_dir=out,
+        )
+    except (TypeError, ValueError, BenchmarkError) as exc:
+        raise SimulationError(f"--prior-config / --adapt-config / --adapt-at: {exc}") from exc
+    base = [train.sha256, test.sha256, args.config, args.prior_config, args.encoder, args.floor, checkpoints]
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for learner in learners:
         runs[learner] = {}
+        key = json.dumps(base + ([args.adapt_config, adapt_at] if learner == "adapt" else []), sort_keys=True)
+        fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
         for seed in range(args.seeds):
             file = runs_dir / f"checkpoints-{learner}-seed{seed}.json"
             saved = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}

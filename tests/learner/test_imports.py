@@ -21,7 +21,8 @@ def loaded_after(statement: str) -> set[str]:
 def test_light_modules_import_neither_torch_nor_django() -> None:
     loaded = loaded_after(
         "import learner, learner.strategies, learner.metrics, learner.config, learner.data, "
-        "learner.device, learner.embeddings, learner.encoder, learner.testing"
+        "learner.device, learner.embeddings, learner.encoder, learner.testing, learner.prior, learner.adapt, "
+        "learner.fast, learner.simulate"
     )
 
     assert "learner" in loaded

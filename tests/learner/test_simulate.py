@@ -174,8 +174,8 @@ def test_checkpoints_compare_learners_on_the_same_random_documents_with_the_prio
 ):
     out = tmp_path / "low"
     cache = tmp_path / "cache"
-    args = ["--checkpoints", "0,10,30", "--learners", "turn1,prior", "--encoder", str(tiny_encoder_dir)]
-    args += ["--cache-dir", str(cache)]
+    args = ["--checkpoints", "0,10,30", "--learners", "turn1,prior,adapt", "--encoder", str(tiny_encoder_dir)]
+    args += ["--cache-dir", str(cache), "--adapt-at", "30", "--adapt-config", '{"pairs_per_document": 2}']
 
     assert _simulate(designed, out, *args) == 0
 
@@ -183,6 +183,7 @@ def test_checkpoints_compare_learners_on_the_same_random_documents_with_the_prio
     assert summary["checkpoints"] == [0, 10, 30] and summary["seeds"] == 2
     assert set(summary["learners"]["prior"]) == {"0", "10", "30"}  # the prior suggests before any label
     assert set(summary["learners"]["turn1"]) == {"10", "30"}  # the turn-1 learner has no model at 0
+    assert set(summary["learners"]["adapt"]) == {"0", "30"}  # only where asked; at 0 labels: the prior alone
     for rows in summary["learners"].values():
         for row in rows.values():
             for metric in ("micro_f1", "macro_f1", "P@1", "P@5"):
@@ -193,6 +194,8 @@ def test_checkpoints_compare_learners_on_the_same_random_documents_with_the_prio
     runs = json.loads((out / "checkpoints.json").read_text())["runs"]
     for seed in ("0", "1"):
         assert [p["labelled"] for p in runs["turn1"][seed]] == [0, 10, 30]
+        adapted = runs["adapt"][seed][2]
+        assert adapted["adaptation"].get("steps", 0) > 0 or "skipped" in adapted["adaptation"]
     assert (out / "checkpoints.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _simulate(designed, out, *args) == 0  # resumed from runs/
     assert json.loads((out / "checkpoints.json").read_text())["runs"] == runs

@@ -69,10 +69,17 @@ class Command(BaseCommand):
             process = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET, log_path=self.logs / "redis.log")
             self.processes.append(("redis", process))
         celery = [sys.executable, "-m", "celery", "-A", "webapp"]
-        self._spawn("worker-gpu", [*celery, "worker", "-Q", "gpu", "-c", "1", "-n", "gpu@%h", "-l", "INFO"])
+        # Torch's CPU threads per worker process: with the default (one per core) the training and scoring
+        # processes of one machine oversubscribe its cores, and measured on 2 cores an L-BFGS fit then ran up to
+        # 100x slower (docs/benchmarks.md, "The low-data regime"). OMP_NUM_THREADS, when set, wins.
+        threads = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 2) // 2))}
+        self._spawn(
+            "worker-gpu", [*celery, "worker", "-Q", "gpu", "-c", "1", "-n", "gpu@%h", "-l", "INFO"], env=threads
+        )
         self._spawn(
             "worker-default",
             [*celery, "worker", "-Q", "default", "-c", "2", "-n", "default@%h", "-l", "INFO"],
+            env=threads,
         )
         self._spawn(
             "beat",
@@ -100,7 +107,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  log in as {username:<15} password {password}")
         self.stdout.write(f"Logs: {self.logs}/  ·  Ctrl-C stops every process.\n")
 
-    def _spawn(self, name: str, command: list[str]) -> None:
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
             command,
@@ -108,7 +115,7 @@ class Command(BaseCommand):
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         log.close()
         self.processes.append((name, process))
