@@ -95,6 +95,11 @@ class Project(models.Model):
     preticks_enabled = models.BooleanField(
         default=True, help_text="Off: nothing is pre-ticked (unless decision_threshold is set)."
     )
+    label_prior = models.BooleanField(
+        default=True,
+        help_text="Suggest from the labels' names and descriptions before the first model and blend that prior into "
+        "every model (labels with few examples); off for labels named by codes.",
+    )
     suggestions_k = models.PositiveSmallIntegerField(default=10)
     lease_seconds = models.PositiveIntegerField(default=600)
     queue_size = models.PositiveIntegerField(default=200)

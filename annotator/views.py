@@ -41,6 +41,12 @@ class AnnotationSettingsForm(forms.Form):
 
     guidelines = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
     suggestions_k = forms.IntegerField(min_value=1, max_value=100, label="Suggestions shown")
+    label_prior = forms.BooleanField(
+        required=False,
+        label="Suggest from label names",
+        help_text="Zero-shot suggestions from the labels' names and descriptions before the first model, blended "
+        "into every model for labels with few examples. Switch off when labels are codes.",
+    )
     preticks_enabled = forms.BooleanField(required=False, label="Pre-tick suggestions")
     pretick_floor = forms.FloatField(
         min_value=0.01,
@@ -383,6 +389,7 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
             initial={
                 "guidelines": project.guidelines,
                 "suggestions_k": project.suggestions_k,
+                "label_prior": project.label_prior,
                 "preticks_enabled": project.preticks_enabled,
                 "pretick_floor": project.pretick_floor,
                 "decision_threshold": project.decision_threshold,

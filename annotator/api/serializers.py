@@ -47,6 +47,7 @@ class ProjectCreateSerializer(serializers.Serializer):
         help_text="Pre-tick only where pre-ticks were right at least this share of the time (0 < floor < 1).",
     )
     preticks_enabled = serializers.BooleanField(required=False)
+    label_prior = serializers.BooleanField(required=False)
     suggestions_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
     lease_seconds = serializers.IntegerField(required=False, min_value=10)
     queue_size = serializers.IntegerField(required=False, min_value=1, max_value=100_000)

@@ -24,6 +24,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='project',
+            name='label_prior',
+            field=models.BooleanField(default=True, help_text="Suggest from the labels' names and descriptions before the first model and blend that prior into every model (labels with few examples); off for labels named by codes."),
+        ),
+        migrations.AddField(
+            model_name='project',
             name='preticks_enabled',
             field=models.BooleanField(default=True, help_text='Off: nothing is pre-ticked (unless decision_threshold is set).'),
         ),

@@ -34,6 +34,7 @@ PROJECT_SETTINGS = (
     "decision_threshold",
     "pretick_floor",
     "preticks_enabled",
+    "label_prior",
     "suggestions_k",
     "lease_seconds",
     "queue_size",
@@ -82,6 +83,8 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
             )
     if "preticks_enabled" in cleaned and not isinstance(cleaned["preticks_enabled"], bool):
         problems.append("preticks_enabled must be true or false")
+    if "label_prior" in cleaned and not isinstance(cleaned["label_prior"], bool):
+        problems.append("label_prior must be true or false")
     valid_strategies = [name for name, _ in strategy_choices()]
     if "strategy" in cleaned and cleaned["strategy"] not in valid_strategies:
         problems.append(f"strategy must be one of {', '.join(valid_strategies)}")
@@ -220,6 +223,7 @@ def project_update(*, project: Project, **project_settings: Any) -> Project:
     # The queue keeps the model's KEPT_SHORTLIST best labels per document; showing more needs a re-score.
     rescore |= values.get("suggestions_k", 0) > max(project.suggestions_k, KEPT_SHORTLIST)
     budget_changed = "label_budget" in values and values["label_budget"] != project.label_budget
+    prior_changed = "label_prior" in values and values["label_prior"] != project.label_prior
     for key, value in values.items():
         setattr(project, key, value)
     project.save()
@@ -238,6 +242,11 @@ def project_update(*, project: Project, **project_settings: Any) -> Project:
         schedules_retime(project=project)
     if rescore and project.model_versions.filter(is_serving=True).exists():
         job_request(project=project, kind=Job.Kind.SCORE, reason="the strategy, queue size or suggestions changed")
+    if prior_changed:  # before the first model the cold-start suggestions change; after it, the next full retrain
+        if project.model_versions.exists():
+            job_request(project=project, kind=Job.Kind.TRAIN, reason="the label-name prior was switched", mode="full")
+        elif project.documents.exists():
+            job_request(project=project, kind=Job.Kind.SCORE, reason="the label-name prior was switched")
     return project
 
 

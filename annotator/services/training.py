@@ -170,7 +170,9 @@ def _label_texts(project_id: int) -> list[tuple[str, str]]:
 
 def _prior(project_id: int, *, encode: bool):
     """The label-name prior over the project's labels (labels not embedded yet are embedded first when `encode`,
-    on the worker that holds the encoder); None when no label vector exists."""
+    on the worker that holds the encoder); None when the project switched it off or no label vector exists."""
+    if not Project.objects.filter(pk=project_id, label_prior=True).exists():
+        return None
     labels = _label_texts(project_id)
     if encode:
         ml.encode_labels(project_id, labels)
@@ -205,6 +207,8 @@ def _decide_mode(project: Project, job: Job, base: ModelVersion | None, n_labell
         return "full", "no serving model to update"
     if base.config.get("encoder_fingerprint") != ml.fingerprint():
         return "full", "the encoder changed since the serving model"
+    if bool(base.config.get("label_prior")) != project.label_prior:
+        return "full", "the label-name prior was switched " + ("on" if project.label_prior else "off")
     if base.config.get("fast_tier", {}).get("loss", project.loss) != project.loss:
         return "full", "the loss changed since the serving model"
     if asked == "incremental":

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from annotator import ml, services
+from annotator.exceptions import ProjectError
 from annotator.models import Job, ModelVersion, QueueItem
 from learner import strategies
 from learner.strategies import DEFAULT_STRATEGY
@@ -301,3 +302,28 @@ def test_trained_versions_blend_the_prior_and_record_it_and_their_encoder(projec
     assert prior["labels_with_vectors"] == len(LABELS) and prior["scale"] > 0
     model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / version.artifact_path))
     assert model.prior is not None and model.uses_embeddings
+
+
+def test_switching_the_prior_off_empties_cold_start_suggestions_and_forces_a_full_retrain(
+    project, manager, annotator_user, documents, settings
+):
+    settings.ALABEL_COLD_START_SIZE = 6
+    _encode_all(project)
+    Job.objects.all().delete()
+    services.project_update(project=project, label_prior=False)
+    score = Job.objects.get(project=project, kind="score", status="PENDING")  # re-scored without the prior
+    services.scoring_run(job_id=score.pk)
+    assert all(item.suggestions == [] for item in QueueItem.objects.filter(project=project))
+
+    _label_some(project, annotator_user, documents)
+    services.training_run(job_id=Job.objects.get(project=project, kind="train").pk)
+    v1 = ModelVersion.objects.get(project=project)
+    assert v1.config["label_prior"] is None
+    services.project_update(project=project, label_prior=True)
+    train = Job.objects.get(project=project, kind="train", status="PENDING")
+    assert train.mode == "full"
+    services.training_run(job_id=train.pk)
+    v2 = ModelVersion.objects.get(project=project, is_serving=True)
+    assert v2.number == 2 and v2.config["label_prior"]["labels_with_vectors"] == len(LABELS)
+    with pytest.raises(ProjectError, match="label_prior must be true or false"):
+        services.project_update(project=project, label_prior="yes")
