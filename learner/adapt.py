@@ -63,6 +63,7 @@ import learner
 from learner.config import EncoderConfig, _check_device, _check_float, _check_int, _from_dict
 from learner.device import resolve_device, retry_on_oom
 from learner.encoder import bundled_model_path, encoder_fingerprint
+from learner.files import publish_folder
 
 __all__ = ["ADAPTATION_FILE", "LOSSES", "PAIR_TARGETS", "AdaptConfig", "adapt_encoder", "make_pairs"]
 
@@ -262,17 +263,6 @@ def _copy_source_files(source: Path, target: Path) -> list[str]:
             shutil.copytree(entry, target / entry.name)
             copied.append(entry.name + "/")
     return copied
-
-
-def _publish(tmp: Path, target: Path) -> None:
-    """Rename a finished temp folder into place, replacing an existing folder."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
 
 
 def _versions() -> dict[str, str]:
@@ -481,7 +471,7 @@ def adapt_encoder(
         stats["seconds"] = round(time.monotonic() - started, 3)
         stats["created_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         (tmp / ADAPTATION_FILE).write_text(json.dumps(stats, indent=2, sort_keys=True), encoding="utf-8")
-        _publish(tmp, target)
+        publish_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

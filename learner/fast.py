@@ -39,6 +39,7 @@ import learner
 from learner.config import LOSSES, _check_device, _check_float, _check_int, _from_dict
 from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tune_decision, tune_rule
 from learner.device import run_batches
+from learner.files import publish_folder
 from learner.prior import LabelPrior
 
 __all__ = ["FastTier", "FastTierConfig", "Inputs"]
@@ -220,17 +221,6 @@ def _split(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndar
     order = np.random.default_rng(seed).permutation(n_docs)
     n_val = min(n_docs - 1, max(1, round(fraction * n_docs)))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def _publish(tmp: Path, target: Path) -> None:
-    """Rename a finished temp folder into place, replacing an existing model folder."""
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
 
 
 # --- the flat head --------------------------------------------------------------------------------------------------
@@ -1109,7 +1099,7 @@ class FastTier(RuleBasedPredictions):
                     {n: t.cpu().contiguous() for n, t in self.flat.state().items()}, str(tmp / "flat.safetensors")
                 )
             (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
-            _publish(tmp, target)
+            publish_folder(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -71,7 +71,8 @@ from tqdm.auto import tqdm
 from learner.config import LOSSES, _check_device, _check_float, _check_int, _from_dict
 from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tune_decision
 from learner.device import retry_on_oom, run_batches
-from learner.fast import Inputs, _labels, _prior_logits, _publish, _split, _targets, _versions
+from learner.fast import Inputs, _labels, _prior_logits, _split, _targets, _versions
+from learner.files import publish_folder
 
 __all__ = ["FullTier", "FullTierConfig", "Inputs"]
 
@@ -1463,7 +1464,7 @@ class FullTier(RuleBasedPredictions):
                 "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
             (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
-            _publish(tmp, target)
+            publish_folder(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -37,6 +37,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from learner.config import _check_float, _check_int, _from_dict
+from learner.files import publish_folder
 
 __all__ = ["LabelPrior", "PriorConfig", "label_text"]
 
@@ -275,9 +276,7 @@ class LabelPrior:
         try:
             np.save(tmp / "vectors.npy", self.vectors, allow_pickle=False)
             (tmp / "prior.json").write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+            publish_folder(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -638,6 +638,24 @@ def _sample(split: Any, size: int | None, seed: int) -> Any:
     )
 
 
+def _simulation(
+    train: Any, test: Any, labels: list[str], config: dict[str, Any], embeddings: dict[str, np.ndarray], args: Any
+) -> Simulation:
+    """The Simulation of two splits (the pool and the test file) over `labels`, with whatever embeddings exist."""
+    return Simulation(
+        texts=list(train.texts),
+        Y=multi_hot(train.label_lists, labels),
+        test_texts=list(test.texts),
+        Y_test=multi_hot(test.label_lists, labels),
+        labels=labels,
+        config=config,
+        embeddings=embeddings.get("train"),
+        test_embeddings=embeddings.get("test"),
+        shortlist=args.shortlist,
+        progress=not args.no_progress,
+    )
+
+
 def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
     from learner.benchmark import embed_texts
     from learner.fast import FastTierConfig
@@ -695,18 +713,7 @@ def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
         )
     except BenchmarkError as exc:
         raise SimulationError(str(exc)) from exc
-    simulation = Simulation(
-        texts=list(train.texts),
-        Y=multi_hot(train.label_lists, labels),
-        test_texts=list(test.texts),
-        Y_test=multi_hot(test.label_lists, labels),
-        labels=labels,
-        config=config,
-        embeddings=embeddings["train"],
-        test_embeddings=embeddings["test"],
-        shortlist=args.shortlist,
-        progress=not args.no_progress,
-    )
+    simulation = _simulation(train, test, labels, config, embeddings, args)
     out = Path(args.out)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -796,18 +803,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             )
         except BenchmarkError as exc:
             raise SimulationError(str(exc)) from exc
-    simulation = Simulation(
-        texts=list(train.texts),
-        Y=multi_hot(train.label_lists, labels),
-        test_texts=list(test.texts),
-        Y_test=multi_hot(test.label_lists, labels),
-        labels=labels,
-        config=config,
-        embeddings=embeddings.get("train"),
-        test_embeddings=embeddings.get("test"),
-        shortlist=args.shortlist,
-        progress=not args.no_progress,
-    )
+    simulation = _simulation(train, test, labels, config, embeddings, args)
     out = Path(args.out)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
