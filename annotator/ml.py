@@ -27,8 +27,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def encoder_config() -> EncoderConfig:
-    return EncoderConfig(path=settings.ALABEL_ENCODER_PATH or None, device=settings.ALABEL_DEVICE)
+def encoder_config(encoder_path: str | None = None) -> EncoderConfig:
+    """The project's encoder: an adapted one (`encoder_path`, a folder under ARTIFACTS_DIR: an EncoderVersion's or a
+    model version's config "encoder_path"), else the configured base encoder (ALABEL_ENCODER_PATH or the bundled
+    MiniLM)."""
+    path = str(Path(settings.ARTIFACTS_DIR) / encoder_path) if encoder_path else settings.ALABEL_ENCODER_PATH or None
+    return EncoderConfig(path=path, device=settings.ALABEL_DEVICE)
 
 
 @functools.lru_cache(maxsize=2)
@@ -40,13 +44,13 @@ def _encoder(config_json: str) -> Encoder:
     return Encoder.load(EncoderConfig.from_dict(json.loads(config_json)))
 
 
-def encoder() -> Encoder:
+def encoder(encoder_path: str | None = None) -> Encoder:
     import json
 
-    return _encoder(json.dumps(encoder_config().to_dict(), sort_keys=True))
+    return _encoder(json.dumps(encoder_config(encoder_path).to_dict(), sort_keys=True))
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=16)
 def _fingerprint(config_json: str) -> str:
     import json
 
@@ -55,11 +59,11 @@ def _fingerprint(config_json: str) -> str:
     return encoder_fingerprint(EncoderConfig.from_dict(json.loads(config_json)))
 
 
-def fingerprint() -> str:
-    """The configured encoder's fingerprint, from its files alone: scoring never loads the encoder model."""
+def fingerprint(encoder_path: str | None = None) -> str:
+    """The encoder's fingerprint (see `encoder_config`), from its files alone: scoring never loads the encoder."""
     import json
 
-    return _fingerprint(json.dumps(encoder_config().to_dict(), sort_keys=True))
+    return _fingerprint(json.dumps(encoder_config(encoder_path).to_dict(), sort_keys=True))
 
 
 def device() -> str:
@@ -77,10 +81,11 @@ def project_dir(project_id: int) -> Path:
     return Path(settings.ARTIFACTS_DIR) / "projects" / str(project_id)
 
 
-def embedding_store(project_id: int) -> EmbeddingStore:
+def embedding_store(project_id: int, encoder_path: str | None = None) -> EmbeddingStore:
+    """The project's cached document embeddings of one encoder (each encoder keeps its own, by fingerprint)."""
     from learner.embeddings import EmbeddingStore
 
-    return EmbeddingStore(project_dir(project_id) / "embeddings", fingerprint())
+    return EmbeddingStore(project_dir(project_id) / "embeddings", fingerprint(encoder_path))
 
 
 def encode_into_store(
@@ -88,8 +93,9 @@ def encode_into_store(
     ids: Sequence[int],
     texts: Sequence[str],
     on_progress: Callable[[int, int], None] | None = None,
+    encoder_path: str | None = None,
 ) -> None:
-    vectors = encoder().encode(list(texts), on_progress=on_progress)
+    vectors = encoder(encoder_path).encode(list(texts), on_progress=on_progress)
     store.add(list(ids), vectors)
 
 
@@ -109,33 +115,35 @@ def label_keys(texts: Sequence[str]) -> list[int]:
     return [int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1 for text in texts]
 
 
-def label_store(project_id: int) -> EmbeddingStore:
+def label_store(project_id: int, encoder_path: str | None = None) -> EmbeddingStore:
     from learner.embeddings import EmbeddingStore
 
-    return EmbeddingStore(project_dir(project_id) / "label-embeddings", fingerprint())
+    return EmbeddingStore(project_dir(project_id) / "label-embeddings", fingerprint(encoder_path))
 
 
-def encode_labels(project_id: int, labels: Sequence[tuple[str, str]]) -> int:
+def encode_labels(project_id: int, labels: Sequence[tuple[str, str]], encoder_path: str | None = None) -> int:
     """Embeds the label texts not cached yet with the project's encoder (worker side). Returns how many."""
     texts = label_texts(labels)
     keys = label_keys(texts)
-    store = label_store(project_id)
+    store = label_store(project_id, encoder_path)
     missing = set(store.missing(keys))
     todo = [(key, text) for key, text in zip(keys, texts, strict=True) if key in missing]
     todo = list(dict(todo).items())  # two labels with the same text share one vector
     if todo:
-        store.add([key for key, _ in todo], encoder().encode([text for _, text in todo]))
+        store.add([key for key, _ in todo], encoder(encoder_path).encode([text for _, text in todo]))
     return len(todo)
 
 
-def label_prior(project_id: int, labels: Sequence[tuple[str, str]]) -> LabelPrior | None:
+def label_prior(
+    project_id: int, labels: Sequence[tuple[str, str]], encoder_path: str | None = None
+) -> LabelPrior | None:
     """The label-name prior over `labels` (name, description) from cached label vectors; a label whose vector is
     not cached yet has none (zero vector). None when no label is cached (nothing encoded yet)."""
     from learner.prior import LabelPrior
 
     if not labels:
         return None
-    store = label_store(project_id)
+    store = label_store(project_id, encoder_path)
     keys = label_keys(label_texts(labels))
     missing = set(store.missing(keys))
     cached = sorted({key for key in keys if key not in missing})
@@ -145,6 +153,29 @@ def label_prior(project_id: int, labels: Sequence[tuple[str, str]]) -> LabelPrio
     dim = next(iter(found.values())).shape[0]
     vectors = np.stack([found.get(key, np.zeros(dim, dtype=np.float32)) for key in keys])  # (L, D)
     return LabelPrior([name for name, _ in labels], vectors)
+
+
+def adapt_encoder(
+    *, texts: Sequence[str], Y: Any, out: Path, seed: int, on_progress: Callable[[float], None] | None = None
+) -> dict[str, Any]:
+    """learner.adapt: the configured base encoder fine-tuned on the labelled documents, saved into `out` (its
+    statistics returned). Always from the base encoder, on every label so far: adaptations never compound."""
+    from learner.adapt import AdaptConfig
+    from learner.adapt import adapt_encoder as adapt
+
+    config = AdaptConfig(seed=seed, device=settings.ALABEL_DEVICE)
+    return adapt(settings.ALABEL_ENCODER_PATH or None, list(texts), Y, out, config, on_progress=on_progress)
+
+
+def model_encoder(model: FastTier) -> str | None:
+    """The encoder a model was trained on (`encoder_path` as `encoder_config` takes it; None: the base one)."""
+    value = model.train_info.get("encoder_path")
+    return str(value) if value else None
+
+
+def set_model_encoder(model: FastTier, encoder_path: str | None) -> None:
+    """Records in the model (saved with it) which encoder it reads, so every later use embeds with that one."""
+    model.train_info["encoder_path"] = encoder_path
 
 
 def prior_info(model: FastTier) -> dict[str, Any] | None:

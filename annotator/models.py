@@ -275,6 +275,32 @@ class Document(models.Model):
         return f"{self.project_id}/{self.external_id}"
 
 
+class EncoderVersion(models.Model):
+    """A sentence encoder adapted to the project's labelled documents (learner.adapt): a model folder of its own
+    whose embeddings are cached under its fingerprint. The newest one is what the next training reads; a model
+    version reads the encoder it was trained with (its config's encoder_path)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="encoder_versions")
+    number = models.PositiveIntegerField()
+    artifact_path = models.CharField(max_length=500, help_text="Folder under ARTIFACTS_DIR.")
+    fingerprint = models.CharField(max_length=64)
+    base_fingerprint = models.CharField(max_length=64)
+    n_documents = models.PositiveIntegerField()
+    seconds = models.FloatField()
+    device = models.CharField(max_length=20, blank=True, default="")
+    stats = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="encoder_version_number_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/encoder e{self.number}"
+
+
 class ModelVersion(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
     number = models.PositiveIntegerField()
@@ -426,6 +452,7 @@ class Job(models.Model):
         ENCODE = "encode", "Encode documents"
         TRAIN = "train", "Train a model"
         SCORE = "score", "Score the pool and refill the queue"
+        ADAPT = "adapt", "Adapt the encoder to the labelled documents"
 
     class Status(models.TextChoices):
         PENDING = "PENDING", "Pending"
@@ -482,7 +509,7 @@ class Job(models.Model):
                 condition=Q(status__in=["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]),
                 name="job_status_valid",
             ),
-            models.CheckConstraint(condition=Q(kind__in=["encode", "train", "score"]), name="job_kind_valid"),
+            models.CheckConstraint(condition=Q(kind__in=["encode", "train", "score", "adapt"]), name="job_kind_valid"),
             models.CheckConstraint(condition=Q(mode__in=["", "auto", "incremental", "full"]), name="job_mode_valid"),
         ]
         indexes = [

@@ -23,6 +23,7 @@ from .models import (
     AnnotationLabel,
     BudgetAlert,
     Document,
+    EncoderVersion,
     Job,
     Label,
     Membership,
@@ -227,6 +228,28 @@ def budget_overview(*, project: Project, days: int = 30) -> dict[str, Any]:
 
 def activities(*, project: Project, limit: int = 20) -> QuerySet[Activity]:
     return Activity.objects.filter(project=project).order_by("-id")[:limit]
+
+
+def newest_encoder_path(*, project: Project) -> str | None:
+    """The encoder the next training reads: the newest adapted one (its folder under ARTIFACTS_DIR), else None (the
+    base encoder)."""
+    newest = EncoderVersion.objects.filter(project=project).order_by("-number").values_list("artifact_path", flat=True)
+    return newest.first()
+
+
+def encoder_number(*, project: Project, encoder_path: str | None) -> int | None:
+    """The EncoderVersion number of an encoder folder (None: the base encoder)."""
+    if not encoder_path:
+        return None
+    return (
+        EncoderVersion.objects.filter(project=project, artifact_path=encoder_path)
+        .values_list("number", flat=True)
+        .first()
+    )
+
+
+def encoder_versions(*, project: Project) -> QuerySet[EncoderVersion]:
+    return EncoderVersion.objects.filter(project=project).order_by("-number")
 
 
 def effective_threshold(*, project: Project, version: ModelVersion | None) -> float:

@@ -23,6 +23,13 @@ def train_model(job_id: int) -> None:
     training_run(job_id=job_id)
 
 
+@shared_task(name="annotator.tasks.adapt_encoder")
+def adapt_encoder(job_id: int) -> None:
+    from .services.adaptation import adaptation_run
+
+    adaptation_run(job_id=job_id)
+
+
 @shared_task(name="annotator.tasks.score_pool")
 def score_pool(job_id: int) -> None:
     from .services.training import scoring_run

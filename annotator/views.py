@@ -261,6 +261,10 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                 )
                 messages.success(request, f"v{version.number} now serves; the queue is being re-scored with it.")
                 return redirect("project-manage", project_id=project.pk)
+            elif action == "adapt":
+                job = services.adaptation_request(project=project, user=request.user)
+                messages.success(request, f"Encoder adaptation queued (job {job.pk}); a full retrain follows it.")
+                return redirect("project-manage", project_id=project.pk)
             elif action == "train":
                 train_form = TrainForm(request.POST)
                 mode = train_form.cleaned_data["mode"] if train_form.is_valid() else ""

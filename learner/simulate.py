@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
     low.add_argument("--floor", type=float, default=0.7, help="precision floor of the pre-ticks")
     low.add_argument("--pool-size", type=int, default=None, help="a seeded sample of the train file as the pool")
     low.add_argument("--test-size", type=int, default=None, help="a seeded sample of the test file")
+    low.add_argument(
+        "--test-from-pool",
+        type=int,
+        default=None,
+        help="measure on this many documents held out of the pool instead (tuning on the train file: the test file "
+        "is not read)",
+    )
     low.add_argument("--train-labels", default=None, help="JSONL(.gz) of {id, labels} replacing the train labels")
     low.add_argument("--test-labels", default=None, help="JSONL(.gz) of {id, labels} replacing the test labels")
     low.add_argument("--prior-config", default=None, help="learner.prior.PriorConfig fields as JSON")
@@ -623,6 +630,33 @@ def _replace_labels(split: Any, path: str | None, what: str) -> Any:
     return dataclasses.replace(split, label_lists=[side[str(doc_id)] for doc_id in split.ids])
 
 
+def _held_rows(n: int, size: int) -> np.ndarray:
+    """(n,) bool: the `size` documents held out of a pool of n (seed 3)."""
+    held = np.zeros(n, dtype=bool)
+    held[np.random.default_rng(3).choice(n, size=size, replace=False)] = True
+    return held
+
+
+def _hold_out(split: Any, size: int) -> tuple[Any, Any]:
+    """(the rest, `size` documents) of a split, drawn at random (seed 3): a test set out of the train file."""
+    import dataclasses
+
+    held = _held_rows(len(split), size)
+
+    def part(mask: np.ndarray, name: str) -> Any:
+        rows = np.flatnonzero(mask)
+        return dataclasses.replace(
+            split,
+            name=name,
+            ids=[split.ids[i] for i in rows],
+            texts=[split.texts[i] for i in rows],
+            label_lists=[split.label_lists[i] for i in rows],
+            sha256=f"{split.sha256}-{name}{size}",
+        )
+
+    return part(~held, "train"), part(held, "test")
+
+
 def _sample(split: Any, size: int | None, seed: int) -> Any:
     if size is None or size >= len(split):
         return split
@@ -680,7 +714,13 @@ def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
     except BenchmarkError as exc:
         raise SimulationError(str(exc)) from exc
     train = _sample(_replace_labels(train, args.train_labels, "train-labels"), args.pool_size, 1)
-    test = _sample(_replace_labels(test, args.test_labels, "test-labels"), args.test_size, 2)
+    if args.test_from_pool:
+        if not 0 < args.test_from_pool < len(train):
+            raise SimulationError(f"--test-from-pool must be between 1 and {len(train) - 1}")
+        whole = train  # embedded as one (cached) split, then cut in two
+        train, test = _hold_out(train, args.test_from_pool)
+    else:
+        test = _sample(_replace_labels(test, args.test_labels, "test-labels"), args.test_size, 2)
     labels = label_vocabulary([train, test])
     if args.labels is not None:  # the whole label set of a project, not only the labels the samples use
         try:
@@ -698,9 +738,16 @@ def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise SimulationError(f"--config: {exc}") from exc
     try:
-        embeddings, _ = embed_splits(
-            [train, test], encoder_path=args.encoder, cache_dir=Path(args.cache_dir), progress=not args.no_progress
-        )
+        if args.test_from_pool:
+            vectors = embed_splits(
+                [whole], encoder_path=args.encoder, cache_dir=Path(args.cache_dir), progress=not args.no_progress
+            )[0]["train"]
+            held = _held_rows(len(whole), args.test_from_pool)
+            embeddings = {"train": vectors[~held], "test": vectors[held]}
+        else:
+            embeddings, _ = embed_splits(
+                [train, test], encoder_path=args.encoder, cache_dir=Path(args.cache_dir), progress=not args.no_progress
+            )
         label_embeddings = (
             embed_texts(
                 [label_text(name) for name in labels],

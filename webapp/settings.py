@@ -189,6 +189,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "annotator.tasks.encode_documents": {"queue": "gpu"},
     "annotator.tasks.train_model": {"queue": "gpu"},
+    "annotator.tasks.adapt_encoder": {"queue": "gpu"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Long training runs must not be redelivered while they still run (acks_late): visibility timeout above them.
@@ -224,6 +225,8 @@ ALABEL_JOB_MAX_RETRIES = int(os.environ.get("ALABEL_JOB_MAX_RETRIES", "3"))
 # Every worker process records itself (WorkerHeartbeat) this often; /healthz counts workers seen within 3 periods.
 ALABEL_WORKER_HEARTBEAT_SECONDS = float(os.environ.get("ALABEL_WORKER_HEARTBEAT_SECONDS", "10"))
 ALABEL_COLD_START_SIZE = int(os.environ.get("ALABEL_COLD_START_SIZE", "50"))
+# Encoder adaptation (learner.adapt) needs pairs of labelled documents: below this many it is refused.
+ALABEL_ADAPT_MIN_DOCUMENTS = int(os.environ.get("ALABEL_ADAPT_MIN_DOCUMENTS", "20"))
 
 # Budget notices go to the project managers by email: the console backend (logs) unless configured, e.g.
 # DJANGO_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST / EMAIL_PORT.

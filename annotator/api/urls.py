@@ -23,6 +23,7 @@ urlpatterns = [
     path("projects/<int:project_id>/annotators/", views.AnnotatorStatsView.as_view(), name="api-annotators"),
     path("projects/<int:project_id>/labels/coverage/", views.LabelCoverageView.as_view(), name="api-label-coverage"),
     path("projects/<int:project_id>/train/", views.TrainView.as_view(), name="api-train"),
+    path("projects/<int:project_id>/adapt/", views.AdaptView.as_view(), name="api-adapt"),
     path("projects/<int:project_id>/models/", views.ModelListView.as_view(), name="api-models"),
     path("projects/<int:project_id>/models/compare/", views.ModelCompareView.as_view(), name="api-models-compare"),
     path(

@@ -311,6 +311,18 @@ class TrainView(APIView):
         return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+class AdaptView(APIView):
+    @extend_schema(
+        request=None,
+        responses={202: s.JobSerializer},
+        summary="Queue an encoder adaptation (SetFit-style, on every labelled document) followed by a full retrain",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        job = services.adaptation_request(project=project, user=request.user)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
 class ModelListView(APIView):
     @extend_schema(responses=s.ModelVersionSerializer(many=True), summary="Model versions, newest first")
     def get(self, request: Request, project_id: int) -> Response:

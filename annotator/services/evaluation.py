@@ -98,8 +98,8 @@ def _model_inputs(model, project: Project, doc_ids: list[int]) -> tuple[list[str
 
     X = None
     if model.uses_embeddings:
-        _encode_missing(project.pk, doc_ids, lambda *_: None)
-        X = ml.embedding_store(project.pk).get(doc_ids)
+        _encode_missing(project.pk, doc_ids, lambda *_: None, ml.model_encoder(model))
+        X = ml.embedding_store(project.pk, ml.model_encoder(model)).get(doc_ids)
     return (_texts(doc_ids) if model.uses_texts else None), X
 
 

@@ -30,6 +30,7 @@ def _task_for(kind: str):
         Job.Kind.ENCODE: tasks.encode_documents,
         Job.Kind.TRAIN: tasks.train_model,
         Job.Kind.SCORE: tasks.score_pool,
+        Job.Kind.ADAPT: tasks.adapt_encoder,
     }[kind]
 
 

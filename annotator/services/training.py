@@ -25,6 +25,7 @@ from ..models import (
     Annotation,
     AnnotationLabel,
     Document,
+    EncoderVersion,
     Job,
     Label,
     ModelVersion,
@@ -32,7 +33,14 @@ from ..models import (
     QueueItem,
     TrainMode,
 )
-from ..selectors import annotations_new_since, effective_threshold, serving_version, unlabelled_document_ids
+from ..selectors import (
+    annotations_new_since,
+    effective_threshold,
+    encoder_number,
+    newest_encoder_path,
+    serving_version,
+    unlabelled_document_ids,
+)
 from .curves import learning_curve_refresh
 from .evaluation import evaluate_model, evaluation_labels, evaluation_refresh, stop_decisions, stop_set_for
 from .jobs import (
@@ -84,8 +92,9 @@ def training_request(*, project: Project, user, mode: str = "") -> Job:
 
 
 # --- encode ----------------------------------------------------------------------------------------------------------
-def _encode_missing(project_id: int, doc_ids: list[int], beat: Heartbeat) -> int:
-    store = ml.embedding_store(project_id)
+def _encode_missing(project_id: int, doc_ids: list[int], beat: Heartbeat, encoder_path: str | None = None) -> int:
+    """Embeds the documents the encoder (`encoder_path`: an adapted one, None: the base) has no vector for yet."""
+    store = ml.embedding_store(project_id, encoder_path)
     missing = store.missing(doc_ids)
     for start in range(0, len(missing), ENCODE_CHUNK):
         part = missing[start : start + ENCODE_CHUNK]
@@ -95,8 +104,20 @@ def _encode_missing(project_id: int, doc_ids: list[int], beat: Heartbeat) -> int
         def report(done: int, _total: int, start: int = start) -> None:
             beat((start + done) / len(missing), f"encoded {start + done} of {len(missing)} documents")
 
-        ml.encode_into_store(store, present, [texts[doc_id] for doc_id in present], on_progress=report)
+        ml.encode_into_store(
+            store, present, [texts[doc_id] for doc_id in present], on_progress=report, encoder_path=encoder_path
+        )
     return len(missing)
+
+
+def encoders_in_use(project: Project) -> list[str | None]:
+    """The encoders whose embeddings the project needs: the one the next training reads (the newest adapted one,
+    else the base) and the one the serving model reads (scoring), first the former."""
+    paths = [newest_encoder_path(project=project)]
+    serving = serving_version(project=project)
+    if serving is not None and serving.config.get("encoder_path", None) not in paths:
+        paths.append(serving.config.get("encoder_path") or None)
+    return list(dict.fromkeys(paths))
 
 
 def encode_run(*, job_id: int) -> None:
@@ -106,13 +127,14 @@ def encode_run(*, job_id: int) -> None:
         return
     try:
         total = 0
+        paths = encoders_in_use(job.project)
         for _ in range(10):  # documents imported while encoding are picked up by the next pass
             doc_ids = list(Document.objects.filter(project_id=job.project_id).values_list("id", flat=True))
-            done = _encode_missing(job.project_id, doc_ids, Heartbeat(job.pk))
+            done = sum(_encode_missing(job.project_id, doc_ids, Heartbeat(job.pk), path) for path in paths)
             total += done
             if done == 0:
                 break
-        labels_done = ml.encode_labels(job.project_id, _label_texts(job.project_id))
+        labels_done = sum(ml.encode_labels(job.project_id, _label_texts(job.project_id), path) for path in paths)
     except JOB_ERRORS as exc:
         job_fail(job_id=job.pk, error=f"encoding failed: {exc}")
         return
@@ -168,15 +190,16 @@ def _label_texts(project_id: int) -> list[tuple[str, str]]:
     return list(Label.objects.filter(project_id=project_id).order_by("id").values_list("name", "description"))
 
 
-def _prior(project_id: int, *, encode: bool):
-    """The label-name prior over the project's labels (labels not embedded yet are embedded first when `encode`,
-    on the worker that holds the encoder); None when the project switched it off or no label vector exists."""
+def _prior(project_id: int, *, encode: bool, encoder_path: str | None = None):
+    """The label-name prior over the project's labels, embedded by `encoder_path` (labels not embedded yet are
+    embedded first when `encode`, on the worker that holds the encoder); None when the project switched it off or
+    no label vector exists."""
     if not Project.objects.filter(pk=project_id, label_prior=True).exists():
         return None
     labels = _label_texts(project_id)
     if encode:
-        ml.encode_labels(project_id, labels)
-    return ml.label_prior(project_id, labels)
+        ml.encode_labels(project_id, labels, encoder_path)
+    return ml.label_prior(project_id, labels, encoder_path)
 
 
 def _texts(doc_ids: list[int]) -> list[str]:
@@ -205,7 +228,7 @@ def _decide_mode(project: Project, job: Job, base: ModelVersion | None, n_labell
         return "full", "a full retrain was asked for"
     if base is None:
         return "full", "no serving model to update"
-    if base.config.get("encoder_fingerprint") != ml.fingerprint():
+    if base.config.get("encoder_fingerprint") != ml.fingerprint(newest_encoder_path(project=project)):
         return "full", "the encoder changed since the serving model"
     if bool(base.config.get("label_prior")) != project.label_prior:
         return "full", "the label-name prior was switched " + ("on" if project.label_prior else "off")
@@ -246,7 +269,8 @@ def training_run(*, job_id: int) -> None:
             base = serving_version(project=project)
             mode, why = _decide_mode(project, job, base, len(doc_ids))
             beat(0.0, f"{mode}: {why}")
-            _encode_missing(project.pk, doc_ids, beat.sub(0.0, 0.3))
+            encoder_path = newest_encoder_path(project=project)  # the newest adapted encoder, else the base one
+            _encode_missing(project.pk, doc_ids, beat.sub(0.0, 0.3), encoder_path)
             label_ids = [label_id for label_id, _ in labels]
             names = [name for _, name in labels]
             Y = _multi_hot(rows, label_ids)  # (N, L)
@@ -256,20 +280,21 @@ def training_run(*, job_id: int) -> None:
             if mode == "incremental" and base is not None:
                 model, extra = _update_model(project, job, base, doc_ids, rows, label_ids, names, train_beat)
             else:
-                X = ml.embedding_store(project.pk).get(doc_ids)  # (N, D)
+                X = ml.embedding_store(project.pk, encoder_path).get(doc_ids)  # (N, D)
                 model = ml.train(
                     texts=_texts(doc_ids),
                     X=X,
                     Y=Y,
                     labels=names,
                     config=ml.fast_config(loss=project.loss, seed=next_number),
-                    prior=_prior(project.pk, encode=True),
+                    prior=_prior(project.pk, encode=True, encoder_path=encoder_path),
                     on_progress=lambda fraction: train_beat(fraction, "training (full retrain)"),
                 )
                 extra = {"full_base_annotations": len(doc_ids)}
             beat(0.9, "saving and measuring the model")
             relative = Path("projects") / str(project.pk) / "models" / f"job{job.pk}-{uuid.uuid4().hex[:8]}"
             folder = Path(settings.ARTIFACTS_DIR) / relative
+            ml.set_model_encoder(model, encoder_path)
             model.save(folder)
             seconds = time.monotonic() - started
             mean_cardinality = float(Y.sum()) / max(len(doc_ids), 1)
@@ -313,7 +338,9 @@ def training_run(*, job_id: int) -> None:
                     "at_least_one": rule.at_least_one,
                     "platt": list(model.platt),
                     "mean_cardinality": mean_cardinality,
-                    "encoder_fingerprint": ml.fingerprint(),
+                    "encoder_fingerprint": ml.fingerprint(encoder_path),
+                    "encoder_path": encoder_path,
+                    "encoder_version": encoder_number(project=project, encoder_path=encoder_path),
                     "label_prior": ml.prior_info(model),
                 },
                 n_annotations=len(doc_ids),
@@ -372,7 +399,7 @@ def _update_model(
     if len(old_rows) > project.replay_size:
         old_rows = sorted(rng.choice(old_rows, size=project.replay_size, replace=False).tolist())
     model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / base.artifact_path))
-    store = ml.embedding_store(project.pk)
+    store = ml.embedding_store(project.pk, ml.model_encoder(model))
 
     def part(indices: list[int]):
         ids = [doc_ids[i] for i in indices]
@@ -382,13 +409,14 @@ def _update_model(
 
     new_inputs, new_y = part(new_rows)
     replay = part(old_rows) if old_rows else None
+    prior = _prior(project.pk, encode=True, encoder_path=ml.model_encoder(model)) if model.prior is not None else None
     updated = ml.update(
         model,
         new_inputs,
         new_y,
         names,
         replay=replay,
-        prior=_prior(project.pk, encode=True) if model.prior is not None else None,
+        prior=prior,
         on_progress=lambda fraction: beat(fraction, f"incremental update on {len(new_rows)} new answers"),
     )
     return updated, {
@@ -501,7 +529,7 @@ def scoring_run(*, job_id: int) -> None:
         with JobLiveness(job.pk):
             project = Project.objects.get(pk=job.project_id)
             version = serving_version(project=project)
-            store = ml.embedding_store(project.pk)
+            store = ml.embedding_store(project.pk, version.config.get("encoder_path") if version else None)
             encoded = set(store.ids().tolist())
             unlabelled = unlabelled_document_ids(project=project)  # the evaluation set is not in the pool
             pool = [doc_id for doc_id in unlabelled if doc_id in encoded]
@@ -823,15 +851,16 @@ def jobs_reconcile() -> dict[str, int]:
 
 
 def artifacts_sweep(*, older_than: float = 3600.0) -> int:
-    """Removes model folders that no version refers to and no active job is writing (a run killed between saving
-    and publishing leaves one), once they are `older_than` seconds old. Returns how many were removed."""
+    """Removes model and encoder folders that no version refers to and no active job is writing (a run killed
+    between saving and publishing leaves one), once they are `older_than` seconds old. Returns how many."""
     root = Path(settings.ARTIFACTS_DIR) / "projects"
     if not root.is_dir():
         return 0
     known = set(ModelVersion.objects.values_list("artifact_path", flat=True))
+    known |= set(EncoderVersion.objects.values_list("artifact_path", flat=True))
     active = {f"job{pk}-" for pk in Job.objects.filter(status__in=Job.ACTIVE).values_list("pk", flat=True)}
     removed = 0
-    for folder in root.glob("*/models/*"):
+    for folder in [*root.glob("*/models/*"), *root.glob("*/encoders/*")]:
         relative = str(folder.relative_to(Path(settings.ARTIFACTS_DIR)))
         if relative in known or any(folder.name.lstrip(".").startswith(prefix) for prefix in active):
             continue
