@@ -498,6 +498,8 @@ class FastTier(RuleBasedPredictions):
             raise ValueError(f"features {config.features!r} need the documents' texts")
         if config.needs_embeddings and inputs.embeddings is None:
             raise ValueError(f"features {config.features!r} need the documents' embeddings")
+        if prior is not None and config.head == "tree" and not prior.config.blend_trees:
+            prior = None  # measured: the prior helps trees before the first model only (PriorConfig.blend_trees)
         if prior is not None:
             if inputs.embeddings is None:
                 raise ValueError("a label-name prior needs the documents' embeddings")
@@ -794,6 +796,8 @@ class FastTier(RuleBasedPredictions):
         if missing:
             raise ValueError(f"update labels drop {len(missing)} label(s) of the model, e.g. {missing[:3]}")
         if self.tree is not None:
+            if prior is not None and not prior.config.blend_trees:
+                prior = None
             return self._update_tree(
                 inputs, Y, names, replay=replay, validation=validation, prior=prior, on_progress=on_progress
             )

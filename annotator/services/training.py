@@ -230,7 +230,7 @@ def _decide_mode(project: Project, job: Job, base: ModelVersion | None, n_labell
         return "full", "no serving model to update"
     if base.config.get("encoder_fingerprint") != ml.fingerprint(newest_encoder_path(project=project)):
         return "full", "the encoder changed since the serving model"
-    if bool(base.config.get("label_prior")) != project.label_prior:
+    if base.config.get("label_prior_enabled", bool(base.config.get("label_prior"))) != project.label_prior:
         return "full", "the label-name prior was switched " + ("on" if project.label_prior else "off")
     if base.config.get("fast_tier", {}).get("loss", project.loss) != project.loss:
         return "full", "the loss changed since the serving model"
@@ -341,7 +341,8 @@ def training_run(*, job_id: int) -> None:
                     "encoder_fingerprint": ml.fingerprint(encoder_path),
                     "encoder_path": encoder_path,
                     "encoder_version": encoder_number(project=project, encoder_path=encoder_path),
-                    "label_prior": ml.prior_info(model),
+                    "label_prior": ml.prior_info(model),  # None: no prior blended (switched off, or a tree)
+                    "label_prior_enabled": project.label_prior,
                 },
                 n_annotations=len(doc_ids),
                 n_labels=len(labels),

@@ -166,7 +166,10 @@ def test_tree_head_blends_the_prior_shortlist_with_its_own() -> None:
     X = _unit(vectors[rows] + rng.normal(scale=0.3, size=(200, 16)))
     Y = sp.csr_matrix((np.ones(200), (np.arange(200), rows)), shape=(200, 40))
     config = FastTierConfig(head="tree", lexical_weight=0.0, tree={"tree": {"branching": 2, "leaf_size": 8}})
-    model = FastTier.train(Inputs(texts=texts, embeddings=X), Y, labels, config, prior=LabelPrior(labels, vectors))
+    by_default = FastTier.train(Inputs(texts=texts), Y, labels, config, prior=LabelPrior(labels, vectors))
+    assert by_default.prior is None and not by_default.uses_embeddings  # measured: trees keep the prior out
+    blending = LabelPrior(labels, vectors, PriorConfig(blend_trees=True))
+    model = FastTier.train(Inputs(texts=texts, embeddings=X), Y, labels, config, prior=blending)
     unseen = _unit(vectors[35:36] + rng.normal(scale=0.1, size=(5, 16)))
     idx, _ = model.predict_topk(Inputs(texts=["w35 something"] * 5, embeddings=unseen), 5)
     assert np.all(idx[:, 0] == 35)  # only the prior knows label 35
