@@ -10,7 +10,6 @@ reads, so scoring, evaluation and a rollback always embed with the right one.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
@@ -26,12 +25,10 @@ from .jobs import (
     JobCancelled,
     JobLiveness,
     job_claim,
-    job_fail,
-    job_mark_cancelled,
     job_request,
     job_succeed,
 )
-from .training import JOB_ERRORS, _encode_missing, _label_texts, _multi_hot, _texts, _training_snapshot
+from .training import JOB_ERRORS, _encode_missing, _label_texts, _multi_hot, _texts, _training_snapshot, abandon
 
 
 def _check_enough(n_documents: int) -> None:
@@ -82,19 +79,13 @@ def adaptation_run(*, job_id: int) -> None:
             beat(0.99, "publishing the encoder")
             version = _publish(job_id=job.pk, attempt=attempt, project=project, relative=str(relative), stats=stats)
     except JobCancelled:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        job_mark_cancelled(job_id=job_id)
+        abandon(job_id=job_id, folder=folder, cancelled=True)
         return
     except JOB_ERRORS as exc:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        job_fail(job_id=job_id, error=f"adaptation failed: {exc}")
+        abandon(job_id=job_id, folder=folder, error=f"adaptation failed: {exc}")
         return
     if version is None:  # another delivery took the job over, or it was cancelled
-        shutil.rmtree(folder, ignore_errors=True)
-        if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
-            job_mark_cancelled(job_id=job_id)
+        abandon(job_id=job_id, folder=folder)
         return
     job_request(project=project, kind=Job.Kind.TRAIN, reason=f"encoder e{version.number} adapted", mode="full")
 

@@ -351,19 +351,13 @@ def training_run(*, job_id: int) -> None:
                 device=str(model.train_info.get("device", "")),
             )
     except JobCancelled:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        job_mark_cancelled(job_id=job_id)
+        abandon(job_id=job_id, folder=folder, cancelled=True)
         return
     except JOB_ERRORS as exc:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        job_fail(job_id=job_id, error=f"training failed: {exc}")
+        abandon(job_id=job_id, folder=folder, error=f"training failed: {exc}")
         return
     if version is None:  # another delivery took the job over, or it was cancelled; its result stands
-        shutil.rmtree(folder, ignore_errors=True)
-        if Job.objects.filter(pk=job_id, cancel_requested=True).exists():
-            job_mark_cancelled(job_id=job_id)
+        abandon(job_id=job_id, folder=folder)
         return
     learning_curve_refresh(project=project)
     job_request(
@@ -373,6 +367,17 @@ def training_run(*, job_id: int) -> None:
         model_version=version,
     )
     training_maybe_request(project=project)
+
+
+def abandon(*, job_id: int, folder: Path | None, error: str | None = None, cancelled: bool = False) -> None:
+    """A run that publishes nothing: the folder it wrote is removed; its job FAILED with `error`, or CANCELLED when
+    it stopped on a cancel request (`cancelled`, or one found after another delivery took the job over)."""
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+    if error is not None:
+        job_fail(job_id=job_id, error=error)
+    elif cancelled or Job.objects.filter(pk=job_id, cancel_requested=True).exists():
+        job_mark_cancelled(job_id=job_id)
 
 
 def _update_model(
