@@ -186,7 +186,7 @@ def prior_info(model: FastTier) -> dict[str, Any] | None:
         "scale": round(model.prior.scale, 4),
         "offset": round(model.prior.offset, 4),
         "pseudo_positives": model.prior.config.pseudo_positives,
-        "labels_with_vectors": int((np.abs(model.prior.vectors).sum(axis=1) > 0).sum()),
+        "labels_with_vectors": int((~model.prior.missing).sum()),
     }
 
 

@@ -37,10 +37,10 @@ import scipy.sparse as sp
 
 import learner
 from learner.config import LOSSES, _check_device, _check_float, _check_int, _from_dict
-from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tune_decision, tune_rule
+from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tick_curve, tune_decision, tune_rule
 from learner.device import run_batches
 from learner.files import publish_folder
-from learner.prior import LabelPrior
+from learner.prior import LabelPrior, topk_rows
 
 __all__ = ["FastTier", "FastTierConfig", "Inputs"]
 
@@ -1002,12 +1002,8 @@ class FastTier(RuleBasedPredictions):
             with torch.inference_mode():
                 head = _probabilities(self.flat.scores(xs, xd), self.config.loss).cpu().numpy()  # (C, L)
             blended = weights * head + (1.0 - weights) * self.prior.dense(xd)  # (C, L)
-            top = np.argpartition(-blended, k - 1, axis=1)[:, :k] if k < blended.shape[1] else None
-            if top is None:
-                top = np.broadcast_to(np.arange(blended.shape[1]), blended.shape).copy()
-            values = np.take_along_axis(blended, top, axis=1)
-            order = np.argsort(-values, axis=1, kind="stable")
-            return np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1).astype(np.float32)
+            idx, values = topk_rows(blended, k)
+            return idx, values.astype(np.float32)
         wide = max(k, min(self.config.lexical_candidates, len(self.labels)))
         tree_idx, tree_p = self._head_topk(xs, xd, wide, texts)  # (C, W)
         prior_idx, _ = self.prior.topk_cosines(xd, self.prior.config.candidates)  # (C, P)
@@ -1180,18 +1176,10 @@ class FastTier(RuleBasedPredictions):
         )
 
 
-def _tick_curve(
-    idx: np.ndarray, raw: np.ndarray, targets: sp.csr_matrix, platt: tuple[float, float]
-) -> dict[str, Any] | None:
+def _tick_curve(idx: np.ndarray, raw: np.ndarray, targets: sp.csr_matrix, platt: tuple[float, float]) -> dict[str, Any]:
     """How often a pre-tick at each threshold was right on validation / out-of-fold calibrated shortlists."""
-    from learner import decision
-
-    curve = getattr(decision, "tick_curve", None)
-    if curve is None:
-        return None
     probs = np.where(idx >= 0, apply_platt(raw, *platt), np.float32(0.0)).astype(np.float32)
-    result: dict[str, Any] = curve(idx, probs, targets)
-    return result
+    return tick_curve(idx, probs, targets)
 
 
 def _versions() -> dict[str, str]:

@@ -39,7 +39,7 @@ import scipy.sparse as sp
 from learner.config import _check_float, _check_int, _from_dict
 from learner.files import publish_folder
 
-__all__ = ["LabelPrior", "PriorConfig", "label_text"]
+__all__ = ["LabelPrior", "PriorConfig", "label_text", "topk_rows"]
 
 FORMAT = "learner.LabelPrior"
 FORMAT_VERSION = 1
@@ -88,6 +88,17 @@ class PriorConfig:
     @classmethod
     def from_dict(cls, data: Any) -> Self:
         return _from_dict(cls, data)
+
+
+def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest entries of each row of `scores` (C, L): (C, k) column indices and values, best first."""
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (C, k) unordered
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -178,14 +189,7 @@ class LabelPrior:
         for start in range(0, docs.shape[0], self.config.chunk):
             block = docs[start : start + self.config.chunk] @ self.vectors.T  # (C, L)
             block[:, self.missing] = -1.0
-            if k < block.shape[1]:
-                part = np.argpartition(-block, k - 1, axis=1)[:, :k]  # (C, k) unordered
-            else:
-                part = np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
-            values = np.take_along_axis(block, part, axis=1)
-            order = np.argsort(-values, axis=1, kind="stable")
-            out_idx[start : start + len(block)] = np.take_along_axis(part, order, axis=1)
-            out_cos[start : start + len(block)] = np.take_along_axis(values, order, axis=1)
+            out_idx[start : start + len(block)], out_cos[start : start + len(block)] = topk_rows(block, k)
         return out_idx, out_cos
 
     def predict_topk(self, embeddings: Any, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -639,37 +639,31 @@ def _held_rows(n: int, size: int) -> np.ndarray:
 
 def _hold_out(split: Any, size: int) -> tuple[Any, Any]:
     """(the rest, `size` documents) of a split, drawn at random (seed 3): a test set out of the train file."""
-    import dataclasses
-
     held = _held_rows(len(split), size)
-
-    def part(mask: np.ndarray, name: str) -> Any:
-        rows = np.flatnonzero(mask)
-        return dataclasses.replace(
-            split,
-            name=name,
-            ids=[split.ids[i] for i in rows],
-            texts=[split.texts[i] for i in rows],
-            label_lists=[split.label_lists[i] for i in rows],
-            sha256=f"{split.sha256}-{name}{size}",
-        )
-
-    return part(~held, "train"), part(held, "test")
+    return (
+        _subset(split, np.flatnonzero(~held), name="train", sha256=f"{split.sha256}-train{size}"),
+        _subset(split, np.flatnonzero(held), name="test", sha256=f"{split.sha256}-test{size}"),
+    )
 
 
-def _sample(split: Any, size: int | None, seed: int) -> Any:
-    if size is None or size >= len(split):
-        return split
+def _subset(split: Any, rows: np.ndarray, **changes: Any) -> Any:
+    """The documents `rows` of a split (ids, texts and labels), with `changes` (its name, the cache key)."""
     import dataclasses
 
-    rows = np.sort(np.random.default_rng(seed).choice(len(split), size=size, replace=False))
     return dataclasses.replace(
         split,
         ids=[split.ids[i] for i in rows],
         texts=[split.texts[i] for i in rows],
         label_lists=[split.label_lists[i] for i in rows],
-        sha256=f"{split.sha256}-sample{size}-{seed}",
+        **changes,
     )
+
+
+def _sample(split: Any, size: int | None, seed: int) -> Any:
+    if size is None or size >= len(split):
+        return split
+    rows = np.sort(np.random.default_rng(seed).choice(len(split), size=size, replace=False))
+    return _subset(split, rows, sha256=f"{split.sha256}-sample{size}-{seed}")
 
 
 def _simulation(

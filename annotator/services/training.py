@@ -115,7 +115,7 @@ def encoders_in_use(project: Project) -> list[str | None]:
     else the base) and the one the serving model reads (scoring), first the former."""
     paths = [newest_encoder_path(project=project)]
     serving = serving_version(project=project)
-    if serving is not None and serving.config.get("encoder_path", None) not in paths:
+    if serving is not None:
         paths.append(serving.config.get("encoder_path") or None)
     return list(dict.fromkeys(paths))
 
