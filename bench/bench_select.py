@@ -7,11 +7,16 @@ labels per document, then a long tail near 0), plus 384-dimensional embeddings f
 platform's queue size) and prints a Markdown table; the model's own prediction time is in docs/benchmarks.md.
 
     .venv/bin/python bench/bench_select.py [--docs 100000] [--labels 41218] [--shortlist 100]
+        [--strategies a,b] [--repeats 3] [--out bench/results/select.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -29,6 +34,8 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=41_218)
     parser.add_argument("--shortlist", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--strategies", default=None, help="comma-separated (default: every strategy but modAL's)")
+    parser.add_argument("--out", default=None, help="write the timings as JSON here")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -46,6 +53,11 @@ def main() -> None:
     print("| strategy | batch 20 (s) | batch 200 (s) |")
     print("|---|--:|--:|")
     names = [name for name in strategies.STRATEGIES if name not in strategies.MODAL_STRATEGIES]
+    if args.strategies:
+        names = [name.strip() for name in args.strategies.split(",") if name.strip()]
+    per_label = {int(label): 0.4 for label in rng.choice(n_labels, size=min(n_labels, 500), replace=False)}
+    load_before = os.getloadavg()
+    rows = []
     for name in names:
         seconds = []
         for batch in (20, 200):
@@ -63,11 +75,26 @@ def main() -> None:
                     label_counts=counts,
                     embeddings=embeddings,
                     labelled_embeddings=labelled,
+                    per_label=per_label,
                     seed=repeat,
                 )
                 best = min(best, time.perf_counter() - started)
             seconds.append(best)
         print(f"| {name} | {seconds[0]:.2f} | {seconds[1]:.2f} |")
+        rows.append(
+            {"strategy": name, "batch_20_seconds": round(seconds[0], 3), "batch_200_seconds": round(seconds[1], 3)}
+        )
+    if args.out:
+        payload = {
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+            "load_average_before": [round(v, 2) for v in load_before],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
+            "args": vars(args),
+            "timings": rows,
+        }
+        Path(args.out).write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,17 @@ Command line (a public contract: keep it stable)::
 
     python -m learner.simulate --train T.jsonl.gz --test E.jsonl.gz --strategies random,default[,...]
         --seed-size 20 --batch-size 20 --budget 1000 --seeds 3 [--tier fast] [--config JSON]
+        [--schedule 20:100,100:1000,250:5000] [--prior] [--pool-size N] [--test-size N]
         [--encoder PATH] [--cache-dir DIR] [--shortlist K] [--no-progress] --out DIR
 
 The annotator is simulated by the gold labels of the train file (the pool). For every seed, every strategy starts
 from the same ``--seed-size`` random documents; each round trains the fast tier of the learner on the labelled
 documents, evaluates it on the test file, and lets the strategy pick ``--batch-size`` more, until ``--budget``
-documents are labelled (the seed documents count). The same model trained on the whole train file gives the
-full-data score. Strategies see each pool document's ``--shortlist`` best labels (every label up to 100 labels).
+documents are labelled (the seed documents count); ``--schedule`` grows the batches instead, as a real project
+would (``20:100,100:1000,250:5000``: batches of 20 up to 100 labels, of 100 up to 1,000, of 250 up to 5,000, the
+budget). ``--prior`` trains the learner the platform serves (the fast tier blended with the label-name prior)
+instead of the bare fast tier. The same model trained on the whole train file gives the full-data score.
+Strategies see each pool document's ``--shortlist`` best labels (every label up to 100 labels).
 
 Writes into ``--out``:
 
@@ -22,8 +26,12 @@ Writes into ``--out``:
   "ratio_to_random_95", "select_seconds_mean"}}, "default_strategy", ...}``. AULC is the mean over the rounds of
   the seed-mean curve; labels_to_X is the first labelled count at which the seed-mean micro-F1 reaches X% of the
   full-data micro-F1 (null when it never does); ratio_to_random_X is that count over random's (null unless both
-  reach it and random was run).
-- ``curves.png``: the seed-mean curves (micro-F1 and P@1) with a band from the lowest to the highest seed.
+  reach it and random was run); ``"savings"``: strategy -> metric -> target (``end``: what random reaches at the
+  end of the budget; ``90`` / ``95``: that share of the full-data value) -> ``{"target", "labels", "random_labels",
+  "ratio", "low", "high", "never", "draws"}``, the labels to reach the target (interpolated) and their ratio to
+  random's with a paired 95 % bootstrap interval over seeds (``learner.savings``); ``"curves"``: strategy ->
+  ``{"labelled", metric: {"mean", "low", "high"}}``, the seed-mean curves with 95 % bootstrap bands.
+- ``curves.png``: those curves and bands (micro-F1, macro-F1, P@1, P@5) on a log label axis.
 - ``runs/``: one finished (strategy, seed) run per file, so that an interrupted simulation resumes where it
   stopped when run again with the same arguments.
 
@@ -60,7 +68,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from learner import metrics, strategies
+from learner import chooser, metrics, savings, strategies
 from learner.benchmark import BenchmarkError, _pad, embed_splits, label_vocabulary, load_split, parse_config
 from learner.data import multi_hot
 
@@ -70,6 +78,11 @@ SHORTLIST = 100  # labels per pool document the strategies see (every label in s
 LEARNERS = ("turn1", "prior", "adapt")
 LOW_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5", "pretick_precision", "pretick_recall")
 CURVE_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5")
+# The adaptive strategy: TypiClust in the low-budget phase (learner.chooser.phase), then a Thompson-sampling chooser
+# over AUTO_ARMS rewarded by the positives of rare labels each batch brings (learner.chooser).
+AUTO = "auto"
+AUTO_ARMS = ("decision+kmeans", "badge", "typiclust", "random+kmeans")
+EMBEDDING_RULES = ("kmeans", "ranked", "badge", "typiclust", "probcover")  # batch rules that read the pool's embeddings
 
 
 class SimulationError(ValueError):
@@ -90,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoder", default=None, help="encoder folder (default: the bundled MiniLM)")
     parser.add_argument("--cache-dir", default="var/benchmark-cache", help="embedding cache")
     parser.add_argument("--shortlist", type=int, default=SHORTLIST, help="labels per document for strategies")
+    parser.add_argument(
+        "--schedule",
+        default=None,
+        help="growing batches BATCH:UNTIL,... (e.g. 20:100,100:1000,250:5000); replaces --batch-size and --budget",
+    )
+    parser.add_argument(
+        "--prior",
+        action="store_true",
+        help="train the learner the platform serves: the fast tier blended with the label-name prior",
+    )
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--out", required=True, help="output folder")
     low = parser.add_argument_group("the low-data regime (random picks at fixed label counts)")
@@ -120,6 +143,8 @@ def _check_args(args: argparse.Namespace) -> list[str]:
             raise SimulationError(f"--{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}")
     if args.budget < args.seed_size:
         raise SimulationError(f"--budget ({args.budget}) must be at least --seed-size ({args.seed_size})")
+    if args.schedule is not None and parse_schedule(args.schedule)[-1][1] < args.seed_size:
+        raise SimulationError(f"--schedule must end at --seed-size ({args.seed_size}) labels or more")
     if args.tier != "fast":
         raise SimulationError(f"--tier {args.tier!r}: the simulator retrains the fast tier every round (--tier fast)")
     names = [name.strip() for name in args.strategies.split(",") if name.strip()]
@@ -128,6 +153,8 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     if len(set(names)) != len(names):
         raise SimulationError(f"--strategies names a strategy twice: {args.strategies}")
     for name in names:
+        if name == AUTO:
+            continue
         try:
             strategies.resolve(name)
         except ValueError as exc:
@@ -151,6 +178,7 @@ class Simulation:
         test_embeddings: np.ndarray | None = None,
         shortlist: int = SHORTLIST,
         progress: bool = False,
+        prior: Any = None,
     ) -> None:
         from learner.fast import FastTierConfig
 
@@ -160,6 +188,7 @@ class Simulation:
         self.embeddings, self.test_embeddings = embeddings, test_embeddings
         self.shortlist = min(shortlist, len(labels))
         self.progress = progress
+        self.prior = prior  # a learner.prior.LabelPrior: the strategy runs train the learner the platform serves
 
     def _inputs(self, rows: np.ndarray) -> Any:
         from learner.fast import Inputs
@@ -182,15 +211,15 @@ class Simulation:
     def train(self, rows: np.ndarray) -> Any:
         from learner.fast import FastTier
 
-        return FastTier.train(self._inputs(rows), self.Y[rows], self.labels, self.config)
+        inputs = self._inputs_for(rows, self.prior is not None)
+        return FastTier.train(inputs, self.Y[rows], self.labels, self.config, prior=self.prior)
 
     def evaluate(self, model: Any) -> dict[str, float]:
         from learner.fast import Inputs
 
-        resolved = self.config.resolve(len(self.labels))
         inputs = Inputs(
-            texts=self.test_texts if resolved.needs_texts else None,
-            embeddings=self.test_embeddings if resolved.needs_embeddings else None,
+            texts=self.test_texts if model.uses_texts else None,
+            embeddings=self.test_embeddings if model.uses_embeddings else None,
         )
         # One pass over the test file: the shortlist model.predict would compute, then each rule on it.
         idx, probs = model.predict_topk(inputs, max(5, min(len(self.labels), model.config.shortlist)))
@@ -211,6 +240,18 @@ class Simulation:
     def pick(self, strategy: str, model: Any, labelled: np.ndarray, pool: np.ndarray, n: int, seed: int) -> np.ndarray:
         """Indices into ``pool`` of the ``n`` documents the strategy asks for next."""
         scorer, rule = strategies.resolve(strategy)
+        if rule in strategies.COVERAGE_RULES:  # no model involved: the embeddings of the pool and the labelled
+            if self.embeddings is None:
+                raise SimulationError(f"{strategy} needs embeddings of the pool")
+            return strategies.select_batch(
+                strategy,
+                np.zeros(len(pool)),
+                n,
+                embeddings=self.embeddings[pool],
+                labelled_embeddings=self.embeddings[labelled],
+                n_labels=len(self.labels),
+                seed=seed,
+            )
         if scorer == "random":
             scores = strategies.random_scores(len(pool), seed)
             if rule == "top":
@@ -218,10 +259,10 @@ class Simulation:
             if self.embeddings is None:
                 raise SimulationError(f"{strategy} needs embeddings of the pool")
             return strategies.select_batch(strategy, scores, n, embeddings=self.embeddings[pool], seed=seed)
-        idx, probs = model.predict_topk(self._inputs(pool), self.shortlist)  # (U, K) each
+        idx, probs = model.predict_topk(self._inputs_for(pool, model.uses_embeddings), self.shortlist)  # (U, K)
         counts = np.asarray(self.Y[labelled].sum(axis=0)).ravel()  # (L,) labelled positives per label
         mean_cardinality = float(counts.sum() / max(len(labelled), 1))
-        needs_embeddings = rule in ("kmeans", "ranked")
+        needs_embeddings = rule in EMBEDDING_RULES
         if needs_embeddings and self.embeddings is None:
             raise SimulationError(f"{strategy} needs embeddings of the pool")
         return strategies.select(
@@ -235,15 +276,28 @@ class Simulation:
             label_counts=counts,
             embeddings=self.embeddings[pool] if needs_embeddings and self.embeddings is not None else None,
             labelled_embeddings=self.embeddings[labelled] if rule == "ranked" and self.embeddings is not None else None,
+            per_label=model.rules["micro_f1"].per_label,
             seed=seed,
         )
 
-    def run(self, strategy: str, seed: int, *, seed_size: int, batch_size: int, budget: int) -> list[dict[str, Any]]:
-        """One learning curve: a point per round (the model trained on ``labelled`` documents)."""
+    def run(
+        self,
+        strategy: str,
+        seed: int,
+        *,
+        seed_size: int,
+        batch_size: int,
+        budget: int,
+        schedule: Sequence[tuple[int, int]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One learning curve: a point per round (the model trained on ``labelled`` documents). ``schedule``
+        ((batch, until), ...) grows the batches as a real project would; without it every batch is ``batch_size``."""
         labelled = self.seed_documents(seed, min(seed_size, len(self.texts)))
-        budget = min(budget, len(self.texts))
-        n_rounds = 1 + -(-(budget - len(labelled)) // batch_size)
+        steps = list(schedule) if schedule else [(batch_size, budget)]
+        budget = min(steps[-1][1], len(self.texts))
+        n_rounds = len(round_sizes(len(labelled), steps, budget)) + 1
         points: list[dict[str, Any]] = []
+        state = chooser.ChooserState()
         with tqdm(total=n_rounds, disable=not self.progress, desc=f"{strategy} seed {seed}", unit="round") as bar:
             for round_number in range(n_rounds):
                 started = time.perf_counter()
@@ -254,9 +308,20 @@ class Simulation:
                 if len(labelled) < budget:
                     pool = np.setdiff1d(np.arange(len(self.texts)), labelled)
                     started = time.perf_counter()
-                    n = min(batch_size, budget - len(labelled))
-                    chosen = self.pick(strategy, model, labelled, pool, n, seed * 100_003 + round_number)
+                    n = round_sizes(len(labelled), steps, budget)[0]
+                    arm = strategy
+                    if strategy == AUTO:
+                        arm = (
+                            chooser.choose(state, AUTO_ARMS, seed)
+                            if chooser.phase(len(labelled), len(self.labels)) == chooser.UNCERTAINTY
+                            else "typiclust"
+                        )
+                        point["arm"] = arm
+                    chosen = self.pick(arm, model, labelled, pool, n, seed * 100_003 + round_number)
                     select_seconds = time.perf_counter() - started
+                    if strategy == AUTO:  # the reward is known once the batch is labelled
+                        before = np.asarray(self.Y[labelled].sum(axis=0)).ravel()
+                        state = chooser.update(state, arm, chooser.reward(self.Y[pool[chosen]], before))
                     labelled = np.sort(np.concatenate([labelled, pool[chosen]]))
                 point.update(
                     {
@@ -271,6 +336,40 @@ class Simulation:
 
     def full_data(self) -> dict[str, float]:
         return self.evaluate(self.train(np.arange(len(self.texts))))
+
+
+def _needs_embeddings(strategy: str, n_labels: int) -> bool:
+    """Whether a strategy reads the pool's embeddings (its batch rule, or a coverage scorer)."""
+    return strategy == AUTO or strategies.resolve(strategy, n_labels)[1] in EMBEDDING_RULES
+
+
+def parse_schedule(text: str) -> list[tuple[int, int]]:
+    """``"20:100,100:1000,250:5000"`` -> [(20, 100), (100, 1000), (250, 5000)]: batches of 20 up to 100 labels,
+    of 100 up to 1,000, of 250 up to 5,000 (the budget)."""
+    steps: list[tuple[int, int]] = []
+    for part in text.split(","):
+        batch, sep, until = part.strip().partition(":")
+        try:
+            step = (int(batch), int(until))
+        except ValueError:
+            raise SimulationError(f"--schedule: {part.strip()!r} is not BATCH:UNTIL (e.g. 20:100,100:1000)") from None
+        if not sep or step[0] < 1 or (steps and step[1] <= steps[-1][1]) or step[1] < 1:
+            raise SimulationError(f"--schedule: {part.strip()!r}: batches >= 1 and increasing label counts")
+        steps.append(step)
+    if not steps:
+        raise SimulationError("--schedule is empty")
+    return steps
+
+
+def round_sizes(labelled: int, steps: Sequence[tuple[int, int]], budget: int) -> list[int]:
+    """The batch sizes of the remaining rounds from ``labelled`` documents to ``budget`` under ``steps``."""
+    sizes = []
+    for batch, until in steps:
+        while labelled < min(until, budget):
+            n = min(batch, min(until, budget) - labelled)
+            sizes.append(n)
+            labelled += n
+    return sizes
 
 
 # ------------------------------------------------------------------------------------------------------ summaries
@@ -311,35 +410,52 @@ def summarise(curves: dict[str, dict[str, list[dict[str, Any]]]], full: dict[str
     return out
 
 
+def curve_bands(curves: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """strategy -> {"labelled": [...], metric: {"mean", "low", "high"}}: the seed-mean curves with a 95 % bootstrap
+    interval of the mean, round by round (what ``curves.png`` draws)."""
+    out: dict[str, Any] = {}
+    for name, runs in curves.items():
+        out[name] = {}
+        for metric in CURVE_METRICS:
+            counts, values = savings.seed_matrix(runs, metric)
+            mean, low, high = savings.band(values)
+            out[name]["labelled"] = [int(c) for c in counts]
+            out[name][metric] = {
+                "mean": np.round(mean, 5).tolist(),
+                "low": np.round(low, 5).tolist(),
+                "high": np.round(high, 5).tolist(),
+            }
+    return out
+
+
 def plot(curves: dict[str, dict[str, list[dict[str, Any]]]], full: dict[str, float], path: Path) -> None:
-    """Seed-mean curves with a min-max band over seeds, micro-F1 and P@1, into a PNG."""
+    """Seed-mean curves with a 95 % bootstrap band over seeds (micro-F1, macro-F1, P@1, P@5) and the full-data
+    level with its 90 % / 95 % marks, on a log label axis, into a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    bands = curve_bands(curves)
+    figure, axes = plt.subplots(1, 4, figsize=(20, 4.8), constrained_layout=True)
     palette = [plt.get_cmap("tab20")(i) for i in range(20)]  # 20 distinct colours; line styles tell the rest apart
-    for axis, metric, title in ((axes[0], "micro_f1", "micro-F1"), (axes[1], "P@1", "P@1")):
-        for number, (name, runs) in enumerate(curves.items()):
-            rounds = min(len(curve) for curve in runs.values())
-            counts = np.array([p["labelled"] for p in next(iter(runs.values()))[:rounds]])
-            values = np.array([[p[metric] for p in curve[:rounds]] for curve in runs.values()])  # (seeds, R)
-            style = ("-", "--", ":", "-.")[(number // len(palette)) % 4]
-            color = palette[
-                (number * 2) % len(palette) if number < len(palette) // 2 else (number * 2 + 1) % len(palette)
-            ]
-            (line,) = axis.plot(counts, values.mean(axis=0), label=name, linewidth=1.6, linestyle=style, color=color)
-            axis.fill_between(counts, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
+    titles = {"micro_f1": "micro-F1", "macro_f1": "macro-F1", "P@1": "P@1", "P@5": "P@5"}
+    for axis, metric in zip(axes, CURVE_METRICS, strict=True):
+        for number, name in enumerate(curves):
+            counts, band = bands[name]["labelled"], bands[name][metric]
+            style = "-" if name == "random" else ("--", ":", "-.", "-")[(number // len(palette)) % 4]
+            color = "black" if name == "random" else palette[(number * 2 + number // 10) % len(palette)]
+            (line,) = axis.plot(counts, band["mean"], label=name, linewidth=1.6, linestyle=style, color=color)
+            axis.fill_between(counts, band["low"], band["high"], color=line.get_color(), alpha=0.15)
         axis.axhline(full[metric], color="black", linestyle="--", linewidth=1, label="full data")
-        if metric == "micro_f1":
-            axis.axhline(0.95 * full[metric], color="grey", linestyle=":", linewidth=1, label="95% of full data")
+        for level, dash in ((0.9, ":"), (0.95, "-.")):
+            axis.axhline(level * full[metric], color="grey", linestyle=dash, linewidth=1, label=f"{level:.0%} of full")
+        axis.set_xscale("log")
         axis.set_xlabel("labelled documents")
-        axis.set_ylabel(title)
-        axis.set_title(f"{title} on the test set (mean over seeds, band: min-max)")
+        axis.set_title(f"{titles[metric]} (mean over seeds, 95 % band)")
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
@@ -667,7 +783,13 @@ def _sample(split: Any, size: int | None, seed: int) -> Any:
 
 
 def _simulation(
-    train: Any, test: Any, labels: list[str], config: dict[str, Any], embeddings: dict[str, np.ndarray], args: Any
+    train: Any,
+    test: Any,
+    labels: list[str],
+    config: dict[str, Any],
+    embeddings: dict[str, np.ndarray],
+    args: Any,
+    prior: Any = None,
 ) -> Simulation:
     """The Simulation of two splits (the pool and the test file) over `labels`, with whatever embeddings exist."""
     return Simulation(
@@ -681,6 +803,7 @@ def _simulation(
         test_embeddings=embeddings.get("test"),
         shortlist=args.shortlist,
         progress=not args.no_progress,
+        prior=prior,
     )
 
 
@@ -810,10 +933,11 @@ def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------ the CLI
 def _fingerprint(args: argparse.Namespace, train_sha: str, test_sha: str) -> str:
     """What a stored run depends on: the data, the model settings and the round schedule."""
-    key = json.dumps(
-        [train_sha, test_sha, args.config, args.encoder, args.seed_size, args.batch_size, args.budget, args.shortlist],
-        sort_keys=True,
-    )
+    parts = [train_sha, test_sha, args.config, args.encoder, args.seed_size, args.batch_size, args.budget]
+    parts.append(args.shortlist)
+    if args.schedule or args.prior:  # the runs stored before these options existed keep their fingerprint
+        parts += [args.schedule, args.prior, args.prior_config]
+    key = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -826,25 +950,40 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         raise SimulationError(str(exc)) from exc
     from learner.fast import FastTierConfig
 
+    train = _sample(_replace_labels(train, args.train_labels, "train-labels"), args.pool_size, 1)
+    test = _sample(_replace_labels(test, args.test_labels, "test-labels"), args.test_size, 2)
     labels = label_vocabulary([train, test])
     try:
         resolved = FastTierConfig.from_dict(config).resolve(len(labels))
-    except (TypeError, ValueError) as exc:
-        raise SimulationError(f"--config: {exc}") from exc
-    needs_embeddings = resolved.needs_embeddings or any(
-        strategies.resolve(name, len(labels))[1] in ("kmeans", "ranked") for name in names
-    )
+        prior_config = parse_config(args.prior_config)
+    except (TypeError, ValueError, BenchmarkError) as exc:
+        raise SimulationError(f"--config / --prior-config: {exc}") from exc
+    schedule = parse_schedule(args.schedule) if args.schedule else None
+    model_embeddings = resolved.needs_embeddings or args.prior
+    needs_embeddings = model_embeddings or any(_needs_embeddings(name, len(labels)) for name in names)
     embeddings: dict[str, np.ndarray] = {}
-    if needs_embeddings:
-        try:
+    prior = None
+    try:
+        if needs_embeddings:
             # The test file is encoded only when the model reads embeddings; batch rules need the pool's alone.
-            splits = [train, test] if resolved.needs_embeddings else [train]
+            splits = [train, test] if model_embeddings else [train]
             embeddings, _ = embed_splits(
                 splits, encoder_path=args.encoder, cache_dir=Path(args.cache_dir), progress=not args.no_progress
             )
-        except BenchmarkError as exc:
-            raise SimulationError(str(exc)) from exc
-    simulation = _simulation(train, test, labels, config, embeddings, args)
+        if args.prior:
+            from learner.benchmark import embed_texts
+            from learner.prior import LabelPrior, PriorConfig, label_text
+
+            vectors = embed_texts(
+                [label_text(name) for name in labels],
+                encoder_path=args.encoder,
+                cache_dir=Path(args.cache_dir),
+                progress=not args.no_progress,
+            )
+            prior = LabelPrior(labels, vectors, PriorConfig.from_dict(prior_config))
+    except (BenchmarkError, TypeError, ValueError) as exc:
+        raise SimulationError(str(exc)) from exc
+    simulation = _simulation(train, test, labels, config, embeddings, args, prior=prior)
     out = Path(args.out)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -871,12 +1010,19 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             curves[name][str(seed)] = stored(
                 f"{resolved_name}-seed{seed}",
                 lambda resolved_name=resolved_name, seed=seed: simulation.run(
-                    resolved_name, seed, seed_size=args.seed_size, batch_size=args.batch_size, budget=args.budget
+                    resolved_name,
+                    seed,
+                    seed_size=args.seed_size,
+                    batch_size=args.batch_size,
+                    budget=args.budget,
+                    schedule=schedule,
                 ),
             )
     summary = {
         "full_data": full,
         "strategies": summarise(curves, full),
+        "savings": savings.savings(curves, full, CURVE_METRICS) if "random" in curves else None,
+        "curves": curve_bands(curves),
         "default_strategy": strategies.default_for(len(labels)),
         "n_labels": len(labels),
         "pool_documents": len(train),
@@ -898,6 +1044,29 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def format_savings(table: dict[str, Any]) -> str:
+    """Markdown: per metric, the labels each strategy needs relative to random's (ratio [95 % interval])."""
+    lines = []
+    for metric in CURVE_METRICS:
+        lines.append(f"\n{metric}: labels to reach the target, ratio to random [95 % interval over seeds]\n")
+        lines.append("| strategy | random's end value | 90 % of full data | 95 % of full data |")
+        lines.append("|---|--:|--:|--:|")
+        for name, per_metric in table.items():
+            cells = []
+            for target in savings.TARGETS:
+                cell = per_metric[metric][target]
+                if cell["labels"] is None and cell["random_labels"] is None:
+                    cells.append("neither reaches it")
+                    continue
+                labels = "never" if cell["labels"] is None else f"{cell['labels']:.0f}"
+                ratio = "–" if cell["ratio"] is None else f"{cell['ratio']:.2f}"
+                low = "–" if cell["low"] is None else f"{cell['low']:.2f}"
+                high = "never" if cell["high"] is None else f"{cell['high']:.2f}"
+                cells.append(f"{labels}: {ratio} [{low}, {high}]")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """A Markdown table of the summary."""
     lines = [
@@ -916,6 +1085,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"\nfull data: micro-F1 {full['micro_f1']:.4f}, macro-F1 {full['macro_f1']:.4f}, "
         f"P@1 {full['P@1']:.4f}, P@5 {full['P@5']:.4f}"
     )
+    if summary.get("savings"):
+        lines.append(format_savings(summary["savings"]))
     return "\n".join(lines)
 
 

@@ -13,6 +13,21 @@ uncertainty, so a scorer costs O(N x K), never O(N x L), and with K = L it is th
 chunk by chunk (``score_pool``), the batch rule once on the whole pool's scores (``select_batch``).
 ``cold_start`` picks diverse, representative documents when there is no model yet. numpy (scikit-learn's
 k-means, modAL for the peers) only: no torch.
+
+Three scorers read the deployed decision rule or the labelled counts, not only the probabilities:
+``decision`` is the uncertainty of the rule the platform applies: each shortlisted label's distance to *its own*
+threshold (the rule's per-label threshold where it has one, ``per_label``, else the global one) in logit space,
+so a label tuned to 0.2 is uncertain at 0.2, not at 0.5. ``positives`` seeks positives of rare labels: the
+expected number of positives the document would add, each weighted by (1 + n_l)^-1 (n_l the labelled positives
+of label l), so labels never labelled count fully; ``rarity`` instead weighs the *uncertainty* (entropy) of a
+label by its rarity, and a document the model is sure carries a rare label scores little there and high here.
+``badge`` is BADGE (Ash et al. 2020) on shortlists: a scorer and its own batch rule (the name alone resolves
+to ``("badge", "badge")``). The document's gradient embedding g_i = r_i ⊗ x_i (r_i the sparse residuals
+p_l - yhat_l over its shortlist, yhat_l the rule's prediction; x_i its embedding) is never built: norms and
+inner products factor as ||r||·||x|| and <r_i, r_j>·<x_i, x_j>. The scorer gives ||r_i|| (the per-chunk
+ranking, no embeddings needed); the batch rule recomputes the residuals from the pool's shortlists and picks n
+documents by k-means++ seeding in gradient space among the max(10·n, 2000) with the largest ||g||, so a batch is
+both uncertain (large gradients) and diverse (far apart in gradient space) without a k-means fit.
 """
 
 from __future__ import annotations
@@ -25,21 +40,27 @@ import numpy as np
 
 __all__ = [
     "BATCH_RULES",
+    "COVERAGE_RULES",
     "DEFAULT_STRATEGY",
     "DEFAULT_STRATEGY_LARGE",
     "LARGE_LABEL_SPACE",
     "MODAL_STRATEGIES",
+    "OWN_BATCH_RULES",
     "SCORERS",
     "STRATEGIES",
     "adaptive_uncertainty",
+    "badge_batch",
     "cardinality_inconsistency",
     "cold_start",
+    "decision_margin",
     "default_for",
+    "gradient_norm",
     "kmeans_batch",
     "mean_binary_entropy",
     "modal_select",
     "random_scores",
     "ranked_batch",
+    "rare_positives",
     "rarity_entropy",
     "resolve",
     "score_pool",
@@ -59,13 +80,31 @@ SCORERS: dict[str, str] = {
     "adaptive": "Li & Guo 2013: max-margin uncertainty^beta x cardinality inconsistency^(1-beta), beta 0.5; O(N·K)",
     "rarity": "binary entropy weighted by label rarity (1 + labelled positives)^-1/2, summed over the shortlist; "
     "O(N·K)",
+    "decision": "closeness to the deployed rule's own thresholds (per-label where tuned), "
+    "-min_l |logit p_l - logit t_l|; O(N·K)",
+    "badge": "BADGE (Ash et al. 2020): gradient norm ||p_l - yhat_l|| over the shortlist; O(N·K)",
+    "positives": "expected new positives of rare labels: sum over the shortlist of p_l·(1 + labelled positives)^-1; "
+    "O(N·K)",
+    "typiclust": "coverage, no model needed (learner.coverage.typiclust, Hacohen et al. 2022): the most typical "
+    "document of the biggest cluster with the fewest labelled documents; for the low-budget phase",
+    "probcover": "coverage, no model needed (learner.coverage.probcover, Yehuda et al. 2022): greedy max coverage "
+    "of delta-balls, delta by ProbCover's purity rule; for the low-budget phase",
 }
 BATCH_RULES: dict[str, str] = {
     "top": "the n best scores; O(N)",
     "kmeans": "k-means (n clusters) on the embeddings of the 10·n best, the best of each cluster; O(10·n·n·D·iter)",
     "ranked": "Cardoso et al.'s ranked batch over the 10·n best: alpha·distance to the labelled and picked "
     "+ (1-alpha)·score, one pick at a time; O(10·n·(|labelled| + n)·D)",
+    "badge": "k-means++ seeding in gradient space (r_i ⊗ x_i, never built) among the max(10·n, 2000) largest "
+    "gradients; O(N·(K + D) + n·max(10·n, 2000)·(K + D))",
+    "typiclust": "TypiClust on the pool's and the labelled documents' embeddings: k-means on a 20,000-document "
+    "sample, typicality within clusters; O(N·D·min(M + n, 500)) (6 s at N = 100,000, n = 250)",
+    "probcover": "ProbCover on the pool's and the labelled documents' embeddings: the delta-ball graph of a "
+    "20,000-document sample at most; O(S²·D), S = min(N, 20,000) (13 s at N = 100,000, n = 250)",
 }
+# Scorers whose batch rule is part of the method: the bare name resolves to this rule, not to "top".
+OWN_BATCH_RULES: dict[str, str] = {"badge": "badge", "typiclust": "typiclust", "probcover": "probcover"}
+COVERAGE_RULES = ("typiclust", "probcover")  # batch rules that read embeddings only: no model, no shortlists
 MODAL_STRATEGIES: dict[str, str] = {
     "modal_min_confidence": "modAL min_confidence (Esuli & Sebastiani): lowest min_l p_l; dense O(N·L)",
     "modal_avg_confidence": "modAL avg_confidence: highest mean_l p_l; dense O(N·L)",
@@ -92,14 +131,17 @@ STRATEGIES: dict[str, str] = {
     **{
         f"{name}+{rule}": f"{SCORERS[name]}; batch: {BATCH_RULES[rule]}"
         for name in SCORERS
-        if name != "random"
+        if name != "random" and name not in OWN_BATCH_RULES
         for rule in ("kmeans", "ranked")
     },
+    **{name: f"{SCORERS[name]}; batch: {BATCH_RULES[name]}" for name in OWN_BATCH_RULES},
     # A stratified random sample: one random document from each of n k-means clusters of 10·n random ones.
     "random+kmeans": f"{SCORERS['random']}; batch: {BATCH_RULES['kmeans']} (one random document per cluster)",
     **MODAL_STRATEGIES,
 }
 CANDIDATES_PER_PICK = 10  # the kmeans / ranked batch rules look at the 10·n best-scored documents
+PROBCOVER_CLUSTERS, PROBCOVER_MAX_CLUSTERS = 20, 500  # k-means pseudo-classes of ProbCover's delta rule
+BADGE_MIN_CANDIDATES = 2000  # badge seeds among max(10·n, 2000) documents: small batches still see a wide pool
 
 COLD_START_FIT_SAMPLE = 20_000
 
@@ -204,34 +246,122 @@ def adaptive_uncertainty(probs: np.ndarray, threshold: float, mean_cardinality: 
     return -beta * np.log(separation + 1e-6) + (1.0 - beta) * np.log(inconsistency + 1e-6)
 
 
+# The largest |logit p - logit t| once both are clipped to [1e-6, 1 - 1e-6]: the score of an empty shortlist.
+_MAX_LOGIT_DISTANCE = 2.0 * float(np.log((1.0 - 1e-6) / 1e-6))
+
+
+def _check_shortlists(idx: Any, probs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int64, probs float64), both (N, K); ids < 0 are empty slots."""
+    p = _check_probs(probs)
+    ids = np.asarray(idx)
+    if ids.shape != p.shape:
+        raise ValueError(f"idx {ids.shape} and probs {p.shape} must have the same shape")
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"idx must hold integer label ids; got dtype {ids.dtype}")
+    return ids.astype(np.int64, copy=False), p
+
+
+def _label_weights(ids: np.ndarray, label_counts: Any, power: float) -> np.ndarray:
+    """(N, K) (1 + n_l)^-power for each shortlisted label l (0 in empty slots); label_counts (L,) holds n_l."""
+    counts = np.asarray(label_counts, dtype=np.float64)
+    if counts.ndim != 1 or (counts < 0).any():
+        raise ValueError("label_counts must be a 1-D array of non-negative counts")
+    if ids.size and ids.max() >= len(counts):
+        raise ValueError(f"idx holds label {int(ids.max())} but label_counts has {len(counts)} labels")
+    if not np.isfinite(power) or power < 0:
+        raise ValueError(f"power must be a finite number >= 0; got {power}")
+    return np.where(ids >= 0, (1.0 + counts[np.maximum(ids, 0)]) ** -float(power), 0.0)
+
+
+def _label_thresholds(ids: np.ndarray, threshold: float, per_label: dict[int, float] | None) -> np.ndarray:
+    """(N, K) each shortlisted label's threshold: ``per_label[l]`` where the rule has one, else ``threshold``.
+
+    The same lookup as ``learner.decision.DecisionRule.apply``: one searchsorted over the sorted label ids,
+    O(N·K·log |per_label|).
+    """
+    thresholds = np.full(ids.shape, _check_threshold(threshold))  # (N, K)
+    if not per_label:
+        return thresholds
+    labels = np.fromiter(per_label.keys(), dtype=np.int64, count=len(per_label))  # (P,)
+    values = np.fromiter(per_label.values(), dtype=np.float64, count=len(per_label))  # (P,)
+    if not ((values >= 0.0) & (values <= 1.0)).all():
+        raise ValueError("per_label thresholds must be in [0, 1]")
+    order = np.argsort(labels)
+    labels, values = labels[order], values[order]
+    pos = np.clip(np.searchsorted(labels, ids), 0, len(labels) - 1)  # (N, K)
+    found = (labels[pos] == ids) & (ids >= 0)
+    return np.where(found, values[pos], thresholds)
+
+
 def rarity_entropy(idx: np.ndarray, probs: np.ndarray, label_counts: Any, power: float = 0.5) -> np.ndarray:
     """(N,) sum over the shortlist of H(p_l) * (1 + n_l)^-power, n_l the labelled positives of label l.
 
     A document that is uncertain about labels with few labelled examples scores higher than one uncertain
     about well-known labels: the tail bonus. idx (N, K) label ids (-1: empty slot, ignored), probs (N, K).
     """
-    p = _check_probs(probs)
-    ids = np.asarray(idx)
-    if ids.shape != p.shape:
-        raise ValueError(f"idx {ids.shape} and probs {p.shape} must have the same shape")
-    counts = np.asarray(label_counts, dtype=np.float64)
-    if counts.ndim != 1 or (counts < 0).any():
-        raise ValueError("label_counts must be a 1-D array of non-negative counts")
-    if ids.size and ids.max() >= len(counts):
-        raise ValueError(f"idx holds label {int(ids.max())} but label_counts has {len(counts)} labels")
-    weight = np.where(ids >= 0, (1.0 + counts[np.maximum(ids, 0)]) ** -float(power), 0.0)  # (N, K)
-    return (_binary_entropy(p) * weight).sum(axis=1)
+    ids, p = _check_shortlists(idx, probs)
+    return (_binary_entropy(p) * _label_weights(ids, label_counts, power)).sum(axis=1)
+
+
+def rare_positives(idx: np.ndarray, probs: np.ndarray, label_counts: Any, power: float = 1.0) -> np.ndarray:
+    """(N,) the expected number of new positives of rare labels: sum over the shortlist of p_l * (1 + n_l)^-power.
+
+    n_l is the labelled positives of label l (``label_counts`` (L,)); a label never labelled weighs 1, one with
+    9 positives 0.1. idx (N, K) label ids (-1: empty slot, ignored), probs (N, K) calibrated probabilities.
+    Unlike ``rarity_entropy`` this seeks *positives*, not uncertainty: a document the model is sure carries an
+    unlabelled label (p = 0.95) scores high here and near 0 there. At 41,218 labels most labels have no
+    positives, so what finds the tail is the shortlist (the learner's, label-name prior included).
+    """
+    ids, p = _check_shortlists(idx, probs)
+    return (p * _label_weights(ids, label_counts, power)).sum(axis=1)
+
+
+def decision_margin(
+    idx: np.ndarray, probs: np.ndarray, threshold: float = 0.5, per_label: dict[int, float] | None = None
+) -> np.ndarray:
+    """(N,) uncertainty of the deployed decision rule: ``-min_l |logit(p_l) - logit(t_l)|`` over the shortlist.
+
+    t_l is label l's own threshold (``per_label[l]``, as ``learner.decision.DecisionRule.per_label``, else
+    ``threshold``); p and t are clipped to [1e-6, 1 - 1e-6]. Highest for the document with a label closest to
+    flipping its prediction; logits make 0.02 vs 0.01 as far apart as 0.5 vs 0.67. idx (N, K) label ids
+    (-1: empty slot, ignored; a document without any scores the lowest possible value), probs (N, K).
+    """
+    ids, p = _check_shortlists(idx, probs)
+    distance = np.abs(_logit(p) - _logit(_label_thresholds(ids, threshold, per_label)))  # (N, K)
+    nearest = np.where(ids >= 0, distance, np.inf).min(axis=1)  # (N,)
+    return -np.minimum(nearest, _MAX_LOGIT_DISTANCE)
+
+
+def _residuals(ids: np.ndarray, p: np.ndarray, threshold: float, per_label: dict[int, float] | None) -> np.ndarray:
+    """(N, K) r_l = p_l - yhat_l (yhat_l = p_l >= t_l): the cross-entropy gradient w.r.t. label l's logit when
+    the rule's own prediction is taken as the label; 0 in empty slots."""
+    predicted = p >= _label_thresholds(ids, threshold, per_label)  # (N, K)
+    return np.where(ids >= 0, p - predicted, 0.0)
+
+
+def gradient_norm(
+    idx: np.ndarray, probs: np.ndarray, threshold: float = 0.5, per_label: dict[int, float] | None = None
+) -> np.ndarray:
+    """(N,) ||r_i||, r_i the sparse residuals p_l - yhat_l over document i's shortlist (yhat_l = 1 when p_l is
+    at least label l's threshold: ``per_label[l]`` or ``threshold``); the labels outside it count 0.
+
+    BADGE's gradient embedding is g_i = r_i ⊗ x_i, so ||g_i|| = ||r_i||·||x_i||: this is the part that needs no
+    embeddings (the ``badge`` scorer). idx (N, K) label ids (-1: empty slot), probs (N, K).
+    """
+    ids, p = _check_shortlists(idx, probs)
+    return np.sqrt((_residuals(ids, p, threshold, per_label) ** 2).sum(axis=1))
 
 
 def resolve(strategy: str, n_labels: int | None = None) -> tuple[str, str]:
-    """``(scorer, batch rule)`` of a strategy name (``default`` -> ``default_for(n_labels)``); modAL peers give
-    ``(name, "modal")``. Unknown names raise ``ValueError`` listing the valid ones."""
+    """``(scorer, batch rule)`` of a strategy name (``default`` -> ``default_for(n_labels)``); a bare scorer name
+    has the ``top`` rule unless it has its own (``OWN_BATCH_RULES``: ``badge`` -> ``("badge", "badge")``); modAL
+    peers give ``(name, "modal")``. Unknown names raise ``ValueError`` listing the valid ones."""
     name = default_for(n_labels) if strategy == "default" else strategy
     if name in MODAL_STRATEGIES:
         return name, "modal"
     if name in STRATEGIES:
         scorer, _, rule = name.partition("+")
-        return scorer, rule or "top"
+        return scorer, rule or OWN_BATCH_RULES.get(scorer, "top")
     raise ValueError(f"unknown strategy {strategy!r}; valid strategies: default, {', '.join(STRATEGIES)}")
 
 
@@ -243,17 +373,19 @@ def score_pool(
     threshold: float = 0.5,
     mean_cardinality: float = 1.0,
     label_counts: Any = None,
+    per_label: dict[int, float] | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Score documents (shortlists ``probs`` (N, K) of label ids ``idx``) with a strategy's scorer; returns (N,).
 
-    ``rarity`` needs ``idx`` and ``label_counts`` (L,). Unknown names, and modAL peers (which select, not
-    score), raise ``ValueError``.
+    ``decision`` and ``badge`` need ``idx`` and read the decision rule: ``threshold`` and its ``per_label``
+    thresholds (label id -> threshold, as ``DecisionRule.per_label``); ``rarity`` and ``positives`` need ``idx``
+    and ``label_counts`` (L,). Unknown names, and modAL peers (which select, not score), raise ``ValueError``.
     """
     scorer, rule = resolve(strategy)
     if rule == "modal":
         raise ValueError(f"{strategy} is a modAL peer: it selects from dense probabilities (use modal_select)")
-    if scorer == "random":
+    if scorer == "random" or rule in COVERAGE_RULES:  # coverage picks ignore scores: they only cover the pool
         return random_scores(_check_probs(probs).shape[0], seed)
     if scorer == "uncertainty":
         return mean_binary_entropy(probs)
@@ -263,8 +395,17 @@ def score_pool(
         return cardinality_inconsistency(probs, threshold, mean_cardinality)
     if scorer == "adaptive":
         return adaptive_uncertainty(probs, threshold, mean_cardinality)
+    if scorer in ("decision", "badge"):
+        if idx is None:
+            raise ValueError(f"{scorer} needs the shortlists' label ids (idx)")
+        score = decision_margin if scorer == "decision" else gradient_norm
+        return score(idx, probs, threshold, per_label)
     if idx is None or label_counts is None:
-        raise ValueError("rarity needs the shortlists' label ids (idx) and the labelled positives per label")
+        raise ValueError(
+            f"{scorer} needs the shortlists' label ids (idx) and the labelled positives per label (label_counts)"
+        )
+    if scorer == "positives":
+        return rare_positives(idx, probs, label_counts)
     return rarity_entropy(idx, probs, label_counts)
 
 
@@ -459,6 +600,66 @@ def ranked_batch(
     return candidates[np.asarray(picks, dtype=np.int64)]
 
 
+def badge_batch(
+    idx: np.ndarray,
+    probs: np.ndarray,
+    embeddings: np.ndarray,
+    n: int,
+    *,
+    threshold: float = 0.5,
+    per_label: dict[int, float] | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """BADGE (Ash et al. 2020) on shortlists: ``n`` indices (int64) by k-means++ seeding in gradient space.
+
+    Document i's gradient embedding is g_i = r_i ⊗ x_i: r_i the sparse L-dim residuals p_l - yhat_l over its
+    shortlist (``gradient_norm``; yhat_l from ``threshold`` and ``per_label``), x_i its embedding (N, D). g is
+    never built: ||g_i||^2 = ||r_i||^2·||x_i||^2 and <g_i, g_j> = <r_i, r_j>·<x_i, x_j>, <r_i, r_j> summed over
+    the labels the two shortlists share. Candidates are the max(10·n, 2000) documents with the largest ||g||
+    (seeded ties); the first pick is the largest, each next one is drawn with probability proportional to its
+    squared gradient distance to the nearest pick (seeded), so a near-duplicate of a pick is all but never drawn
+    while a distant, still large gradient is likely. When every remaining candidate duplicates a pick, the
+    largest remaining gradient is taken. O(N·(K + D)) for the norms, O(n·m·(K + D)) for m candidates. idx
+    (N, K) label ids (-1: empty slot; distinct within a row), probs (N, K).
+    """
+    ids, p = _check_shortlists(idx, probs)
+    x = _check_embeddings(embeddings, p.shape[0])
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+        raise ValueError(f"n must be a non-negative integer; got {n!r}")
+    residuals = _residuals(ids, p, threshold, per_label)  # (N, K)
+    squared_norms = (residuals**2).sum(axis=1) * np.einsum("nd,nd->n", x, x).astype(np.float64)  # (N,) ||g||^2
+    size = min(len(p), max(CANDIDATES_PER_PICK * int(n), BADGE_MIN_CANDIDATES))
+    candidates = select_top(squared_norms, size, seed=seed)  # (m,) largest gradients first
+    if len(candidates) <= n:
+        return candidates
+    r = residuals[candidates]  # (m, K)
+    labels = np.maximum(ids[candidates], 0)  # (m, K) empty slots point at label 0 with r = 0
+    points = x[candidates].astype(np.float64)  # (m, D)
+    g2 = squared_norms[candidates]  # (m,)
+    dense = np.zeros(int(labels.max()) + 1)  # (L',) one pick's residuals, scattered and cleared per pick
+    nearest = np.full(len(candidates), np.inf)  # (m,) squared gradient distance to the nearest pick
+    taken = np.zeros(len(candidates), dtype=bool)
+    rng = np.random.default_rng(seed)
+    picks: list[int] = []
+    for _ in range(int(n)):
+        weights = np.where(taken, 0.0, nearest)  # (m,) inf before the first pick
+        total = float(weights.sum())
+        if not picks or not np.isfinite(total) or total <= 0.0:
+            pick = int(np.flatnonzero(~taken)[0])  # the largest remaining gradient
+        else:
+            pick = int(np.searchsorted(np.cumsum(weights), rng.random() * total, side="right"))
+            pick = min(pick, int(np.flatnonzero(weights)[-1]))  # rounding at the very end
+        picks.append(pick)
+        taken[pick] = True
+        np.add.at(dense, labels[pick], r[pick])
+        inner = (r * dense[labels]).sum(axis=1) * (points @ points[pick])  # (m,) <g_i, g_pick>
+        dense[labels[pick]] = 0.0
+        distance = g2 + g2[pick] - 2.0 * inner  # (m,)
+        distance = np.where(distance > 1e-9 * (g2 + g2[pick]), distance, 0.0)  # cancellation: duplicates are 0
+        nearest = np.minimum(nearest, distance)
+    return candidates[np.asarray(picks, dtype=np.int64)]
+
+
 def select_batch(
     strategy: str,
     scores: np.ndarray,
@@ -466,12 +667,23 @@ def select_batch(
     *,
     embeddings: np.ndarray | None = None,
     labelled_embeddings: np.ndarray | None = None,
+    idx: np.ndarray | None = None,
+    probs: np.ndarray | None = None,
+    threshold: float = 0.5,
+    per_label: dict[int, float] | None = None,
+    n_labels: int | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """The batch rule of ``strategy`` on the pool's scores (N,): ``n`` indices (int64), in pick order.
 
-    ``+kmeans`` and ``+ranked`` need the pool's ``embeddings`` (N, D); ``+ranked`` uses the labelled documents'
-    ``labelled_embeddings`` (n_l, D) as well.
+    ``typiclust`` and ``probcover`` ignore the scores: they cover the pool's ``embeddings`` given the
+    ``labelled_embeddings``; ProbCover's delta comes from its purity rule with ``n_labels`` k-means clusters (at
+    most 500; 20 when unknown).
+
+    ``+kmeans``, ``+ranked`` and ``badge`` need the pool's ``embeddings`` (N, D); ``+ranked`` uses the labelled
+    documents' ``labelled_embeddings`` (n_l, D) as well. ``badge`` works in gradient space: it needs the pool's
+    shortlists ``idx`` and ``probs`` (N, K) and the rule (``threshold``, ``per_label``), and ranks by its own
+    gradient norms (||r_i||, the badge scores, times ||x_i||), so ``scores`` only has to cover the pool.
     """
     _, rule = resolve(strategy)
     if rule == "modal":
@@ -485,6 +697,22 @@ def select_batch(
         return select_top(values, n, seed=seed)
     if embeddings is None:
         raise ValueError(f"{strategy} needs the pool's embeddings for its {rule} batch rule")
+    if rule == "typiclust":
+        from learner import coverage
+
+        return coverage.typiclust(embeddings, labelled_embeddings, int(n), seed=seed)
+    if rule == "probcover":
+        from learner import coverage
+
+        clusters = min(max(n_labels or PROBCOVER_CLUSTERS, 2), PROBCOVER_MAX_CLUSTERS)
+        delta = coverage.probcover_delta(embeddings, n_clusters=clusters, seed=seed)
+        return coverage.probcover(embeddings, labelled_embeddings, int(n), delta=delta, seed=seed)
+    if rule == "badge":
+        if idx is None or probs is None:
+            raise ValueError(f"{strategy} needs the pool's shortlists (idx, probs) for its gradient embeddings")
+        if len(probs) != len(values):
+            raise ValueError(f"probs has {len(probs)} rows but there are {len(values)} scores")
+        return badge_batch(idx, probs, embeddings, int(n), threshold=threshold, per_label=per_label, seed=seed)
     if rule == "kmeans":
         return kmeans_batch(values, embeddings, int(n), seed=seed)
     return ranked_batch(values, embeddings, labelled_embeddings, int(n), seed=seed)
@@ -531,12 +759,14 @@ def select(
     label_counts: Any = None,
     embeddings: np.ndarray | None = None,
     labelled_embeddings: np.ndarray | None = None,
+    per_label: dict[int, float] | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Score the whole pool (shortlists idx/probs (N, K) over ``n_labels`` labels) and pick a batch of ``n``.
 
     The simulator's entry point; the platform scores in chunks with ``score_pool`` and calls ``select_batch``.
-    modAL peers get dense (N, n_labels) probabilities rebuilt from the shortlists (K must equal n_labels).
+    ``per_label`` holds the decision rule's per-label thresholds (``decision``, ``badge``). modAL peers get dense
+    (N, n_labels) probabilities rebuilt from the shortlists (K must equal n_labels).
     """
     scorer, rule = resolve(strategy)
     if rule == "modal":
@@ -552,6 +782,19 @@ def select(
         threshold=threshold,
         mean_cardinality=mean_cardinality,
         label_counts=label_counts,
+        per_label=per_label,
         seed=seed,
     )
-    return select_batch(strategy, scores, n, embeddings=embeddings, labelled_embeddings=labelled_embeddings, seed=seed)
+    return select_batch(
+        strategy,
+        scores,
+        n,
+        embeddings=embeddings,
+        labelled_embeddings=labelled_embeddings,
+        idx=idx,
+        probs=probs,
+        threshold=threshold,
+        per_label=per_label,
+        n_labels=n_labels,
+        seed=seed,
+    )

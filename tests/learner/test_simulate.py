@@ -105,6 +105,49 @@ def test_uncertainty_beats_random_on_the_designed_pool_and_the_outputs_follow_th
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_growing_batches_and_the_savings_table_say_how_many_labels_uncertainty_saves(designed, tmp_path):
+    out = tmp_path / "sim"
+
+    assert _simulate(designed, out, "--strategies", "random,uncertainty", "--schedule", "5:20,20:60") == 0
+
+    curves = json.loads((out / "curves.json").read_text())
+    for strategy in curves["strategies"].values():
+        for points in strategy["seeds"].values():
+            assert [p["labelled"] for p in points] == [10, 15, 20, 40, 60]
+    summary = json.loads((out / "summary.json").read_text())
+    table = summary["savings"]
+    assert set(table) == {"random", "uncertainty"}
+    assert set(table["uncertainty"]) == {"micro_f1", "macro_f1", "P@1", "P@5"}
+    end = table["uncertainty"]["micro_f1"]["end"]
+    # On the designed pool uncertainty skips the copies: it reaches random's final micro-F1 with fewer labels.
+    assert end["labels"] is not None and end["ratio"] < 1.0
+    assert end["random_labels"] <= 60
+    assert table["random"]["micro_f1"]["end"]["ratio"] == 1.0
+    band = summary["curves"]["uncertainty"]
+    assert band["labelled"] == [10, 15, 20, 40, 60]
+    assert all(
+        lo <= m <= hi
+        for lo, m, hi in zip(band["micro_f1"]["low"], band["micro_f1"]["mean"], band["micro_f1"]["high"], strict=True)
+    )
+
+
+def test_auto_covers_the_pool_first_then_lets_the_chooser_pick_among_its_arms(designed, tmp_path):
+    out = tmp_path / "sim"
+    extra = ["--strategies", "random,auto,typiclust", "--cache-dir", str(tmp_path / "cache"), "--budget", "70"]
+
+    assert _simulate(designed, out, *extra) == 0
+
+    curves = json.loads((out / "curves.json").read_text())
+    for points in curves["strategies"]["auto"]["seeds"].values():
+        arms = [p.get("arm") for p in points[:-1]]  # the last round picks nothing
+        # 4 labels: the coverage phase lasts until learner.chooser.switch_at(4) = 50 labelled documents.
+        assert arms[:4] == ["typiclust"] * 4
+        assert all(arm in ("decision+kmeans", "badge", "typiclust", "random+kmeans") for arm in arms[4:])
+        assert [p["labelled"] for p in points] == [10, 20, 30, 40, 50, 60, 70]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["savings"]) == {"random", "auto", "typiclust"}
+
+
 def test_every_strategy_starts_from_the_same_seed_documents_and_a_rerun_resumes(designed, tmp_path):
     out = tmp_path / "sim"
     assert _simulate(designed, out, "--strategies", "random,margin") == 0
@@ -134,6 +177,9 @@ def test_every_strategy_starts_from_the_same_seed_documents_and_a_rerun_resumes(
         (["--budget", "5"], "--budget"),
         (["--tier", "full"], "--tier"),
         (["--config", "{not json"], "--config"),
+        (["--schedule", "20:100,10:50"], "--schedule"),
+        (["--schedule", "twenty"], "--schedule"),
+        (["--schedule", "5:8"], "--schedule must end"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message_and_write_nothing(designed, tmp_path, capsys, extra, message):

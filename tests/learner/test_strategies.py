@@ -11,13 +11,17 @@ from learner.strategies import (
     SCORERS,
     STRATEGIES,
     adaptive_uncertainty,
+    badge_batch,
     cardinality_inconsistency,
     cold_start,
+    decision_margin,
+    gradient_norm,
     kmeans_batch,
     mean_binary_entropy,
     modal_select,
     random_scores,
     ranked_batch,
+    rare_positives,
     rarity_entropy,
     resolve,
     score_pool,
@@ -102,8 +106,25 @@ def test_unknown_strategy_lists_the_valid_names() -> None:
 
 
 def test_strategies_are_described_with_their_cost() -> None:
-    assert list(SCORERS) == ["random", "uncertainty", "margin", "cardinality", "adaptive", "rarity"]
+    assert list(SCORERS) == [
+        "random",
+        "uncertainty",
+        "margin",
+        "cardinality",
+        "adaptive",
+        "rarity",
+        "decision",
+        "badge",
+        "positives",
+        "typiclust",
+        "probcover",
+    ]
+    assert resolve("typiclust") == ("typiclust", "typiclust") and resolve("probcover") == ("probcover", "probcover")
+    assert "typiclust+kmeans" not in STRATEGIES and "probcover+ranked" not in STRATEGIES
     assert "cardinality+kmeans" in STRATEGIES and "rarity+ranked" in STRATEGIES
+    assert {"decision+kmeans", "decision+ranked", "positives+kmeans", "positives+ranked"} <= set(STRATEGIES)
+    assert "badge" in STRATEGIES and "badge+kmeans" not in STRATEGIES and "badge+ranked" not in STRATEGIES
+    assert resolve("badge") == ("badge", "badge") and resolve("decision") == ("decision", "top")
     assert set(MODAL_STRATEGIES) <= set(STRATEGIES)
     assert all("O(" in description for description in STRATEGIES.values())
     assert resolve("default") == resolve(DEFAULT_STRATEGY)
@@ -269,8 +290,8 @@ def test_shortlist_strategies_equal_the_dense_ones_when_the_shortlist_holds_ever
     counts = rng.integers(0, 20, size=6)
     identity = np.tile(np.arange(6), (50, 1))
 
-    for name in ("uncertainty", "margin", "cardinality", "adaptive", "rarity"):
-        kwargs = {"threshold": 0.4, "mean_cardinality": 2.0, "label_counts": counts}
+    for name in ("uncertainty", "margin", "cardinality", "adaptive", "rarity", "decision", "badge", "positives"):
+        kwargs = {"threshold": 0.4, "mean_cardinality": 2.0, "label_counts": counts, "per_label": {1: 0.2, 4: 0.7}}
         np.testing.assert_allclose(
             score_pool(name, shortlist, idx=order, **kwargs), score_pool(name, dense, idx=identity, **kwargs)
         )
@@ -290,6 +311,226 @@ def test_a_short_shortlist_keeps_the_ranking_when_the_rest_is_near_zero() -> Non
     np.testing.assert_array_equal(
         select_top(score_pool("uncertainty", shortlist), 10), select_top(score_pool("uncertainty", dense), 10)
     )
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def decision_pool() -> tuple[np.ndarray, np.ndarray]:
+    idx = np.array([[0, 1], [2, 3], [1, -1], [3, 0]])
+    # Document 2's empty slot holds 0.5, which would be on the boundary if it were read.
+    probs = np.array([[0.6, 0.1], [0.3, 0.2], [0.9, 0.5], [0.15, 0.05]])
+    return idx, probs
+
+
+def test_decision_is_the_logit_distance_to_the_global_threshold() -> None:
+    idx, probs = decision_pool()
+
+    scores = decision_margin(idx, probs, threshold=0.5)
+
+    np.testing.assert_allclose(scores, [-logit(0.6), -logit(0.7), -logit(0.9), -logit(0.85)])
+    assert list(select_top(scores, 4)) == [0, 1, 3, 2]
+
+
+def test_decision_reads_each_labels_own_threshold() -> None:
+    idx, probs = decision_pool()
+    per_label = {3: 0.2, 2: 0.9, 7: 0.01}  # label 3 sits exactly on its threshold in document 1
+
+    scores = decision_margin(idx, probs, threshold=0.5, per_label=per_label)
+
+    np.testing.assert_allclose(scores, [-logit(0.6), 0.0, -logit(0.9), -(logit(0.2) - logit(0.15))], atol=1e-6)
+    assert list(select_top(scores, 4)) == [1, 3, 0, 2]
+    assert list(select("decision", 1, idx=idx, probs=probs, n_labels=4)) == [0]
+    assert list(select("decision", 1, idx=idx, probs=probs, n_labels=4, per_label=per_label)) == [1]
+    np.testing.assert_array_equal(score_pool("decision", probs, idx=idx, threshold=0.5, per_label=per_label), scores)
+
+
+def test_decision_works_in_logit_space_and_scores_empty_shortlists_last() -> None:
+    # 0.05 is 0.04 from its threshold 0.01 and 0.45 is 0.05 from 0.5: in probability document 0 is the closer,
+    # in logits (how far the model's output must move to flip the decision) document 1 is, by 0.20 to 1.65.
+    idx = np.array([[0, -1], [1, -1], [-1, -1]])
+    probs = np.array([[0.05, 0.0], [0.45, 0.0], [0.5, 0.5]])
+
+    scores = decision_margin(idx, probs, threshold=0.5, per_label={0: 0.01})
+
+    np.testing.assert_allclose(scores[:2], [-(logit(0.05) - logit(0.01)), -logit(0.55)])
+    assert list(select_top(scores, 3)) == [1, 0, 2]
+    assert scores[2] == pytest.approx(-2 * logit(1 - 1e-6))
+    assert np.isfinite(scores).all()
+
+
+def test_decision_rejects_bad_input() -> None:
+    idx, probs = decision_pool()
+
+    with pytest.raises(ValueError, match=r"decision needs the shortlists' label ids \(idx\)"):
+        score_pool("decision", probs)
+    with pytest.raises(ValueError, match=r"per_label thresholds must be in \[0, 1\]"):
+        decision_margin(idx, probs, per_label={0: 1.5})
+    with pytest.raises(ValueError, match="same shape"):
+        decision_margin(idx[:, :1], probs)
+    with pytest.raises(ValueError, match="integer label ids"):
+        decision_margin(idx.astype(float), probs)
+
+
+def test_positives_prefers_likely_labels_without_positives() -> None:
+    idx = np.array([[0, 1], [2, 3], [4, -1]])
+    probs = np.array([[0.9, 0.8], [0.6, 0.5], [0.7, 0.9]])  # document 2's empty slot is not read
+    counts = np.array([50, 9, 0, 1, 3])  # labels 0 and 1 frequent, 2 never labelled
+
+    scores = rare_positives(idx, probs, counts)
+
+    np.testing.assert_allclose(scores, [0.9 / 51 + 0.8 / 10, 0.6 / 1 + 0.5 / 2, 0.7 / 4])
+    assert list(select_top(scores, 3)) == [1, 2, 0]
+    assert list(select_top(rare_positives(idx, probs, counts, power=0.0), 1)) == [0]  # no weighting: most positives
+    assert list(select("positives", 1, idx=idx, probs=probs, n_labels=5, label_counts=counts)) == [1]
+
+
+def test_positives_seeks_positives_where_rarity_seeks_uncertainty() -> None:
+    idx = np.array([[2], [2]])
+    probs = np.array([[0.95], [0.5]])  # sure of the unlabelled label 2 / undecided about it
+    counts = np.array([50, 9, 0])
+
+    assert list(select_top(rare_positives(idx, probs, counts), 1)) == [0]
+    assert list(select_top(rarity_entropy(idx, probs, counts), 1)) == [1]
+
+
+def test_positives_needs_label_ids_and_counts() -> None:
+    idx = np.array([[0, 1]])
+    probs = np.array([[0.5, 0.5]])
+
+    with pytest.raises(ValueError, match=r"positives needs .*label_counts"):
+        score_pool("positives", probs, idx=idx)
+    with pytest.raises(ValueError, match=r"positives needs the shortlists' label ids"):
+        score_pool("positives", probs, label_counts=[1, 1])
+    with pytest.raises(ValueError, match="label_counts has 1"):
+        rare_positives(idx, probs, [3])
+    with pytest.raises(ValueError, match="power"):
+        rare_positives(idx, probs, [3, 3], power=-1.0)
+
+
+# ------------------------------------------------------------------------------------------------------ badge
+
+
+def badge_pool() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three documents at threshold 0.5 (no label predicted, so r = p): A with the largest gradient, A' a
+    near-duplicate of A whose gradient is only a little smaller, B half as large but on other labels."""
+    idx = np.array([[0, 1], [0, 1], [2, 3]])
+    probs = np.array([[0.4, 0.3], [0.4, 0.29], [0.3, 0.2]])
+    embeddings = np.array([[1.0, 0.0], [1.0, 0.05], [1.0, 0.0]])
+    return idx, probs, embeddings
+
+
+def test_gradient_norm_is_the_residual_norm_with_the_rules_thresholds() -> None:
+    idx = np.array([[0, 1], [0, -1], [2, 1]])
+    probs = np.array([[0.4, 0.3], [0.3, 0.9], [0.8, 0.6]])
+
+    np.testing.assert_allclose(gradient_norm(idx, probs), [0.5, 0.3, math.hypot(0.2, 0.4)])  # empty slot ignored
+    per_label = {0: 0.3, 2: 0.9}  # label 0 now predicted at 0.4 (r = -0.6), label 2 no longer at 0.8 (r = 0.8)
+    np.testing.assert_allclose(
+        gradient_norm(idx, probs, per_label=per_label), [math.hypot(0.6, 0.3), 0.7, math.hypot(0.8, 0.4)]
+    )
+    np.testing.assert_array_equal(
+        score_pool("badge", probs, idx=idx, per_label=per_label), gradient_norm(idx, probs, per_label=per_label)
+    )
+
+
+def test_badge_takes_the_largest_gradient_then_a_distant_one_not_its_near_duplicate() -> None:
+    idx, probs, embeddings = badge_pool()
+    norms = gradient_norm(idx, probs) * np.linalg.norm(embeddings, axis=1)
+    assert list(select_top(norms, 2)) == [0, 1]  # by gradient size alone: A and its near-duplicate
+
+    for seed in range(20):
+        assert list(badge_batch(idx, probs, embeddings, 2, seed=seed)) == [0, 2]
+        scores = score_pool("badge", probs, idx=idx)
+        picks = select_batch("badge", scores, 2, embeddings=embeddings, idx=idx, probs=probs, seed=seed)
+        assert list(picks) == [0, 2]
+    assert list(select("badge", 2, idx=idx, probs=probs, n_labels=4, embeddings=embeddings)) == [0, 2]
+    assert sorted(badge_batch(idx, probs, embeddings, 3)) == [0, 1, 2]
+    assert badge_batch(idx, probs, embeddings, 0).shape == (0,)
+
+
+def test_badge_never_repicks_exact_duplicates_while_others_remain() -> None:
+    # Four copies of one gradient and one small, different gradient: the second pick is the different one.
+    idx = np.array([[0, 1]] * 4 + [[1, 2]])
+    probs = np.array([[0.4, 0.3]] * 4 + [[0.1, 0.1]])
+    embeddings = np.array([[0.6, 0.8]] * 4 + [[0.0, 1.0]])
+
+    for seed in range(5):
+        picks = badge_batch(idx, probs, embeddings, 3, seed=seed)
+        assert int(picks[0]) < 4 and int(picks[1]) == 4 and int(picks[2]) < 4 and picks[2] != picks[0]
+
+
+def explicit_badge(
+    idx: np.ndarray, probs: np.ndarray, x: np.ndarray, n: int, threshold: float, per_label: dict[int, float], seed: int
+) -> list[int]:
+    """k-means++ seeding on the gradient embeddings built explicitly (N, L·D), as Ash et al. describe it."""
+    n_labels = int(idx.max()) + 1
+    thresholds = np.array([[per_label.get(int(label), threshold) for label in row] for row in idx])
+    r = np.zeros((len(idx), n_labels))
+    for row, col in zip(*np.nonzero(idx >= 0), strict=True):
+        r[row, idx[row, col]] = probs[row, col] - float(probs[row, col] >= thresholds[row, col])
+    g = np.einsum("nl,nd->nld", r, x).reshape(len(idx), -1)  # (N, L·D)
+    candidates = select_top((g**2).sum(axis=1), len(idx), seed=seed)
+    g = g[candidates]
+    rng = np.random.default_rng(seed)
+    picks = [0]
+    nearest = ((g - g[0]) ** 2).sum(axis=1)
+    for _ in range(n - 1):
+        weights = np.where(np.isin(np.arange(len(g)), picks), 0.0, nearest)
+        pick = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(), side="right"))
+        picks.append(pick)
+        nearest = np.minimum(nearest, ((g - g[pick]) ** 2).sum(axis=1))
+    return [int(candidates[pick]) for pick in picks]
+
+
+def test_badge_equals_kmeans_plus_plus_on_explicit_gradient_embeddings() -> None:
+    rng = np.random.default_rng(5)
+    n_docs, n_labels, k = 40, 12, 4
+    idx = np.stack([rng.choice(n_labels, size=k, replace=False) for _ in range(n_docs)])  # shared labels, any slot
+    idx[rng.random((n_docs, k)) < 0.2] = -1
+    probs = rng.random((n_docs, k))
+    embeddings = rng.normal(size=(n_docs, 3))
+    per_label = {1: 0.2, 5: 0.8, 7: 0.45}
+
+    for seed in range(4):
+        expected = explicit_badge(idx, probs, embeddings, 8, 0.4, per_label, seed)
+        picks = badge_batch(idx, probs, embeddings, 8, threshold=0.4, per_label=per_label, seed=seed)
+        assert list(picks) == expected
+        assert len(set(picks.tolist())) == 8
+
+
+def test_badge_seeds_among_the_largest_gradients_only() -> None:
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 50, size=(3000, 2))
+    idx[:, 1] = (idx[:, 0] + 1) % 50  # distinct within a row
+    probs = rng.random((3000, 2)) * 0.4  # below the threshold: r = p
+    embeddings = rng.normal(size=(3000, 4))
+    norms = gradient_norm(idx, probs) * np.linalg.norm(embeddings, axis=1)
+
+    picks = badge_batch(idx, probs, embeddings, 20, seed=1)
+
+    assert len(set(picks.tolist())) == 20
+    assert set(picks.tolist()) <= set(select_top(norms, 2000).tolist())
+    assert int(picks[0]) == int(np.argmax(norms))
+
+
+def test_badge_needs_embeddings_and_shortlists() -> None:
+    idx, probs, embeddings = badge_pool()
+    scores = score_pool("badge", probs, idx=idx)
+
+    with pytest.raises(ValueError, match="badge needs the pool's embeddings"):
+        select_batch("badge", scores, 2, idx=idx, probs=probs)
+    with pytest.raises(ValueError, match="badge needs the pool's embeddings"):
+        select("badge", 2, idx=idx, probs=probs, n_labels=4)
+    with pytest.raises(ValueError, match=r"needs the pool's shortlists \(idx, probs\)"):
+        select_batch("badge", scores, 2, embeddings=embeddings)
+    with pytest.raises(ValueError, match="probs has 3 rows but there are 2 scores"):
+        select_batch("badge", scores[:2], 2, embeddings=embeddings, idx=idx, probs=probs)
+    with pytest.raises(ValueError, match="must be 2-D with 3 rows"):
+        badge_batch(idx, probs, embeddings[:2], 2)
+    with pytest.raises(ValueError, match=r"badge needs the shortlists' label ids \(idx\)"):
+        score_pool("badge", probs)
 
 
 # ------------------------------------------------------------------------------------------------ batch rules
@@ -391,3 +632,23 @@ def test_select_scores_and_batches_the_whole_pool() -> None:
     picks = select("margin", 2, idx=idx, probs=probs, n_labels=2)
 
     assert list(picks) == [2, 1]  # -0.05, -0.1 (see test_threshold_margin_exact_scores)
+
+
+def test_coverage_strategies_cover_the_pool_whatever_the_scores() -> None:
+    from learner import coverage
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    pool = np.vstack([centre + rng.normal(0, 0.05, (8, 3)) for centre in centres])  # three tight groups
+    labelled = pool[:1] + 0.01  # the first group already holds a labelled document
+    scores = rng.random(len(pool))
+
+    picks = select_batch("typiclust", scores, 2, embeddings=pool, labelled_embeddings=labelled, seed=1)
+
+    np.testing.assert_array_equal(picks, coverage.typiclust(pool, labelled, 2, seed=1))
+    assert sorted(int(p) // 8 for p in picks) == [1, 2]  # the two uncovered groups, not the labelled one
+    assert score_pool("typiclust", np.zeros((4, 2)), seed=3).shape == (4,)
+    with pytest.raises(ValueError, match="embeddings"):
+        select_batch("probcover", scores, 2)
+    covered = select_batch("probcover", scores, 2, embeddings=pool, labelled_embeddings=labelled, n_labels=3, seed=1)
+    assert sorted(int(p) // 8 for p in covered) == [1, 2]
