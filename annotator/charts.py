@@ -6,6 +6,7 @@ Every number is formatted by us and every text is escaped, so the markup is safe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from django.utils.html import escape
@@ -26,20 +27,11 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [round(first + i * step, 10) for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
-def learning_curve_svg(curve: dict[str, Any]) -> SafeString:
-    """Metric (y) against training labels (x): measured points with their 95 % intervals, the fitted curve and its
-    forecast band. Empty string when there is nothing to draw."""
-    points = curve.get("points") or []
-    fit = curve.get("fit")
-    if not points:
-        return mark_safe("")
-    band = fit["curve"] if fit else []
-    xs = [p["labels"] for p in points] + [b["labels"] for b in band]
-    ys = [p["low"] for p in points] + [p["high"] for p in points] + [b["low"] for b in band] + [b["high"] for b in band]
-    x_max = max(xs) * 1.05
-    y_low, y_high = max(0.0, min(ys) - 0.02), min(1.0, max(ys) + 0.02)
-    if y_high - y_low < 0.05:
-        y_high = min(1.0, y_low + 0.05)
+def _frame(
+    x_max: float, y_low: float, y_high: float, *, title_id: str, title: str, x_label: str
+) -> tuple[list[str], Callable[[float], float], Callable[[float], float]]:
+    """The opening of a chart: svg element with an escaped title, axes, ticks and the x-axis label. Returns the
+    parts and the x and y pixel mappings."""
 
     def px(x: float) -> float:
         return LEFT + (WIDTH - LEFT - RIGHT) * x / x_max
@@ -49,8 +41,7 @@ def learning_curve_svg(curve: dict[str, Any]) -> SafeString:
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" class="chart" role="img" '
-        f'aria-labelledby="curve-title"><title id="curve-title">{escape(curve.get("metric", ""))} on the evaluation '
-        f"set against training labels</title>",
+        f'aria-labelledby="{title_id}"><title id="{title_id}">{escape(title)}</title>',
         f'<g class="axis"><line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}"/>'
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{HEIGHT - BOTTOM}"/></g>',
     ]
@@ -68,7 +59,37 @@ def learning_curve_svg(curve: dict[str, Any]) -> SafeString:
         )
     parts.append(
         f'<text x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" y="{HEIGHT - 4}" text-anchor="middle" class="label">'
-        "training labels</text>"
+        f"{escape(x_label)}</text>"
+    )
+    return parts, px, py
+
+
+def _y_range(ys: list[float]) -> tuple[float, float]:
+    y_low, y_high = max(0.0, min(ys) - 0.02), min(1.0, max(ys) + 0.02)
+    if y_high - y_low < 0.05:
+        y_high = min(1.0, y_low + 0.05)
+    return y_low, y_high
+
+
+def learning_curve_svg(curve: dict[str, Any]) -> SafeString:
+    """Metric (y) against training labels (x): measured points with their 95 % intervals, the fitted curve and its
+    forecast band. Empty string when there is nothing to draw."""
+    points = curve.get("points") or []
+    fit = curve.get("fit")
+    if not points:
+        return mark_safe("")
+    band = fit["curve"] if fit else []
+    xs = [p["labels"] for p in points] + [b["labels"] for b in band]
+    ys = [p["low"] for p in points] + [p["high"] for p in points] + [b["low"] for b in band] + [b["high"] for b in band]
+    x_max = max(xs) * 1.05
+    y_low, y_high = _y_range(ys)
+    parts, px, py = _frame(
+        x_max,
+        y_low,
+        y_high,
+        title_id="curve-title",
+        title=f"{curve.get('metric', '')} on the evaluation set against training labels",
+        x_label="training labels",
     )
     if band:
         upper = " ".join(f"{px(b['labels']):.1f},{py(b['high']):.1f}" for b in band)
@@ -85,6 +106,67 @@ def learning_curve_svg(curve: dict[str, Any]) -> SafeString:
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4"><title>v{int(p["version"])}: {p["value"]:.3f} '
             f"({p['low']:.3f} to {p['high']:.3f}) on {int(p['evaluated_on'])} evaluation documents, trained on "
             f"{int(p['labels'])} labels</title></circle></g>"
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # noqa: S308 - numbers formatted here and escaped text only
+
+
+SAVINGS_ARMS = (("random", "random picks"), ("picks", "this project's picks"))
+
+
+def savings_svg(result: dict[str, Any]) -> SafeString:
+    """Micro-F1 on the held-out evaluation documents against training labels for both arms of a savings estimate
+    (learner.replay): each arm's curve with its 95 % band, the target (random at its last size) and where the picks
+    reach it; the page names the arms' colours. Empty string when the estimate has no curves (not enough data)."""
+    curves = result.get("curves") or {}
+    random_curve, picks_curve = curves.get("random") or [], curves.get("picks") or []
+    if not random_curve or not picks_curve:
+        return mark_safe("")
+    n_random = float(result.get("n_random") or random_curve[-1]["n"])
+    reached = result.get("labels_picks")
+    x_max = max(n_random, float(reached) if reached is not None else float(picks_curve[-1]["n"])) * 1.05
+    shown = {
+        "random": random_curve,
+        "picks": [p for p in picks_curve if p["n"] <= x_max] or picks_curve[:1],
+    }
+    ys = [v for arm in shown.values() for p in arm for v in (p["low"], p["high"])]
+    y_low, y_high = _y_range(ys)
+    parts, px, py = _frame(
+        x_max,
+        y_low,
+        y_high,
+        title_id="savings-title",
+        title="micro-F1 on held-out evaluation documents against training labels: this project's picks and random "
+        "picks",
+        x_label="training labels",
+    )
+    for arm, name in SAVINGS_ARMS:
+        points = shown[arm]
+        upper = " ".join(f"{px(p['n']):.1f},{py(p['high']):.1f}" for p in points)
+        lower = " ".join(f"{px(p['n']):.1f},{py(p['low']):.1f}" for p in reversed(points))
+        line = " ".join(f"{px(p['n']):.1f},{py(p['value']):.1f}" for p in points)
+        parts.append(
+            f'<g class="arm arm-{arm}"><polygon class="band" points="{upper} {lower}"><title>{escape(name)}, 95% '
+            f'interval</title></polygon><polyline class="fit" points="{line}"/>'
+        )
+        for p in points:
+            parts.append(
+                f'<circle cx="{px(p["n"]):.1f}" cy="{py(p["value"]):.1f}" r="3"><title>{escape(name)}: '
+                f"{p['value']:.3f} ({p['low']:.3f} to {p['high']:.3f}) with {int(p['n'])} labels</title></circle>"
+            )
+        parts.append("</g>")
+    target = result.get("target")
+    if isinstance(target, int | float) and y_low <= target <= y_high:
+        y = py(float(target))
+        parts.append(
+            f'<line class="target" x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}"><title>target: what '
+            f"{int(n_random)} random picks reach, {float(target):.3f}</title></line>"
+        )
+    if isinstance(reached, int | float):
+        x = px(float(reached))
+        parts.append(
+            f'<line class="now" x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{HEIGHT - BOTTOM}"><title>the picks reach '
+            f"it with {float(reached):.0f} labels</title></line>"
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - numbers formatted here and escaped text only

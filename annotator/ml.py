@@ -217,6 +217,45 @@ def train(
     )
 
 
+def savings_estimate(
+    *,
+    picks_texts: Sequence[str],
+    picks_X: np.ndarray,
+    Y_picks: Any,
+    eval_texts: Sequence[str],
+    eval_X: np.ndarray,
+    Y_eval: Any,
+    labels: Sequence[str],
+    config: FastTierConfig,
+    prior: LabelPrior | None,
+    strategy: str,
+    seed: int,
+    min_evaluation: int,
+    min_picks: int,
+    orders: int,
+    n_boot: int,
+    on_progress: Callable[[float], None] | None = None,
+) -> dict[str, Any]:
+    """learner.replay.estimate: the labels the picks (in pick order) saved against random picks, the random arm
+    cross-fitted on the labelled evaluation documents, with the project's learner (`config`, `prior`). JSON."""
+    from learner.replay import Labelled, estimate
+
+    return estimate(
+        picks=Labelled(Y_picks, texts=list(picks_texts), embeddings=picks_X),
+        evaluation=Labelled(Y_eval, texts=list(eval_texts), embeddings=eval_X),
+        labels=list(labels),
+        config=config.to_dict(),
+        prior=prior,
+        strategy=strategy,
+        seed=seed,
+        orders=orders,
+        n_boot=n_boot,
+        min_evaluation=min_evaluation,
+        min_picks=min_picks,
+        on_progress=on_progress,
+    )
+
+
 def update(
     model: FastTier,
     new: Any,
@@ -342,7 +381,7 @@ def _strategy_title(name: str) -> str:
     from learner.strategies import SCORERS
 
     scorer, _, rule = name.partition("+")
-    title = SCORERS[scorer].split(";")[0].split(":")[0].split(" (")[0]
+    title = SCORERS[scorer].split(";")[0].split(":")[0].split(" (")[0].split(",")[0]
     title = title[0].upper() + title[1:]
     return f"{name}: {title}" + {"": "", "kmeans": ", diverse batch (k-means)", "ranked": ", ranked batch"}[rule]
 
@@ -357,15 +396,28 @@ def resolve_strategy(strategy: str, n_labels: int | None = None) -> tuple[str, s
     return name, scorer, rule
 
 
+def per_label_thresholds(model: Any) -> dict[int, float]:
+    """The per-label thresholds (model column -> threshold) of the model's micro-F1 decision rule (may be empty)."""
+    return dict(model.rules["micro_f1"].per_label)
+
+
+def is_coverage_rule(rule: str) -> bool:
+    """Whether a batch rule covers the pool's embeddings (TypiClust, ProbCover) instead of reading scores."""
+    from learner.strategies import COVERAGE_RULES
+
+    return rule in COVERAGE_RULES
+
+
 def score_strategy(strategy: str, probs: np.ndarray, **context: Any) -> np.ndarray:
-    """`learner.strategies.score_pool` (context: idx, threshold, mean_cardinality, label_counts, seed)."""
+    """`learner.strategies.score_pool` (context: idx, threshold, mean_cardinality, label_counts, per_label, seed)."""
     from learner.strategies import score_pool
 
     return score_pool(strategy, probs, **context)
 
 
 def select_batch(strategy: str, scores: np.ndarray, n: int, **context: Any) -> np.ndarray:
-    """`learner.strategies.select_batch` (context: embeddings, labelled_embeddings, seed)."""
+    """`learner.strategies.select_batch` (context: embeddings, labelled_embeddings, idx, probs, threshold,
+    per_label, n_labels, seed)."""
     from learner.strategies import select_batch as _select_batch
 
     return _select_batch(strategy, scores, n, **context)

@@ -453,6 +453,7 @@ class Job(models.Model):
         TRAIN = "train", "Train a model"
         SCORE = "score", "Score the pool and refill the queue"
         ADAPT = "adapt", "Adapt the encoder to the labelled documents"
+        ESTIMATE = "estimate", "Estimate labels saved against random"
 
     class Status(models.TextChoices):
         PENDING = "PENDING", "Pending"
@@ -509,7 +510,9 @@ class Job(models.Model):
                 condition=Q(status__in=["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]),
                 name="job_status_valid",
             ),
-            models.CheckConstraint(condition=Q(kind__in=["encode", "train", "score", "adapt"]), name="job_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["encode", "train", "score", "adapt", "estimate"]), name="job_kind_valid"
+            ),
             models.CheckConstraint(condition=Q(mode__in=["", "auto", "incremental", "full"]), name="job_mode_valid"),
         ]
         indexes = [
@@ -519,6 +522,33 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} ({self.status})"
+
+
+class SavingsEstimate(models.Model):
+    """ "Does active learning pay here?": the labels the project's picks saved (or cost) against random picks,
+    estimated on its evaluation set (learner.replay's result, JSON), with what it was computed on."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="savings_estimates")
+    created_at = models.DateTimeField(auto_now_add=True)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The serving version when it was estimated.",
+    )
+    picks = models.PositiveIntegerField(help_text="Labelled documents the strategy picked.")
+    evaluation_documents = models.PositiveIntegerField(help_text="Labelled evaluation documents.")
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "-id"], name="savings_project_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} savings estimate {self.pk} ({self.result.get('verdict', '?')})"
 
 
 class QueueItem(models.Model):

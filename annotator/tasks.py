@@ -30,6 +30,13 @@ def adapt_encoder(job_id: int) -> None:
     adaptation_run(job_id=job_id)
 
 
+@shared_task(name="annotator.tasks.estimate_savings")  # default queue: CPU work, no encoder in the common case
+def estimate_savings(job_id: int) -> None:
+    from .services.savings import savings_run
+
+    savings_run(job_id=job_id)
+
+
 @shared_task(name="annotator.tasks.score_pool")
 def score_pool(job_id: int) -> None:
     from .services.training import scoring_run

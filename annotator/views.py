@@ -16,10 +16,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from . import selectors, services
-from .charts import learning_curve_svg
+from .charts import learning_curve_svg, savings_svg
 from .exceptions import NotFound, PermissionDenied, ProjectError
 from .importing import parse_file
 from .models import Job, Membership, Project, TrainingSchedule, TrainMode, strategy_choices
+from .services.savings import SAVINGS_MIN_EVALUATION, SAVINGS_MIN_PICKS
 from .services.schedules import describe as describe_schedule
 
 
@@ -265,6 +266,14 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                 job = services.adaptation_request(project=project, user=request.user)
                 messages.success(request, f"Encoder adaptation queued (job {job.pk}); a full retrain follows it.")
                 return redirect("project-manage", project_id=project.pk)
+            elif action == "estimate":
+                job = services.savings_request(project=project, user=request.user)
+                messages.success(request, f"Estimate of the labels saved against random queued (job {job.pk}).")
+                return redirect("project-manage", project_id=project.pk)
+            elif action == "adopt-strategy":
+                project = services.savings_adopt(project=project, user=request.user)
+                messages.success(request, f"Strategy set to {project.get_strategy_display()}.")
+                return redirect("project-manage", project_id=project.pk)
             elif action == "train":
                 train_form = TrainForm(request.POST)
                 mode = train_form.cleaned_data["mode"] if train_form.is_valid() else ""
@@ -314,6 +323,7 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
             for problem in exc.errors[:20]:
                 messages.error(request, problem)
     curve = selectors.learning_curve(project=project)
+    savings = selectors.savings_overview(project=project)
     compare = None
     a, b = request.GET.get("a", ""), request.GET.get("b", "")
     if a and b:
@@ -356,6 +366,9 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
         "curve": curve,
         "curve_svg": learning_curve_svg(curve),
         "evaluation": selectors.evaluation_progress(project=project),
+        "savings": savings,
+        "savings_svg": savings_svg(savings["estimate"]["result"]) if savings["estimate"] else "",
+        "savings_minimum": {"evaluation": SAVINGS_MIN_EVALUATION, "picks": SAVINGS_MIN_PICKS},
         "retraining_form": RetrainingForm(
             initial={
                 "retrain_every": project.retrain_every,

@@ -322,6 +322,29 @@ class LearningCurveSerializer(serializers.Serializer):
     advice = serializers.DictField()
 
 
+class SavingsEstimateSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    picks = serializers.IntegerField(help_text="Labelled documents the queue picked, replayed in their order.")
+    evaluation_documents = serializers.IntegerField(help_text="Labelled evaluation documents (the random control).")
+    model_version = serializers.IntegerField(allow_null=True, help_text="The serving version at the time.")
+    job = serializers.IntegerField(allow_null=True)
+    result = serializers.DictField(
+        help_text="verdict (saves | costs | undecided | not_enough_data), favoured, headline, summary, target, "
+        "n_random, labels_picks, picks_max, ratio {value, low, high, never}, curves {random, picks}, macro_f1, "
+        "caveats, sizes, seconds; reason when there is not enough data"
+    )
+
+
+class SavingsSerializer(serializers.Serializer):
+    estimate = SavingsEstimateSerializer(allow_null=True, help_text="The newest estimate; null before the first.")
+    job = serializers.DictField(allow_null=True, help_text="The newest estimate job (queued, running or finished).")
+    active = serializers.BooleanField(help_text="An estimate is queued or running.")
+    strategy = serializers.CharField(help_text="The project's strategy now.")
+    favoured = serializers.CharField(allow_null=True, help_text="The strategy the newest estimate favours, if any.")
+    adoptable = serializers.BooleanField(help_text="It favours a strategy the project does not use yet.")
+
+
 class ModelCompareSerializer(serializers.Serializer):
     a = serializers.IntegerField()
     b = serializers.IntegerField()

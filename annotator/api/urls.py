@@ -24,6 +24,8 @@ urlpatterns = [
     path("projects/<int:project_id>/labels/coverage/", views.LabelCoverageView.as_view(), name="api-label-coverage"),
     path("projects/<int:project_id>/train/", views.TrainView.as_view(), name="api-train"),
     path("projects/<int:project_id>/adapt/", views.AdaptView.as_view(), name="api-adapt"),
+    path("projects/<int:project_id>/savings/", views.SavingsView.as_view(), name="api-savings"),
+    path("projects/<int:project_id>/savings/adopt/", views.SavingsAdoptView.as_view(), name="api-savings-adopt"),
     path("projects/<int:project_id>/models/", views.ModelListView.as_view(), name="api-models"),
     path("projects/<int:project_id>/models/compare/", views.ModelCompareView.as_view(), name="api-models-compare"),
     path(

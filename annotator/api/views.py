@@ -323,6 +323,38 @@ class AdaptView(APIView):
         return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
+class SavingsView(APIView):
+    @extend_schema(
+        responses={200: s.SavingsSerializer},
+        summary="Does active learning pay here? The newest estimate of the labels the picks saved against random",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        return Response(selectors.savings_overview(project=project))
+
+    @extend_schema(
+        request=None,
+        responses={202: s.JobSerializer},
+        summary="Queue a new estimate (or get the one queued or running); 400 with what is missing without data",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        job = services.savings_request(project=project, user=request.user)
+        return Response(s.JobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SavingsAdoptView(APIView):
+    @extend_schema(
+        request=None,
+        responses={200: s.ProjectSerializer},
+        summary="Set the project's strategy to the one the newest estimate favours; 400 when it favours none",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project, role = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        project = services.savings_adopt(project=project, user=request.user)
+        return Response(s.ProjectSerializer(project, context={"roles": {project.pk: role}}).data)
+
+
 class ModelListView(APIView):
     @extend_schema(responses=s.ModelVersionSerializer(many=True), summary="Model versions, newest first")
     def get(self, request: Request, project_id: int) -> Response:

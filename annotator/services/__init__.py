@@ -7,6 +7,7 @@ from .jobs import job_cancel, job_claim, job_dispatch, job_request
 from .projects import labels_add, member_add, project_create, project_update
 from .queue import NothingToServe, Served, lease_renew, queue_lease_next, queue_release
 from .registry import version_promote
+from .savings import savings_adopt, savings_maybe_request, savings_request, savings_run
 from .schedules import schedule_delete, schedule_save, training_scheduled
 from .training import (
     encode_run,
@@ -40,6 +41,10 @@ __all__ = [
     "project_update",
     "queue_lease_next",
     "queue_release",
+    "savings_adopt",
+    "savings_maybe_request",
+    "savings_request",
+    "savings_run",
     "schedule_delete",
     "schedule_save",
     "scoring_run",

@@ -31,6 +31,7 @@ def _task_for(kind: str):
         Job.Kind.TRAIN: tasks.train_model,
         Job.Kind.SCORE: tasks.score_pool,
         Job.Kind.ADAPT: tasks.adapt_encoder,
+        Job.Kind.ESTIMATE: tasks.estimate_savings,
     }[kind]
 
 

@@ -141,6 +141,18 @@ def encode_run(*, job_id: int) -> None:
     message = f"encoded {total} documents" + (f" and {labels_done} label names" if labels_done else "")
     job_succeed(job=job, message=message)
     job_request(project=job.project, kind=Job.Kind.SCORE, reason="documents encoded")
+    if labels_done and _labels_unknown_to_serving(job.project):
+        # Labels added after the model: the next version knows them and blends their names' prior at once
+        # (suggested before their first positive), instead of waiting for the next scheduled retrain.
+        job_request(project=job.project, kind=Job.Kind.TRAIN, reason="labels added: their names join the model")
+
+
+def _labels_unknown_to_serving(project: Project) -> bool:
+    """Whether the project has labels its serving model was not trained with (and annotations to train on)."""
+    serving = ModelVersion.objects.filter(project=project, is_serving=True).only("n_labels").first()
+    if serving is None or not project.label_prior:
+        return False
+    return Label.objects.filter(project=project).count() > serving.n_labels
 
 
 # --- train -----------------------------------------------------------------------------------------------------------
@@ -367,6 +379,9 @@ def training_run(*, job_id: int) -> None:
         model_version=version,
     )
     training_maybe_request(project=project)
+    from .savings import savings_maybe_request  # it reads its data through this module's helpers
+
+    savings_maybe_request(project=project)
 
 
 def abandon(*, job_id: int, folder: Path | None, error: str | None = None, cancelled: bool = False) -> None:
@@ -685,9 +700,12 @@ def _model_items(
     mean_cardinality = float(version.config.get("mean_cardinality", 1.0))
     threshold = effective_threshold(project=project, version=version)
     strategy, scorer, rule = ml.resolve_strategy(project.strategy, n_labels)
+    # The rule's per-label thresholds, unless the manager set one threshold for every label.
+    per_label = ml.per_label_thresholds(model) if project.decision_threshold is None else None
     label_counts = None
     labelled_ids: list[int] = []
-    if scorer == "rarity" or rule == "ranked":
+    reads_labelled = rule == "ranked" or ml.is_coverage_rule(rule)  # batch rules that avoid what is labelled
+    if scorer in ("rarity", "positives") or reads_labelled:
         labelled_ids, label_counts = training_label_counts(project, list(model.labels))
     scores = np.empty(len(pool), dtype=np.float64)  # (U,)
     kept = min(width, max(k, KEPT_SHORTLIST))
@@ -708,6 +726,7 @@ def _model_items(
             threshold=threshold,
             mean_cardinality=mean_cardinality,
             label_counts=label_counts,
+            per_label=per_label,
             seed=version.number * 7919 + start,
         )
         top_idx[start : start + len(ids)] = idx[:, :kept]
@@ -734,7 +753,12 @@ def _model_items(
         scores,
         project.queue_size,
         embeddings=store.get(pool) if rule != "top" else None,
-        labelled_embeddings=_encoded_only(store, labelled_ids) if rule == "ranked" else None,
+        labelled_embeddings=_encoded_only(store, labelled_ids) if reads_labelled else None,
+        idx=top_idx,
+        probs=top_p,
+        threshold=threshold,
+        per_label=per_label,
+        n_labels=n_labels,
         seed=version.number,
     )
     items = []

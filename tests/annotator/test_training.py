@@ -209,7 +209,9 @@ def test_a_model_published_while_scoring_gets_its_own_scoring_run(
     assert set(QueueItem.objects.filter(project=project).values_list("model_version__number", flat=True)) == {2}
 
 
-@pytest.mark.parametrize("strategy", ["margin", "rarity+kmeans", "uncertainty+ranked"])
+@pytest.mark.parametrize(
+    "strategy", ["margin", "rarity+kmeans", "uncertainty+ranked", "decision", "positives+kmeans", "badge", "typiclust"]
+)
 def test_the_queue_holds_the_picks_of_the_project_strategy(project, annotator_user, documents, strategy):
     project.strategy, project.queue_size = strategy, 5
     project.save()
@@ -245,6 +247,7 @@ def test_the_queue_holds_the_picks_of_the_project_strategy(project, annotator_us
         label_counts=counts,
         embeddings=store.get([doc.pk for doc in pool]),
         labelled_embeddings=store.get(sorted(labelled)),
+        per_label=ml.per_label_thresholds(model),
         seed=version.number,
     )
     assert [item.document_id for item in items] == [pool[int(i)].pk for i in expected]
@@ -290,6 +293,31 @@ def test_a_label_added_later_is_embedded_and_suggested_at_once(project, manager,
     services.scoring_run(job_id=Job.objects.get(project=project, kind="score", status="PENDING").pk)
     served = services.queue_lease_next(project=project, user=annotator_user)
     assert "gratitude" in [s["label"] for s in served.suggestions]
+
+
+def test_a_label_added_after_the_first_model_joins_the_next_version_with_its_prior(project, annotator_user, documents):
+    _encode_all(project)
+    _label_some(project, annotator_user, documents)
+    services.training_run(job_id=Job.objects.get(project=project, kind="train").pk)
+    Job.objects.all().delete()
+
+    services.labels_add(project=project, labels=["gratitude"])
+    services.encode_run(job_id=Job.objects.get(project=project, kind="encode", status="PENDING").pk)
+
+    train = Job.objects.get(project=project, kind="train", status="PENDING")  # queued by the new label
+    assert "labels added" in train.reason
+    services.training_run(job_id=train.pk)
+    v2 = ModelVersion.objects.get(project=project, is_serving=True)
+    assert v2.number == 2 and v2.n_labels == len(LABELS) + 1
+    model = ml.load_model(str(Path(settings.ARTIFACTS_DIR) / v2.artifact_path))
+    assert "gratitude" in model.labels
+    # With the prior switched off a new label waits for the usual retrain schedule.
+    Job.objects.all().delete()
+    services.labels_add(project=project, labels=["relief"])
+    project.label_prior = False
+    project.save()
+    services.encode_run(job_id=Job.objects.get(project=project, kind="encode", status="PENDING").pk)
+    assert not Job.objects.filter(project=project, kind="train").exists()
 
 
 def test_trained_versions_blend_the_prior_and_record_it_and_their_encoder(project, annotator_user, documents):

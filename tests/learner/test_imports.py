@@ -22,7 +22,7 @@ def test_light_modules_import_neither_torch_nor_django() -> None:
     loaded = loaded_after(
         "import learner, learner.strategies, learner.metrics, learner.config, learner.data, "
         "learner.device, learner.embeddings, learner.encoder, learner.testing, learner.prior, learner.adapt, "
-        "learner.fast, learner.simulate"
+        "learner.fast, learner.simulate, learner.replay"
     )
 
     assert "learner" in loaded

@@ -25,6 +25,30 @@
       refresh();
     }
   }
+  // The savings panel: the newest estimate job's status; a finished one newer than the estimate shown asks for a
+  // reload (the panel itself is rendered on the server).
+  function savingsStatus(jobs) {
+    const panel = document.getElementById("savings");
+    const line = document.getElementById("savings-job");
+    const job = jobs.find((j) => j.kind === "estimate");
+    if (!panel || !line || !job) return;
+    if (job.status === "PENDING" || job.status === "RUNNING") {
+      line.textContent =
+        "Estimating (" + job.status.toLowerCase() + ", job " + job.id + "): " + Math.round(job.progress * 100) + "%" +
+        (job.message ? ", " + job.message : "") + ".";
+    } else if (job.status === "SUCCEEDED" && String(job.id) !== panel.dataset.estimateJob) {
+      line.replaceChildren(document.createTextNode("A new estimate is ready: "));
+      const link = document.createElement("a");
+      link.href = "#savings";
+      link.textContent = "reload";
+      link.addEventListener("click", () => window.location.reload());
+      line.append(link, document.createTextNode("."));
+    } else if (job.status === "FAILED") {
+      line.textContent = "The last estimate (job " + job.id + ") failed: " + (job.error || job.message);
+    } else {
+      line.textContent = "";
+    }
+  }
   async function refresh() {
     try {
       const [stats, jobs] = await Promise.all([
@@ -40,6 +64,7 @@
       if (bar && stats.budget.label_budget) {
         bar.style.width = Math.min(100, (100 * stats.budget.spent) / stats.budget.label_budget) + "%";
       }
+      savingsStatus(jobs);
       const tbody = root.querySelector("#jobs tbody");
       tbody.replaceChildren();
       const time = (value) => (value ? new Date(value).toLocaleTimeString() : "");
