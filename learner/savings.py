@@ -5,7 +5,8 @@ reach a given model quality. AULC (the mean of a learning curve) compresses that
 0.66x random's labels to reach a target can have an AULC only 3 % above random's. So the simulator reports, per
 strategy and metric, the labels needed to reach
 
-- ``end``: what random reaches at the end of the budget (the seed-mean value of its last round), and
+- ``end``: what random reaches at the end of the budget (the seed-mean value of its last round),
+- ``at_N``: what random reaches with N labels (``ANCHORS``, e.g. 2,000: the issue's targets), when a round has N,
 - ``90`` / ``95``: 90 % / 95 % of the full-data quality (the model trained on the whole pool),
 
 as ratios to random's labels for the same target (below 1: labels saved).
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ANCHORS",
     "LEVELS",
     "TARGETS",
     "band",
@@ -43,7 +45,8 @@ __all__ = [
 ]
 
 LEVELS = (90, 95)  # per cent of the full-data quality
-TARGETS = ("end", *(str(level) for level in LEVELS))
+ANCHORS = (500, 2000)  # label counts at which random's value is a target too ("at_2000")
+TARGETS = ("end", *(f"at_{n}" for n in ANCHORS), *(str(level) for level in LEVELS))
 N_BOOT = 2000
 
 
@@ -100,13 +103,15 @@ def ratio_interval(
     random_values: np.ndarray,
     target: float | None,
     *,
+    random_round: int = -1,
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Labels to reach a target and their ratio to random's, with a paired 95 % bootstrap interval over seeds.
 
     ``values`` (S, R) and ``random_values`` (S, R') hold the same seeds in the same order. ``target`` None means
-    "what random reaches at the end of the budget", recomputed in every draw. Returns ``{"target", "labels",
+    "what random reaches at its round ``random_round`` (default: the last, the end of the budget)", recomputed
+    in every draw. Returns ``{"target", "labels",
     "random_labels", "ratio", "low", "high", "never", "draws"}``: the point estimate from all seeds, the interval
     from the draws (``high`` None: the strategy may not reach it within the budget), ``never`` the share of draws in
     which the strategy did not reach it, ``draws`` how many draws had a random crossing (the others are left out).
@@ -120,7 +125,7 @@ def ratio_interval(
 
     def one(rows: np.ndarray) -> tuple[float, float | None, float | None]:
         mine, theirs = values[rows].mean(axis=0), random_values[rows].mean(axis=0)
-        goal = float(theirs[-1]) if target is None else float(target)
+        goal = float(theirs[random_round]) if target is None else float(target)
         return goal, labels_to_reach(counts, mine, goal), labels_to_reach(random_counts, theirs, goal)
 
     n_seeds = values.shape[0]
@@ -163,7 +168,8 @@ def savings(
     baseline: str = "random",
     n_boot: int = N_BOOT,
 ) -> dict[str, Any]:
-    """strategy -> metric -> target (``end``, ``90``, ``95``) -> ``ratio_interval``; the baseline's own ratios are 1.
+    """strategy -> metric -> target (``end``, ``at_N``, ``90``, ``95``) -> ``ratio_interval``; the baseline's own
+    ratios are 1. An ``at_N`` target is left out when random has no round at N labels.
 
     ``curves`` is strategy -> seed -> points (the simulator's runs); ``full`` the full-data value of each metric.
     Raises ``ValueError`` when the baseline was not run or the strategies do not share their seeds."""
@@ -178,11 +184,17 @@ def savings(
         for metric in metrics:
             counts, values = seed_matrix(runs, metric)
             random_counts, random_values = seed_matrix(curves[baseline], metric)
-            targets: dict[str, float | None] = {"end": None}
-            targets.update({str(level): level / 100 * float(full[metric]) for level in LEVELS})
+            targets: dict[str, tuple[float | None, int]] = {"end": (None, -1)}
+            for anchor in ANCHORS:
+                rounds = np.flatnonzero(random_counts == anchor)
+                if len(rounds):
+                    targets[f"at_{anchor}"] = (None, int(rounds[0]))
+            targets.update({str(level): (level / 100 * float(full[metric]), -1) for level in LEVELS})
             out[name][metric] = {
-                key: ratio_interval(counts, values, random_counts, random_values, goal, n_boot=n_boot)
-                for key, goal in targets.items()
+                key: ratio_interval(
+                    counts, values, random_counts, random_values, goal, random_round=round_, n_boot=n_boot
+                )
+                for key, (goal, round_) in targets.items()
             }
     return out
 

@@ -27,7 +27,8 @@ Writes into ``--out``:
   the seed-mean curve; labels_to_X is the first labelled count at which the seed-mean micro-F1 reaches X% of the
   full-data micro-F1 (null when it never does); ratio_to_random_X is that count over random's (null unless both
   reach it and random was run); ``"savings"``: strategy -> metric -> target (``end``: what random reaches at the
-  end of the budget; ``90`` / ``95``: that share of the full-data value) -> ``{"target", "labels", "random_labels",
+  end of the budget; ``at_500`` / ``at_2000``: what it reaches with that many labels; ``90`` / ``95``: that share
+  of the full-data value) -> ``{"target", "labels", "random_labels",
   "ratio", "low", "high", "never", "draws"}``, the labels to reach the target (interpolated) and their ratio to
   random's with a paired 95 % bootstrap interval over seeds (``learner.savings``); ``"curves"``: strategy ->
   ``{"labelled", metric: {"mean", "low", "high"}}``, the seed-mean curves with 95 % bootstrap bands.
@@ -1049,11 +1050,14 @@ def format_savings(table: dict[str, Any]) -> str:
     lines = []
     for metric in CURVE_METRICS:
         lines.append(f"\n{metric}: labels to reach the target, ratio to random [95 % interval over seeds]\n")
-        lines.append("| strategy | random's end value | 90 % of full data | 95 % of full data |")
-        lines.append("|---|--:|--:|--:|")
+        targets = [t for t in savings.TARGETS if all(t in per_metric[metric] for per_metric in table.values())]
+        titles = {"end": "random's end value", "90": "90 % of full data", "95": "95 % of full data"}
+        header = [titles.get(t, f"random's value at {t[3:]} labels") for t in targets]
+        lines.append("| strategy | " + " | ".join(header) + " |")
+        lines.append("|---|" + "--:|" * len(targets))
         for name, per_metric in table.items():
             cells = []
-            for target in savings.TARGETS:
+            for target in targets:
                 cell = per_metric[metric][target]
                 if cell["labels"] is None and cell["random_labels"] is None:
                     cells.append("neither reaches it")

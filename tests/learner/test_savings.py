@@ -54,6 +54,8 @@ def test_a_strategy_twice_as_fast_as_random_needs_half_the_labels_on_every_targe
     ninety = table["fast"]["m"]["90"]  # 0.45: random at 1862.5, fast at 981.25
     assert ninety["target"] == pytest.approx(0.45)
     assert ninety["ratio"] == pytest.approx(981.25 / 1862.5, abs=0.01)
+    at_500 = table["fast"]["m"]["at_500"]  # what random reaches with 500 labels: the fast strategy at (500 + 100) / 2
+    assert at_500["random_labels"] == pytest.approx(500.0, abs=1) and at_500["ratio"] == pytest.approx(0.6, abs=0.01)
     assert table["random"]["m"]["end"]["ratio"] == 1.0  # the baseline against itself
 
 
@@ -65,6 +67,7 @@ def test_a_strategy_that_never_gets_there_has_no_ratio_and_an_open_interval() ->
     }
     cell = savings.savings(curves, {"m": 0.6}, ["m"], n_boot=200)["slow"]["m"]["end"]
     assert cell["labels"] is None and cell["ratio"] is None
+    assert "at_2000" not in savings.savings(curves, {"m": 0.6}, ["m"], n_boot=10)["slow"]["m"]  # no round at 2,000
     assert cell["high"] is None and cell["never"] == 1.0
     # 95 % of full data (0.57): random never gets there either, so no draw gives a ratio.
     beyond = savings.savings(curves, {"m": 0.6}, ["m"], n_boot=200)["slow"]["m"]["95"]
