@@ -381,6 +381,10 @@ def _strategy_title(name: str) -> str:
     from learner.strategies import SCORERS
 
     scorer, _, rule = name.partition("+")
+    if scorer not in SCORERS:  # auto: its own description
+        from learner.strategies import STRATEGIES
+
+        return f"{name}: {STRATEGIES[name].split(':')[0].capitalize()}, the default's way of choosing among strategies"
     title = SCORERS[scorer].split(";")[0].split(":")[0].split(" (")[0].split(",")[0]
     title = title[0].upper() + title[1:]
     return f"{name}: {title}" + {"": "", "kmeans": ", diverse batch (k-means)", "ranked": ", ranked batch"}[rule]
@@ -406,6 +410,28 @@ def is_coverage_rule(rule: str) -> bool:
     from learner.strategies import COVERAGE_RULES
 
     return rule in COVERAGE_RULES
+
+
+def auto_arm(state: dict[str, Any] | None, n_labelled: int, n_labels: int, seed: int) -> str:
+    """The strategy `auto` runs this time (`learner.strategies.auto_arm`)."""
+    from learner.strategies import auto_arm as _auto_arm
+
+    return _auto_arm(state, n_labelled, n_labels, seed)
+
+
+def chooser_update(state: dict[str, Any] | None, arm: str, Y_batch: Any, counts_before: Any) -> dict[str, Any]:
+    """The chooser's state after `arm`'s batch was answered with labels `Y_batch` (rows: documents), given the
+    labelled positives per label before it (`learner.chooser.reward` and `update`)."""
+    from learner import chooser
+
+    current = chooser.ChooserState.from_dict(state) if state else chooser.ChooserState()
+    return chooser.update(current, arm, chooser.reward(Y_batch, counts_before)).to_dict()
+
+
+def is_auto(strategy: str) -> bool:
+    from learner.strategies import AUTO
+
+    return strategy == AUTO
 
 
 def score_strategy(strategy: str, probs: np.ndarray, **context: Any) -> np.ndarray:

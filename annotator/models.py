@@ -78,6 +78,9 @@ class Project(models.Model):
         default="default",
         help_text="How the queue picks documents; default: the strategy measured best (docs/benchmarks.md).",
     )
+    # The `auto` strategy's memory (services.chooser): the chooser's evidence per arm (learner.chooser), the arm of
+    # the last scoring run and the documents it queued, whose answers are its reward.
+    chooser_state = models.JSONField(default=dict, blank=True)
     loss = models.CharField(max_length=10, choices=Loss.choices, default=Loss.BCE)
     decision_threshold = models.FloatField(
         null=True,

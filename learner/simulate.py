@@ -79,10 +79,6 @@ SHORTLIST = 100  # labels per pool document the strategies see (every label in s
 LEARNERS = ("turn1", "prior", "adapt")
 LOW_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5", "pretick_precision", "pretick_recall")
 CURVE_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5")
-# The adaptive strategy: TypiClust in the low-budget phase (learner.chooser.phase), then a Thompson-sampling chooser
-# over AUTO_ARMS rewarded by the positives of rare labels each batch brings (learner.chooser).
-AUTO = "auto"
-AUTO_ARMS = ("decision+kmeans", "badge", "typiclust", "random+kmeans")
 EMBEDDING_RULES = ("kmeans", "ranked", "badge", "typiclust", "probcover")  # batch rules that read the pool's embeddings
 
 
@@ -154,8 +150,6 @@ def _check_args(args: argparse.Namespace) -> list[str]:
     if len(set(names)) != len(names):
         raise SimulationError(f"--strategies names a strategy twice: {args.strategies}")
     for name in names:
-        if name == AUTO:
-            continue
         try:
             strategies.resolve(name)
         except ValueError as exc:
@@ -311,16 +305,12 @@ class Simulation:
                     started = time.perf_counter()
                     n = round_sizes(len(labelled), steps, budget)[0]
                     arm = strategy
-                    if strategy == AUTO:
-                        arm = (
-                            chooser.choose(state, AUTO_ARMS, seed)
-                            if chooser.phase(len(labelled), len(self.labels)) == chooser.UNCERTAINTY
-                            else "typiclust"
-                        )
+                    if strategy == strategies.AUTO:  # the platform's scoring runs choose the same way
+                        arm = strategies.auto_arm(state.to_dict(), len(labelled), len(self.labels), seed)
                         point["arm"] = arm
                     chosen = self.pick(arm, model, labelled, pool, n, seed * 100_003 + round_number)
                     select_seconds = time.perf_counter() - started
-                    if strategy == AUTO:  # the reward is known once the batch is labelled
+                    if strategy == strategies.AUTO:  # the reward is known once the batch is labelled
                         before = np.asarray(self.Y[labelled].sum(axis=0)).ravel()
                         state = chooser.update(state, arm, chooser.reward(self.Y[pool[chosen]], before))
                     labelled = np.sort(np.concatenate([labelled, pool[chosen]]))
@@ -341,7 +331,7 @@ class Simulation:
 
 def _needs_embeddings(strategy: str, n_labels: int) -> bool:
     """Whether a strategy reads the pool's embeddings (its batch rule, or a coverage scorer)."""
-    return strategy == AUTO or strategies.resolve(strategy, n_labels)[1] in EMBEDDING_RULES
+    return strategies.resolve(strategy, n_labels)[1] in (*EMBEDDING_RULES, strategies.AUTO)
 
 
 def parse_schedule(text: str) -> list[tuple[int, int]]:

@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "AUTO",
+    "AUTO_ARMS",
     "BATCH_RULES",
     "COVERAGE_RULES",
     "DEFAULT_STRATEGY",
@@ -49,6 +51,7 @@ __all__ = [
     "SCORERS",
     "STRATEGIES",
     "adaptive_uncertainty",
+    "auto_arm",
     "badge_batch",
     "cardinality_inconsistency",
     "cold_start",
@@ -113,7 +116,10 @@ MODAL_STRATEGIES: dict[str, str] = {
 }
 # Chosen by `python -m learner.simulate` on GoEmotions (3 seeds): the best micro-F1 and P@1 AULC of 13 strategies,
 # 2 % above random (docs/benchmarks.md, "Active learning"; the reason in docs/architecture.md).
-DEFAULT_STRATEGY = "cardinality+kmeans"  # measured best on GoEmotions (28 labels): docs/benchmarks.md
+# The adaptive strategy (issue 14): TypiClust in the low-budget phase, then a chooser among AUTO_ARMS.
+AUTO = "auto"
+AUTO_ARMS = ("decision+kmeans", "badge", "typiclust", "random+kmeans")
+DEFAULT_STRATEGY = AUTO  # chosen on GoEmotions train -> dev (docs/benchmarks.md, "Labels saved against random")
 # Above LARGE_LABEL_SPACE labels the fast tier is a label tree and a model trained on a few hundred documents knows a
 # sliver of the labels: its uncertainty is noise, and on tibkat-gnd (41,218 labels) cardinality+kmeans halved the
 # P@5 of random picks while a stratified random sample beat them (docs/benchmarks.md).
@@ -137,6 +143,9 @@ STRATEGIES: dict[str, str] = {
     **{name: f"{SCORERS[name]}; batch: {BATCH_RULES[name]}" for name in OWN_BATCH_RULES},
     # A stratified random sample: one random document from each of n k-means clusters of 10·n random ones.
     "random+kmeans": f"{SCORERS['random']}; batch: {BATCH_RULES['kmeans']} (one random document per cluster)",
+    AUTO: "adaptive: coverage (typiclust) until learner.chooser.switch_at(labels) labelled documents, then a "
+    f"Thompson-sampling chooser over {', '.join(AUTO_ARMS)} rewarded by the positives of rare labels each batch "
+    "brings (learner.chooser); the cost of the arm it runs, O(N·K) to O(S²·D)",
     **MODAL_STRATEGIES,
 }
 CANDIDATES_PER_PICK = 10  # the kmeans / ranked batch rules look at the 10·n best-scored documents
@@ -357,12 +366,25 @@ def resolve(strategy: str, n_labels: int | None = None) -> tuple[str, str]:
     has the ``top`` rule unless it has its own (``OWN_BATCH_RULES``: ``badge`` -> ``("badge", "badge")``); modAL
     peers give ``(name, "modal")``. Unknown names raise ``ValueError`` listing the valid ones."""
     name = default_for(n_labels) if strategy == "default" else strategy
+    if name == AUTO:
+        return AUTO, AUTO
     if name in MODAL_STRATEGIES:
         return name, "modal"
     if name in STRATEGIES:
         scorer, _, rule = name.partition("+")
         return scorer, rule or OWN_BATCH_RULES.get(scorer, "top")
     raise ValueError(f"unknown strategy {strategy!r}; valid strategies: default, {', '.join(STRATEGIES)}")
+
+
+def auto_arm(state: dict[str, Any] | None, n_labelled: int, n_labels: int, seed: int = 0) -> str:
+    """The strategy ``auto`` runs next: ``typiclust`` while the project is in the low-budget phase
+    (``learner.chooser.phase``), else the chooser's pick among ``AUTO_ARMS`` from its ``state``
+    (``learner.chooser.ChooserState.to_dict()``; None or {}: nothing learnt yet)."""
+    from learner import chooser
+
+    if chooser.phase(n_labelled, n_labels) == chooser.COVERAGE:
+        return "typiclust"
+    return chooser.choose(chooser.ChooserState.from_dict(state) if state else chooser.ChooserState(), AUTO_ARMS, seed)
 
 
 def score_pool(
@@ -385,6 +407,8 @@ def score_pool(
     scorer, rule = resolve(strategy)
     if rule == "modal":
         raise ValueError(f"{strategy} is a modAL peer: it selects from dense probabilities (use modal_select)")
+    if rule == AUTO:
+        raise ValueError("auto runs one of its arms: resolve it with auto_arm first")
     if scorer == "random" or rule in COVERAGE_RULES:  # coverage picks ignore scores: they only cover the pool
         return random_scores(_check_probs(probs).shape[0], seed)
     if scorer == "uncertainty":
@@ -688,6 +712,8 @@ def select_batch(
     _, rule = resolve(strategy)
     if rule == "modal":
         raise ValueError(f"{strategy} is a modAL peer: use modal_select")
+    if rule == AUTO:
+        raise ValueError("auto runs one of its arms: resolve it with auto_arm first")
     values = np.asarray(scores, dtype=np.float64)
     if values.ndim != 1 or np.isnan(values).any():
         raise ValueError("scores must be 1-D without NaN")

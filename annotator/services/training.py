@@ -41,6 +41,7 @@ from ..selectors import (
     serving_version,
     unlabelled_document_ids,
 )
+from . import chooser
 from .curves import learning_curve_refresh
 from .evaluation import evaluate_model, evaluation_labels, evaluation_refresh, stop_decisions, stop_set_for
 from .jobs import (
@@ -700,6 +701,11 @@ def _model_items(
     mean_cardinality = float(version.config.get("mean_cardinality", 1.0))
     threshold = effective_threshold(project=project, version=version)
     strategy, scorer, rule = ml.resolve_strategy(project.strategy, n_labels)
+    arm = strategy  # what scores and picks: the strategy, or the arm `auto` runs this time
+    if ml.is_auto(strategy):
+        doc_ids, rows = latest_answers(project, evaluation=False)
+        arm = chooser.auto_arm(project=project, doc_ids=doc_ids, rows=rows, n_labels=n_labels, seed=version.number)
+        _, scorer, rule = ml.resolve_strategy(arm, n_labels)
     # The rule's per-label thresholds, unless the manager set one threshold for every label.
     per_label = ml.per_label_thresholds(model) if project.decision_threshold is None else None
     label_counts = None
@@ -720,7 +726,7 @@ def _model_items(
             k=width,
         )  # (C, width) each, best first
         scores[start : start + len(ids)] = ml.score_strategy(
-            strategy,
+            arm,
             probs,
             idx=idx,
             threshold=threshold,
@@ -749,7 +755,7 @@ def _model_items(
         beat((start + len(ids)) / len(pool), f"scored {start + len(ids)} of {len(pool)} documents")
     # The batch rule runs once on the whole pool: the best scores, or a diverse batch among the best.
     chosen = ml.select_batch(
-        strategy,
+        arm,
         scores,
         project.queue_size,
         embeddings=store.get(pool) if rule != "top" else None,
@@ -761,6 +767,8 @@ def _model_items(
         n_labels=n_labels,
         seed=version.number,
     )
+    if arm != strategy:  # auto: its picks' answers will be this arm's reward
+        chooser.auto_record(project=project, arm=arm, doc_ids=[pool[int(index)] for index in chosen])
     items = []
     for rank, index in enumerate(chosen):
         index = int(index)

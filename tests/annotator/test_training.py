@@ -209,6 +209,40 @@ def test_a_model_published_while_scoring_gets_its_own_scoring_run(
     assert set(QueueItem.objects.filter(project=project).values_list("model_version__number", flat=True)) == {2}
 
 
+def test_auto_covers_the_pool_first_and_pays_the_arm_with_its_picks_answers(project, annotator_user, documents):
+    from learner import coverage
+
+    project.queue_size = 4
+    project.save()
+    _encode_all(project)
+    _label_some(project, annotator_user, documents)
+    services.training_run(job_id=Job.objects.get(project=project, kind="train").pk)
+    version = ModelVersion.objects.get(project=project, is_serving=True)
+
+    services.scoring_run(job_id=Job.objects.get(project=project, kind="score", status="PENDING").pk)
+
+    project.refresh_from_db()
+    state = project.chooser_state
+    assert state["arm"] == "typiclust"  # 12 labelled documents: the low-budget phase covers the pool
+    items = list(QueueItem.objects.filter(project=project).order_by("-score"))
+    assert {item.strategy for item in items} == {"auto"} and len(items) == 4
+    assert sorted(state["picked"]) == sorted(item.document_id for item in items)
+    labelled = {doc.pk for doc in documents[:12]}
+    pool = [doc.pk for doc in documents if doc.pk not in labelled]
+    store = ml.embedding_store(project.pk)
+    expected = coverage.typiclust(store.get(pool), store.get(sorted(labelled)), 4, seed=version.number)
+    assert [item.document_id for item in items] == [pool[int(i)] for i in expected]
+    assert state.get("chooser") is None  # nothing answered yet: nothing learnt
+
+    for item in items[:2]:  # two of its picks answered with a label nobody had used: a high reward
+        services.annotation_submit(project=project, user=annotator_user, document_id=item.document_id, labels=["fear"])
+    services.scoring_run(job_id=services.job_request(project=project, kind="score", reason="test")[0].pk)
+
+    project.refresh_from_db()
+    chooser = project.chooser_state["chooser"]
+    assert chooser["names"] == ["typiclust"] and chooser["pulls"] == [1.0] and chooser["totals"][0] > 0
+
+
 @pytest.mark.parametrize(
     "strategy", ["margin", "rarity+kmeans", "uncertainty+ranked", "decision", "positives+kmeans", "badge", "typiclust"]
 )
@@ -254,7 +288,8 @@ def test_the_queue_holds_the_picks_of_the_project_strategy(project, annotator_us
 
 
 def test_the_platform_default_follows_the_label_space():
-    assert ml.resolve_strategy("default", 28) == (DEFAULT_STRATEGY, "cardinality", "kmeans")
+    assert ml.resolve_strategy("default", 28) == (DEFAULT_STRATEGY, "auto", "auto") == ("auto", "auto", "auto")
+    assert ml.resolve_strategy("cardinality+kmeans", 28) == ("cardinality+kmeans", "cardinality", "kmeans")
     assert ml.resolve_strategy("default", 41_218) == ("random+kmeans", "random", "kmeans")
     assert ml.resolve_strategy("rarity+ranked", 41_218) == ("rarity+ranked", "rarity", "ranked")
     assert "random+kmeans above 1,000 labels" in dict(ml.strategy_choices())["default"]

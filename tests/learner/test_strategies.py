@@ -561,7 +561,7 @@ def test_the_default_depends_on_the_size_of_the_label_space() -> None:
 
     assert default_for(None) == default_for(28) == default_for(LARGE_LABEL_SPACE) == DEFAULT_STRATEGY
     assert default_for(LARGE_LABEL_SPACE + 1) == default_for(41_218) == DEFAULT_STRATEGY_LARGE == "random+kmeans"
-    assert resolve("default", 28) == ("cardinality", "kmeans")
+    assert resolve("default", 28) == ("auto", "auto")
     assert resolve("default", 41_218) == ("random", "kmeans")
     assert resolve("margin", 41_218) == ("margin", "top")  # a named strategy is what it says
 
@@ -652,3 +652,21 @@ def test_coverage_strategies_cover_the_pool_whatever_the_scores() -> None:
         select_batch("probcover", scores, 2)
     covered = select_batch("probcover", scores, 2, embeddings=pool, labelled_embeddings=labelled, n_labels=3, seed=1)
     assert sorted(int(p) // 8 for p in covered) == [1, 2]
+
+
+def test_auto_covers_first_then_asks_the_chooser_among_its_arms() -> None:
+    from learner import chooser
+    from learner.strategies import AUTO_ARMS, auto_arm
+
+    assert auto_arm(None, 0, 28, seed=1) == "typiclust"
+    assert auto_arm({}, chooser.switch_at(28) - 1, 28) == "typiclust"
+    assert auto_arm(None, chooser.switch_at(28), 28) == AUTO_ARMS[0]  # nothing learnt: the untried arms in order
+    state = chooser.ChooserState()
+    for arm in AUTO_ARMS:  # every arm tried once; badge's batch brought by far the most rare positives
+        state = chooser.update(state, arm, 5.0 if arm == "badge" else 0.1, discount=1.0)
+    picks = [auto_arm(state.to_dict(), 500, 28, seed=seed) for seed in range(20)]
+    assert picks.count("badge") >= 15
+    with pytest.raises(ValueError, match="auto_arm"):
+        score_pool("auto", np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="auto_arm"):
+        select_batch("auto", np.zeros(2), 1)
