@@ -124,7 +124,10 @@ def savings_svg(result: dict[str, Any]) -> SafeString:
         return mark_safe("")
     n_random = float(result.get("n_random") or random_curve[-1]["n"])
     reached = result.get("labels_picks")
-    x_max = max(n_random, float(reached) if reached is not None else float(picks_curve[-1]["n"])) * 1.05
+    # Far enough to show the picks' curve crossing the target: up to their first size at or past the crossing.
+    beyond = [p["n"] for p in picks_curve if reached is not None and p["n"] >= float(reached)]
+    picks_end = float(beyond[0]) if beyond else float(picks_curve[-1]["n"])
+    x_max = max(n_random, picks_end) * 1.05
     shown = {
         "random": random_curve,
         "picks": [p for p in picks_curve if p["n"] <= x_max] or picks_curve[:1],

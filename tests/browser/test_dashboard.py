@@ -74,3 +74,51 @@ def test_manager_rolls_back_from_the_dashboard(page, live_server, measured_proje
     page.wait_for_selector(".messages li.success")
     assert ModelVersion.objects.get(project=project, is_serving=True).number == 3
     assert "v3 promoted to serving (was v5)" in page.text_content("#activity")
+
+
+def test_the_savings_panel_shows_the_verdict_the_chart_and_adopts_the_favoured_strategy(
+    page, live_server, measured_project
+):
+    from annotator.models import SavingsEstimate
+
+    project, credentials = measured_project
+    random_arm = [(10, 0.18), (20, 0.24), (40, 0.31), (60, 0.35)]
+    picks_arm = [(10, 0.14), (20, 0.2), (40, 0.27), (60, 0.31), (90, 0.36), (135, 0.4)]
+    SavingsEstimate.objects.create(
+        project=project,
+        picks=135,
+        evaluation_documents=120,
+        result={
+            "verdict": "costs",
+            "favoured": "random",
+            "headline": "Not so far: random picks would have been better",
+            "summary": "To reach the micro-F1 that 60 random picks reach (0.35), this project's picks needed 84 "
+            "labels: 1.40x, 95 % interval 1.10-2.05.",
+            "strategy": "default",
+            "target": 0.35,
+            "n_random": 60,
+            "labels_picks": 84,
+            "picks_max": 135,
+            "ratio": {"value": 1.4, "low": 1.1, "high": 2.05, "never": 0.0},
+            "curves": {
+                "random": [{"n": n, "value": v, "low": v - 0.04, "high": v + 0.04} for n, v in random_arm],
+                "picks": [{"n": n, "value": v, "low": v - 0.03, "high": v + 0.03} for n, v in picks_arm],
+            },
+            "caveats": ["It compares the picks with random picks up to 60 labels only."],
+        },
+    )
+    login(page, live_server, "demo-manager", credentials["demo-manager"])
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+
+    assert page.text_content("#savings-verdict").startswith("Not so far: random picks would have been better.")
+    chart = page.locator("#savings svg")
+    box = chart.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 100
+    assert "up to 60 labels only" in page.text_content("#savings-caveats")
+    if os.environ.get("ALABEL_SCREENSHOT_SAVINGS"):
+        page.locator("#savings").screenshot(path=os.environ["ALABEL_SCREENSHOT_SAVINGS"])
+    page.get_by_role("button", name="Adopt random").click()
+    page.wait_for_selector(".messages li")
+    project.refresh_from_db()
+    assert project.strategy == "random"
+    assert page.locator("#adopt-strategy").count() == 0  # nothing left to adopt
