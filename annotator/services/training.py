@@ -522,7 +522,9 @@ def _queue_replace(project: Project, version: ModelVersion | None, items: list[Q
         held = {item.document_id: item for item in _live_leases(project)}
         QueueItem.objects.filter(project=project).exclude(pk__in=[item.pk for item in held.values()]).delete()
         fresh = [item for item in items if item.document_id not in held]
-        QueueItem.objects.bulk_create(fresh, batch_size=1000)
+        # A row another writer queued for the same document meanwhile (e.g. the evaluation set's) stays as it is:
+        # a scoring run never fails on it (a crash left the job RUNNING until the reconciler noticed).
+        QueueItem.objects.bulk_create(fresh, batch_size=1000, ignore_conflicts=True)
         # A document someone is working on keeps its lease but takes the new version's suggestions and provenance.
         renewed = []
         for item in items:
