@@ -6,7 +6,7 @@ among `learner.strategies.AUTO_ARMS`. Each scoring run first pays the previous a
 been answered since are its batch, and the reward is TAILOR's class-diversity reward of their labels against the
 positives of the other training documents (`learner.chooser.reward`: labels with few positives earn more). Then it
 asks for the next arm and remembers it with the documents it queues (`Project.chooser_state`). Queue items and
-answers keep the strategy name `auto`; the arm of each run is in the state and the scoring job's message.
+answers keep the strategy name `auto`; the arm of the latest run is in the state.
 """
 
 from __future__ import annotations

@@ -149,7 +149,7 @@ def encode_run(*, job_id: int) -> None:
 
 
 def _labels_unknown_to_serving(project: Project) -> bool:
-    """Whether the project has labels its serving model was not trained with (and annotations to train on)."""
+    """Whether the project uses the label prior and has labels its serving model was not trained with."""
     serving = ModelVersion.objects.filter(project=project, is_serving=True).only("n_labels").first()
     if serving is None or not project.label_prior:
         return False
