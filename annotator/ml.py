@@ -16,6 +16,7 @@ import numpy as np
 from django.conf import settings
 
 from learner.config import EncoderConfig
+from learner.decision import PRETICK_CONFIDENCE as PRETICK_CONFIDENCE  # the pre-tick rule, in words on the page
 from learner.fast import FastTierConfig
 
 if TYPE_CHECKING:
@@ -167,6 +168,49 @@ def adapt_encoder(
     return adapt(settings.ALABEL_ENCODER_PATH or None, list(texts), Y, out, config, on_progress=on_progress)
 
 
+def check_split(n_documents: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, check) row numbers: the documents an adaptation trains on and those held out to check it
+    (learner.adapt.check_split: a fifth, at least 10; none of fewer than 20)."""
+    from learner.adapt import check_split as split
+
+    return split(n_documents, seed=seed)
+
+
+def check_adaptation(
+    *,
+    texts: Sequence[str],
+    base_X: np.ndarray,
+    adapted_X: np.ndarray,
+    Y: Any,
+    fit: np.ndarray,
+    check: np.ndarray,
+    labels: Sequence[str],
+    config: FastTierConfig,
+    priors: tuple[LabelPrior | None, LabelPrior | None],
+) -> dict[str, Any]:
+    """learner.adapt.check_adaptation: the fast tier on the `fit` documents' base and adapted embeddings, measured on
+    the held-out `check` documents ({"documents", "base", "adapted", "gain"})."""
+    from scipy.sparse import csr_matrix
+
+    from learner.adapt import check_adaptation as measure
+    from learner.fast import Inputs
+
+    Y = csr_matrix(Y)
+
+    def part(X: np.ndarray, rows: np.ndarray) -> Inputs:
+        return Inputs(texts=[texts[i] for i in rows], embeddings=X[rows])
+
+    return measure(
+        (part(base_X, fit), part(base_X, check)),
+        (part(adapted_X, fit), part(adapted_X, check)),
+        Y[fit],
+        Y[check],
+        labels,
+        config,
+        priors=priors,
+    )
+
+
 def model_encoder(model: FastTier) -> str | None:
     """The encoder a model was trained on (`encoder_path` as `encoder_config` takes it; None: the base one)."""
     value = model.train_info.get("encoder_path")
@@ -208,12 +252,21 @@ def train(
     labels: Sequence[str],
     config: FastTierConfig,
     prior: LabelPrior | None = None,
+    evidence: np.ndarray | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> FastTier:
+    """FastTier.train; `evidence` (N,) bools: the documents whose out-of-fold predictions may count as pre-tick
+    evidence (those the encoder did not adapt on), None: all."""
     from learner.fast import FastTier, Inputs
 
     return FastTier.train(
-        Inputs(texts=list(texts), embeddings=X), Y, labels, config, prior=prior, on_progress=on_progress
+        Inputs(texts=list(texts), embeddings=X),
+        Y,
+        labels,
+        config,
+        prior=prior,
+        evidence=evidence,
+        on_progress=on_progress,
     )
 
 
@@ -469,9 +522,9 @@ def pretick(
 
     `bins` [[j, shown, accepted], ...]: suggestions shown with a score in [j / 100, (j + 1) / 100) and how many
     of them the experts kept. Without `threshold`: the lowest grid threshold whose pre-ticks are right at least
-    `floor` of the time (learner.decision.pretick_threshold; None when none is); with it, that threshold's record.
-    Returns {"threshold", "precision", "recall", "ticked", "documents", "decisions"}, or None when the stored curve
-    is unusable (it is logged)."""
+    `floor` of the time, with PRETICK_CONFIDENCE (learner.decision.pretick_threshold; None when none is); with it,
+    that threshold's record. Returns {"threshold", "precision", "recall", "ticked", "documents", "decisions"}, or
+    None when the stored curve is unusable (it is logged)."""
     from learner.decision import GRID, curve_add, pretick_threshold, tick_stats
 
     try:

@@ -103,6 +103,14 @@ class Project(models.Model):
         help_text="Suggest from the labels' names and descriptions before the first model and blend that prior into "
         "every model (labels with few examples); off for labels named by codes.",
     )
+    adapt_auto = models.BooleanField(
+        default=True,
+        help_text="Adapt the encoder on its own when it may pay: first at ALABEL_ADAPT_AUTO_DOCUMENTS labelled "
+        "documents, then each time the labelled documents have doubled since the last adaptation. An adapted encoder "
+        "is adopted only where it beats the one in use on labelled documents it was not adapted on.",
+    )
+    # The last adaptation run: {"documents", "held_out", "gain", "adopted", "encoder", "at"} (services.adaptation).
+    adapt_last = models.JSONField(default=dict, blank=True)
     suggestions_k = models.PositiveSmallIntegerField(default=10)
     lease_seconds = models.PositiveIntegerField(default=600)
     queue_size = models.PositiveIntegerField(default=200)

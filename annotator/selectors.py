@@ -10,6 +10,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import TruncDate
@@ -238,6 +239,32 @@ def newest_encoder_path(*, project: Project) -> str | None:
     return newest.first()
 
 
+def adaptation_summary(*, project: Project) -> str:
+    """The last encoder adaptation and the next automatic one, in words (the manager's jobs card)."""
+    last = project.adapt_last or {}
+    first = max(settings.ALABEL_ADAPT_AUTO_DOCUMENTS, settings.ALABEL_ADAPT_MIN_DOCUMENTS)
+    parts = []
+    if last.get("documents"):
+        text = f"Last encoder adaptation at {last['documents']} labelled documents"
+        check = last.get("check")
+        if check:
+            text += (
+                f": micro-F1 on {check['documents']} held-out documents {check['adapted']['micro_f1']:.3f} with the "
+                f"adapted encoder against {check['base']['micro_f1']:.3f} with the one in use"
+            )
+        if last.get("adopted"):
+            text += f", adopted as encoder e{last['encoder']}." if last.get("encoder") else ", adopted."
+        else:
+            text += ", not adopted (the project keeps its encoder)."
+        parts.append(text)
+    if project.adapt_auto:
+        after = max(first, 2 * int(last.get("documents") or 0)) if last.get("documents") else first
+        parts.append(f"Next automatic adaptation at {after} labelled documents.")
+    else:
+        parts.append("Automatic adaptation is off.")
+    return " ".join(parts)
+
+
 def encoder_number(*, project: Project, encoder_path: str | None) -> int | None:
     """The EncoderVersion number of an encoder folder (None: the base encoder)."""
     if not encoder_path:
@@ -277,7 +304,8 @@ def pretick_rule(*, project: Project, version: ModelVersion | None) -> dict[str,
     {"threshold": None, "floor", "reason"} when nothing is.
 
     A manager's `decision_threshold` wins; else nothing when pre-ticks are switched off; else the lowest score at
-    which pre-ticks were right at least `pretick_floor` of the time, on the version's tick curve (its calibrated
+    which pre-ticks were right at least `pretick_floor` of the time with 95 % confidence (the lower bound of their
+    precision, learner.decision.pretick_threshold), on the version's tick curve (its calibrated
     scores checked by cross-validation, or on held-out documents, at training) plus the experts' decisions on its
     suggestions (`ModelVersion.decision_counts`). No version, or one without a curve (trained on too few
     documents): nothing. No queries: `version` comes with its queue item."""
@@ -312,7 +340,8 @@ def pretick_rule(*, project: Project, version: ModelVersion | None) -> dict[str,
         return {
             "threshold": None,
             "floor": floor,
-            "reason": f"no score is right at least {round(floor * 100)} % of the time yet ({_evidence(result)})",
+            "reason": f"no score is shown, with {round(ml.PRETICK_CONFIDENCE * 100)} % confidence, to be right at "
+            f"least {round(floor * 100)} % of the time yet ({_evidence(result)})",
         }
     return {
         "threshold": result["threshold"],

@@ -53,8 +53,8 @@ class AnnotationSettingsForm(forms.Form):
         min_value=0.01,
         max_value=0.99,
         label="Pre-tick only where ticks are right at least",
-        help_text="A share: 0.7 = pre-tick suggestions scoring where 70 % of pre-ticks were right (checked on "
-        "labelled documents the model did not train on, and the experts' decisions).",
+        help_text="A share: 0.7 = pre-tick suggestions scoring where at least 70 % of pre-ticks are right, shown "
+        "with 95 % confidence (checked on labelled documents the model did not train on, and the experts' decisions).",
     )
     decision_threshold = forms.FloatField(
         min_value=0.001,
@@ -94,6 +94,12 @@ class RetrainingForm(forms.Form):
         min_value=0, label="Incremental updates replay", help_text="Earlier labelled documents, at most."
     )
     timezone = forms.CharField(max_length=64, label="Time zone of schedules", help_text="e.g. Europe/Berlin")
+    adapt_auto = forms.BooleanField(
+        required=False,
+        label="Adapt the encoder on its own",
+        help_text="First at 100 labelled documents, then whenever they have doubled; an adapted encoder is kept only "
+        "where it beats the one in use on labelled documents it was not adapted on.",
+    )
 
 
 class ScheduleForm(forms.Form):
@@ -367,6 +373,7 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
         "curve_svg": learning_curve_svg(curve),
         "evaluation": selectors.evaluation_progress(project=project),
         "savings": savings,
+        "adaptation": selectors.adaptation_summary(project=project),
         "savings_svg": savings_svg(savings["estimate"]["result"]) if savings["estimate"] else "",
         "savings_minimum": {"evaluation": SAVINGS_MIN_EVALUATION, "picks": SAVINGS_MIN_PICKS},
         "retraining_form": RetrainingForm(
@@ -376,6 +383,7 @@ def project_manage(request: HttpRequest, project_id: int) -> HttpResponse:
                 "full_retrain_growth": project.full_retrain_growth,
                 "replay_size": project.replay_size,
                 "timezone": project.timezone,
+                "adapt_auto": project.adapt_auto,
             }
         ),
         "schedules": [

@@ -102,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--goemotions-data", type=Path, default=SPACES["goemotions"]["folder"])
     parser.add_argument("--tibkat-data", type=Path, default=SPACES["tibkat"]["folder"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-prior", action="store_true", help="train without the label-name prior (the platform blends it by default)"
+    )
     parser.add_argument("--out", type=Path, help="JSON result (default bench/results/scoring-<vendor>.json)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder and the PostgreSQL database")
     # internal: the child processes
@@ -417,6 +420,13 @@ def phase_prepare(args: argparse.Namespace) -> dict[str, Any]:
     train_labels = [[name for name in r.labels if name in known] for r in records[: args.train_docs]]
     Y = multi_hot(train_labels, model_labels)  # (N, L)
     X = ml.embedding_store(project.pk).get(train_ids)  # (N, D)
+    prior = None
+    if not args.no_prior:  # the label names embedded with the bundled MiniLM, as the platform's encode job does
+        from annotator.services.training import _prior
+
+        started = time.perf_counter()
+        prior = _prior(project.pk, encode=True)
+        seconds["label_vectors"] = round(time.perf_counter() - started, 2)
     cutoff = timezone.now()
     started = time.perf_counter()
     with tqdm(total=1000, desc=f"training ({len(model_labels):,} labels)", unit="‰") as bar:
@@ -430,6 +440,7 @@ def phase_prepare(args: argparse.Namespace) -> dict[str, Any]:
             Y=Y,
             labels=model_labels,
             config=ml.fast_config(loss=project.loss, seed=1),
+            prior=prior,
             on_progress=report,
         )
     train_seconds = time.perf_counter() - started
@@ -459,6 +470,7 @@ def phase_prepare(args: argparse.Namespace) -> dict[str, Any]:
                 "platt": list(model.platt),
                 "mean_cardinality": float(Y.sum()) / max(len(train_ids), 1),
                 "encoder_fingerprint": ml.fingerprint(),
+                "label_prior": ml.prior_info(model),
             },
             n_annotations=len(train_ids),
             n_labels=len(labels),
@@ -477,6 +489,7 @@ def phase_prepare(args: argparse.Namespace) -> dict[str, Any]:
             1,
         ),
         "strategy": version.config["strategy"],
+        "label_prior": model.prior is not None,
     }
     del model, X, Y, train_texts, vectors
     gc.collect()

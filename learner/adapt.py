@@ -65,7 +65,16 @@ from learner.device import resolve_device, retry_on_oom
 from learner.encoder import bundled_model_path, encoder_fingerprint
 from learner.files import publish_folder
 
-__all__ = ["ADAPTATION_FILE", "LOSSES", "PAIR_TARGETS", "AdaptConfig", "adapt_encoder", "make_pairs"]
+__all__ = [
+    "ADAPTATION_FILE",
+    "LOSSES",
+    "PAIR_TARGETS",
+    "AdaptConfig",
+    "adapt_encoder",
+    "check_adaptation",
+    "check_split",
+    "make_pairs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -484,3 +493,63 @@ def adapt_encoder(
         stats["loss_last"],
     )
     return stats
+
+
+# ----------------------------------------------------------------- the held-out check of an adaptation
+CHECK_SHARE = 0.2  # of the labelled documents kept out of the adaptation, to check it on
+CHECK_MINIMUM = 10  # documents: fewer than twice this many labelled documents, nothing is held out
+
+
+def check_split(
+    n_documents: int, *, share: float = CHECK_SHARE, minimum: int = CHECK_MINIMUM, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, check): sorted row numbers of the documents to adapt the encoder on and of those held out to check
+    it. ``max(minimum, round(share * n))`` documents are held out; with fewer than ``2 * minimum`` documents none
+    are (every document adapts; there is then nothing to check on). Seeded."""
+    if isinstance(n_documents, bool) or not isinstance(n_documents, int | np.integer) or n_documents < 0:
+        raise ValueError(f"n_documents must be a whole number >= 0; got {n_documents!r}")
+    if not 0 < share < 1:
+        raise ValueError(f"share must be in (0, 1); got {share!r}")
+    n = int(n_documents)
+    if n < 2 * minimum:
+        return np.arange(n), np.zeros(0, dtype=np.int64)
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    held = max(minimum, round(share * n))
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def check_adaptation(
+    base: tuple[Any, Any],
+    adapted: tuple[Any, Any],
+    Y_fit: Any,
+    Y_check: Any,
+    labels: Sequence[str],
+    config: Any = None,
+    *,
+    priors: tuple[Any, Any] = (None, None),
+) -> dict[str, Any]:
+    """Does an adapted encoder pay? The fast tier trained on the fit documents' base embeddings and on their adapted
+    embeddings, each measured on the held-out check documents (which the adaptation never saw).
+
+    ``base`` and ``adapted``: (fit Inputs, check Inputs) of ``learner.fast``; ``Y_fit`` / ``Y_check`` their 0/1
+    labels over ``labels``; ``priors``: the label-name prior under each encoder (or None). Returns
+    ``{"documents", "base": {"micro_f1", "macro_f1", "P@1"}, "adapted": {...}, "gain"}`` (gain: adapted minus base
+    micro-F1)."""
+    from learner import metrics
+    from learner.fast import FastTier
+
+    Y_check = sp.csr_matrix(Y_check)
+    out: dict[str, Any] = {"documents": int(Y_check.shape[0])}
+    for name, (fit, check), prior in zip(("base", "adapted"), (base, adapted), priors, strict=True):
+        model = FastTier.train(fit, Y_fit, labels, config, prior=prior)
+        k = min(len(model.labels), 5)
+        idx, probs = model.predict_topk(check, k)
+        micro = model.rules["micro_f1"].apply(idx, probs, len(model.labels))
+        macro = model.rules.get("macro_f1", model.rules["micro_f1"]).apply(idx, probs, len(model.labels))
+        out[name] = {
+            "micro_f1": round(metrics.micro_f1(Y_check, micro), 5),
+            "macro_f1": round(metrics.macro_f1(Y_check, macro), 5),
+            "P@1": round(metrics.precision_at_k(Y_check, idx[:, :1], 1), 5),
+        }
+    out["gain"] = round(out["adapted"]["micro_f1"] - out["base"]["micro_f1"], 5)
+    return out

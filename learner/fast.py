@@ -472,6 +472,7 @@ class FastTier(RuleBasedPredictions):
         *,
         validation: tuple[Inputs, Any] | None = None,
         prior: LabelPrior | None = None,
+        evidence: Any = None,
         on_progress: Callable[[float], None] | None = None,
         progress: bool = False,
     ) -> FastTier:
@@ -487,6 +488,10 @@ class FastTier(RuleBasedPredictions):
         documents, on out-of-fold predictions of a `config.cv_folds`-fold cross-validation (flat heads; every
         document is used for tuning), above, on a held-out `config.val_fraction`; then the model is refitted on
         all documents with the chosen C. `on_progress(fraction)` reports progress in [0, 1].
+
+        `evidence` (N,) bools: the documents whose out-of-fold or held-out predictions may count towards the pre-tick
+        curve (``tick_curve``), e.g. those an adapted encoder never trained on (its embeddings of the others are
+        optimistic); None: all of them. Calibration and decision rules still use every document.
         """
         names = _labels(labels)
         config = (config or FastTierConfig()).resolve(len(names))
@@ -494,12 +499,16 @@ class FastTier(RuleBasedPredictions):
         if n_docs < 1:
             raise ValueError("no training documents")
         targets = _targets(Y, n_docs, len(names))
+        if evidence is not None:
+            evidence = np.asarray(evidence)
+            if evidence.shape != (n_docs,) or evidence.dtype != bool:
+                raise ValueError(f"evidence must be ({n_docs},) booleans; got {evidence.dtype} {evidence.shape}")
         if config.needs_texts and inputs.texts is None:
             raise ValueError(f"features {config.features!r} need the documents' texts")
         if config.needs_embeddings and inputs.embeddings is None:
             raise ValueError(f"features {config.features!r} need the documents' embeddings")
         if prior is not None and config.head == "tree" and not prior.config.blend_trees:
-            prior = None  # measured: the prior helps trees before the first model only (PriorConfig.blend_trees)
+            prior = None  # the prior then serves before the first model only (PriorConfig.blend_trees)
         if prior is not None:
             if inputs.embeddings is None:
                 raise ValueError("a label-name prior needs the documents' embeddings")
@@ -513,7 +522,7 @@ class FastTier(RuleBasedPredictions):
             val_targets = _targets(val_y, len(val_inputs), len(names))
             model = cls._fit(inputs, targets, names, config, val_inputs, val_targets, report, progress, prior=prior)
         elif n_docs >= config.min_tune_documents and n_docs <= config.cv_max_documents and config.head == "flat":
-            model = cls._train_cv(inputs, targets, names, config, report, progress, prior=prior)
+            model = cls._train_cv(inputs, targets, names, config, report, progress, prior=prior, evidence=evidence)
         elif n_docs >= config.min_tune_documents:
             fit_rows, val_rows = _split(n_docs, config.val_fraction, config.seed)
             probe = cls._fit(
@@ -533,6 +542,15 @@ class FastTier(RuleBasedPredictions):
             )
             model.platt, model.rules, model.metrics = probe.platt, probe.rules, probe.metrics
             model.tick_curve = probe.tick_curve
+            if evidence is not None:  # only the held-out documents that may count
+                rows = val_rows[evidence[val_rows]]
+                k = min(len(names), config.shortlist)
+                probe_platt, probe.platt = probe.platt, (1.0, 0.0)
+                idx, raw = probe.predict_topk(inputs.take(rows), k) if len(rows) else (np.full((0, k), -1), None)
+                probe.platt = probe_platt
+                model.tick_curve = (
+                    _tick_curve(idx, raw, targets[rows], probe_platt) if len(rows) else _empty_curve(targets[rows])
+                )
             model.train_info["validation_f1_by_C"] = probe.train_info.get("validation_f1_by_C", {})
         else:
             model = cls._fit(inputs, targets, names, config, None, None, report, progress, prior=prior)
@@ -552,6 +570,7 @@ class FastTier(RuleBasedPredictions):
         progress: bool,
         *,
         prior: LabelPrior | None = None,
+        evidence: np.ndarray | None = None,
     ) -> FastTier:
         """Small training sets: k-fold cross-validation gives out-of-fold raw scores of every document for each C
         of the grid (warm-started along the grid inside each fold); C is the one with the best out-of-fold
@@ -611,7 +630,13 @@ class FastTier(RuleBasedPredictions):
             calibrate=config.calibrate,
             per_label_min_positives=config.per_label_min_positives,
         )
-        model.tick_curve = _tick_curve(*oof[best_C], targets, model.platt)
+        if evidence is None:
+            model.tick_curve = _tick_curve(*oof[best_C], targets, model.platt)
+        elif evidence.any():
+            idx, raw = oof[best_C]
+            model.tick_curve = _tick_curve(idx[evidence], raw[evidence], targets[evidence], model.platt)
+        else:
+            model.tick_curve = _empty_curve(targets[evidence])
         model.train_info["tuning"] = f"{len(folds)}-fold cross-validation"
         model.train_info["validation_f1_by_C"] = {f"{C:g}": round(score, 5) for C, score in by_C.items()}
         return model
@@ -993,10 +1018,10 @@ class FastTier(RuleBasedPredictions):
         """The head's probabilities blended with the label-name prior's, label by label:
         p = w_l p_head + (1 - w_l) p_prior, w_l = n_l / (n_l + pseudo_positives). Flat heads blend every label;
         tree heads blend the union of their shortlist and the prior's `candidates` best labels (a label outside
-        the tree's shortlist has head probability 0)."""
+        the tree's shortlist has head probability 0) with one weight for every label, ``PriorConfig.tree_weight``."""
         assert self.prior is not None
-        weights = self.prior.weights(self.positives)  # (L,)
         if self.flat is not None:
+            weights = self.prior.weights(self.positives)  # (L,)
             import torch
 
             with torch.inference_mode():
@@ -1011,7 +1036,7 @@ class FastTier(RuleBasedPredictions):
         candidates = np.hstack([tree_idx, np.where(duplicate, -1, prior_idx)])  # (C, W + P)
         head = np.hstack([tree_p, np.zeros(prior_idx.shape, dtype=np.float32)])
         prior = self.prior.probabilities(self.prior.similarities(xd, candidates))
-        w = weights[np.clip(candidates, 0, None)]
+        w = np.float32(self.prior.config.tree_weight)
         blended = np.where(candidates >= 0, w * head + (1.0 - w) * prior, -1.0)  # (C, W + P)
         order = np.argsort(-blended, axis=1, kind="stable")[:, :k]
         idx = np.take_along_axis(candidates, order, axis=1)
@@ -1174,6 +1199,11 @@ class FastTier(RuleBasedPredictions):
             positives=positives,
             tick_curve=decision.get("tick_curve"),
         )
+
+
+def _empty_curve(targets: sp.csr_matrix) -> dict[str, Any]:
+    """The tick curve of no evidence: nothing ticked (so nothing pre-ticked)."""
+    return tick_curve(np.full((0, 1), -1, dtype=np.int64), np.zeros((0, 1), dtype=np.float32), targets)
 
 
 def _tick_curve(idx: np.ndarray, raw: np.ndarray, targets: sp.csr_matrix, platt: tuple[float, float]) -> dict[str, Any]:

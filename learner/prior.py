@@ -18,7 +18,7 @@ and its prior shortlist).
 
 The trained head takes over label by label (``blend``): p = w_l * p_model + (1 - w_l) * p_prior with
 w_l = n_l / (n_l + pseudo_positives), n_l the label's labelled positives (``learner.fast.FastTier`` does this when
-given a prior).
+given a prior); a tree head (large label sets) blends every label with one weight, ``PriorConfig.tree_weight``.
 """
 
 from __future__ import annotations
@@ -64,20 +64,26 @@ class PriorConfig:
     # w_l = n_l / (n_l + pseudo_positives): the trained head's share of label l. 10 was best of 1/3/10/30 on a
     # held-out part of the GoEmotions train file at 20/100/500 labels (macro-F1; micro-F1 within noise).
     pseudo_positives: float = 10.0
-    # Tree heads (large label sets) keep the prior for the first suggestions only: blended into a trained tree it
-    # lost P@1 / P@5 on tibkat-gnd (41,218 labels) at 200 and 1,000 labels with every pseudo-count tried (10, 1, 0.1:
-    # P@1 0.149 / 0.128 / 0.125 against the tree's 0.241 at 1,000, measured on a split of the train file; the labels
-    # without positives, nearly all of them, take the prior's score unchanged and crowd out the tree's).
-    blend_trees: bool = False
+    # Tree heads (large label sets) blend with one weight for every label: p = tree_weight * p_tree + (1 -
+    # tree_weight) * p_prior over the union of the tree's shortlist and the prior's `candidates`. Per-label weights
+    # n_l / (n_l + pseudo_positives) lost P@1 / P@5 on tibkat-gnd (41,218 labels) at 200 and 1,000 labels with every
+    # pseudo-count tried (10, 1, 0.1: P@1 0.149 / 0.128 / 0.125 against the tree's 0.241 at 1,000; the labels without
+    # positives, nearly all of them, take the prior's score unchanged and crowd out the tree's). One weight, chosen on
+    # a held-out part of the tibkat-gnd train file (3 seeds, bench/results/tune-tree-weight/; P@5 at 200 / 1,000
+    # labels, the tree alone 0.087 / 0.114): 0.8 0.084 / 0.089, 0.9 0.098 / 0.106, 0.95 0.109 / 0.126, 0.98
+    # 0.099 / 0.126 (P@1 0.282 / 0.315 at 0.95 against the tree's 0.162 / 0.241).
+    blend_trees: bool = True
+    tree_weight: float = 0.95
     candidates: int = 20  # labels the prior proposes per document next to a tree head's shortlist
     max_dense_labels: int = 1000  # calibration over every (document, label) pair up to this many labels
     min_calibration_documents: int = 5  # fewer labelled documents: keep the default calibration
-    chunk: int = 1024  # documents per block of the top-k search
+    chunk: int = 256  # documents per block of the top-k search: (256, 41,218) float32 is 42 MB
 
     def __post_init__(self) -> None:
         _check_float(self, "scale", 0.0, 1e4, low_open=True, high_open=False)
         _check_float(self, "offset", -1e4, 1e4, low_open=False, high_open=False)
         _check_float(self, "pseudo_positives", 0.0, 1e6, low_open=False, high_open=False)
+        _check_float(self, "tree_weight", 0.0, 1.0, low_open=False, high_open=False)
         for name, minimum in (("candidates", 1), ("max_dense_labels", 1), ("min_calibration_documents", 1)):
             _check_int(name, getattr(self, name), minimum)
         _check_int("chunk", self.chunk, 1)

@@ -520,7 +520,7 @@ class LowData:
 
     def point(self, learner: str, rows: np.ndarray) -> dict[str, Any]:
         """One learner trained on the pool documents ``rows``, measured on the test file."""
-        from learner.decision import DecisionRule, pretick_threshold
+        from learner.decision import DecisionRule, pretick_threshold, tick_curve
         from learner.fast import FastTier
 
         sim = self.simulation
@@ -559,21 +559,30 @@ class LowData:
         out = self._scores(idx, probs, micro, macro)
         threshold = pretick_threshold(model.tick_curve, self.floor) if model.tick_curve is not None else None
         out.update(self._preticks(idx, probs, threshold))
-        # The out-of-fold evidence the threshold came from: other pre-tick rules can be checked without retraining.
-        point = {"labelled": len(rows), **out, "train_seconds": round(train_seconds, 3), "tick_curve": model.tick_curve}
+        # The out-of-fold evidence the threshold came from, and the same curve on the test file: other pre-tick
+        # rules can be checked without retraining.
+        point = {
+            "labelled": len(rows),
+            **out,
+            "train_seconds": round(train_seconds, 3),
+            "tick_curve": model.tick_curve,
+            "test_tick_curve": tick_curve(idx, probs, sim.Y_test),
+        }
         if adapt_info is not None:
             point["adaptation"] = adapt_info
         return point
 
     def _adapted(self, rows: np.ndarray) -> tuple[Any, Any, dict[str, Any]]:
-        """The ``adapt`` learner on the pool documents ``rows``: the encoder adapted to them, everything it reads
-        re-embedded with it, the fast tier with the label-name prior trained on top. Returns (model, the test
-        inputs, what the adaptation cost)."""
+        """The ``adapt`` learner on the pool documents ``rows``: the encoder adapted to most of them
+        (``learner.adapt.check_split`` holds the rest out to check it), everything it reads re-embedded with it, the
+        fast tier with the label-name prior trained on top of all of them. The pre-tick evidence comes from the
+        held-out documents only (the adapted encoder's embeddings of the others are optimistic). Returns (model,
+        the test inputs, what the adaptation cost and what the held-out check measured)."""
         import dataclasses
         import shutil
         import tempfile
 
-        from learner.adapt import adapt_encoder
+        from learner.adapt import adapt_encoder, check_adaptation, check_split
         from learner.config import EncoderConfig
         from learner.encoder import Encoder
         from learner.fast import FastTier, Inputs
@@ -581,11 +590,15 @@ class LowData:
 
         sim = self.simulation
         texts = [sim.texts[i] for i in rows]
+        seed = int(rows.sum()) % 100_003
+        fit, check = check_split(len(rows), seed=seed)
         folder = Path(tempfile.mkdtemp(prefix="adapted-", dir=self.work_dir))
         try:
             started = time.perf_counter()
-            config = dataclasses.replace(self.adapt_config, seed=int(rows.sum()) % 100_003)
-            info = adapt_encoder(self.encoder_path, texts, sim.Y[rows], folder / "encoder", config)
+            config = dataclasses.replace(self.adapt_config, seed=seed)
+            info = adapt_encoder(
+                self.encoder_path, [texts[i] for i in fit], sim.Y[rows[fit]], folder / "encoder", config
+            )
             adapt_seconds = time.perf_counter() - started
             encoder = Encoder.load(EncoderConfig(path=str(folder / "encoder")))
             started = time.perf_counter()
@@ -597,14 +610,36 @@ class LowData:
             shutil.rmtree(folder, ignore_errors=True)
         prior = LabelPrior(sim.labels, vectors, self.prior.config if self.prior is not None else None)
         resolved = sim.config.resolve(len(sim.labels))
-        inputs = Inputs(texts=texts if resolved.needs_texts else None, embeddings=X)
-        model = FastTier.train(inputs, sim.Y[rows], sim.labels, sim.config, prior=prior)
+
+        def adapted_inputs(part: np.ndarray) -> Any:
+            return Inputs(texts=[texts[i] for i in part] if resolved.needs_texts else None, embeddings=X[part])
+
+        checked = None
+        if len(check):
+            started = time.perf_counter()
+            checked = check_adaptation(
+                (sim._inputs_for(rows[fit], True), sim._inputs_for(rows[check], True)),
+                (adapted_inputs(fit), adapted_inputs(check)),
+                sim.Y[rows[fit]],
+                sim.Y[rows[check]],
+                sim.labels,
+                sim.config,
+                priors=(self.prior, prior),
+            )
+            checked["seconds"] = round(time.perf_counter() - started, 3)
+        evidence = np.zeros(len(rows), dtype=bool)
+        evidence[check] = True
+        model = FastTier.train(
+            adapted_inputs(np.arange(len(rows))), sim.Y[rows], sim.labels, sim.config, prior=prior, evidence=evidence
+        )
         test_inputs = Inputs(texts=sim.test_texts if model.uses_texts else None, embeddings=X_test)
         cost = {
             "adapt_seconds": round(adapt_seconds, 3),
             "encode_seconds": round(encode_seconds, 3),
             "steps": info.get("steps"),
             "pairs": info.get("n_pairs"),
+            "adapted_on": len(fit),
+            "check": checked,
         }
         return model, test_inputs, cost
 
@@ -890,7 +925,8 @@ def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for learner in learners:
         runs[learner] = {}
-        key = json.dumps(base + ([args.adapt_config, adapt_at] if learner == "adapt" else []), sort_keys=True)
+        adapt_key = [args.adapt_config, adapt_at, "held-out check"] if learner == "adapt" else []
+        key = json.dumps(base + adapt_key, sort_keys=True)
         fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
         for seed in range(args.seeds):
             file = runs_dir / f"checkpoints-{learner}-seed{seed}.json"

@@ -227,6 +227,12 @@ ALABEL_WORKER_HEARTBEAT_SECONDS = float(os.environ.get("ALABEL_WORKER_HEARTBEAT_
 ALABEL_COLD_START_SIZE = int(os.environ.get("ALABEL_COLD_START_SIZE", "50"))
 # Encoder adaptation (learner.adapt) needs pairs of labelled documents: below this many it is refused.
 ALABEL_ADAPT_MIN_DOCUMENTS = int(os.environ.get("ALABEL_ADAPT_MIN_DOCUMENTS", "20"))
+# Projects with adapt_auto adapt on their own from this many labelled documents (measured on GoEmotions: +2 points
+# of micro-F1 at 100 labels, +5 at 500; docs/benchmarks.md), then whenever the labelled documents have doubled.
+ALABEL_ADAPT_AUTO_DOCUMENTS = int(os.environ.get("ALABEL_ADAPT_AUTO_DOCUMENTS", "100"))
+# An adapted encoder is adopted when the fast tier on it does at least this much better (micro-F1) than on the encoder
+# in use, on labelled documents held out of the adaptation (negative: adopt even a slightly worse one).
+ALABEL_ADAPT_MIN_GAIN = float(os.environ.get("ALABEL_ADAPT_MIN_GAIN", "0.0"))
 
 # Budget notices go to the project managers by email: the console backend (logs) unless configured, e.g.
 # DJANGO_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST / EMAIL_PORT.

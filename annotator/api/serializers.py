@@ -44,10 +44,12 @@ class ProjectCreateSerializer(serializers.Serializer):
         required=False,
         min_value=0.0,
         max_value=1.0,
-        help_text="Pre-tick only where pre-ticks were right at least this share of the time (0 < floor < 1).",
+        help_text="Pre-tick only where pre-ticks are right at least this share of the time, shown with 95 % "
+        "confidence (0 < floor < 1).",
     )
     preticks_enabled = serializers.BooleanField(required=False)
     label_prior = serializers.BooleanField(required=False)
+    adapt_auto = serializers.BooleanField(required=False)
     suggestions_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
     lease_seconds = serializers.IntegerField(required=False, min_value=10)
     queue_size = serializers.IntegerField(required=False, min_value=1, max_value=100_000)
@@ -67,7 +69,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", *PROJECT_SETTINGS, "created_at", "role"]
+        fields = ["id", "name", *PROJECT_SETTINGS, "adapt_last", "created_at", "role"]
+        read_only_fields = ["adapt_last"]
 
     def get_role(self, project: Project) -> str | None:
         roles = self.context.get("roles", {})

@@ -1,6 +1,6 @@
 """State changes (writes). Views, tasks and commands call these; each validates first and raises ProjectError."""
 
-from .adaptation import adaptation_request, adaptation_run
+from .adaptation import adaptation_due, adaptation_maybe_request, adaptation_request, adaptation_run
 from .annotations import annotation_submit, document_skip, labels_recount, version_decisions_refresh
 from .documents import ImportResult, documents_import
 from .jobs import job_cancel, job_claim, job_dispatch, job_request
@@ -22,6 +22,8 @@ __all__ = [
     "ImportResult",
     "NothingToServe",
     "Served",
+    "adaptation_due",
+    "adaptation_maybe_request",
     "adaptation_request",
     "adaptation_run",
     "annotation_submit",

@@ -10,16 +10,19 @@ reads, so scoring, evaluation and a rollback always embed with the right one.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from .. import ml
 from ..exceptions import ProjectError
 from ..models import Document, EncoderVersion, Job, Project
+from ..selectors import newest_encoder_path
 from .jobs import (
     Heartbeat,
     JobCancelled,
@@ -28,7 +31,16 @@ from .jobs import (
     job_request,
     job_succeed,
 )
-from .training import JOB_ERRORS, _encode_missing, _label_texts, _multi_hot, _texts, _training_snapshot, abandon
+from .training import (
+    JOB_ERRORS,
+    _encode_missing,
+    _label_texts,
+    _multi_hot,
+    _prior,
+    _texts,
+    _training_snapshot,
+    abandon,
+)
 
 
 def _check_enough(n_documents: int) -> None:
@@ -48,9 +60,42 @@ def adaptation_request(*, project: Project, user) -> Job:
     return job
 
 
+def adaptation_due(*, n_documents: int, last: dict) -> str | None:
+    """Why an automatic adaptation is due at `n_documents` labelled documents after the last run `last`
+    (Project.adapt_last), or None: first at ALABEL_ADAPT_AUTO_DOCUMENTS, then once the labelled documents have
+    doubled since the last run (adopted or not: one that did not pay is retried with twice the labels)."""
+    first = max(settings.ALABEL_ADAPT_AUTO_DOCUMENTS, settings.ALABEL_ADAPT_MIN_DOCUMENTS)
+    before = int((last or {}).get("documents") or 0)
+    if not before:
+        return f"auto: {n_documents} labelled documents" if n_documents >= first else None
+    if n_documents >= max(first, 2 * before):
+        return f"auto: {n_documents} labelled documents, twice the {before} of the last adaptation"
+    return None
+
+
+def adaptation_maybe_request(*, project: Project) -> Job | None:
+    """Queues an adaptation when it is due (adaptation_due) for a project that adapts on its own (adapt_auto). Not
+    after a failed or cancelled adaptation: a manager retries that one by hand."""
+    project = Project.objects.only("id", "adapt_auto", "adapt_last").get(pk=project.pk)
+    if not project.adapt_auto:
+        return None
+    newest = Job.objects.filter(project=project, kind=Job.Kind.ADAPT).order_by("-created_at", "-id").first()
+    if newest is not None and newest.status in (Job.Status.FAILED, Job.Status.CANCELLED):
+        return None
+    doc_ids, _, _ = _training_snapshot(project)
+    reason = adaptation_due(n_documents=len(doc_ids), last=project.adapt_last)
+    if reason is None:
+        return None
+    job, _ = job_request(project=project, kind=Job.Kind.ADAPT, reason=reason)
+    return job
+
+
 def adaptation_run(*, job_id: int) -> None:
-    """Adapts the base encoder to every labelled training document, re-embeds the project with it, records the
-    EncoderVersion and queues a full retrain. A cancelled or failed run leaves nothing behind."""
+    """Adapts the base encoder to most labelled training documents and checks it on the rest (learner.adapt's
+    held-out check: the fast tier on the encoder in use against the adapted one). When the adapted encoder does at
+    least ALABEL_ADAPT_MIN_GAIN better there (default: at least as well), it re-embeds the project, records the
+    EncoderVersion and queues a full retrain; otherwise it is dropped and the project keeps its encoder. Either way
+    ``Project.adapt_last`` records the run. A cancelled or failed run leaves nothing behind."""
     job = job_claim(job_id=job_id)
     if job is None:
         return
@@ -63,21 +108,66 @@ def adaptation_run(*, job_id: int) -> None:
             doc_ids, labels, rows = _training_snapshot(project)
             _check_enough(len(doc_ids))
             Y = _multi_hot(rows, [label_id for label_id, _ in labels])  # (N, L)
+            texts = _texts(doc_ids)
+            fit, check = ml.check_split(len(doc_ids), seed=job.pk)
             relative = Path("projects") / str(project.pk) / "encoders" / f"job{job.pk}-{uuid.uuid4().hex[:8]}"
             folder = Path(settings.ARTIFACTS_DIR) / relative
-            adapt_beat = beat.sub(0.0, 0.6)
+            adapt_beat = beat.sub(0.0, 0.55)
             stats = ml.adapt_encoder(
-                texts=_texts(doc_ids),
-                Y=Y,
+                texts=[texts[i] for i in fit],
+                Y=Y[fit],
                 out=folder,
                 seed=job.pk,
-                on_progress=lambda fraction: adapt_beat(fraction, f"adapting the encoder on {len(doc_ids)} documents"),
+                on_progress=lambda fraction: adapt_beat(fraction, f"adapting the encoder on {len(fit)} documents"),
             )
+            in_use = newest_encoder_path(project=project)
+            _encode_missing(project.pk, doc_ids, beat.sub(0.55, 0.02), in_use)
+            _encode_missing(project.pk, doc_ids, beat.sub(0.57, 0.05), str(relative))
+            label_texts = _label_texts(project.pk)
+            ml.encode_labels(project.pk, label_texts, str(relative))
+            checked = None
+            if len(check):
+                beat(0.62, f"checking the adapted encoder on {len(check)} held-out documents")
+                checked = ml.check_adaptation(
+                    texts=texts,
+                    base_X=ml.embedding_store(project.pk, in_use).get(doc_ids),
+                    adapted_X=ml.embedding_store(project.pk, str(relative)).get(doc_ids),
+                    Y=Y,
+                    fit=fit,
+                    check=check,
+                    labels=[name for _, name in labels],
+                    config=ml.fast_config(loss=project.loss, seed=job.pk),
+                    priors=(
+                        _prior(project.pk, encode=True, encoder_path=in_use),
+                        _prior(project.pk, encode=False, encoder_path=str(relative)),
+                    ),
+                )
+            record = {
+                "documents": len(doc_ids),
+                "held_out": len(check),
+                "gain": checked["gain"] if checked else None,
+                "check": checked,
+                "adopted": checked is None or checked["gain"] >= settings.ALABEL_ADAPT_MIN_GAIN,
+                "at": timezone.now().isoformat(timespec="seconds"),
+            }
+            if not record["adopted"]:
+                _drop(project.pk, folder, str(relative))
+                folder = None
+                message = (
+                    f"adapted on {len(fit)} documents but not adopted: micro-F1 on {len(check)} held-out documents "
+                    f"{checked['adapted']['micro_f1']:.3f} against {checked['base']['micro_f1']:.3f} with the encoder "
+                    "in use"
+                )
+                _finish(job_id=job.pk, attempt=attempt, project=project, record=record, message=message)
+                return
             every = list(Document.objects.filter(project=project).order_by("id").values_list("id", flat=True))
-            _encode_missing(project.pk, every, beat.sub(0.6, 0.38), str(relative))
-            ml.encode_labels(project.pk, _label_texts(project.pk), str(relative))
+            _encode_missing(project.pk, every, beat.sub(0.7, 0.28), str(relative))
             beat(0.99, "publishing the encoder")
-            version = _publish(job_id=job.pk, attempt=attempt, project=project, relative=str(relative), stats=stats)
+            stats["check"] = checked
+            stats["adapted_document_ids"] = [doc_ids[i] for i in fit]
+            version = _publish(
+                job_id=job.pk, attempt=attempt, project=project, relative=str(relative), stats=stats, record=record
+            )
     except JobCancelled:
         abandon(job_id=job_id, folder=folder, cancelled=True)
         return
@@ -90,8 +180,29 @@ def adaptation_run(*, job_id: int) -> None:
     job_request(project=project, kind=Job.Kind.TRAIN, reason=f"encoder e{version.number} adapted", mode="full")
 
 
-def _publish(*, job_id: int, attempt: int, project: Project, relative: str, stats: dict) -> EncoderVersion | None:
-    """One transaction: the EncoderVersion exists and the job SUCCEEDED, or nothing changes."""
+def _drop(project_id: int, folder: Path, relative: str) -> None:
+    """Removes an adapted encoder that is not adopted: its folder and the embeddings cached under its fingerprint."""
+    for store in (ml.embedding_store(project_id, relative), ml.label_store(project_id, relative)):
+        shutil.rmtree(store.folder, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _finish(*, job_id: int, attempt: int, project: Project, record: dict, message: str) -> None:
+    """One transaction: the project's record of the run and the job's success (nothing if the job was taken over)."""
+    with transaction.atomic():
+        Project.objects.select_for_update(no_key=True).get(pk=project.pk)
+        job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
+        if job.status != Job.Status.RUNNING or job.attempts != attempt:
+            return
+        Project.objects.filter(pk=project.pk).update(adapt_last=record)
+        job_succeed(job=job, message=message[:300])
+
+
+def _publish(
+    *, job_id: int, attempt: int, project: Project, relative: str, stats: dict, record: dict
+) -> EncoderVersion | None:
+    """One transaction: the EncoderVersion exists, the project records the run and the job SUCCEEDED, or nothing
+    changes."""
     with transaction.atomic():
         Project.objects.select_for_update(no_key=True).get(pk=project.pk)
         job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
@@ -107,9 +218,23 @@ def _publish(*, job_id: int, attempt: int, project: Project, relative: str, stat
             n_documents=int(stats.get("n_documents", 0)),
             seconds=float(stats.get("seconds", 0.0)),
             device=str(stats.get("device", "")),
-            stats={key: stats.get(key) for key in ("n_pairs", "steps", "loss_first", "loss_last", "config")},
+            stats={
+                key: stats.get(key)
+                for key in ("n_pairs", "steps", "loss_first", "loss_last", "config", "check", "adapted_document_ids")
+            },
+        )
+        Project.objects.filter(pk=project.pk).update(adapt_last={**record, "encoder": number})
+        checked = stats.get("check")
+        held = (
+            f"; micro-F1 on {checked['documents']} held-out documents {checked['adapted']['micro_f1']:.3f} against "
+            f"{checked['base']['micro_f1']:.3f}"
+            if checked
+            else ""
         )
         job_succeed(
-            job=job, message=f"encoder e{number} adapted on {version.n_documents} documents in {version.seconds:.0f} s"
+            job=job,
+            message=f"encoder e{number} adapted on {version.n_documents} documents in {version.seconds:.0f} s{held}"[
+                :300
+            ],
         )
     return version

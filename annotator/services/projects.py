@@ -35,6 +35,7 @@ PROJECT_SETTINGS = (
     "pretick_floor",
     "preticks_enabled",
     "label_prior",
+    "adapt_auto",
     "suggestions_k",
     "lease_seconds",
     "queue_size",
@@ -85,6 +86,8 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
         problems.append("preticks_enabled must be true or false")
     if "label_prior" in cleaned and not isinstance(cleaned["label_prior"], bool):
         problems.append("label_prior must be true or false")
+    if "adapt_auto" in cleaned and not isinstance(cleaned["adapt_auto"], bool):
+        problems.append("adapt_auto must be true or false")
     valid_strategies = [name for name, _ in strategy_choices()]
     if "strategy" in cleaned and cleaned["strategy"] not in valid_strategies:
         problems.append(f"strategy must be one of {', '.join(valid_strategies)}")

@@ -215,6 +215,22 @@ def _prior(project_id: int, *, encode: bool, encoder_path: str | None = None):
     return ml.label_prior(project_id, labels, encoder_path)
 
 
+def _unseen(project: Project, encoder_path: str | None, doc_ids: list[int]) -> np.ndarray | None:
+    """(N,) which of the training documents the adapted encoder `encoder_path` was not adapted on: only their
+    out-of-fold predictions are honest pre-tick evidence. None for the base encoder (every document counts)."""
+    if not encoder_path:
+        return None
+    stats = (
+        EncoderVersion.objects.filter(project=project, artifact_path=encoder_path)
+        .values_list("stats", flat=True)
+        .first()
+    )
+    seen = set((stats or {}).get("adapted_document_ids") or [])
+    if not seen:
+        return None  # an encoder adapted before the held-out check existed: nothing to tell apart
+    return np.array([doc_id not in seen for doc_id in doc_ids], dtype=bool)
+
+
 def _texts(doc_ids: list[int]) -> list[str]:
     texts: dict[int, str] = {}
     for start in range(0, len(doc_ids), 5000):
@@ -301,6 +317,7 @@ def training_run(*, job_id: int) -> None:
                     labels=names,
                     config=ml.fast_config(loss=project.loss, seed=next_number),
                     prior=_prior(project.pk, encode=True, encoder_path=encoder_path),
+                    evidence=_unseen(project, encoder_path, doc_ids),
                     on_progress=lambda fraction: train_beat(fraction, "training (full retrain)"),
                 )
                 extra = {"full_base_annotations": len(doc_ids)}
@@ -383,6 +400,9 @@ def training_run(*, job_id: int) -> None:
     from .savings import savings_maybe_request  # it reads its data through this module's helpers
 
     savings_maybe_request(project=project)
+    from .adaptation import adaptation_maybe_request  # it reads its data through this module's helpers
+
+    adaptation_maybe_request(project=project)
 
 
 def abandon(*, job_id: int, folder: Path | None, error: str | None = None, cancelled: bool = False) -> None:

@@ -21,6 +21,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,14 @@ def _can_fork() -> bool:
     return not multiprocessing.current_process().daemon
 
 
+def _worker_signals() -> None:
+    """A forked worker ends on SIGTERM, as Pool.terminate (run by the pool's ``with`` block) expects: a handler the
+    parent installed (e.g. one that only raises SystemExit for its clean-up) left workers waiting on the task queue's
+    lock forever, and the parent with them."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the pool
+
+
 def fork_map(
     function: Callable[[Any], Any],
     items: Sequence[Any],
@@ -192,7 +201,7 @@ def fork_map(
     results: list[Any] = []
     try:
         if jobs > 1 and _can_fork():
-            with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            with multiprocessing.get_context("fork").Pool(jobs, initializer=_worker_signals) as pool:
                 for result in pool.imap_unordered(function, items, chunksize=1):
                     results.append(result)
                     if on_result is not None:

@@ -31,9 +31,10 @@ def _curve(pairs, *, documents: int = 40) -> dict:
     }
 
 
-# Validation shortlists: 10 entries at 0.9 (9 right), 10 at 0.7 (5 right), 10 at 0.59 (none right). Pre-ticks at
-# >= 0.60 are right 14/20 = 0.7 (and 9/10 from 0.71 up); at 0.59 and below 14/30.
-FLOOR_CASE = [(0.9, i < 9) for i in range(10)] + [(0.7, i < 5) for i in range(10)] + [(0.59, False)] * 10
+# Validation shortlists: 18 entries at 0.9 (all right), 10 at 0.7 (6 right), 30 at 0.59 (none right). Pre-ticks at
+# >= 0.60 are right 24/28 = 0.86 (at least 0.70 with 95 % confidence), from 0.71 up 18/18 (at least 0.85); at 0.59
+# and below 24/58.
+FLOOR_CASE = [(0.9, True)] * 18 + [(0.7, i < 6) for i in range(10)] + [(0.59, False)] * 30
 CHECKED = "checked on 40 labelled documents the model did not train on"
 
 
@@ -79,15 +80,15 @@ def test_only_suggestions_scoring_where_ticks_were_right_often_enough_are_pretic
     served = annotator_client.get(_url(project, "next")).json()
 
     assert _ticked(served) == {"joy"}
-    assert served["pretick"] == {"threshold": 0.6, "precision": pytest.approx(0.7), "floor": 0.7, "source": CHECKED}
+    assert served["pretick"] == {"threshold": 0.6, "precision": pytest.approx(24 / 28), "floor": 0.7, "source": CHECKED}
 
-    project.pretick_floor = 0.8  # from 0.71 up ticks are right 9/10; 0.60-0.70 only 14/20
+    project.pretick_floor = 0.8  # from 0.71 up ticks are right 18/18; 0.60-0.70 24/28 cannot show 0.8 with 95 %
     project.save()
     served = annotator_client.get(_url(project, "next")).json()  # the same document, lease renewed
 
     assert served["document"]["id"] == documents[0].pk
     assert _ticked(served) == set()
-    assert served["pretick"] == {"threshold": 0.71, "precision": pytest.approx(0.9), "floor": 0.8, "source": CHECKED}
+    assert served["pretick"] == {"threshold": 0.71, "precision": pytest.approx(1.0), "floor": 0.8, "source": CHECKED}
     response = annotator_client.post(
         _url(project, "annotations"), {"document": documents[0].pk, "labels": ["joy"]}, format="json"
     )
@@ -116,7 +117,7 @@ def test_preticks_switched_off_tick_nothing_and_a_managers_threshold_still_wins(
     assert _ticked(served) == {"joy", "anger"}
     assert served["pretick"] == {
         "threshold": 0.5,
-        "precision": pytest.approx(14 / 30),  # what the curve says of ticks at >= 0.5
+        "precision": pytest.approx(24 / 58),  # what the curve says of ticks at >= 0.5
         "floor": 0.7,
         "source": "set by a project manager",
     }
@@ -157,8 +158,9 @@ def test_experts_rejections_raise_the_threshold_and_then_stop_preticks(project, 
     first = serve_and_answer(documents[0], 0.65, rejected=["joy"])
     assert _ticked(first) == {"joy"} and first["pretick"]["threshold"] == 0.6
     # Then five suggestions at 0.95 that the experts leave unticked (not chosen: wrong ticks), each served after the
-    # answers before it: 1 rejection at 0.65 makes 0.60-0.65 right 14/21 (0.66); 1 wrong tick at 0.95 makes 0.66-0.70
-    # right 14/21 (0.71: 9/11 above); 2 leave 0.71 at 9/12; 3 make it 9/13 < 0.7 and nothing qualifies.
+    # answers before it (lower bounds at 95 % confidence): 1 rejection at 0.65 leaves 0.60-0.65 right 24/29 (0.67:
+    # from 0.66); 1 wrong tick at 0.95 makes 0.66-0.70 right 24/29 (from 0.71: 18/19, 0.77); 2 leave 0.71 at 18/20
+    # (0.72); 3 make it 18/21 (0.67) and nothing qualifies.
     served = [serve_and_answer(doc, 0.95) for doc in documents[1:6]]
     assert [s["pretick"]["threshold"] for s in served] == [0.66, 0.71, 0.71, None, None]
     assert [_ticked(s) for s in served] == [{"joy"}] * 3 + [set()] * 2
@@ -172,8 +174,9 @@ def test_experts_rejections_raise_the_threshold_and_then_stop_preticks(project, 
     assert last["pretick"] == {
         "threshold": None,
         "floor": 0.7,
-        "reason": "no score is right at least 70 % of the time yet (" + CHECKED + " and 6 expert decisions on its "
-        "suggestions)",
+        "reason": "no score is shown, with 95 % confidence, to be right at least 70 % of the time yet ("
+        + CHECKED
+        + " and 6 expert decisions on its suggestions)",
     }
 
     # A revised answer replaces its decisions in the counts.
@@ -194,7 +197,7 @@ def test_the_rule_costs_next_no_query(project, annotator_client, documents, djan
         _queue(project, version, doc, [(name, 0.9 - 0.1 * i) for i, name in enumerate(labels)], score=rank)
     with django_assert_max_num_queries(14):  # as without a model (tests/annotator/test_api.py)
         served = annotator_client.get(_url(project, "next")).json()
-    # 0.60-0.65 right (14 + 1) / (20 + 2) with the stored decisions: pre-ticks from 0.66
+    # 0.60-0.65 right (24 + 1 + 1) / (28 + 2 + 1) with the stored decisions, not enough for 0.7: pre-ticks from 0.66
     assert served["pretick"]["threshold"] == 0.66 and _ticked(served) == {labels[0], labels[1], labels[2]}
     with django_assert_max_num_queries(27):  # + the version's decision counts: one aggregate, one update
         response = annotator_client.post(
@@ -310,7 +313,9 @@ def test_a_trained_version_carries_its_tick_curve_to_the_rule(project, annotator
     rule = selectors.pretick_rule(project=project, version=version)
     assert rule["floor"] == 0.7
     if rule["threshold"] is None:
-        assert rule["reason"].startswith("no score is right at least 70 % of the time yet (checked on 24 labelled")
+        assert rule["reason"].startswith(
+            "no score is shown, with 95 % confidence, to be right at least 70 % of the time yet (checked on 24 labelled"
+        )
     else:
         assert rule["source"] == "checked on 24 labelled documents the model did not train on"
         assert rule["precision"] >= 0.7

@@ -97,6 +97,9 @@ def service_env(broker_url: str, settings, **extra: str) -> dict[str, str]:
         "ALABEL_ENCODER_PATH": settings.ALABEL_ENCODER_PATH,
         "ALABEL_HEARTBEAT_SECONDS": "1",
         "ALABEL_WORKER_HEARTBEAT_SECONDS": "1",
+        # No automatic encoder adaptation (minutes of MiniLM fine-tuning on the worker) in the middle of other
+        # tests; tests/annotator/test_adaptation.py covers when it is due.
+        "ALABEL_ADAPT_AUTO_DOCUMENTS": "1000000",
         "PYTHONUNBUFFERED": "1",
         **extra,
     }

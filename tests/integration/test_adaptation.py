@@ -12,12 +12,24 @@ from annotator import ml, services
 from annotator.models import Document, EncoderVersion, Job, ModelVersion, Project, QueueItem
 from annotator.services.demo import demo_labels, demo_records
 
-from .conftest import wait_for
+from .conftest import purge_queues, service_env, start_worker, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_a_manager_adapts_the_encoder_and_the_next_model_serves_from_it(celery_worker, settings):
+@pytest.fixture
+def adopting_worker(transactional_db, broker_url, settings, tmp_path):
+    """A worker that adopts the adapted encoder whatever its held-out check says (ALABEL_ADAPT_MIN_GAIN -1): 10
+    held-out documents decide nothing reliable, and this test follows an adopted encoder through the loop."""
+    purge_queues()
+    service = start_worker(service_env(broker_url, settings, ALABEL_ADAPT_MIN_GAIN="-1"), tmp_path / "worker.log")
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def test_a_manager_adapts_the_encoder_and_the_next_model_serves_from_it(adopting_worker, settings):
     settings.ALABEL_ADAPT_MIN_DOCUMENTS = 20
     manager = get_user_model().objects.create_user(username="manager", password="correct horse battery")
     manager.user_permissions.add(Permission.objects.get(codename="add_project", content_type__app_label="annotator"))
@@ -52,7 +64,9 @@ def test_a_manager_adapts_the_encoder_and_the_next_model_serves_from_it(celery_w
 
     wait_for(lambda: finished("adapt", pk=job_id), timeout=600, what="the adaptation run")
     encoder = EncoderVersion.objects.get(project=project)
-    assert encoder.number == 1 and encoder.n_documents == 24
+    assert encoder.number == 1 and encoder.n_documents == 14  # 10 of the 24 held out to check it on
+    last = Project.objects.get(pk=project.pk).adapt_last
+    assert last["adopted"] and last["held_out"] == 10 and last["check"]["documents"] == 10
     assert ml.embedding_store(project.pk, encoder.artifact_path).missing(list(documents.values())) == []
 
     version = wait_for(
@@ -62,6 +76,7 @@ def test_a_manager_adapts_the_encoder_and_the_next_model_serves_from_it(celery_w
     )
     assert version.is_serving and version.config["mode"] == "full"
     assert version.config["encoder_fingerprint"] == encoder.fingerprint
+    assert version.config["tick_curve"]["documents"] == 10  # pre-tick evidence: what the encoder never saw
     wait_for(
         lambda: QueueItem.objects.filter(project=project, model_version=version).exists(),
         timeout=240,

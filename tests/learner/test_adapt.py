@@ -13,7 +13,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from learner.adapt import ADAPTATION_FILE, AdaptConfig, adapt_encoder, make_pairs
+from learner.adapt import (
+    ADAPTATION_FILE,
+    AdaptConfig,
+    adapt_encoder,
+    check_adaptation,
+    check_split,
+    make_pairs,
+)
 from learner.config import EncoderConfig
 from learner.encoder import Encoder, encoder_fingerprint
 from learner.testing import TINY_ENCODER_SENTENCES
@@ -333,3 +340,40 @@ def test_importing_the_module_loads_neither_torch_nor_transformers() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == "[]"
+
+
+# --- the held-out check of an adaptation ------------------------------------------------------------------------------
+def test_check_split_holds_out_a_fifth_of_the_documents_and_none_of_too_few() -> None:
+    fit, check = check_split(100, seed=3)
+    assert len(check) == 20 and len(fit) == 80 and not set(fit) & set(check)
+    assert sorted(np.concatenate([fit, check]).tolist()) == list(range(100))
+    assert np.array_equal(check, check_split(100, seed=3)[1]) and not np.array_equal(check, check_split(100, seed=4)[1])
+    assert len(check_split(30)[1]) == 10  # at least 10 held out ...
+    fit, check = check_split(19)  # ... and none of fewer than 20: every document adapts
+    assert len(check) == 0 and fit.tolist() == list(range(19))
+    with pytest.raises(ValueError, match="n_documents"):
+        check_split(-1)
+
+
+def test_check_adaptation_measures_the_gain_on_documents_the_adaptation_never_saw() -> None:
+    from learner.fast import FastTierConfig, Inputs
+
+    # Base embeddings carry nothing of the labels; "adapted" ones separate the three labels: the check says it pays.
+    rng = np.random.default_rng(0)
+    n_fit, n_check, dim = 60, 30, 8
+    rows = rng.integers(0, 3, n_fit + n_check)
+    Y = sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)), shape=(len(rows), 3))
+    base = rng.normal(size=(len(rows), dim)).astype(np.float32)
+    adapted = (np.eye(3, dim)[rows] * 3 + rng.normal(scale=0.3, size=(len(rows), dim))).astype(np.float32)
+    config = FastTierConfig(features="embeddings")
+    fit, check = np.arange(n_fit), np.arange(n_fit, n_fit + n_check)
+
+    def pair(X: np.ndarray) -> tuple[Inputs, Inputs]:
+        return Inputs(embeddings=X[fit]), Inputs(embeddings=X[check])
+
+    result = check_adaptation(pair(base), pair(adapted), Y[fit], Y[check], ["a", "b", "c"], config)
+
+    assert result["documents"] == n_check
+    assert result["adapted"]["micro_f1"] > 0.9 and result["base"]["micro_f1"] < 0.6
+    assert result["gain"] == pytest.approx(result["adapted"]["micro_f1"] - result["base"]["micro_f1"], abs=1e-4)
+    assert check_adaptation(pair(adapted), pair(base), Y[fit], Y[check], ["a", "b", "c"], config)["gain"] < 0

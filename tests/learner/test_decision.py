@@ -8,10 +8,12 @@ import scipy.sparse as sp
 
 from learner import metrics
 from learner.decision import (
+    PRETICK_CONFIDENCE,
     DecisionRule,
     apply_platt,
     curve_add,
     fit_platt,
+    precision_lower_bound,
     pretick_threshold,
     tick_curve,
     tick_stats,
@@ -183,43 +185,60 @@ def test_tick_curve_counts_ticks_and_right_ticks_per_threshold():
 
 
 def test_pretick_threshold_is_the_lowest_threshold_above_the_floor_everywhere_higher():
+    # confidence=0: the point estimate of each threshold's precision decides (the default asks for a lower bound).
     curve = _curve(FLOOR_CASE)
-    assert pretick_threshold(curve, 0.7) == 0.6  # >= 0.60: 14/20; >= 0.59: 14/30
-    assert pretick_threshold(curve, 0.8) == 0.71  # >= 0.71: 9/10; >= 0.70: 14/20
-    assert pretick_threshold(curve, 0.95) is None  # 9/10 at best
-    assert pretick_threshold(curve, 0.45) == 0.01  # >= 0.01: 14/30 = 0.467
+    assert pretick_threshold(curve, 0.7, confidence=0) == 0.6  # >= 0.60: 14/20; >= 0.59: 14/30
+    assert pretick_threshold(curve, 0.8, confidence=0) == 0.71  # >= 0.71: 9/10; >= 0.70: 14/20
+    assert pretick_threshold(curve, 0.95, confidence=0) is None  # 9/10 at best
+    assert pretick_threshold(curve, 0.45, confidence=0) == 0.01  # >= 0.01: 14/30 = 0.467
     # A dip above the candidate rules it out: 5 wrong ticks at 0.95 make >= 0.91 right 0 of 5 and >= 0.9 9 of 15.
     dipped = _curve(FLOOR_CASE + [(0.95, False)] * 5)
-    assert pretick_threshold(dipped, 0.6) is None
+    assert pretick_threshold(dipped, 0.6, confidence=0) is None
     # ... unless they are too few to judge (min_ticks=6): >= 0.91 is then ignored, >= 0.71 is right 9/15 = 0.6
     # and >= 0.70 14/25 = 0.56.
-    assert pretick_threshold(dipped, 0.6, min_ticks=6) == 0.71
-    assert pretick_threshold(_curve([(0.9, True)] * 4), 0.7) is None  # 4 ticks: too few to say anything
+    assert pretick_threshold(dipped, 0.6, min_ticks=6, confidence=0) == 0.71
+    assert pretick_threshold(_curve([(0.9, True)] * 4), 0.7, confidence=0) is None  # 4 ticks: too few to say anything
 
 
 def test_pretick_threshold_needs_enough_ticks_at_the_threshold_itself():
     # 3 right ticks at 0.99 and 6 at 0.5 (3 right): only thresholds <= 0.50 have 5+ ticks, right 6/9 = 0.667;
     # above, 3 ticks are too few to pre-tick on, however right they are.
     curve = _curve([(0.99, True)] * 3 + [(0.5, i < 3) for i in range(6)])
-    assert pretick_threshold(curve, 0.6) == 0.01
-    assert pretick_threshold(curve, 0.7) is None
+    assert pretick_threshold(curve, 0.6, confidence=0) == 0.01
+    assert pretick_threshold(curve, 0.7, confidence=0) is None
+
+
+def test_a_threshold_needs_enough_evidence_to_be_trusted_at_the_default_confidence():
+    # 9 of 10 ticks right, all at 0.9: the point estimate (0.9) clears a 0.7 floor at every threshold, but 10 ticks
+    # cannot show it with 90 % confidence (Clopper-Pearson lower bound 0.66); 45 of 50 can (0.82).
+    few = _curve([(0.9, i < 9) for i in range(10)])
+    assert pretick_threshold(few, 0.7, confidence=0) == 0.01
+    assert PRETICK_CONFIDENCE == 0.95 and pretick_threshold(few, 0.7) is None
+    many = _curve([(0.9, i % 10 != 0) for i in range(50)])
+    assert pretick_threshold(many, 0.7) == 0.01
+    # exactly at the floor is never shown to clear it, however many ticks
+    assert pretick_threshold(_curve([(0.8, i % 10 < 7) for i in range(1000)]), 0.7) is None
+    assert precision_lower_bound([45, 9, 0], [50, 10, 0], 0.95) == pytest.approx([0.801, 0.606, 0.0], abs=1e-3)
+    assert precision_lower_bound(9, 10, 0) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="confidence must be in"):
+        pretick_threshold(many, 0.7, confidence=1.0)
 
 
 def test_stored_rejections_move_the_threshold_up_or_away():
     curve = _curve(FLOOR_CASE)
     # 6 rejected suggestions shown at 0.65: >= 0.60 .. 0.65 are right 14/26; >= 0.66 still 14/20.
     some = curve_add(curve, [0.65] * 6, [False] * 6)
-    assert pretick_threshold(some, 0.7) == 0.66
+    assert pretick_threshold(some, 0.7, confidence=0) == 0.66
     assert some["decisions"] == 6 and some["positives"] == 0 and some["ticked"][65] == 26
     # 20 rejected at 0.95: >= 0.91 .. 0.95 are right 0/20 -> nothing qualifies any more.
     many = curve_add(curve, [0.95], [False], counts=[20])
-    assert pretick_threshold(many, 0.7) is None
+    assert pretick_threshold(many, 0.7, confidence=0) is None
     # Accepted ones help: 30 accepted at 0.59 make every threshold <= 0.59 right 44/60 (0.733) ...
     helped = curve_add(curve, [0.59, 0.59], [True, False], counts=[30, 0])
-    assert pretick_threshold(helped, 0.7) == 0.01
+    assert pretick_threshold(helped, 0.7, confidence=0) == 0.01
     assert helped["positives"] == 30 and helped["decisions"] == 30
     # ... but not across a gap: at 0.55 they leave >= 0.56 .. 0.59 right 14/30.
-    assert pretick_threshold(curve_add(curve, [0.55], [True], counts=[30]), 0.7) == 0.6
+    assert pretick_threshold(curve_add(curve, [0.55], [True], counts=[30]), 0.7, confidence=0) == 0.6
     assert curve["ticked"][60] == 20 and "decisions" not in curve  # the input is not changed
 
 

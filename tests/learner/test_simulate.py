@@ -241,7 +241,14 @@ def test_checkpoints_compare_learners_on_the_same_random_documents_with_the_prio
     for seed in ("0", "1"):
         assert [p["labelled"] for p in runs["turn1"][seed]] == [0, 10, 30]
         adapted = runs["adapt"][seed][2]
-        assert adapted["adaptation"].get("steps", 0) > 0 or "skipped" in adapted["adaptation"]
+        info = adapted["adaptation"]
+        assert info.get("steps", 0) > 0 or "skipped" in info
+        if "skipped" not in info:  # 10 of the 30 documents held out to check the adapted encoder on
+            assert info["adapted_on"] == 20 and info["check"]["documents"] == 10
+            assert info["check"]["gain"] == pytest.approx(
+                info["check"]["adapted"]["micro_f1"] - info["check"]["base"]["micro_f1"], abs=1e-4
+            )
+            assert adapted["tick_curve"]["documents"] == 10  # pre-tick evidence: documents the encoder never saw
     assert (out / "checkpoints.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert _simulate(designed, out, *args) == 0  # resumed from runs/
     assert json.loads((out / "checkpoints.json").read_text())["runs"] == runs

@@ -820,3 +820,26 @@ def test_configs_without_led_neighbours_still_load_and_led_values_are_checked() 
     ):
         with pytest.raises(ValueError, match=field):
             XRConfig.from_dict(bad)
+
+
+def test_forked_workers_end_even_when_the_parent_handles_sigterm_itself() -> None:
+    # A host process (a benchmark, a web server) that turns SIGTERM into SystemExit for its clean-up: the pool's
+    # workers inherited that handler, and terminating the pool at the end of fork_map then waited on them for ever.
+    import subprocess
+    import sys
+
+    code = (
+        "import math, signal, sys\n"
+        "signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))\n"
+        "from learner.xmc.solver import fork_map\n"
+        "for _ in range(5):\n"
+        "    assert sorted(fork_map(math.sqrt, [1.0, 4.0, 9.0, 16.0] * 4, 2, {})) == sorted([1.0, 2.0, 3.0, 4.0] * 4)\n"
+        "print('all pools ended')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("fork_map never returned: its workers kept the parent's SIGTERM handler")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "all pools ended"
