@@ -259,7 +259,11 @@ def adaptation_summary(*, project: Project) -> str:
         parts.append(text)
     if project.adapt_auto:
         after = max(first, 2 * int(last.get("documents") or 0)) if last.get("documents") else first
-        parts.append(f"Next automatic adaptation at {after} labelled documents.")
+        cpu_max = settings.ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS
+        if ml.device() != "cuda" and after > cpu_max:
+            parts.append(f"Without a GPU, automatic adaptation stops at {cpu_max} labelled documents: adapt by hand.")
+        else:
+            parts.append(f"Next automatic adaptation at {after} labelled documents.")
     else:
         parts.append("Automatic adaptation is off.")
     return " ".join(parts)

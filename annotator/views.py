@@ -97,8 +97,8 @@ class RetrainingForm(forms.Form):
     adapt_auto = forms.BooleanField(
         required=False,
         label="Adapt the encoder on its own",
-        help_text="First at 100 labelled documents, then whenever they have doubled; an adapted encoder is kept only "
-        "where it beats the one in use on labelled documents it was not adapted on.",
+        help_text="First at 100 labelled documents, then whenever they have doubled (without a GPU up to 500); an "
+        "adapted encoder is kept only where it beats the one in use on labelled documents it was not adapted on.",
     )
 
 

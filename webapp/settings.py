@@ -233,6 +233,9 @@ ALABEL_ADAPT_AUTO_DOCUMENTS = int(os.environ.get("ALABEL_ADAPT_AUTO_DOCUMENTS", 
 # An adapted encoder is adopted when the fast tier on it does at least this much better (micro-F1) than on the encoder
 # in use, on labelled documents held out of the adaptation (negative: adopt even a slightly worse one).
 ALABEL_ADAPT_MIN_GAIN = float(os.environ.get("ALABEL_ADAPT_MIN_GAIN", "0.0"))
+# An adaptation holds the gpu queue (training and encoding too) for about 1 s per labelled document on two CPU cores:
+# without CUDA, automatic adaptations stop above this many labelled documents (managers can still adapt by hand).
+ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS = int(os.environ.get("ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS", "500"))
 
 # Budget notices go to the project managers by email: the console backend (logs) unless configured, e.g.
 # DJANGO_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST / EMAIL_PORT.

@@ -60,10 +60,13 @@ def adaptation_request(*, project: Project, user) -> Job:
     return job
 
 
-def adaptation_due(*, n_documents: int, last: dict) -> str | None:
+def adaptation_due(*, n_documents: int, last: dict, cuda: bool = True) -> str | None:
     """Why an automatic adaptation is due at `n_documents` labelled documents after the last run `last`
     (Project.adapt_last), or None: first at ALABEL_ADAPT_AUTO_DOCUMENTS, then once the labelled documents have
-    doubled since the last run (adopted or not: one that did not pay is retried with twice the labels)."""
+    doubled since the last run (adopted or not: one that did not pay is retried with twice the labels). Without
+    `cuda`, never above ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS (the run would hold the gpu queue for too long)."""
+    if not cuda and n_documents > settings.ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS:
+        return None
     first = max(settings.ALABEL_ADAPT_AUTO_DOCUMENTS, settings.ALABEL_ADAPT_MIN_DOCUMENTS)
     before = int((last or {}).get("documents") or 0)
     if not before:
@@ -83,7 +86,7 @@ def adaptation_maybe_request(*, project: Project) -> Job | None:
     if newest is not None and newest.status in (Job.Status.FAILED, Job.Status.CANCELLED):
         return None
     doc_ids, _, _ = _training_snapshot(project)
-    reason = adaptation_due(n_documents=len(doc_ids), last=project.adapt_last)
+    reason = adaptation_due(n_documents=len(doc_ids), last=project.adapt_last, cuda=ml.device() == "cuda")
     if reason is None:
         return None
     job, _ = job_request(project=project, kind=Job.Kind.ADAPT, reason=reason)

@@ -167,6 +167,12 @@ def test_an_automatic_adaptation_is_due_first_at_100_documents_then_when_they_do
     assert services.adaptation_due(n_documents=n, last=last) == due
 
 
+def test_without_cuda_automatic_adaptation_stops_at_500_documents():
+    assert services.adaptation_due(n_documents=400, last={"documents": 200}, cuda=False) is not None
+    assert services.adaptation_due(n_documents=800, last={"documents": 400}, cuda=False) is None
+    assert services.adaptation_due(n_documents=800, last={"documents": 400}, cuda=True) is not None
+
+
 def test_a_training_run_queues_the_automatic_adaptation_unless_switched_off_or_the_last_one_failed(
     project, manager, annotator_user, documents, settings
 ):
@@ -193,6 +199,7 @@ def test_a_training_run_queues_the_automatic_adaptation_unless_switched_off_or_t
 def test_the_manager_page_says_what_the_last_adaptation_measured_and_when_the_next_one_runs(
     project, manager, client, settings
 ):
+    settings.ALABEL_DEVICE = "cpu"  # the page says what a worker without CUDA does
     client.force_login(manager)
     page = client.get(f"/projects/{project.pk}/").content.decode()
     assert "Next automatic adaptation at 100 labelled documents." in page
@@ -210,3 +217,7 @@ def test_the_manager_page_says_what_the_last_adaptation_measured_and_when_the_ne
         "encoder against 0.410 with the one in use, not adopted (the project keeps its encoder). Next automatic "
         "adaptation at 424 labelled documents."
     ) in page
+    project.adapt_last = {**project.adapt_last, "documents": 300}
+    project.save()
+    page = client.get(f"/projects/{project.pk}/").content.decode()
+    assert "Without a GPU, automatic adaptation stops at 500 labelled documents: adapt by hand." in page
