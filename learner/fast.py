@@ -544,13 +544,13 @@ class FastTier(RuleBasedPredictions):
             model.tick_curve = probe.tick_curve
             if evidence is not None:  # only the held-out documents that may count
                 rows = val_rows[evidence[val_rows]]
-                k = min(len(names), config.shortlist)
-                probe_platt, probe.platt = probe.platt, (1.0, 0.0)
-                idx, raw = probe.predict_topk(inputs.take(rows), k) if len(rows) else (np.full((0, k), -1), None)
-                probe.platt = probe_platt
-                model.tick_curve = (
-                    _tick_curve(idx, raw, targets[rows], probe_platt) if len(rows) else _empty_curve(targets[rows])
-                )
+                if len(rows):
+                    probe_platt, probe.platt = probe.platt, (1.0, 0.0)  # raw scores, as _tune read them
+                    idx, raw = probe.predict_topk(inputs.take(rows), min(len(names), config.shortlist))
+                    probe.platt = probe_platt
+                    model.tick_curve = _tick_curve(idx, raw, targets[rows], probe_platt)
+                else:
+                    model.tick_curve = _empty_curve(targets[rows])
             model.train_info["validation_f1_by_C"] = probe.train_info.get("validation_f1_by_C", {})
         else:
             model = cls._fit(inputs, targets, names, config, None, None, report, progress, prior=prior)

@@ -321,3 +321,33 @@ def test_small_training_sets_are_tuned_by_cross_validation_on_every_document():
     assert f1["cv"] > f1["untuned"] + 0.01  # here the tuned rule adds the at-least-one-label fallback
     again = FastTier.train(Inputs(embeddings=train.embeddings), y_train, LABELS, config)
     assert again.rules["micro_f1"] == model.rules["micro_f1"]  # seeded folds: reproducible
+
+
+@pytest.mark.parametrize("head", ["flat", "tree"])
+def test_pre_tick_evidence_comes_only_from_the_documents_marked_as_evidence(head: str) -> None:
+    # An adapted encoder saw most training documents: the tick curve must count only those it did not (flat heads
+    # tune by cross-validation, trees on a held-out part; both must honour the mask).
+    rng = np.random.default_rng(5)
+    n, n_labels, dim = 120, 6, 8
+    rows = rng.integers(0, n_labels, n)
+    Y = sp.csr_matrix((np.ones(n), (np.arange(n), rows)), shape=(n, n_labels))
+    X = (np.eye(n_labels, dim)[rows] * 2 + rng.normal(scale=0.5, size=(n, dim))).astype(np.float32)
+    texts = [f"w{label} filler{i % 5}" for i, label in enumerate(rows)]
+    labels = [f"l{j}" for j in range(n_labels)]
+    config = FastTierConfig(head=head, features="tfidf" if head == "tree" else "both", lexical_weight=0.0)
+    evidence = np.zeros(n, dtype=bool)
+    evidence[:30] = True
+    inputs = Inputs(texts=texts, embeddings=X)
+
+    everything = FastTier.train(inputs, Y, labels, config)
+    marked = FastTier.train(inputs, Y, labels, config, evidence=evidence)
+    nothing = FastTier.train(inputs, Y, labels, config, evidence=np.zeros(n, dtype=bool))
+
+    held = everything.tick_curve["documents"]
+    assert held == (n if head == "flat" else round(config.resolve(n_labels).val_fraction * n))
+    assert 0 < marked.tick_curve["documents"] <= 30 and marked.tick_curve["documents"] < held
+    assert marked.tick_curve["positives"] == marked.tick_curve["documents"]  # one label per document here
+    assert nothing.tick_curve["documents"] == 0 and nothing.tick_curve["ticked"][1] == 0
+    assert marked.rules == everything.rules  # calibration and rules still use every document
+    with pytest.raises(ValueError, match="evidence must be"):
+        FastTier.train(inputs, Y, labels, config, evidence=evidence[:10])
