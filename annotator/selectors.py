@@ -239,10 +239,17 @@ def newest_encoder_path(*, project: Project) -> str | None:
     return newest.first()
 
 
+def adaptation_next_at(*, last: dict | None) -> int:
+    """The labelled documents at which the next automatic adaptation is due after the last run `last`
+    (Project.adapt_last): ALABEL_ADAPT_AUTO_DOCUMENTS at first, then twice the last run's documents."""
+    first = max(settings.ALABEL_ADAPT_AUTO_DOCUMENTS, settings.ALABEL_ADAPT_MIN_DOCUMENTS)
+    before = int((last or {}).get("documents") or 0)
+    return max(first, 2 * before)
+
+
 def adaptation_summary(*, project: Project) -> str:
     """The last encoder adaptation and the next automatic one, in words (the manager's jobs card)."""
     last = project.adapt_last or {}
-    first = max(settings.ALABEL_ADAPT_AUTO_DOCUMENTS, settings.ALABEL_ADAPT_MIN_DOCUMENTS)
     parts = []
     if last.get("documents"):
         text = f"Last encoder adaptation at {last['documents']} labelled documents"
@@ -258,7 +265,7 @@ def adaptation_summary(*, project: Project) -> str:
             text += ", not adopted (the project keeps its encoder)."
         parts.append(text)
     if project.adapt_auto:
-        after = max(first, 2 * int(last.get("documents") or 0)) if last.get("documents") else first
+        after = adaptation_next_at(last=last)
         cpu_max = settings.ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS
         if ml.device() != "cuda" and after > cpu_max:
             parts.append(f"Without a GPU, automatic adaptation stops at {cpu_max} labelled documents: adapt by hand.")

@@ -544,13 +544,13 @@ class FastTier(RuleBasedPredictions):
             model.tick_curve = probe.tick_curve
             if evidence is not None:  # only the held-out documents that may count
                 rows = val_rows[evidence[val_rows]]
+                k = min(len(names), config.shortlist)
+                idx, raw = np.full((0, k), -1, dtype=np.int64), np.zeros((0, k), dtype=np.float32)
                 if len(rows):
                     probe_platt, probe.platt = probe.platt, (1.0, 0.0)  # raw scores, as _tune read them
-                    idx, raw = probe.predict_topk(inputs.take(rows), min(len(names), config.shortlist))
+                    idx, raw = probe.predict_topk(inputs.take(rows), k)
                     probe.platt = probe_platt
-                    model.tick_curve = _tick_curve(idx, raw, targets[rows], probe_platt)
-                else:
-                    model.tick_curve = _empty_curve(targets[rows])
+                model.tick_curve = _tick_curve(idx, raw, targets[rows], probe.platt)
             model.train_info["validation_f1_by_C"] = probe.train_info.get("validation_f1_by_C", {})
         else:
             model = cls._fit(inputs, targets, names, config, None, None, report, progress, prior=prior)
@@ -630,13 +630,9 @@ class FastTier(RuleBasedPredictions):
             calibrate=config.calibrate,
             per_label_min_positives=config.per_label_min_positives,
         )
-        if evidence is None:
-            model.tick_curve = _tick_curve(*oof[best_C], targets, model.platt)
-        elif evidence.any():
-            idx, raw = oof[best_C]
-            model.tick_curve = _tick_curve(idx[evidence], raw[evidence], targets[evidence], model.platt)
-        else:
-            model.tick_curve = _empty_curve(targets[evidence])
+        idx, raw = oof[best_C]
+        counted = np.ones(n_docs, dtype=bool) if evidence is None else evidence  # the documents that may count
+        model.tick_curve = _tick_curve(idx[counted], raw[counted], targets[counted], model.platt)
         model.train_info["tuning"] = f"{len(folds)}-fold cross-validation"
         model.train_info["validation_f1_by_C"] = {f"{C:g}": round(score, 5) for C, score in by_C.items()}
         return model
@@ -1199,11 +1195,6 @@ class FastTier(RuleBasedPredictions):
             positives=positives,
             tick_curve=decision.get("tick_curve"),
         )
-
-
-def _empty_curve(targets: sp.csr_matrix) -> dict[str, Any]:
-    """The tick curve of no evidence: nothing ticked (so nothing pre-ticked)."""
-    return tick_curve(np.full((0, 1), -1, dtype=np.int64), np.zeros((0, 1), dtype=np.float32), targets)
 
 
 def _tick_curve(idx: np.ndarray, raw: np.ndarray, targets: sp.csr_matrix, platt: tuple[float, float]) -> dict[str, Any]:

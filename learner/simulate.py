@@ -501,21 +501,19 @@ class LowData:
             "P@5": round(metrics.precision_at_k(sim.Y_test, top, 5), 5),
         }
 
-    def _preticks(self, idx: np.ndarray, probs: np.ndarray, threshold: float | None) -> dict[str, Any]:
-        """Precision and recall on the test file of the labels pre-ticked at ``threshold`` (None: none ticked)."""
-        positives = max(int(self.simulation.Y_test.nnz), 1)
+    def _preticks(self, test_curve: dict[str, Any], threshold: float | None) -> dict[str, Any]:
+        """Precision and recall on the test file (its tick curve) of the labels pre-ticked at ``threshold`` (None:
+        none ticked)."""
+        from learner.decision import tick_stats
+
         if threshold is None:
             return {"pretick_threshold": None, "pretick_precision": None, "pretick_recall": 0.0, "preticked": 0}
-        from learner.decision import _hits, _truth
-
-        ticked = (idx >= 0) & (probs >= threshold)
-        hits = _hits(_truth(self.simulation.Y_test, idx.shape[0]), idx) & ticked
-        n = int(ticked.sum())
+        stats = tick_stats(test_curve, threshold)
         return {
             "pretick_threshold": threshold,
-            "pretick_precision": round(float(hits.sum() / n), 5) if n else None,
-            "pretick_recall": round(float(hits.sum() / positives), 5),
-            "preticked": n,
+            "pretick_precision": round(stats["precision"], 5) if stats["precision"] is not None else None,
+            "pretick_recall": round(stats["recall"] or 0.0, 5),
+            "preticked": stats["ticked"],
         }
 
     def point(self, learner: str, rows: np.ndarray) -> dict[str, Any]:
@@ -533,7 +531,7 @@ class LowData:
             idx, probs = self.prior.predict_topk(sim.test_embeddings, k)
             rule = DecisionRule(threshold=0.5, objective="micro_f1")
             out = self._scores(idx, probs, rule.apply(idx, probs, n_labels), rule.apply(idx, probs, n_labels))
-            out.update(self._preticks(idx, probs, None))  # no evidence yet: nothing is pre-ticked
+            out.update(self._preticks({}, None))  # no evidence yet: nothing is pre-ticked
             return {"labelled": 0, **out, "train_seconds": 0.0}
         if learner == "adapt":
             if len(rows) < 2 or (self.adapt_at is not None and len(rows) not in self.adapt_at):
@@ -558,7 +556,8 @@ class LowData:
         macro = model.rules.get("macro_f1", model.rules["micro_f1"]).apply(idx, probs, n_labels)
         out = self._scores(idx, probs, micro, macro)
         threshold = pretick_threshold(model.tick_curve, self.floor) if model.tick_curve is not None else None
-        out.update(self._preticks(idx, probs, threshold))
+        test_curve = tick_curve(idx, probs, sim.Y_test)
+        out.update(self._preticks(test_curve, threshold))
         # The out-of-fold evidence the threshold came from, and the same curve on the test file: other pre-tick
         # rules can be checked without retraining.
         point = {
@@ -566,7 +565,7 @@ class LowData:
             **out,
             "train_seconds": round(train_seconds, 3),
             "tick_curve": model.tick_curve,
-            "test_tick_curve": tick_curve(idx, probs, sim.Y_test),
+            "test_tick_curve": test_curve,
         }
         if adapt_info is not None:
             point["adaptation"] = adapt_info

@@ -22,7 +22,7 @@ from django.utils import timezone
 from .. import ml
 from ..exceptions import ProjectError
 from ..models import Document, EncoderVersion, Job, Project
-from ..selectors import newest_encoder_path
+from ..selectors import adaptation_next_at, newest_encoder_path
 from .jobs import (
     Heartbeat,
     JobCancelled,
@@ -67,26 +67,25 @@ def adaptation_due(*, n_documents: int, last: dict, cuda: bool = True) -> str | 
     `cuda`, never above ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS (the run would hold the gpu queue for too long)."""
     if not cuda and n_documents > settings.ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS:
         return None
-    first = max(settings.ALABEL_ADAPT_AUTO_DOCUMENTS, settings.ALABEL_ADAPT_MIN_DOCUMENTS)
+    if n_documents < adaptation_next_at(last=last):
+        return None
     before = int((last or {}).get("documents") or 0)
     if not before:
-        return f"auto: {n_documents} labelled documents" if n_documents >= first else None
-    if n_documents >= max(first, 2 * before):
-        return f"auto: {n_documents} labelled documents, twice the {before} of the last adaptation"
-    return None
+        return f"auto: {n_documents} labelled documents"
+    return f"auto: {n_documents} labelled documents, twice the {before} of the last adaptation"
 
 
-def adaptation_maybe_request(*, project: Project) -> Job | None:
-    """Queues an adaptation when it is due (adaptation_due) for a project that adapts on its own (adapt_auto). Not
-    after a failed or cancelled adaptation: a manager retries that one by hand."""
+def adaptation_maybe_request(*, project: Project, n_documents: int) -> Job | None:
+    """Queues an adaptation when it is due at `n_documents` labelled training documents (adaptation_due) for a
+    project that adapts on its own (adapt_auto). Not after a failed or cancelled adaptation: a manager retries that
+    one by hand."""
     project = Project.objects.only("id", "adapt_auto", "adapt_last").get(pk=project.pk)
     if not project.adapt_auto:
         return None
     newest = Job.objects.filter(project=project, kind=Job.Kind.ADAPT).order_by("-created_at", "-id").first()
     if newest is not None and newest.status in (Job.Status.FAILED, Job.Status.CANCELLED):
         return None
-    doc_ids, _, _ = _training_snapshot(project)
-    reason = adaptation_due(n_documents=len(doc_ids), last=project.adapt_last, cuda=ml.device() == "cuda")
+    reason = adaptation_due(n_documents=n_documents, last=project.adapt_last, cuda=ml.device() == "cuda")
     if reason is None:
         return None
     job, _ = job_request(project=project, kind=Job.Kind.ADAPT, reason=reason)

@@ -402,7 +402,7 @@ def training_run(*, job_id: int) -> None:
     savings_maybe_request(project=project)
     from .adaptation import adaptation_maybe_request  # it reads its data through this module's helpers
 
-    adaptation_maybe_request(project=project)
+    adaptation_maybe_request(project=project, n_documents=len(doc_ids))
 
 
 def abandon(*, job_id: int, folder: Path | None, error: str | None = None, cancelled: bool = False) -> None:
