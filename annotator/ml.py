@@ -465,6 +465,13 @@ def is_coverage_rule(rule: str) -> bool:
     return rule in COVERAGE_RULES
 
 
+def probcover_delta(embeddings: np.ndarray, n_labels: int, seed: int) -> float:
+    """ProbCover's delta for the pool's embeddings (`learner.strategies.probcover_delta`)."""
+    from learner.strategies import probcover_delta as _probcover_delta
+
+    return _probcover_delta(embeddings, n_labels, seed=seed)
+
+
 def auto_arm(state: dict[str, Any] | None, n_labelled: int, n_labels: int, seed: int) -> str:
     """The strategy `auto` runs this time (`learner.strategies.auto_arm`)."""
     from learner.strategies import auto_arm as _auto_arm
@@ -496,7 +503,7 @@ def score_strategy(strategy: str, probs: np.ndarray, **context: Any) -> np.ndarr
 
 def select_batch(strategy: str, scores: np.ndarray, n: int, **context: Any) -> np.ndarray:
     """`learner.strategies.select_batch` (context: embeddings, labelled_embeddings, idx, probs, threshold,
-    per_label, n_labels, seed)."""
+    per_label, n_labels, delta, seed)."""
     from learner.strategies import select_batch as _select_batch
 
     return _select_batch(strategy, scores, n, **context)

@@ -61,6 +61,7 @@ __all__ = [
     "kmeans_batch",
     "mean_binary_entropy",
     "modal_select",
+    "probcover_delta",
     "random_scores",
     "ranked_batch",
     "rare_positives",
@@ -103,7 +104,8 @@ BATCH_RULES: dict[str, str] = {
     "typiclust": "TypiClust on the pool's and the labelled documents' embeddings: k-means on a 20,000-document "
     "sample, typicality within clusters; O(N·D·min(M + n, 500)) (6 s at N = 100,000, n = 250)",
     "probcover": "ProbCover on the pool's and the labelled documents' embeddings: the delta-ball graph of a "
-    "20,000-document sample at most; O(S²·D), S = min(N, 20,000) (13 s at N = 100,000, n = 250)",
+    "20,000-document sample at most; O(S²·D), S = min(N, 20,000) (11 s at N = 100,000 with the delta rule, 4 s "
+    "with a kept delta)",
 }
 # Scorers whose batch rule is part of the method: the bare name resolves to this rule, not to "top".
 OWN_BATCH_RULES: dict[str, str] = {"badge": "badge", "typiclust": "typiclust", "probcover": "probcover"}
@@ -116,8 +118,11 @@ MODAL_STRATEGIES: dict[str, str] = {
 }
 # Chosen by `python -m learner.simulate` on GoEmotions (3 seeds): the best micro-F1 and P@1 AULC of 13 strategies,
 # 2 % above random (docs/benchmarks.md, "Active learning"; the reason in docs/architecture.md).
-# The adaptive strategy (issue 14): TypiClust in the low-budget phase, then a chooser among AUTO_ARMS.
+# The adaptive strategy (issue 14): coverage (AUTO_COVERAGE) in the low-budget phase, then a chooser among AUTO_ARMS.
 AUTO = "auto"
+# ProbCover replaced TypiClust on 2026-12-06 (GoEmotions train -> dev, 5 seeds, docs/benchmarks.md): micro-F1 0.371
+# against TypiClust's 0.343 at 100 labels, and auto's labels to random's micro-F1 at 2,000 0.82x instead of 0.90x.
+AUTO_COVERAGE = "probcover"
 AUTO_ARMS = ("decision+kmeans", "badge", "typiclust", "random+kmeans")
 DEFAULT_STRATEGY = AUTO  # chosen on GoEmotions train -> dev (docs/benchmarks.md, "Labels saved against random")
 # Above LARGE_LABEL_SPACE labels the fast tier is a label tree and a model trained on a few hundred documents knows a
@@ -143,7 +148,7 @@ STRATEGIES: dict[str, str] = {
     **{name: f"{SCORERS[name]}; batch: {BATCH_RULES[name]}" for name in OWN_BATCH_RULES},
     # A stratified random sample: one random document from each of n k-means clusters of 10·n random ones.
     "random+kmeans": f"{SCORERS['random']}; batch: {BATCH_RULES['kmeans']} (one random document per cluster)",
-    AUTO: "adaptive: coverage (typiclust) until learner.chooser.switch_at(labels) labelled documents, then a "
+    AUTO: f"adaptive: coverage ({AUTO_COVERAGE}) until learner.chooser.switch_at(labels) labelled documents, then a "
     f"Thompson-sampling chooser over {', '.join(AUTO_ARMS)} rewarded by the positives of rare labels each batch "
     "brings (learner.chooser); the cost of the arm it runs, O(N·K) to O(S²·D)",
     **MODAL_STRATEGIES,
@@ -377,13 +382,13 @@ def resolve(strategy: str, n_labels: int | None = None) -> tuple[str, str]:
 
 
 def auto_arm(state: dict[str, Any] | None, n_labelled: int, n_labels: int, seed: int = 0) -> str:
-    """The strategy ``auto`` runs next: ``typiclust`` while the project is in the low-budget phase
+    """The strategy ``auto`` runs next: ``AUTO_COVERAGE`` while the project is in the low-budget phase
     (``learner.chooser.phase``), else the chooser's pick among ``AUTO_ARMS`` from its ``state``
     (``learner.chooser.ChooserState.to_dict()``; None or {}: nothing learnt yet)."""
     from learner import chooser
 
     if chooser.phase(n_labelled, n_labels) == chooser.COVERAGE:
-        return "typiclust"
+        return AUTO_COVERAGE
     return chooser.choose(chooser.ChooserState.from_dict(state) if state else chooser.ChooserState(), AUTO_ARMS, seed)
 
 
@@ -684,6 +689,17 @@ def badge_batch(
     return candidates[np.asarray(picks, dtype=np.int64)]
 
 
+def probcover_delta(embeddings: np.ndarray, n_labels: int | None, *, seed: int = 0) -> float:
+    """ProbCover's delta for a pool (``learner.coverage.probcover_delta``) with ``n_labels`` k-means clusters (at
+    most 500; 20 when unknown). It reads only the embeddings: it changes little while a few documents leave the
+    pool (GoEmotions, 20,000 documents: 0.33-0.37 over k-means seeds and 3,000 documents labelled), and costs more
+    than the picks (10 s of 14 s at 100,000 documents and 500 clusters, one core)."""
+    from learner import coverage
+
+    clusters = min(max(n_labels or PROBCOVER_CLUSTERS, 2), PROBCOVER_MAX_CLUSTERS)
+    return coverage.probcover_delta(embeddings, n_clusters=clusters, seed=seed)
+
+
 def select_batch(
     strategy: str,
     scores: np.ndarray,
@@ -696,13 +712,14 @@ def select_batch(
     threshold: float = 0.5,
     per_label: dict[int, float] | None = None,
     n_labels: int | None = None,
+    delta: float | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """The batch rule of ``strategy`` on the pool's scores (N,): ``n`` indices (int64), in pick order.
 
     ``typiclust`` and ``probcover`` ignore the scores: they cover the pool's ``embeddings`` given the
-    ``labelled_embeddings``; ProbCover's delta comes from its purity rule with ``n_labels`` k-means clusters (at
-    most 500; 20 when unknown).
+    ``labelled_embeddings``; ProbCover's ``delta`` is given (the platform keeps it per encoder) or comes from
+    ``probcover_delta`` (its purity rule).
 
     ``+kmeans``, ``+ranked`` and ``badge`` need the pool's ``embeddings`` (N, D); ``+ranked`` uses the labelled
     documents' ``labelled_embeddings`` (n_l, D) as well. ``badge`` works in gradient space: it needs the pool's
@@ -730,8 +747,8 @@ def select_batch(
     if rule == "probcover":
         from learner import coverage
 
-        clusters = min(max(n_labels or PROBCOVER_CLUSTERS, 2), PROBCOVER_MAX_CLUSTERS)
-        delta = coverage.probcover_delta(embeddings, n_clusters=clusters, seed=seed)
+        if delta is None:
+            delta = probcover_delta(embeddings, n_labels, seed=seed)
         return coverage.probcover(embeddings, labelled_embeddings, int(n), delta=delta, seed=seed)
     if rule == "badge":
         if idx is None or probs is None:

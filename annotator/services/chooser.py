@@ -1,12 +1,13 @@
 """The `auto` strategy's memory between scoring runs: which strategy (arm) it runs, and what that arm's picks earned.
 
-`auto` (the default up to 1,000 labels, `learner.strategies.AUTO`) covers the pool with TypiClust until the project
+`auto` (the default up to 1,000 labels, `learner.strategies.AUTO`) covers the pool with ProbCover until the project
 has `learner.chooser.switch_at(labels)` labelled training documents, then lets a Thompson-sampling chooser pick
 among `learner.strategies.AUTO_ARMS`. Each scoring run first pays the previous arm: the documents it queued that have
 been answered since are its batch, and the reward is TAILOR's class-diversity reward of their labels against the
 positives of the other training documents (`learner.chooser.reward`: labels with few positives earn more). Then it
 asks for the next arm and remembers it with the documents it queues (`Project.chooser_state`). Queue items and
-answers keep the strategy name `auto`; the arm of the latest run is in the state.
+answers keep the strategy name `auto`; the arm of the latest run is in the state, and so is ProbCover's delta
+(`probcover_delta`), which reads only the pool's embeddings.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .. import ml
 from ..models import Annotation, Project
 
 MAX_REMEMBERED = 5000  # queued documents remembered per run (the queue holds `queue_size` <= this)
+DELTA_POOL_CHANGE = 0.1  # ProbCover's delta is computed again once the pool's size moved by more than this share
 
 
 def auto_arm(*, project: Project, doc_ids: list[int], rows: list[list[int]], n_labels: int, seed: int) -> str:
@@ -63,6 +65,25 @@ def auto_record(*, project: Project, arm: str, doc_ids: list[int]) -> None:
         return
     state.update(picked=[int(d) for d in doc_ids[:MAX_REMEMBERED]], since=timezone.now().isoformat())
     _save(project, state)
+
+
+def probcover_delta(*, project: Project, encoder: str, embeddings: np.ndarray, n_labels: int, seed: int) -> float:
+    """ProbCover's delta for the pool (`embeddings`), kept in the project's selection memory: computed again only
+    when the encoder or the label count changed or the pool's size moved by more than `DELTA_POOL_CHANGE`. The
+    delta rule reads only the embeddings and costs more than the picks."""
+    state = dict(Project.objects.get(pk=project.pk).chooser_state or {})
+    kept = state.get("probcover_delta") or {}
+    size = len(embeddings)
+    if (
+        kept.get("encoder") == encoder
+        and kept.get("labels") == n_labels
+        and abs(size - int(kept.get("documents", 0))) <= DELTA_POOL_CHANGE * int(kept.get("documents", 0))
+    ):
+        return float(kept["delta"])
+    delta = ml.probcover_delta(embeddings, n_labels, seed)
+    state["probcover_delta"] = {"delta": delta, "encoder": encoder, "labels": n_labels, "documents": size}
+    _save(project, state)
+    return delta
 
 
 def _save(project: Project, state: dict[str, Any]) -> None:

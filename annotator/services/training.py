@@ -776,17 +776,24 @@ def _model_items(
                 return None
         beat((start + len(ids)) / len(pool), f"scored {start + len(ids)} of {len(pool)} documents")
     # The batch rule runs once on the whole pool: the best scores, or a diverse batch among the best.
+    embeddings = store.get(pool) if rule != "top" else None
+    delta = None  # ProbCover's, kept per encoder and pool size in the project's selection memory
+    if rule == "probcover" and embeddings is not None:
+        delta = chooser.probcover_delta(
+            project=project, encoder=store.fingerprint, embeddings=embeddings, n_labels=n_labels, seed=version.number
+        )
     chosen = ml.select_batch(
         arm,
         scores,
         project.queue_size,
-        embeddings=store.get(pool) if rule != "top" else None,
+        embeddings=embeddings,
         labelled_embeddings=_encoded_only(store, labelled_ids) if reads_labelled else None,
         idx=top_idx,
         probs=top_p,
         threshold=threshold,
         per_label=per_label,
         n_labels=n_labels,
+        delta=delta,
         seed=version.number,
     )
     if arm != strategy:  # auto: its picks' answers will be this arm's reward

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from annotator import ml, services
 from annotator.exceptions import ProjectError
-from annotator.models import Job, ModelVersion, QueueItem
+from annotator.models import Job, ModelVersion, Project, QueueItem
 from learner import strategies
 from learner.strategies import DEFAULT_STRATEGY
 
@@ -223,16 +223,24 @@ def test_auto_covers_the_pool_first_and_pays_the_arm_with_its_picks_answers(proj
 
     project.refresh_from_db()
     state = project.chooser_state
-    assert state["arm"] == "typiclust"  # 12 labelled documents: the low-budget phase covers the pool
+    assert state["arm"] == "probcover"  # 12 labelled documents: the low-budget phase covers the pool
     items = list(QueueItem.objects.filter(project=project).order_by("-score"))
     assert {item.strategy for item in items} == {"auto"} and len(items) == 4
     assert sorted(state["picked"]) == sorted(item.document_id for item in items)
     labelled = {doc.pk for doc in documents[:12]}
     pool = [doc.pk for doc in documents if doc.pk not in labelled]
     store = ml.embedding_store(project.pk)
-    expected = coverage.typiclust(store.get(pool), store.get(sorted(labelled)), 4, seed=version.number)
+    delta = strategies.probcover_delta(store.get(pool), len(LABELS), seed=version.number)
+    expected = coverage.probcover(store.get(pool), store.get(sorted(labelled)), 4, delta=delta, seed=version.number)
     assert [item.document_id for item in items] == [pool[int(i)] for i in expected]
     assert state.get("chooser") is None  # nothing answered yet: nothing learnt
+    # ProbCover's delta is remembered with the encoder and the pool it was computed on.
+    assert state["probcover_delta"] == {
+        "delta": delta,
+        "encoder": store.fingerprint,
+        "labels": len(LABELS),
+        "documents": len(pool),
+    }
 
     for item in items[:2]:  # two of its picks answered with a label nobody had used: a high reward
         services.annotation_submit(project=project, user=annotator_user, document_id=item.document_id, labels=["fear"])
@@ -240,7 +248,38 @@ def test_auto_covers_the_pool_first_and_pays_the_arm_with_its_picks_answers(proj
 
     project.refresh_from_db()
     chooser = project.chooser_state["chooser"]
-    assert chooser["names"] == ["typiclust"] and chooser["pulls"] == [1.0] and chooser["totals"][0] > 0
+    assert chooser["names"] == ["probcover"] and chooser["pulls"] == [1.0] and chooser["totals"][0] > 0
+
+
+def test_probcover_keeps_its_delta_until_the_encoder_or_the_pool_changes(project):
+    from annotator.services import chooser
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8))
+    pool = np.vstack([centre + rng.normal(0, 0.3, (40, 8)) for centre in centres])  # three groups, 120 documents
+
+    def delta(embeddings, encoder="e1"):
+        return chooser.probcover_delta(project=project, encoder=encoder, embeddings=embeddings, n_labels=3, seed=1)
+
+    computed = delta(pool)
+    assert computed == strategies.probcover_delta(pool, 3, seed=1) and computed != 0.5
+    project.refresh_from_db()
+    assert project.chooser_state["probcover_delta"] == {
+        "delta": computed,
+        "encoder": "e1",
+        "labels": 3,
+        "documents": 120,
+    }
+    # What is remembered is used while the encoder and the label count stay and the pool moved by 10 % at most ...
+    state = dict(project.chooser_state, probcover_delta=dict(project.chooser_state["probcover_delta"], delta=0.5))
+    Project.objects.filter(pk=project.pk).update(chooser_state=state)
+    assert delta(pool) == 0.5 and delta(pool[:108]) == 0.5
+    # ... and computed again for another encoder or a pool that moved more.
+    assert delta(pool, encoder="e2") == computed
+    Project.objects.filter(pk=project.pk).update(chooser_state=state)
+    assert delta(pool[:100]) == strategies.probcover_delta(pool[:100], 3, seed=1)
+    project.refresh_from_db()
+    assert project.chooser_state["probcover_delta"]["documents"] == 100
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,7 @@ def test_growing_batches_and_the_savings_table_say_how_many_labels_uncertainty_s
 
 def test_auto_covers_the_pool_first_then_lets_the_chooser_pick_among_its_arms(designed, tmp_path):
     out = tmp_path / "sim"
-    extra = ["--strategies", "random,auto,typiclust", "--cache-dir", str(tmp_path / "cache"), "--budget", "70"]
+    extra = ["--strategies", "random,auto,probcover", "--cache-dir", str(tmp_path / "cache"), "--budget", "70"]
 
     assert _simulate(designed, out, *extra) == 0
 
@@ -141,11 +141,11 @@ def test_auto_covers_the_pool_first_then_lets_the_chooser_pick_among_its_arms(de
     for points in curves["strategies"]["auto"]["seeds"].values():
         arms = [p.get("arm") for p in points[:-1]]  # the last round picks nothing
         # 4 labels: the coverage phase lasts until learner.chooser.switch_at(4) = 50 labelled documents.
-        assert arms[:4] == ["typiclust"] * 4
+        assert arms[:4] == ["probcover"] * 4
         assert all(arm in ("decision+kmeans", "badge", "typiclust", "random+kmeans") for arm in arms[4:])
         assert [p["labelled"] for p in points] == [10, 20, 30, 40, 50, 60, 70]
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["savings"]) == {"random", "auto", "typiclust"}
+    assert set(summary["savings"]) == {"random", "auto", "probcover"}
 
 
 def test_every_strategy_starts_from_the_same_seed_documents_and_a_rerun_resumes(designed, tmp_path):

@@ -652,14 +652,19 @@ def test_coverage_strategies_cover_the_pool_whatever_the_scores() -> None:
         select_batch("probcover", scores, 2)
     covered = select_batch("probcover", scores, 2, embeddings=pool, labelled_embeddings=labelled, n_labels=3, seed=1)
     assert sorted(int(p) // 8 for p in covered) == [1, 2]
+    # A given delta is used as it is: one so coarse that the labelled document's ball covers every group leaves
+    # nothing to cover, and the picks follow the seeded order instead.
+    coarse = select_batch("probcover", scores, 2, embeddings=pool, labelled_embeddings=labelled, delta=1.5, seed=1)
+    np.testing.assert_array_equal(coarse, coverage.probcover(pool, labelled, 2, delta=1.5, seed=1))
+    assert 0 in [int(p) // 8 for p in coarse]  # a second document of the labelled group: nothing left to cover
 
 
 def test_auto_covers_first_then_asks_the_chooser_among_its_arms() -> None:
     from learner import chooser
     from learner.strategies import AUTO_ARMS, auto_arm
 
-    assert auto_arm(None, 0, 28, seed=1) == "typiclust"
-    assert auto_arm({}, chooser.switch_at(28) - 1, 28) == "typiclust"
+    assert auto_arm(None, 0, 28, seed=1) == "probcover"
+    assert auto_arm({}, chooser.switch_at(28) - 1, 28) == "probcover"
     assert auto_arm(None, chooser.switch_at(28), 28) == AUTO_ARMS[0]  # nothing learnt: the untried arms in order
     state = chooser.ChooserState()
     for arm in AUTO_ARMS:  # every arm tried once; badge's batch brought by far the most rare positives
