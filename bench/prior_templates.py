@@ -14,7 +14,6 @@ positives in the pool: it needs labels the prior does not have. Prints P@1 / P@5
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine_info
+from bench.common import header, write_json
 from learner.benchmark import embed_splits, embed_texts, label_vocabulary, load_split
 from learner.data import multi_hot
 
@@ -76,15 +75,8 @@ def main() -> int:
     for name, row in results.items():
         print(f"| {name} | {row['P@1']:.3f} | {row['P@5']:.3f} |")
     if args.out:
-        payload = {
-            "machine": machine_info(),
-            "command": " ".join(sys.argv),
-            "templates": TEMPLATES,
-            "results": results,
-            "held_out_documents": len(held),
-        }
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        payload = {**header("prior_templates", vars(args)), "templates": TEMPLATES, "results": results}
+        write_json(Path(args.out), {**payload, "held_out_documents": len(held)})
     return 0
 
 
