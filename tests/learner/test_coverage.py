@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from learner import coverage
-from learner.coverage import probcover, probcover_delta, typicality, typiclust
+from learner.coverage import label_anchors, probcover, probcover_delta, typicality, typiclust
 
 
 def on_circle(angles: list[float] | np.ndarray) -> np.ndarray:
@@ -352,3 +352,66 @@ def test_probcover_delta_falls_back_to_the_smallest_candidate(caplog: pytest.Log
 def test_probcover_delta_rejects_bad_input(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         probcover_delta(separated_clusters(), **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------- label anchors
+def anchor_pool() -> tuple[np.ndarray, np.ndarray]:
+    """Six documents in 3-D and three label vectors on the axes: each label has a nearest and a second document."""
+    docs = np.array(
+        [
+            [0.9, 0.1, 0.0],  # 0: label 0's nearest
+            [0.7, 0.3, 0.0],  # 1: label 0's second
+            [0.1, 0.9, 0.0],  # 2: label 1's nearest
+            [0.3, 0.7, 0.1],  # 3: label 1's second
+            [0.0, 0.2, 0.9],  # 4: label 2's nearest
+            [0.2, 0.1, 0.6],  # 5: label 2's second
+        ]
+    )
+    return docs, np.eye(3)
+
+
+def test_label_anchors_seek_the_rarest_labels_first_through_their_names() -> None:
+    docs, labels = anchor_pool()
+
+    # Label 2 has no positive, label 0 one, label 1 five: label 2's nearest document first, then label 0's.
+    assert label_anchors(docs, labels, [1, 5, 0], 2).tolist() == [4, 0]
+    # More picks than labels: a second round, each label's next most similar document.
+    assert label_anchors(docs, labels, [1, 5, 0], 5).tolist() == [4, 0, 2, 5, 1]
+    # A label without a vector (zero row) gets nothing, however rare.
+    no_vector = labels.copy()
+    no_vector[2] = 0.0
+    assert label_anchors(docs, no_vector, [1, 5, 0], 2).tolist() == [0, 2]
+
+
+def test_label_anchors_edge_cases_and_bad_input() -> None:
+    docs, labels = anchor_pool()
+
+    assert label_anchors(docs, labels, [0, 0, 0], 6).tolist() == list(range(6))  # the whole pool
+    assert label_anchors(docs, labels, [0, 0, 0], 0).tolist() == []
+    assert label_anchors(docs, np.zeros((3, 3)), [0, 0, 0], 2).tolist() == []  # no label has a vector
+    ties = {tuple(label_anchors(docs, labels, [0, 0, 0], 3, seed=seed).tolist()) for seed in range(10)}
+    assert all(sorted(picks) == [0, 2, 4] for picks in ties) and len(ties) > 1  # ties: a seeded label order
+    with pytest.raises(ValueError, match="label_vectors"):
+        label_anchors(docs, np.eye(4), [0, 0, 0, 0], 2)
+    with pytest.raises(ValueError, match="label_counts"):
+        label_anchors(docs, labels, [0, -1, 0], 2)
+    with pytest.raises(ValueError, match="label_counts"):
+        label_anchors(docs, labels, [0, 0], 2)
+
+
+def test_label_anchors_with_the_bundled_encoder_find_the_document_that_names_a_rare_label() -> None:
+    from learner.config import EncoderConfig
+    from learner.encoder import Encoder
+
+    encoder = Encoder.load(EncoderConfig(device="cpu"))
+    labels = ["joy", "anger", "disgust", "fear"]
+    texts = [
+        "What a happy day, I am full of joy.",
+        "I am furious, this makes me so angry.",
+        "We walked along the beach in the afternoon.",
+        "That meal was disgusting, utterly gross and revolting.",
+        "The train was late again this morning.",
+    ]
+    # disgust has no positive yet, the others several: its document comes first, then fear's best guess.
+    picks = label_anchors(encoder.encode(texts), encoder.encode(labels), [5, 3, 0, 2], 1)
+    assert texts[int(picks[0])].startswith("That meal was disgusting")

@@ -118,6 +118,7 @@ def test_strategies_are_described_with_their_cost() -> None:
         "positives",
         "typiclust",
         "probcover",
+        "anchors",
     ]
     assert resolve("typiclust") == ("typiclust", "typiclust") and resolve("probcover") == ("probcover", "probcover")
     assert "typiclust+kmeans" not in STRATEGIES and "probcover+ranked" not in STRATEGIES
@@ -675,3 +676,20 @@ def test_auto_covers_first_then_asks_the_chooser_among_its_arms() -> None:
         score_pool("auto", np.zeros((2, 2)))
     with pytest.raises(ValueError, match="auto_arm"):
         select_batch("auto", np.zeros(2), 1)
+
+
+def test_anchors_pick_through_the_label_names_whatever_the_scores() -> None:
+    from learner import coverage
+
+    docs = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]])
+    vectors, counts = np.eye(2), np.array([3, 0])  # label 1 has no positive yet
+    scores = np.array([9.0, 0.0, 0.0, 0.0])  # ignored
+
+    picks = select_batch("anchors", scores, 2, embeddings=docs, label_vectors=vectors, label_counts=counts, seed=1)
+
+    assert picks.tolist() == [1, 0]  # label 1's nearest document first, then label 0's
+    np.testing.assert_array_equal(picks, coverage.label_anchors(docs, vectors, counts, 2, seed=1))
+    assert resolve("anchors") == ("anchors", "anchors") and "anchors" in STRATEGIES
+    assert score_pool("anchors", np.zeros((4, 2)), seed=3).shape == (4,)
+    with pytest.raises(ValueError, match="label-name vectors"):
+        select_batch("anchors", scores, 2, embeddings=docs)
