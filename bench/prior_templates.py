@@ -8,7 +8,8 @@ The train file is split as bench/tune_prior.py splits it (a held-out part of 5,0
 For each template the labels are embedded as ``template.format(name)``; each held-out document's labels are ranked
 by cosine similarity (``raw``), by cosine minus the label's mean cosine over 10,000 pool documents (``centred``,
 "calibrate before use"), or by its z-score over them (``z``). The frequency baseline ranks the labels by their
-positives in the pool: it needs labels the prior does not have. Prints P@1 / P@5 per variant; writes the JSON.
+positives in the pool: it needs labels the prior does not have. Prints P@1 / P@5 per variant, and how often the 5
+pool documents nearest to a label's name carry it (what the `anchors` strategy relies on); writes the JSON.
 """
 
 from __future__ import annotations
@@ -74,8 +75,23 @@ def main() -> int:
     print("| ranking | P@1 | P@5 |\n|---|--:|--:|")
     for name, row in results.items():
         print(f"| {name} | {row['P@1']:.3f} | {row['P@5']:.3f} |")
+
+    # The other direction (what `anchors` relies on): per label, the share of positives among the 5 pool documents
+    # most similar to its bare name, against the label's share of all pool documents (a random pick's chance).
+    names = embed_texts(list(labels), encoder_path=None, cache_dir=cache, progress=False)
+    sims = X[pool[:20000]] @ (names / np.linalg.norm(names, axis=1, keepdims=True)).T  # (20,000, L)
+    top5 = np.argsort(-sims, axis=0, kind="stable")[:5]  # (5, L)
+    Y_pool = Y[pool[:20000]]
+    retrieval = {
+        label: {"top5": float(Y_pool[top5[:, j], j].mean()), "base_rate": float(Y_pool[:, j].mean())}
+        for j, label in enumerate(labels)
+    }
+    mean_top5 = float(np.mean([row["top5"] for row in retrieval.values()]))
+    mean_base = float(np.mean([row["base_rate"] for row in retrieval.values()]))
+    print(f"label-name retrieval: positives among the 5 nearest {mean_top5:.3f}, at random {mean_base:.3f} (mean)")
     if args.out:
         payload = {**header("prior_templates", vars(args)), "templates": TEMPLATES, "results": results}
+        payload["retrieval"] = {"mean_top5": mean_top5, "mean_base_rate": mean_base, "labels": retrieval}
         write_json(Path(args.out), {**payload, "held_out_documents": len(held)})
     return 0
 

@@ -407,11 +407,12 @@ def label_anchors(
     embeddings (N, D) of the pool and label_vectors (L, D) (a zero row: a label without a vector, skipped), both
     L2-normalised here; label_counts (L,) the labelled positives per label. The labels are taken rarest first (ties
     in a seeded order) and, one label after the other, each gets the unpicked pool document most similar to its
-    name; with more picks than labels the order starts again (each label's next most similar document). A document
-    that names a rare label is the likeliest place of its first positive: on a held-out part of the GoEmotions
-    train file the 5 documents most similar to a label's name hold a positive of it 41 % of the time, against 4 %
-    for random documents (grief: 40 % against 0.2 %). Cost O(min(n, L) x N x D), in blocks of labels. Returns every
-    index (in index order) when N <= n, and none when no label has a vector.
+    name; with more picks than labels the order starts again (each label's next most similar document). On a
+    held-out part of the GoEmotions train file the 5 documents most similar to a label's name hold a positive of it
+    41 % of the time, against 4 % for random documents (grief: 40 % against 0.2 %; bench/prior_templates.py); yet
+    as a strategy it loses to random there (docs/benchmarks.md): such documents teach the model little about how
+    the label reads elsewhere. Cost O(min(n, L) x N x D), in blocks of labels. Returns every index (in index order)
+    when N <= n, and none when no label has a vector.
     """
     x = _unit_rows(embeddings, "embeddings")
     n = _check_n(n)
