@@ -503,7 +503,7 @@ def score_strategy(strategy: str, probs: np.ndarray, **context: Any) -> np.ndarr
 
 def select_batch(strategy: str, scores: np.ndarray, n: int, **context: Any) -> np.ndarray:
     """`learner.strategies.select_batch` (context: embeddings, labelled_embeddings, idx, probs, threshold,
-    per_label, n_labels, delta, seed)."""
+    per_label, n_labels, delta, label_vectors, label_counts, seed)."""
     from learner.strategies import select_batch as _select_batch
 
     return _select_batch(strategy, scores, n, **context)

@@ -79,14 +79,8 @@ SHORTLIST = 100  # labels per pool document the strategies see (every label in s
 LEARNERS = ("turn1", "prior", "adapt")
 LOW_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5", "pretick_precision", "pretick_recall")
 CURVE_METRICS = ("micro_f1", "macro_f1", "P@1", "P@5")
-EMBEDDING_RULES = (
-    "kmeans",
-    "ranked",
-    "badge",
-    "typiclust",
-    "probcover",
-    "anchors",
-)  # batch rules that read the pool's embeddings
+# Batch rules that read the pool's embeddings.
+EMBEDDING_RULES = ("kmeans", "ranked", "badge", "typiclust", "probcover", "anchors")
 
 
 class SimulationError(ValueError):
