@@ -410,9 +410,9 @@ def label_anchors(
     name; with more picks than labels the order starts again (each label's next most similar document). On a
     held-out part of the GoEmotions train file the 5 documents most similar to a label's name hold a positive of it
     41 % of the time, against 4 % for random documents (grief: 40 % against 0.2 %; bench/prior_templates.py); yet
-    as a strategy it loses to random there (docs/benchmarks.md): such documents teach the model little about how
-    the label reads elsewhere. Cost O(min(n, L) x N x D), in blocks of labels. Returns every index (in index order)
-    when N <= n, and none when no label has a vector.
+    as a strategy it loses to random there in macro-F1, through the decision rule cross-validation fits on such
+    picks (docs/benchmarks.md). Cost O(min(n, L) x N x D), in blocks of labels. Returns every index (in index
+    order) when N <= n, and none when no label has a vector.
     """
     x = _unit_rows(embeddings, "embeddings")
     n = _check_n(n)
