@@ -414,41 +414,30 @@ def label_anchors(
     picks (docs/benchmarks.md). Cost O(min(n, L) x N x D), in blocks of labels. Returns every index (in index
     order) when N <= n, and none when no label has a vector.
     """
+    from learner.prior import topk_rows
+
     x = _unit_rows(embeddings, "embeddings")
     n = _check_n(n)
-    vectors = np.asarray(label_vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[1] != x.shape[1] or not np.isfinite(vectors).all():
-        raise ValueError(f"label_vectors must be a finite (L, {x.shape[1]}) array; got shape {vectors.shape}")
+    vectors = _unit_rows(label_vectors, "label_vectors", x.shape[1])  # (L, D); zero rows stay zero
     counts = np.asarray(label_counts, dtype=np.float64)
     if counts.shape != (vectors.shape[0],) or not np.isfinite(counts).all() or (counts < 0).any():
         raise ValueError(f"label_counts must be ({vectors.shape[0]},) non-negative counts; got shape {counts.shape}")
     n_docs = x.shape[0]
     if n_docs <= n:
         return np.arange(n_docs, dtype=np.int64)
-    norms = np.linalg.norm(vectors, axis=1)
-    usable = np.flatnonzero(norms > 0)
+    usable = np.flatnonzero(np.any(vectors != 0, axis=1))
     if n == 0 or not len(usable):
         return np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     shuffled = usable[rng.permutation(len(usable))]
     order = shuffled[np.argsort(counts[shuffled], kind="stable")]  # rarest first, ties in the seeded order
     chosen = order[: min(n, len(order))]  # (m,) the labels that get picks
-    rounds = -(-n // len(chosen))  # picks per label at most
-    depth = min(n_docs, rounds + n)  # enough candidates per label whatever the others took
+    depth = min(n_docs, -(-n // len(chosen)) + n)  # candidates per label: enough whatever the others took
     candidates = np.empty((len(chosen), depth), dtype=np.int64)  # (m, depth) best first
-    unit = vectors[chosen] / norms[chosen, None]
-    step = max(1, _BLOCK_ELEMENTS // max(n_docs, 1))
+    step = _rows_per_block(n_docs)
     for start in range(0, len(chosen), step):
-        sims = unit[start : start + step] @ x.T  # (b, N)
-        top = (
-            np.argpartition(-sims, depth - 1, axis=1)[:, :depth]
-            if depth < n_docs
-            else np.tile(np.arange(n_docs), (len(sims), 1))
-        )
-        values = np.take_along_axis(sims, top, axis=1)
-        candidates[start : start + len(sims)] = np.take_along_axis(
-            top, np.argsort(-values, axis=1, kind="stable"), axis=1
-        )
+        block = vectors[chosen[start : start + step]] @ x.T  # (b, N)
+        candidates[start : start + len(block)] = topk_rows(block, depth)[0]
     picked = np.zeros(n_docs, dtype=bool)
     cursor = np.zeros(len(chosen), dtype=np.int64)
     picks: list[int] = []
