@@ -6,9 +6,14 @@ import csv
 import io
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
 
 from .exceptions import ProjectError
+
+if TYPE_CHECKING:
+    from django.core.files.uploadedfile import UploadedFile
 
 MAX_ID_LENGTH = 255
 LABEL_SEPARATOR = "|"
@@ -142,3 +147,11 @@ def parse_file(name: str, data: bytes) -> tuple[list[ImportRecord], list[str]]:
     if lowered.endswith(".csv"):
         return parse_csv(data)
     raise ProjectError(f"unsupported file type {name!r}: upload a .jsonl or .csv file")
+
+
+def parse_upload(upload: UploadedFile) -> tuple[list[ImportRecord], list[str]]:
+    """An uploaded file, refused (413) above settings.ALABEL_MAX_IMPORT_BYTES before it is read."""
+    limit = settings.ALABEL_MAX_IMPORT_BYTES
+    if upload.size > limit:
+        raise ProjectError(f"the file is {upload.size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB", status=413)
+    return parse_file(upload.name, upload.read())

@@ -156,6 +156,22 @@ def label_prior(
     return LabelPrior([name for name, _ in labels], vectors)
 
 
+def label_vectors(
+    project_id: int, labels: Sequence[tuple[str, str]], encoder_path: str | None = None
+) -> np.ndarray | None:
+    """The label-name vectors (L, D) of `labels` (a label not embedded yet: a zero row); None when none is."""
+    prior = label_prior(project_id, labels, encoder_path)
+    return None if prior is None else prior.vectors
+
+
+def embeddings_drop(project_id: int, encoder_path: str) -> None:
+    """Removes the document and label embeddings cached for the encoder `encoder_path` (one not adopted)."""
+    import shutil
+
+    for store in (embedding_store(project_id, encoder_path), label_store(project_id, encoder_path)):
+        shutil.rmtree(store.folder, ignore_errors=True)
+
+
 def adapt_encoder(
     *, texts: Sequence[str], Y: Any, out: Path, seed: int, on_progress: Callable[[float], None] | None = None
 ) -> dict[str, Any]:
@@ -321,6 +337,55 @@ def update(
 ) -> FastTier:
     """`FastTier.update`: the model continued on new answers plus a replay (the prior gives new labels theirs)."""
     return model.update(new, new_y, labels, replay=replay, prior=prior, on_progress=on_progress)
+
+
+def multi_hot(rows: Sequence[Sequence[int]], label_ids: Sequence[int]) -> Any:
+    """Targets (N, L) as a sparse 0/1 matrix: row i has a 1 in the column of each label id of `rows[i]`."""
+    from scipy.sparse import csr_matrix
+
+    column = {label_id: j for j, label_id in enumerate(label_ids)}
+    indptr, indices = [0], []
+    for row in rows:
+        indices.extend(sorted(column[label_id] for label_id in row))
+        indptr.append(len(indices))
+    data = np.ones(len(indices), dtype=np.float32)
+    return csr_matrix((data, np.array(indices, dtype=np.int64), np.array(indptr)), shape=(len(rows), len(label_ids)))
+
+
+def model_labels(model: FastTier) -> list[str]:
+    """The model's label names, one per column."""
+    return list(model.labels)
+
+
+def model_reads(model: FastTier) -> tuple[bool, bool]:
+    """What the model reads of a document: (its text, its embedding)."""
+    return bool(model.uses_texts), bool(model.uses_embeddings)
+
+
+def model_has_prior(model: FastTier) -> bool:
+    """Whether the model blends a label-name prior (an update then needs the prior again)."""
+    return model.prior is not None
+
+
+def model_save(model: FastTier, folder: Path, *, encoder_path: str | None) -> dict[str, Any]:
+    """Saves the model to `folder`, recording the encoder it reads, and returns what the model registry keeps about
+    it: held-out metrics, the device it trained on, and its decision settings (config of the fast tier, the
+    micro-F1 rule's threshold and fallback, calibration, the pre-tick curve, the label-name prior)."""
+    set_model_encoder(model, encoder_path)
+    model.save(folder)
+    rule = model.rules["micro_f1"]
+    return {
+        "metrics": model_metrics(model),
+        "device": str(model.train_info.get("device", "")),
+        "config": {
+            "fast_tier": model.config.to_dict(),
+            "threshold": rule.threshold,
+            "tick_curve": tick_curve(model),  # pre-ticks: selectors.pretick_rule
+            "at_least_one": rule.at_least_one,
+            "platt": list(model.platt),
+            "label_prior": prior_info(model),  # None: no prior blended (switched off, or a tree)
+        },
+    }
 
 
 def inputs(*, texts: Sequence[str] | None, X: np.ndarray | None) -> Any:
@@ -499,6 +564,72 @@ def score_strategy(strategy: str, probs: np.ndarray, **context: Any) -> np.ndarr
     from learner.strategies import score_pool
 
     return score_pool(strategy, probs, **context)
+
+
+def _chunk_inputs(
+    model: FastTier,
+    ids: list[int],
+    texts_for: Callable[[list[int]], list[str]],
+    vectors_for: Callable[[list[int]], np.ndarray],
+) -> tuple[list[str] | None, np.ndarray | None]:
+    """What the model reads of these documents, loaded only when it reads it."""
+    return (texts_for(ids) if model.uses_texts else None), (vectors_for(ids) if model.uses_embeddings else None)
+
+
+def pool_shortlists(
+    model: FastTier,
+    doc_ids: list[int],
+    k: int,
+    *,
+    texts_for: Callable[[list[int]], list[str]],
+    vectors_for: Callable[[list[int]], np.ndarray],
+    chunk: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's k best labels of each document with calibrated probabilities, (N, k) each, scored in chunks;
+    `texts_for` / `vectors_for` load a chunk's texts / embeddings (called only when the model reads them)."""
+    idx = np.empty((len(doc_ids), k), dtype=np.int64)  # (N, k)
+    probs = np.empty((len(doc_ids), k), dtype=np.float32)  # (N, k)
+    for start in range(0, len(doc_ids), chunk):
+        ids = doc_ids[start : start + chunk]
+        texts, X = _chunk_inputs(model, ids, texts_for, vectors_for)
+        idx[start : start + len(ids)], probs[start : start + len(ids)] = shortlists(model, texts=texts, X=X, k=k)
+    return idx, probs
+
+
+def score_pool(
+    model: FastTier,
+    doc_ids: list[int],
+    strategy: str,
+    *,
+    width: int,
+    kept: int,
+    chunk: int,
+    texts_for: Callable[[list[int]], list[str]],
+    vectors_for: Callable[[list[int]], np.ndarray],
+    on_chunk: Callable[[list[int], np.ndarray, np.ndarray, np.ndarray], bool] | None = None,
+    seed: int,
+    **context: Any,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Scores the pool `doc_ids` for `strategy` in chunks of `chunk` documents: each chunk's shortlists of the
+    model's `width` best labels are scored (`learner.strategies.score_pool`; context: threshold,
+    mean_cardinality, label_counts, per_label), and the best `kept` of each shortlist are kept, never the
+    documents x labels matrix. After each chunk `on_chunk(ids, scores, idx, probs)` (the chunk's (C,), (C, kept),
+    (C, kept)) may publish it; it returns False to stop (then None is returned).
+
+    Returns scores (U,), top label columns (U, kept) and their probabilities (U, kept)."""
+    scores = np.empty(len(doc_ids), dtype=np.float64)  # (U,)
+    top_idx = np.empty((len(doc_ids), kept), dtype=np.int32)  # (U, kept)
+    top_p = np.empty((len(doc_ids), kept), dtype=np.float32)  # (U, kept)
+    for start in range(0, len(doc_ids), chunk):
+        ids = doc_ids[start : start + chunk]
+        texts, X = _chunk_inputs(model, ids, texts_for, vectors_for)
+        idx, probs = shortlists(model, texts=texts, X=X, k=width)  # (C, width) each, best first
+        rows = slice(start, start + len(ids))
+        scores[rows] = score_strategy(strategy, probs, idx=idx, seed=seed * 7919 + start, **context)
+        top_idx[rows], top_p[rows] = idx[:, :kept], probs[:, :kept]
+        if on_chunk is not None and not on_chunk(ids, scores[rows], top_idx[rows], top_p[rows]):
+            return None
+    return scores, top_idx, top_p
 
 
 def select_batch(strategy: str, scores: np.ndarray, n: int, **context: Any) -> np.ndarray:

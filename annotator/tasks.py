@@ -11,7 +11,7 @@ from celery import shared_task
 
 @shared_task(name="annotator.tasks.encode_documents")
 def encode_documents(job_id: int) -> None:
-    from .services.training import encode_run
+    from .services.encoding import encode_run
 
     encode_run(job_id=job_id)
 
@@ -39,7 +39,7 @@ def estimate_savings(job_id: int) -> None:
 
 @shared_task(name="annotator.tasks.score_pool")
 def score_pool(job_id: int) -> None:
-    from .services.training import scoring_run
+    from .services.scoring import scoring_run
 
     scoring_run(job_id=job_id)
 
@@ -48,7 +48,7 @@ def score_pool(job_id: int) -> None:
 # unacknowledged message, which kombu cannot restore when the broker connection dies (the worker would exit).
 @shared_task(name="annotator.tasks.reconcile", acks_late=False)
 def reconcile() -> None:
-    from .services.training import jobs_reconcile
+    from .services.reconcile import jobs_reconcile
 
     jobs_reconcile()
 

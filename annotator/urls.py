@@ -12,5 +12,9 @@ urlpatterns = [
     path("", views.project_list, name="project-list"),
     path("projects/new/", views.project_new, name="project-new"),
     path("projects/<int:project_id>/", views.project_manage, name="project-manage"),
+    *(
+        path(f"projects/<int:project_id>/manage/{name}/", view, name=f"project-manage-{name}")
+        for name, view in views.MANAGER_ACTIONS.items()
+    ),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
 ]

@@ -127,7 +127,7 @@ def build(args: argparse.Namespace, watch: Stopwatch) -> dict[str, Any]:
     from annotator.importing import ImportRecord
     from annotator.models import Document, Label, ModelVersion, QueueItem
     from annotator.services.demo import demo_labels
-    from annotator.services.training import KEPT_SHORTLIST
+    from annotator.services.scoring import KEPT_SHORTLIST
 
     User = get_user_model()
     manager = User.objects.create_user(username="bench-manager", password=secrets.token_urlsafe(16))

@@ -2,8 +2,9 @@
 
 It runs the real pieces on this machine, in a fresh data folder that is deleted afterwards:
 
-- the broker: the embedded redis-server (`webapp.embedded_redis`) on a socket in the temp folder, or --broker-url
-  (give it a broker nobody else uses: the benchmark's worker consumes whatever is queued on `default` and `gpu`);
+- the broker: the embedded redis-server (`annotator.management.embedded_redis`) on a socket in the temp folder, or
+  --broker-url (give it a broker nobody else uses: the benchmark's worker consumes whatever is queued on `default`
+  and `gpu`);
 - the database: SQLite in the temp folder, or a dedicated PostgreSQL database created from the admin URL given with
   --database-url and dropped at the end;
 - a real Celery worker subprocess, as tests/integration/conftest.py starts it (one worker, queues default,gpu,
@@ -439,7 +440,7 @@ def run(args: argparse.Namespace, folder: Path, url: str) -> dict[str, Any]:
             DJANGO_ALLOWED_HOSTS="testserver",
         )
         if not args.broker_url:
-            from webapp import embedded_redis
+            from annotator.management import embedded_redis
 
             redis_log = folder / "redis.log"
             processes.add("redis", embedded_redis.start(socket_path, log_path=redis_log), redis_log)

@@ -18,7 +18,7 @@ database created from the admin URL given with --database-url and dropped at the
 - one fast-tier model (`annotator.ml.train`) trained on the labelled documents, saved under the project's artifacts
   folder, and its ModelVersion row (serving) with the fields `training_run` publishes.
 
-Then it times `annotator.services.training.scoring_run(job_id=...)` on a new SCORE job: --repeats times in the
+Then it times `annotator.services.scoring.scoring_run(job_id=...)` on a new SCORE job: --repeats times in the
 process that built the project (the first run loads the model from disk, like a cold worker), and once in a fresh
 subprocess that does only that: Django setup, the model loaded through `annotator.ml.load_model` (the worker's
 per-process cache, which `scoring_run` then hits), the baseline memory taken, `scoring_run`. Its memory: resident
@@ -334,7 +334,7 @@ def phase_prepare(args: argparse.Namespace) -> dict[str, Any]:
     from annotator.importing import ImportRecord
     from annotator.models import Document, Job, Label, ModelVersion, QueueItem
     from annotator.selectors import unlabelled_document_ids
-    from annotator.services.training import scoring_run
+    from annotator.services.scoring import scoring_run
     from learner.data import multi_hot
 
     space = SPACES[args.space]
@@ -422,10 +422,10 @@ def phase_prepare(args: argparse.Namespace) -> dict[str, Any]:
     X = ml.embedding_store(project.pk).get(train_ids)  # (N, D)
     prior = None
     if not args.no_prior:  # the label names embedded with the bundled MiniLM, as the platform's encode job does
-        from annotator.services.training import _prior
+        from annotator.services.encoding import label_prior
 
         started = time.perf_counter()
-        prior = _prior(project.pk, encode=True)
+        prior = label_prior(project.pk, encode=True)
         seconds["label_vectors"] = round(time.perf_counter() - started, 2)
     cutoff = timezone.now()
     started = time.perf_counter()
@@ -558,7 +558,7 @@ def phase_score(args: argparse.Namespace) -> dict[str, Any]:
 
     from annotator import ml
     from annotator.models import Job, QueueItem
-    from annotator.services.training import scoring_run
+    from annotator.services.scoring import scoring_run
 
     after_setup = memory_snapshot()
     setup_seconds = time.perf_counter() - started

@@ -37,13 +37,13 @@ def main() -> int:
     args = parser.parse_args()
 
     cache = Path(args.cache_dir)
-    train = simulate._sample(load_split("train", args.train), 20000, 1)  # the simulator's --pool-size 20000 sample
+    train = simulate.sample_split(load_split("train", args.train), 20000, 1)  # the simulator's --pool-size 20000 sample
     test = load_split("test", args.test)
     labels = label_vocabulary([train, test])
     embeddings, _ = embed_splits([train, test], encoder_path=None, cache_dir=cache, progress=True)
     vectors = embed_texts([label_text(name) for name in labels], encoder_path=None, cache_dir=cache, progress=False)
     options = argparse.Namespace(shortlist=simulate.SHORTLIST, no_progress=True)
-    sim = simulate._simulation(train, test, labels, {}, embeddings, options, prior=LabelPrior(labels, vectors))
+    sim = simulate.build_simulation(train, test, labels, {}, embeddings, options, prior=LabelPrior(labels, vectors))
 
     first = sim.seed_documents(args.seed, 20)
     pool = np.setdiff1d(np.arange(len(sim.texts)), first)

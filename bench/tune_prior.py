@@ -45,9 +45,9 @@ def main() -> int:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
-    from learner.simulate import _replace_labels
+    from learner.simulate import replace_labels
 
-    split = _replace_labels(load_split("train", args.train), args.train_labels, "train-labels")
+    split = replace_labels(load_split("train", args.train), args.train_labels, "train-labels")
     embeddings, _ = embed_splits([split], encoder_path=None, cache_dir=Path(args.cache_dir), progress=True)
     X = embeddings["train"]
     labels = label_vocabulary([split])

@@ -3,7 +3,7 @@
 Arrays, dataclasses and paths in and out; no Django, no Celery, no settings, no database.
 Importing this package (or ``learner.config``, ``learner.data``, ``learner.metrics``,
 ``learner.strategies``) does not import torch: the modules that need it (``learner.encoder``,
-``learner.model``, ``learner.losses``) are imported only by the code paths that train or encode.
+``learner.losses``) are imported only by the code paths that train or encode.
 
 The lifecycle is ``Encoder.load(EncoderConfig) -> encode -> EmbeddingStore``, then a tier:
 ``FastTier.train(Inputs(texts, embeddings), Y, labels, FastTierConfig) -> save(dir) -> load(dir) -> predict_topk``

@@ -40,30 +40,26 @@ torch and transformers are imported inside functions: importing this module is c
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
-import json
 import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-import learner
-from learner.config import EncoderConfig, _check_device, _check_float, _check_int, _from_dict
+from learner.artifacts import header, library_versions, write_folder, write_json
+from learner.config import EncoderConfig, Params, check_device, check_float, check_int
 from learner.device import resolve_device, retry_on_oom
 from learner.encoder import bundled_model_path, encoder_fingerprint
-from learner.files import publish_folder
 
 __all__ = [
     "ADAPTATION_FILE",
@@ -93,7 +89,7 @@ _LOSS_WINDOW = 10  # loss_first / loss_last: mean over the first / last tenth of
 
 # --- config ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class AdaptConfig:
+class AdaptConfig(Params):
     """Settings of ``adapt_encoder``.
 
     ``pairs_per_document``: pairs drawn with each document as anchor (half positives, half negatives).
@@ -122,31 +118,22 @@ class AdaptConfig:
     bf16: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("pairs_per_document", self.pairs_per_document, 2)
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 2)
-        _check_float(self, "learning_rate", 0.0, 1.0, low_open=True, high_open=False)
-        _check_float(self, "weight_decay", 0.0, 10.0, low_open=False, high_open=False)
-        _check_float(self, "warmup_fraction", 0.0, 1.0, low_open=False, high_open=True)
-        _check_int("max_length", self.max_length, 2)
-        _check_int("max_documents", self.max_documents, 2)
+        check_int("pairs_per_document", self.pairs_per_document, 2)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 2)
+        check_float(self, "learning_rate", 0.0, 1.0, low_open=True, high_open=False)
+        check_float(self, "weight_decay", 0.0, 10.0, low_open=False, high_open=False)
+        check_float(self, "warmup_fraction", 0.0, 1.0, low_open=False, high_open=True)
+        check_int("max_length", self.max_length, 2)
+        check_int("max_documents", self.max_documents, 2)
         if self.pair_target not in PAIR_TARGETS:
             raise ValueError(f"pair_target must be one of {', '.join(PAIR_TARGETS)}; got {self.pair_target!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        _check_int("seed", self.seed, 0)
-        _check_device(self.device)
+        check_int("seed", self.seed, 0)
+        check_device(self.device)
         if not isinstance(self.bf16, bool):
             raise ValueError(f"bf16 must be a bool; got {self.bf16!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable values of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Rebuild from ``to_dict()`` output; unknown keys raise ``ValueError`` naming them."""
-        return _from_dict(cls, data)
 
 
 # --- pairs ----------------------------------------------------------------------------------------------------------
@@ -181,7 +168,7 @@ def make_pairs(
     """
     if pair_target not in PAIR_TARGETS:
         raise ValueError(f"pair_target must be one of {', '.join(PAIR_TARGETS)}; got {pair_target!r}")
-    _check_int("pairs_per_document", pairs_per_document, 2)
+    check_int("pairs_per_document", pairs_per_document, 2)
     csr = _label_matrix(Y)
     n_docs = csr.shape[0]
     if n_docs < 2:
@@ -272,21 +259,6 @@ def _copy_source_files(source: Path, target: Path) -> list[str]:
             shutil.copytree(entry, target / entry.name)
             copied.append(entry.name + "/")
     return copied
-
-
-def _versions() -> dict[str, str]:
-    import platform
-
-    import torch
-    import transformers
-
-    return {
-        "learner": learner.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def adapt_encoder(
@@ -451,8 +423,7 @@ def adapt_encoder(
 
     window = max(1, len(step_losses) // _LOSS_WINDOW)
     stats: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        **header(FORMAT, FORMAT_VERSION),
         "config": config.to_dict(),
         "n_documents": len(docs),
         "n_documents_given": n_given,
@@ -467,23 +438,19 @@ def adapt_encoder(
         "epoch_losses": epoch_losses,
         "base_folder": str(source),
         "base_fingerprint": base_fingerprint,
-        "versions": _versions(),
+        "versions": library_versions("torch", "transformers"),
     }
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp))
         if not (tmp / "model.safetensors").is_file():
             raise ValueError(f"the model was not saved as a single model.safetensors in {tmp}")
         stats["copied_files"] = _copy_source_files(source, tmp)
         stats["seconds"] = round(time.monotonic() - started, 3)
         stats["created_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        (tmp / ADAPTATION_FILE).write_text(json.dumps(stats, indent=2, sort_keys=True), encoding="utf-8")
-        publish_folder(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(tmp / ADAPTATION_FILE, stats, indent=2, sort_keys=True)
+
+    write_folder(target, write)
     report(1.0)
     logger.info(
         "adapted encoder saved to %s in %.1f s (loss %.4f -> %.4f)",

@@ -252,7 +252,7 @@ def peak_rss_mb() -> float:
     return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
 
 
-def _pad(idx: np.ndarray, width: int) -> np.ndarray:
+def pad_topk(idx: np.ndarray, width: int) -> np.ndarray:
     """Pad (N, k) label indices to (N, width) with -1 ("no prediction") when k < width (fewer labels than width)."""
     if idx.shape[1] >= width:
         return idx
@@ -267,7 +267,7 @@ def evaluate(
     propensities: np.ndarray,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """(the contract's metrics, every ranking metric at k = 1, 3, 5, 10) for one model's test predictions."""
-    ranking = metrics.ranking_report(Y_true, _pad(topk, TOP_K), ks=(1, 3, 5, TOP_K), propensities=propensities)
+    ranking = metrics.ranking_report(Y_true, pad_topk(topk, TOP_K), ks=(1, 3, 5, TOP_K), propensities=propensities)
     scores = {key: ranking[key] for key in METRIC_KEYS[:5]}
     scores["micro_f1"] = metrics.micro_f1(Y_true, Y_micro)
     scores["macro_f1"] = metrics.macro_f1(Y_true, Y_macro)

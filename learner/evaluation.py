@@ -100,7 +100,7 @@ def evaluate(
     macro_b = _safe_ratio((f1_bl * present_bl).sum(axis=1), n_present.astype(np.float64))
 
     # Ranking metrics from per-document values (means over documents are weighted means).
-    hits = metrics._hits(true.tocsr(), np.where(top[:, :5] < 0, PAD, top[:, :5]))  # (N, 5)
+    hits = metrics.ranked_hits(true.tocsr(), np.where(top[:, :5] < 0, PAD, top[:, :5]))  # (N, 5)
     per_doc = {f"P@{k}": hits[:, :k].sum(axis=1) / k for k in (1, 3, 5)}
     discounts = 1.0 / np.log2(np.arange(2, 7, dtype=np.float64))
     n_pos = np.minimum(np.diff(true.indptr), 5)
@@ -119,7 +119,7 @@ def evaluate(
             raise ValueError(f"propensities must have shape ({n_labels},); got {inverse.shape}")
         ranked = np.where(top[:, :5] < 0, 0, top[:, :5])
         gains = (hits * inverse[ranked]).sum(axis=1)  # (N,)
-        best = metrics._best_weights(true.tocsr(), inverse, 5)  # (N,)
+        best = metrics.best_weights(true.tocsr(), inverse, 5)  # (N,)
         value = metrics.psp_at_k(true, np.where(top[:, :5] < 0, PAD, top[:, :5]), 5, propensities)
         samples = np.minimum(_safe_ratio(weights @ gains, weights @ best), 1.0)
         results["PSP@5"] = _summary(value, samples, alpha)

@@ -20,27 +20,33 @@ One interface for every label-set size::
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-import learner
-from learner.config import LOSSES, _check_device, _check_float, _check_int, _from_dict
-from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tick_curve, tune_decision, tune_rule
+from learner.artifacts import write_folder, write_json
+from learner.config import LOSSES, Params, check_device, check_float, check_int, check_positive_int
+from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tick_curve, tune_rule
 from learner.device import run_batches
-from learner.files import publish_folder
 from learner.prior import LabelPrior, topk_rows
+from learner.tier import (
+    Inputs,
+    label_names,
+    model_header,
+    old_label_columns,
+    prior_logits,
+    read_model_header,
+    split_rows,
+    target_matrix,
+    tuned_decision,
+)
 
 __all__ = ["FastTier", "FastTierConfig", "Inputs"]
 
@@ -53,44 +59,9 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "fast_tier.json"
 
 
-# --- inputs ---------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)
-class Inputs:
-    """What the fast tier reads about N documents: their texts (for TF-IDF) and/or embeddings (N, D)."""
-
-    texts: Sequence[str] | None = None
-    embeddings: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        if self.texts is None and self.embeddings is None:
-            raise ValueError("Inputs needs texts, embeddings or both")
-        if self.texts is not None:
-            if isinstance(self.texts, str):
-                raise ValueError("texts must be a sequence of strings, not one string")
-            if not all(isinstance(text, str) for text in self.texts):
-                raise ValueError("every text must be a string")
-        if self.embeddings is not None:
-            array = np.asarray(self.embeddings)
-            if array.ndim != 2 or array.dtype.kind not in "fiu":
-                raise ValueError(f"embeddings must be a 2-D numeric array (N, D); got shape {array.shape}")
-            if not np.isfinite(array).all():
-                raise ValueError("embeddings contain NaN or infinite values")
-            object.__setattr__(self, "embeddings", np.ascontiguousarray(array, dtype=np.float32))
-        if self.texts is not None and self.embeddings is not None and len(self.texts) != len(self.embeddings):
-            raise ValueError(f"{len(self.texts)} texts but {len(self.embeddings)} embedding rows")
-
-    def __len__(self) -> int:
-        return len(self.texts) if self.texts is not None else len(self.embeddings)  # type: ignore[arg-type]
-
-    def take(self, rows: np.ndarray) -> Inputs:
-        texts = [self.texts[int(i)] for i in rows] if self.texts is not None else None
-        embeddings = self.embeddings[rows] if self.embeddings is not None else None
-        return Inputs(texts=texts, embeddings=embeddings)
-
-
 # --- config ---------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class FastTierConfig:
+class FastTierConfig(Params):
     """Settings of the fast tier. ``resolve(n_labels)`` turns the "auto" choices into concrete ones."""
 
     features: str = "auto"  # auto: both for flat heads, tfidf for trees
@@ -144,32 +115,23 @@ class FastTierConfig:
             ("shortlist", 1),
             ("seed", 0),
         ):
-            _check_int(name, getattr(self, name), minimum)
-        _check_float(self, "C", 0.0, 1e9, low_open=True, high_open=False)
-        _check_float(self, "embedding_weight", 0.0, 1e3, low_open=True, high_open=False)
-        _check_float(self, "positive_weight_power", 0.0, 2.0, low_open=False, high_open=False)
-        _check_float(self, "lexical_weight", 0.0, 10.0, low_open=False, high_open=False)
-        _check_int("lexical_candidates", self.lexical_candidates, 1)
+            check_int(name, getattr(self, name), minimum)
+        check_float(self, "C", 0.0, 1e9, low_open=True, high_open=False)
+        check_float(self, "embedding_weight", 0.0, 1e3, low_open=True, high_open=False)
+        check_float(self, "positive_weight_power", 0.0, 2.0, low_open=False, high_open=False)
+        check_float(self, "lexical_weight", 0.0, 10.0, low_open=False, high_open=False)
+        check_int("lexical_candidates", self.lexical_candidates, 1)
         grid = tuple(self.C_grid) if isinstance(self.C_grid, list | tuple) else None
         if not grid or not all(isinstance(c, int | float) and not isinstance(c, bool) and c > 0 for c in grid):
             raise ValueError(f"C_grid must be a non-empty list of positive numbers; got {self.C_grid!r}")
         object.__setattr__(self, "C_grid", tuple(sorted(float(c) for c in grid)))
-        _check_float(self, "val_fraction", 0.0, 0.5, low_open=True, high_open=False)
-        _check_device(self.device)
+        check_float(self, "val_fraction", 0.0, 0.5, low_open=True, high_open=False)
+        check_device(self.device)
         for name in ("tfidf", "tree", "lexical"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict of settings")
         if self.head == "tree" and self.features in ("embeddings", "both"):
             raise ValueError("the tree head works on TF-IDF features: use features 'tfidf' (or 'auto')")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["C_grid"] = list(self.C_grid)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Self:
-        return _from_dict(cls, data)
 
     def resolve(self, n_labels: int) -> FastTierConfig:
         """Concrete `head` and `features` for a label set of `n_labels` labels."""
@@ -188,39 +150,6 @@ class FastTierConfig:
     @property
     def needs_embeddings(self) -> bool:
         return self.features in ("embeddings", "both")
-
-
-# --- helpers --------------------------------------------------------------------------------------------------------
-def _targets(Y: Any, n_docs: int, n_labels: int) -> sp.csr_matrix:
-    csr = sp.csr_matrix(Y, dtype=np.float32)
-    if csr.shape != (n_docs, n_labels):
-        raise ValueError(f"Y must have shape ({n_docs}, {n_labels}); got {csr.shape}")
-    csr.eliminate_zeros()
-    if csr.data.size and not np.all(csr.data == 1.0):
-        raise ValueError("Y must contain only 0 and 1")
-    return csr
-
-
-def _labels(labels: Sequence[str]) -> list[str]:
-    names = list(labels)
-    if not names or not all(isinstance(name, str) and name for name in names):
-        raise ValueError("labels must be a non-empty list of non-empty strings")
-    if len(set(names)) != len(names):
-        raise ValueError("labels contain duplicates")
-    return names
-
-
-def _prior_logits(targets: sp.csr_matrix, loss: str) -> np.ndarray:
-    """(n,) each column's prior log-odds (smoothed), halved for ZLPR whose probability is sigmoid(2s)."""
-    prior = (np.asarray(targets.sum(axis=0)).ravel() + 0.5) / (targets.shape[0] + 1.0)
-    logit = np.log(prior) - np.log1p(-prior)
-    return (logit / 2.0 if loss == "zlpr" else logit).astype(np.float32)
-
-
-def _split(n_docs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(seed).permutation(n_docs)
-    n_val = min(n_docs - 1, max(1, round(fraction * n_docs)))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 # --- the flat head --------------------------------------------------------------------------------------------------
@@ -493,12 +422,12 @@ class FastTier(RuleBasedPredictions):
         curve (``tick_curve``), e.g. those an adapted encoder never trained on (its embeddings of the others are
         optimistic); None: all of them. Calibration and decision rules still use every document.
         """
-        names = _labels(labels)
+        names = label_names(labels)
         config = (config or FastTierConfig()).resolve(len(names))
         n_docs = len(inputs)
         if n_docs < 1:
             raise ValueError("no training documents")
-        targets = _targets(Y, n_docs, len(names))
+        targets = target_matrix(Y, n_docs, len(names))
         if evidence is not None:
             evidence = np.asarray(evidence)
             if evidence.shape != (n_docs,) or evidence.dtype != bool:
@@ -519,12 +448,12 @@ class FastTier(RuleBasedPredictions):
         started = time.monotonic()
         if validation is not None:
             val_inputs, val_y = validation
-            val_targets = _targets(val_y, len(val_inputs), len(names))
+            val_targets = target_matrix(val_y, len(val_inputs), len(names))
             model = cls._fit(inputs, targets, names, config, val_inputs, val_targets, report, progress, prior=prior)
         elif n_docs >= config.min_tune_documents and n_docs <= config.cv_max_documents and config.head == "flat":
             model = cls._train_cv(inputs, targets, names, config, report, progress, prior=prior, evidence=evidence)
         elif n_docs >= config.min_tune_documents:
-            fit_rows, val_rows = _split(n_docs, config.val_fraction, config.seed)
+            fit_rows, val_rows = split_rows(n_docs, config.val_fraction, config.seed)
             probe = cls._fit(
                 inputs.take(fit_rows),
                 targets[fit_rows],
@@ -624,12 +553,7 @@ class FastTier(RuleBasedPredictions):
             progress,
             prior=prior,
         )
-        model.platt, model.rules, model.metrics = tune_decision(
-            *oof[best_C],
-            targets,
-            calibrate=config.calibrate,
-            per_label_min_positives=config.per_label_min_positives,
-        )
+        model.platt, model.rules, model.metrics = tuned_decision(*oof[best_C], targets, config)
         idx, raw = oof[best_C]
         counted = np.ones(n_docs, dtype=bool) if evidence is None else evidence  # the documents that may count
         model.tick_curve = _tick_curve(idx[counted], raw[counted], targets[counted], model.platt)
@@ -753,7 +677,7 @@ class FastTier(RuleBasedPredictions):
                 norm = float(np.linalg.norm(xd - mean, axis=1).mean()) or 1.0
                 head.mean.copy_(torch.from_numpy(mean))
                 head.scale.fill_(norm / config.embedding_weight)
-            head.bias.copy_(torch.from_numpy(_prior_logits(targets, config.loss)))
+            head.bias.copy_(torch.from_numpy(prior_logits(targets, config.loss)))
 
     def _validation_f1(self, xs: sp.csr_matrix | None, xd: np.ndarray | None, targets: sp.csr_matrix) -> float:
         """micro-F1 on validation at the best global threshold: the score C is chosen by."""
@@ -765,13 +689,7 @@ class FastTier(RuleBasedPredictions):
         """Calibration (Platt) and decision rules from validation shortlists; validation metrics."""
         self.platt = (1.0, 0.0)  # predict_topk below then returns raw scores
         idx, raw = self.predict_topk(inputs, min(len(self.labels), self.config.shortlist))
-        self.platt, self.rules, self.metrics = tune_decision(
-            idx,
-            raw,
-            targets,
-            calibrate=self.config.calibrate,
-            per_label_min_positives=self.config.per_label_min_positives,
-        )
+        self.platt, self.rules, self.metrics = tuned_decision(idx, raw, targets, self.config)
         self.tick_curve = _tick_curve(idx, raw, targets, self.platt)
 
     # ----------------------------------------------------------------- incremental update
@@ -811,11 +729,7 @@ class FastTier(RuleBasedPredictions):
         documents are retrained. Their label order is the old one with the new labels appended (not the order
         of `labels`); the label-name matcher learns the new names.
         """
-        names = _labels(labels)
-        given = set(names)
-        missing = [name for name in self.labels if name not in given]
-        if missing:
-            raise ValueError(f"update labels drop {len(missing)} label(s) of the model, e.g. {missing[:3]}")
+        names, old_to_new = old_label_columns(self.labels, labels)
         if self.tree is not None:
             if prior is not None and not prior.config.blend_trees:
                 prior = None
@@ -826,11 +740,11 @@ class FastTier(RuleBasedPredictions):
             raise ValueError("this model has neither a flat nor a tree head")
         import torch
 
-        targets = _targets(Y, len(inputs), len(names))
+        targets = target_matrix(Y, len(inputs), len(names))
         n_new = len(inputs)
         if replay is not None:
             replay_inputs, replay_y = replay
-            replay_targets = _targets(replay_y, len(replay_inputs), len(names))
+            replay_targets = target_matrix(replay_y, len(replay_inputs), len(names))
 
             texts = list(inputs.texts or []) + list(replay_inputs.texts or []) if self.uses_texts else None
             emb = None
@@ -840,8 +754,6 @@ class FastTier(RuleBasedPredictions):
             targets = sp.vstack([targets, replay_targets]).tocsr()
         report = on_progress or (lambda fraction: None)
         started = time.monotonic()
-        position = {name: j for j, name in enumerate(names)}
-        old_to_new = np.array([position[name] for name in self.labels], dtype=np.int64)  # (L_old,)
         old_columns = torch.from_numpy(old_to_new)
         head = _FlatHead(
             self.flat.sparse.shape[0] if self.flat.sparse is not None else 0,
@@ -887,7 +799,7 @@ class FastTier(RuleBasedPredictions):
         report(0.9)
         if validation is not None:
             val_inputs, val_y = validation
-            model._tune(val_inputs, _targets(val_y, len(val_inputs), len(names)))
+            model._tune(val_inputs, target_matrix(val_y, len(val_inputs), len(names)))
         model.train_info.update(
             {
                 "incremental": True,
@@ -943,7 +855,7 @@ class FastTier(RuleBasedPredictions):
         n_new = len(inputs)
         if n_new < 1:
             raise ValueError("no update documents")
-        targets = _targets(Y, n_new, len(names))[:, to_ordered]
+        targets = target_matrix(Y, n_new, len(names))[:, to_ordered]
         texts = list(inputs.texts or [])
         embeddings = inputs.embeddings
         if replay is not None:
@@ -951,7 +863,9 @@ class FastTier(RuleBasedPredictions):
             texts += list(replay_inputs.texts or [])
             if embeddings is not None and replay_inputs.embeddings is not None:
                 embeddings = np.vstack([embeddings, replay_inputs.embeddings])
-            targets = sp.vstack([targets, _targets(replay_y, len(replay_inputs), len(names))[:, to_ordered]]).tocsr()
+            targets = sp.vstack(
+                [targets, target_matrix(replay_y, len(replay_inputs), len(names))[:, to_ordered]]
+            ).tocsr()
         if len(texts) != targets.shape[0]:
             raise ValueError("tree models need the texts of every update and replay document")
         report = on_progress or (lambda fraction: None)
@@ -983,7 +897,7 @@ class FastTier(RuleBasedPredictions):
         )
         if validation is not None:
             val_inputs, val_y = validation
-            val_targets = _targets(val_y, len(val_inputs), len(names))[:, to_ordered]
+            val_targets = target_matrix(val_y, len(val_inputs), len(names))[:, to_ordered]
             model._tune(val_inputs, val_targets)
         model.train_info.update(
             {
@@ -1064,8 +978,7 @@ class FastTier(RuleBasedPredictions):
 
         A chunk whose scores run out of GPU memory (the flat head on CUDA) is retried with half as many
         documents; the smaller size is kept, in ``chunk_cap``, for the rest of the call and later calls."""
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ValueError(f"k must be a positive integer; got {k!r}")
+        check_positive_int(k)
         k = min(int(k), len(self.labels))
         out_idx: list[np.ndarray] = []
         out_p: list[np.ndarray] = []
@@ -1088,22 +1001,9 @@ class FastTier(RuleBasedPredictions):
     # ----------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Writes a self-describing folder atomically (temp folder + rename)."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            payload = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "labels": self.labels,
-                "config": self.config.to_dict(),
-                "embedding_dim": self.embedding_dim,
-                "decision": self.decision,
-                "metrics": self.metrics,
-                "train_info": self.train_info,
-                "versions": _versions(),
-                "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            }
+        payload = {**model_header(self, FORMAT, FORMAT_VERSION, "torch"), "embedding_dim": self.embedding_dim}
+
+        def write(tmp: Path) -> None:
             if self.featurizer is not None:
                 self.featurizer.save(tmp / "tfidf")
             if self.tree is not None:
@@ -1119,31 +1019,16 @@ class FastTier(RuleBasedPredictions):
                 save_file(
                     {n: t.cpu().contiguous() for n, t in self.flat.state().items()}, str(tmp / "flat.safetensors")
                 )
-            (tmp / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True), encoding="utf-8")
-            publish_folder(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return target
+            write_json(tmp / CONFIG_FILE, payload, indent=2, sort_keys=True)
+
+        return write_folder(directory, write)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str], *, device: str = "auto") -> FastTier:
         folder = Path(directory)
-        path = folder / CONFIG_FILE
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"no readable fast-tier model in {folder}: {exc}") from exc
-        if payload.get("format") != FORMAT or payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path} is not a {FORMAT} v{FORMAT_VERSION} model")
-        try:
-            config = FastTierConfig.from_dict(payload["config"])
-            labels = _labels(payload["labels"])
-            decision = payload["decision"]
-            rules = {name: DecisionRule.from_dict(rule) for name, rule in decision["rules"].items()}
-            platt = (float(decision["platt"]["a"]), float(decision["platt"]["b"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"corrupt fast-tier config {path}: {exc}") from exc
+        payload, config, labels, platt, rules = read_model_header(
+            folder, CONFIG_FILE, FORMAT, FORMAT_VERSION, FastTierConfig, "fast-tier"
+        )
         prior = LabelPrior.load(folder / "prior") if (folder / "prior").is_dir() else None
         positives = None
         if (folder / "positives.npy").is_file():
@@ -1193,7 +1078,7 @@ class FastTier(RuleBasedPredictions):
             train_info=payload.get("train_info") or {},
             prior=prior,
             positives=positives,
-            tick_curve=decision.get("tick_curve"),
+            tick_curve=payload["decision"].get("tick_curve"),
         )
 
 
@@ -1201,16 +1086,3 @@ def _tick_curve(idx: np.ndarray, raw: np.ndarray, targets: sp.csr_matrix, platt:
     """How often a pre-tick at each threshold was right on validation / out-of-fold calibrated shortlists."""
     probs = np.where(idx >= 0, apply_platt(raw, *platt), np.float32(0.0)).astype(np.float32)
     return tick_curve(idx, probs, targets)
-
-
-def _versions() -> dict[str, str]:
-    import platform
-
-    out = {"learner": learner.__version__, "numpy": np.__version__, "python": platform.python_version()}
-    try:
-        import torch
-
-        out["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    return out

@@ -22,14 +22,9 @@ Conventions (close to scikit-learn's ``TfidfVectorizer``, with the differences s
 from __future__ import annotations
 
 import array
-import dataclasses
-import errno
-import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from learner.config import _check_float, _check_int, _from_dict
+from learner.artifacts import header, read_header, write_folder, write_json
+from learner.config import Params, check_float, check_int
 
 __all__ = ["TfidfConfig", "TfidfFeaturizer"]
 
@@ -55,7 +51,7 @@ _BATCH = 2048  # texts tokenised per step of the progress bar
 
 
 @dataclass(frozen=True)
-class TfidfConfig:
+class TfidfConfig(Params):
     """How to build the TF-IDF vocabulary (see the module docstring for the exact conventions).
 
     ``ngram_max``: word n-grams 1..ngram_max (at most 6; 3 and more are slow to fit on big corpora).
@@ -78,12 +74,12 @@ class TfidfConfig:
     lowercase: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("ngram_max", self.ngram_max, 1)
+        check_int("ngram_max", self.ngram_max, 1)
         if self.ngram_max > MAX_NGRAM:
             raise ValueError(f"ngram_max must be <= {MAX_NGRAM}; got {self.ngram_max}")
-        _check_int("max_features", self.max_features, 1)
-        _check_int("min_df", self.min_df, 1)
-        _check_float(self, "max_df", 0.0, 1.0, low_open=True, high_open=False)
+        check_int("max_features", self.max_features, 1)
+        check_int("min_df", self.min_df, 1)
+        check_float(self, "max_df", 0.0, 1.0, low_open=True, high_open=False)
         for name in ("sublinear_tf", "lowercase"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool; got {getattr(self, name)!r}")
@@ -99,26 +95,15 @@ class TfidfConfig:
             if not 1 <= lo <= hi <= 10:
                 raise ValueError(f"char_ngrams must satisfy 1 <= lo <= hi <= 10; got {tuple(value)}")
             object.__setattr__(self, "char_ngrams", (lo, hi))  # JSON gives a list
-        _check_int("char_max_features", self.char_max_features, 1)
-        _check_int("char_min_word_length", self.char_min_word_length, 1)
-        _check_float(self, "char_weight", 0.0, float("inf"), low_open=True, high_open=True)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable values of every field."""
-        data = dataclasses.asdict(self)
-        data["char_ngrams"] = list(self.char_ngrams) if self.char_ngrams is not None else None
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Rebuild from ``to_dict()`` output; unknown keys raise ``ValueError`` naming them."""
-        return _from_dict(cls, data)
+        check_int("char_max_features", self.char_max_features, 1)
+        check_int("char_min_word_length", self.char_min_word_length, 1)
+        check_float(self, "char_weight", 0.0, float("inf"), low_open=True, high_open=True)
 
 
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _check_texts(texts: Any) -> list[str]:
+def check_texts(texts: Any) -> list[str]:
     if isinstance(texts, str):
         raise ValueError("texts must be a sequence of strings, not a single string")
     try:
@@ -138,48 +123,6 @@ def _char_grams(word: str, lo: int, hi: int) -> list[str]:
     if size < lo:
         return [padded]
     return [padded[i : i + n] for n in range(lo, min(hi, size) + 1) for i in range(size - n + 1)]
-
-
-def _publish_folder(tmp: Path, target: Path) -> None:
-    """Rename the finished folder ``tmp`` to ``target``, replacing an existing folder (as learner.model)."""
-    try:
-        os.replace(tmp, target)
-        return
-    except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, old / "previous")
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def write_folder_atomically(directory: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a fresh temporary folder next to ``directory``, then rename it into place.
-
-    An existing folder at ``directory`` is replaced; on any error the temporary folder is removed and
-    the old folder is left as it was. Raises ``ValueError`` if ``directory`` is a file.
-    """
-    target = Path(directory)
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"cannot save to {target}: it is a file")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        write(tmp)
-        _publish_folder(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write ``payload`` as UTF-8 JSON and fsync it."""
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, ensure_ascii=False)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _tfidf_block(counts: sp.csr_matrix, idf: np.ndarray, sublinear: bool) -> sp.csr_matrix:
@@ -329,7 +272,7 @@ class TfidfFeaturizer:
     def _fit(
         cls, texts: Sequence[str], config: TfidfConfig, *, progress: bool, want_matrix: bool
     ) -> tuple[Self, sp.csr_matrix | None]:
-        items = _check_texts(texts)
+        items = check_texts(texts)
         if not items:
             raise ValueError("texts is empty: cannot fit a vocabulary on no documents")
         n_docs = len(items)
@@ -499,7 +442,7 @@ class TfidfFeaturizer:
 
     def transform(self, texts: Sequence[str], *, progress: bool = False) -> sp.csr_matrix:
         """TF-IDF rows (N, F) float32 CSR, L2-normalised, of ``texts`` (an empty list gives (0, F))."""
-        items = _check_texts(texts)
+        items = check_texts(texts)
         tokens = _Tokenised(items, self.config.lowercase, progress, "tfidf: transform")
         word_counts = self._word_counts(tokens)
         char_counts = None
@@ -516,7 +459,7 @@ class TfidfFeaturizer:
         ``word_map`` (e.g. a stemmer) rewrites every token (after lower-casing) before the n-grams are
         looked up; it is called once per distinct token.
         """
-        items = _check_texts(texts)
+        items = check_texts(texts)
         tokens = _Tokenised(items, self.config.lowercase, progress, "word counts")
         if word_map is not None:
             tokens.map_types(word_map)
@@ -582,8 +525,7 @@ class TfidfFeaturizer:
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``tfidf.json`` (config, vocabularies) and ``idf.npy`` to ``directory``, atomically."""
         payload = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            **header(FORMAT, FORMAT_VERSION),
             "config": self.config.to_dict(),
             "n_train_documents": self.n_train_documents,
             "word_vocabulary": self.word_vocabulary,
@@ -595,7 +537,7 @@ class TfidfFeaturizer:
             write_json(folder / CONFIG_FILE, payload)
             np.save(folder / IDF_FILE, idf, allow_pickle=False)
 
-        target = write_folder_atomically(directory, write)
+        target = write_folder(directory, write)
         logger.info("saved TF-IDF featurizer (%d features) to %s", self.n_features, target)
         return target
 
@@ -607,14 +549,10 @@ class TfidfFeaturizer:
         if not config_path.is_file() or not idf_path.is_file():
             raise ValueError(f"no saved TF-IDF featurizer in {folder}: {CONFIG_FILE} and {IDF_FILE} are required")
         try:
-            payload = json.loads(config_path.read_text(encoding="utf-8"))
+            payload = read_header(config_path, FORMAT, FORMAT_VERSION)
             idf = np.load(idf_path, allow_pickle=False)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise ValueError(f"corrupt TF-IDF featurizer in {folder}: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"{config_path} is not a {FORMAT} file")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{config_path}: unsupported format_version {payload.get('format_version')!r}")
         try:
             config = TfidfConfig.from_dict(payload["config"])
             words = list(payload["word_vocabulary"])

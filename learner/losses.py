@@ -1,7 +1,7 @@
 """Multi-label losses (BCE and ZLPR, SCIENCE.md §3) and the matching calibrated probabilities.
 
-This module imports torch at the top; only ``learner.model`` imports it, and nothing imports that at
-package import time.
+This module imports torch at the top; the tiers (``learner.fast``, ``learner.full``) import it inside the functions
+that train or score, never at package import time.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Truth and decisions are (N, L) 0/1 matrices, dense numpy arrays (bool or numeric) or scipy sparse
 matrices. Ranking metrics take ``topk_indices``, an (N, >= k) integer array of label indices, best first
-(e.g. from ``MultiLabelModel.predict_topk``); only its first k columns are read.
+(e.g. from ``FastTier.predict_topk``); only its first k columns are read.
 
 Conventions (state them with every reported number):
 
@@ -29,12 +29,14 @@ import scipy.sparse as sp
 
 __all__ = [
     "PAD",
+    "best_weights",
     "macro_f1",
     "micro_f1",
     "ndcg_at_k",
     "precision_at_k",
     "propensities",
     "psp_at_k",
+    "ranked_hits",
     "ranking_report",
     "recall_at_k",
 ]
@@ -109,7 +111,7 @@ def _ranking_inputs(Y_true: Any, topk_indices: Any, k: Any) -> tuple[sp.csr_matr
     return true, top, k
 
 
-def _hits(true: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
+def ranked_hits(true: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
     """(N, k) float64: 1.0 where the ranked label is a true label of its document, 0.0 otherwise (and at padding)."""
     n_docs, k = top.shape
     valid = top != PAD  # (N, k)
@@ -153,7 +155,7 @@ def _psp(
     score = float(gains.sum())
     if not normalised:
         return score / (top.shape[0] * k)
-    best = float(_best_weights(true, inverse, k).sum())
+    best = float(best_weights(true, inverse, k).sum())
     return min(score / best, 1.0) if best > 0 else 0.0  # min: the two sums round differently at a perfect ranking
 
 
@@ -165,7 +167,7 @@ def precision_at_k(Y_true: Any, topk_indices: np.ndarray, k: int) -> float:
     in [0, 1]. Raises ``ValueError`` on a bad k, shape, index or a label repeated within a row's first k.
     """
     true, top, k = _ranking_inputs(Y_true, topk_indices, k)
-    return _precision(_hits(true, top), k)
+    return _precision(ranked_hits(true, top), k)
 
 
 def ndcg_at_k(Y_true: Any, topk_indices: np.ndarray, k: int) -> float:
@@ -177,7 +179,7 @@ def ndcg_at_k(Y_true: Any, topk_indices: np.ndarray, k: int) -> float:
     Shapes and errors as ``precision_at_k``. Returns a float in [0, 1].
     """
     true, top, k = _ranking_inputs(Y_true, topk_indices, k)
-    return _ndcg(true, _hits(true, top), k)
+    return _ndcg(true, ranked_hits(true, top), k)
 
 
 def recall_at_k(Y_true: Any, topk_indices: np.ndarray, k: int) -> float:
@@ -188,7 +190,7 @@ def recall_at_k(Y_true: Any, topk_indices: np.ndarray, k: int) -> float:
     Shapes and errors as ``precision_at_k``. Returns a float in [0, 1].
     """
     true, top, k = _ranking_inputs(Y_true, topk_indices, k)
-    return _recall(true, _hits(true, top), k)
+    return _recall(true, ranked_hits(true, top), k)
 
 
 def propensities(label_counts: Any, n_train: int, A: float = 0.55, B: float = 1.5) -> np.ndarray:
@@ -231,7 +233,7 @@ def _inverse_propensities(values: Any, n_labels: int) -> np.ndarray:
     return 1.0 / array
 
 
-def _best_weights(true: sp.csr_matrix, weights: np.ndarray, k: int) -> np.ndarray:
+def best_weights(true: sp.csr_matrix, weights: np.ndarray, k: int) -> np.ndarray:
     """Per document (N,): the sum of the k largest ``weights`` (L,) among its true labels."""
     rows = np.repeat(np.arange(true.shape[0]), np.diff(true.indptr))  # (nnz,)
     values = weights[true.indices]  # (nnz,)
@@ -259,7 +261,7 @@ def psp_at_k(
     """
     true, top, k = _ranking_inputs(Y_true, topk_indices, k)
     inverse = _inverse_propensities(propensities, true.shape[1])
-    return _psp(true, top, _hits(true, top), k, inverse, normalised)
+    return _psp(true, top, ranked_hits(true, top), k, inverse, normalised)
 
 
 def ranking_report(
@@ -280,7 +282,7 @@ def ranking_report(
         raise ValueError(f"ks must be a non-empty sequence of positive integers; got {ks!r}")
     checked = sorted({_check_k(k) for k in ks})
     true, top, _ = _ranking_inputs(Y_true, topk_indices, checked[-1])
-    hits = _hits(true, top)  # (N, max k)
+    hits = ranked_hits(true, top)  # (N, max k)
     report = {f"P@{k}": _precision(hits, k) for k in checked}
     report.update({f"nDCG@{k}": _ndcg(true, hits, k) for k in checked})
     if propensities is not None:

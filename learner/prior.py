@@ -23,21 +23,17 @@ given a prior); a tree head (large label sets) blends every label with one weigh
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from learner.config import _check_float, _check_int, _from_dict
-from learner.files import publish_folder
+from learner.artifacts import header, read_header, write_folder, write_json
+from learner.config import Params, check_float, check_int
 
 __all__ = ["LabelPrior", "PriorConfig", "label_text", "topk_rows"]
 
@@ -54,7 +50,7 @@ def label_text(name: str, description: str = "") -> str:
 
 
 @dataclass(frozen=True)
-class PriorConfig:
+class PriorConfig(Params):
     """Settings of the label-name prior and of its hand-over to the trained head."""
 
     # p = sigmoid(scale * cos + offset) before any labelled document: fitted on 2,000 GoEmotions train documents
@@ -80,20 +76,13 @@ class PriorConfig:
     chunk: int = 256  # documents per block of the top-k search: (256, 41,218) float32 is 42 MB
 
     def __post_init__(self) -> None:
-        _check_float(self, "scale", 0.0, 1e4, low_open=True, high_open=False)
-        _check_float(self, "offset", -1e4, 1e4, low_open=False, high_open=False)
-        _check_float(self, "pseudo_positives", 0.0, 1e6, low_open=False, high_open=False)
-        _check_float(self, "tree_weight", 0.0, 1.0, low_open=False, high_open=False)
+        check_float(self, "scale", 0.0, 1e4, low_open=True, high_open=False)
+        check_float(self, "offset", -1e4, 1e4, low_open=False, high_open=False)
+        check_float(self, "pseudo_positives", 0.0, 1e6, low_open=False, high_open=False)
+        check_float(self, "tree_weight", 0.0, 1.0, low_open=False, high_open=False)
         for name, minimum in (("candidates", 1), ("max_dense_labels", 1), ("min_calibration_documents", 1)):
-            _check_int(name, getattr(self, name), minimum)
-        _check_int("chunk", self.chunk, 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Self:
-        return _from_dict(cls, data)
+            check_int(name, getattr(self, name), minimum)
+        check_int("chunk", self.chunk, 1)
 
 
 def topk_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -274,8 +263,7 @@ class LabelPrior:
     # ----------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            **header(FORMAT, FORMAT_VERSION),
             "labels": self.labels,
             "config": self.config.to_dict(),
             "scale": self.scale,
@@ -285,28 +273,21 @@ class LabelPrior:
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Writes ``prior.json`` and ``vectors.npy`` into a folder, atomically (temp folder + rename)."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             np.save(tmp / "vectors.npy", self.vectors, allow_pickle=False)
-            (tmp / "prior.json").write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-            publish_folder(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return target
+            write_json(tmp / "prior.json", self.to_dict(), indent=1)
+
+        return write_folder(directory, write)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> LabelPrior:
         folder = Path(directory)
         try:
-            payload = json.loads((folder / "prior.json").read_text(encoding="utf-8"))
+            payload = read_header(folder / "prior.json", FORMAT, FORMAT_VERSION)
             vectors = np.load(folder / "vectors.npy", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ValueError(f"no readable label prior in {folder}: {exc}") from exc
-        if payload.get("format") != FORMAT or payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{folder} is not a {FORMAT} v{FORMAT_VERSION} folder")
         try:
             return cls(
                 payload["labels"],

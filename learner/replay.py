@@ -137,7 +137,7 @@ def picks_grid(sizes: Sequence[int], n_picks: int, *, extra: int = EXTRA_PICK_PO
 
 
 # --- bootstrap statistics of one model on one held fold --------------------------------------------------------
-def _micro(true: sp.csr_matrix, pred: sp.csr_matrix, weights: np.ndarray) -> np.ndarray:
+def weighted_micro_f1(true: sp.csr_matrix, pred: sp.csr_matrix, weights: np.ndarray) -> np.ndarray:
     """Micro-F1 per weight row (B,) from per-document counts: 2TP / (2TP + FP + FN)."""
     tp = np.asarray(true.multiply(pred).sum(axis=1)).ravel()  # (N,)
     n_pred = np.asarray(pred.sum(axis=1)).ravel()
@@ -147,7 +147,7 @@ def _micro(true: sp.csr_matrix, pred: sp.csr_matrix, weights: np.ndarray) -> np.
     return np.divide(2.0 * TP, denominator, out=np.zeros_like(TP), where=denominator > 0)
 
 
-def _macro(true: sp.csr_matrix, pred: sp.csr_matrix, weights: np.ndarray, columns: np.ndarray) -> np.ndarray:
+def weighted_macro_f1(true: sp.csr_matrix, pred: sp.csr_matrix, weights: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """Macro-F1 per weight row (B,): the mean F1 over the labels present in the (reweighted) gold labels; only the
     fold's gold labels (``columns``) can be present, so only they are expanded."""
     if not len(columns):
@@ -360,8 +360,8 @@ def estimate(
     def scores(fold: _Fold, micro: sp.csr_matrix, macro: sp.csr_matrix) -> dict[str, np.ndarray]:
         true = evaluation.Y[fold.held]
         return {
-            "micro_f1": _micro(true, micro, fold.weights),
-            "macro_f1": _macro(true, macro, fold.weights, fold.columns),
+            "micro_f1": weighted_micro_f1(true, micro, fold.weights),
+            "macro_f1": weighted_macro_f1(true, macro, fold.weights, fold.columns),
         }
 
     # (F, O, G, B + 1) per metric: the random arm, trained on fold f's pool, tested on fold f's held documents

@@ -70,7 +70,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from learner import chooser, metrics, savings, strategies
-from learner.benchmark import BenchmarkError, _pad, embed_splits, label_vocabulary, load_split, parse_config
+from learner.benchmark import BenchmarkError, embed_splits, label_vocabulary, load_split, pad_topk, parse_config
 from learner.data import multi_hot
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class Simulation:
         idx, probs = model.predict_topk(inputs, max(5, min(len(self.labels), model.config.shortlist)))
         micro = model.rules["micro_f1"].apply(idx, probs, len(self.labels))
         macro = model.rules.get("macro_f1", model.rules["micro_f1"]).apply(idx, probs, len(self.labels))
-        idx = _pad(idx[:, :5], 5)  # fewer than 5 labels: the missing ranks count as misses
+        idx = pad_topk(idx[:, :5], 5)  # fewer than 5 labels: the missing ranks count as misses
         return {
             "micro_f1": round(metrics.micro_f1(self.Y_test, micro), 5),
             "macro_f1": round(metrics.macro_f1(self.Y_test, macro), 5),
@@ -506,7 +506,7 @@ class LowData:
 
     def _scores(self, idx: np.ndarray, probs: np.ndarray, micro: Any, macro: Any) -> dict[str, float]:
         sim = self.simulation
-        top = _pad(idx[:, :5], 5)
+        top = pad_topk(idx[:, :5], 5)
         return {
             "micro_f1": round(metrics.micro_f1(sim.Y_test, micro), 5),
             "macro_f1": round(metrics.macro_f1(sim.Y_test, macro), 5),
@@ -667,7 +667,7 @@ class LowData:
         at 0 labels does not have: the bar the prior must clear)."""
         sim = self.simulation
         top = np.argsort(-np.asarray(sim.Y.sum(axis=0)).ravel(), kind="stable")[:5]
-        idx = _pad(np.tile(top, (sim.Y_test.shape[0], 1)), 5)
+        idx = pad_topk(np.tile(top, (sim.Y_test.shape[0], 1)), 5)
         return {
             "P@1": round(metrics.precision_at_k(sim.Y_test, idx, 1), 5),
             "P@5": round(metrics.precision_at_k(sim.Y_test, idx, 5), 5),
@@ -764,7 +764,7 @@ def plot_checkpoints(runs: dict[str, dict[str, list[dict[str, Any]]]], path: Pat
     plt.close(figure)
 
 
-def _replace_labels(split: Any, path: str | None, what: str) -> Any:
+def replace_labels(split: Any, path: str | None, what: str) -> Any:
     """The split with each document's labels taken from a side file of {id, labels} (joined on id)."""
     if path is None:
         return split
@@ -813,14 +813,14 @@ def _subset(split: Any, rows: np.ndarray, **changes: Any) -> Any:
     )
 
 
-def _sample(split: Any, size: int | None, seed: int) -> Any:
+def sample_split(split: Any, size: int | None, seed: int) -> Any:
     if size is None or size >= len(split):
         return split
     rows = np.sort(np.random.default_rng(seed).choice(len(split), size=size, replace=False))
     return _subset(split, rows, sha256=f"{split.sha256}-sample{size}-{seed}")
 
 
-def _simulation(
+def build_simulation(
     train: Any,
     test: Any,
     labels: list[str],
@@ -868,14 +868,14 @@ def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
         train, test = load_split("train", args.train), load_split("test", args.test)
     except BenchmarkError as exc:
         raise SimulationError(str(exc)) from exc
-    train = _sample(_replace_labels(train, args.train_labels, "train-labels"), args.pool_size, 1)
+    train = sample_split(replace_labels(train, args.train_labels, "train-labels"), args.pool_size, 1)
     if args.test_from_pool:
         if not 0 < args.test_from_pool < len(train):
             raise SimulationError(f"--test-from-pool must be between 1 and {len(train) - 1}")
         whole = train  # embedded as one (cached) split, then cut in two
         train, test = _hold_out(train, args.test_from_pool)
     else:
-        test = _sample(_replace_labels(test, args.test_labels, "test-labels"), args.test_size, 2)
+        test = sample_split(replace_labels(test, args.test_labels, "test-labels"), args.test_size, 2)
     labels = label_vocabulary([train, test])
     if args.labels is not None:  # the whole label set of a project, not only the labels the samples use
         try:
@@ -915,7 +915,7 @@ def _run_checkpoints(args: argparse.Namespace) -> dict[str, Any]:
         )
     except BenchmarkError as exc:
         raise SimulationError(str(exc)) from exc
-    simulation = _simulation(train, test, labels, config, embeddings, args)
+    simulation = build_simulation(train, test, labels, config, embeddings, args)
     out = Path(args.out)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -989,8 +989,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         raise SimulationError(str(exc)) from exc
     from learner.fast import FastTierConfig
 
-    train = _sample(_replace_labels(train, args.train_labels, "train-labels"), args.pool_size, 1)
-    test = _sample(_replace_labels(test, args.test_labels, "test-labels"), args.test_size, 2)
+    train = sample_split(replace_labels(train, args.train_labels, "train-labels"), args.pool_size, 1)
+    test = sample_split(replace_labels(test, args.test_labels, "test-labels"), args.test_size, 2)
     labels = label_vocabulary([train, test])
     try:
         resolved = FastTierConfig.from_dict(config).resolve(len(labels))
@@ -1022,7 +1022,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             prior = LabelPrior(labels, vectors, PriorConfig.from_dict(prior_config))
     except (BenchmarkError, TypeError, ValueError) as exc:
         raise SimulationError(str(exc)) from exc
-    simulation = _simulation(train, test, labels, config, embeddings, args, prior=prior)
+    simulation = build_simulation(train, test, labels, config, embeddings, args, prior=prior)
     out = Path(args.out)
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)

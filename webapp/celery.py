@@ -1,6 +1,6 @@
 """The Celery app. Workers: `celery -A webapp worker -Q default` and `-Q gpu -c 1` (training and encoding).
 
-Every worker records itself in the database (annotator.WorkerHeartbeat) when it is ready and then every
+Every worker records itself in the database (annotator.services.workers) when it is ready and then every
 ALABEL_WORKER_HEARTBEAT_SECONDS from a thread of its main process: /healthz and the manager's page show which
 workers are alive, on which queues and devices, without asking them over the broker.
 """
@@ -24,20 +24,6 @@ logger = logging.getLogger(__name__)
 _heartbeat_stop = threading.Event()
 
 
-def _beat(hostname: str, queues: str, device: str, *, started: bool = False) -> None:
-    from django.utils import timezone
-
-    from annotator.models import WorkerHeartbeat
-
-    now = timezone.now()
-    defaults = {"queues": queues[:200], "device": device, "pid": os.getpid(), "seen_at": now, "stopped_at": None}
-    if started:
-        defaults["started_at"] = now
-    WorkerHeartbeat.objects.update_or_create(
-        hostname=hostname[:200], defaults=defaults, create_defaults={**defaults, "started_at": now}
-    )
-
-
 @worker_ready.connect
 def _worker_ready(sender=None, **_kwargs) -> None:
     from django.conf import settings
@@ -48,16 +34,16 @@ def _worker_ready(sender=None, **_kwargs) -> None:
         queues = ",".join(sorted(q.name for q in sender.task_consumer.queues))
     except AttributeError:
         queues = ""
-    from annotator import ml
+    from annotator.services.workers import worker_device, worker_heartbeat
 
-    device = ml.device()
+    device = worker_device()
     interval = float(settings.ALABEL_WORKER_HEARTBEAT_SECONDS)
 
     def run() -> None:
         first = True
         while True:
             try:
-                _beat(hostname, queues, device, started=first)
+                worker_heartbeat(hostname=hostname, queues=queues, device=device, started=first)
                 first = False
             except Exception:  # the database may be away for a moment: try again next period
                 logger.warning("worker heartbeat not written", exc_info=True)
@@ -76,10 +62,8 @@ def _worker_shutdown(sender=None, **_kwargs) -> None:
     if not hostname:
         return
     try:
-        from django.utils import timezone
+        from annotator.services.workers import worker_stopped
 
-        from annotator.models import WorkerHeartbeat
-
-        WorkerHeartbeat.objects.filter(hostname=hostname).update(stopped_at=timezone.now())
+        worker_stopped(hostname=hostname)
     except Exception:  # shutting down: never block it
         logger.warning("worker stop not recorded", exc_info=True)

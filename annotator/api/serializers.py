@@ -8,11 +8,6 @@ from ..models import Job, Membership, ModelVersion, Project, TrainingSchedule, T
 from ..services.projects import PROJECT_SETTINGS
 
 
-class LabelInputSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-
-
 class LabelListField(serializers.ListField):
     """Labels given as names or as {"name", "description"} objects."""
 

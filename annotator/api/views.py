@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 from datetime import date
 
-from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -19,7 +18,7 @@ from rest_framework.views import APIView
 
 from .. import selectors, services
 from ..exceptions import NotFound, ProjectError
-from ..importing import parse_file, parse_records
+from ..importing import parse_records, parse_upload
 from ..models import Annotation, Job, Membership, TrainingSchedule
 from . import serializers as s
 
@@ -104,12 +103,7 @@ class DocumentImportView(APIView):
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         upload = request.FILES.get("file")
         if upload is not None:
-            limit = settings.ALABEL_MAX_IMPORT_BYTES
-            if upload.size > limit:
-                raise ProjectError(
-                    f"the file is {upload.size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB", status=413
-                )
-            records, errors = parse_file(upload.name, upload.read())
+            records, errors = parse_upload(upload)
         else:
             records, errors = parse_records(request.data)
         create_labels = request.query_params.get("create_labels", "").lower() in {"1", "true", "yes"}

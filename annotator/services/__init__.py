@@ -3,20 +3,16 @@
 from .adaptation import adaptation_due, adaptation_maybe_request, adaptation_request, adaptation_run
 from .annotations import annotation_submit, document_skip, labels_recount, version_decisions_refresh
 from .documents import ImportResult, documents_import
+from .encoding import encode_run
 from .jobs import job_cancel, job_claim, job_dispatch, job_request
 from .projects import labels_add, member_add, project_create, project_update
 from .queue import NothingToServe, Served, lease_renew, queue_lease_next, queue_release
+from .reconcile import jobs_reconcile
 from .registry import version_promote
 from .savings import savings_adopt, savings_maybe_request, savings_request, savings_run
 from .schedules import schedule_delete, schedule_save, training_scheduled
-from .training import (
-    encode_run,
-    jobs_reconcile,
-    scoring_run,
-    training_maybe_request,
-    training_request,
-    training_run,
-)
+from .scoring import scoring_run
+from .training import training_maybe_request, training_request, training_run
 
 __all__ = [
     "ImportResult",

@@ -22,25 +22,9 @@ from django.utils import timezone
 from .. import ml
 from ..exceptions import ProjectError
 from ..models import Document, EncoderVersion, Job, Project
-from ..selectors import adaptation_next_at, newest_encoder_path
-from .jobs import (
-    Heartbeat,
-    JobCancelled,
-    JobLiveness,
-    job_claim,
-    job_request,
-    job_succeed,
-)
-from .training import (
-    JOB_ERRORS,
-    _encode_missing,
-    _label_texts,
-    _multi_hot,
-    _prior,
-    _texts,
-    _training_snapshot,
-    abandon,
-)
+from ..selectors import adaptation_next_at, document_texts, label_texts, newest_encoder_path, training_snapshot
+from .encoding import encode_missing, label_prior
+from .jobs import JOB_ERRORS, Heartbeat, JobCancelled, JobLiveness, job_abandon, job_claim, job_request, job_succeed
 
 
 def _check_enough(n_documents: int) -> None:
@@ -54,7 +38,7 @@ def _check_enough(n_documents: int) -> None:
 
 def adaptation_request(*, project: Project, user) -> Job:
     """ "Adapt the encoder": queues an adaptation run (or returns the one queued or running)."""
-    doc_ids, _, _ = _training_snapshot(project)
+    doc_ids, _, _ = training_snapshot(project)
     _check_enough(len(doc_ids))
     job, _ = job_request(project=project, kind=Job.Kind.ADAPT, reason="requested", requested_by=user)
     return job
@@ -107,10 +91,10 @@ def adaptation_run(*, job_id: int) -> None:
         with JobLiveness(job.pk):
             project = Project.objects.get(pk=job.project_id)
             beat = Heartbeat(job.pk)
-            doc_ids, labels, rows = _training_snapshot(project)
+            doc_ids, labels, rows = training_snapshot(project)
             _check_enough(len(doc_ids))
-            Y = _multi_hot(rows, [label_id for label_id, _ in labels])  # (N, L)
-            texts = _texts(doc_ids)
+            Y = ml.multi_hot(rows, [label_id for label_id, _ in labels])  # (N, L)
+            texts = document_texts(doc_ids)
             fit, check = ml.check_split(len(doc_ids), seed=job.pk)
             relative = Path("projects") / str(project.pk) / "encoders" / f"job{job.pk}-{uuid.uuid4().hex[:8]}"
             folder = Path(settings.ARTIFACTS_DIR) / relative
@@ -123,10 +107,10 @@ def adaptation_run(*, job_id: int) -> None:
                 on_progress=lambda fraction: adapt_beat(fraction, f"adapting the encoder on {len(fit)} documents"),
             )
             in_use = newest_encoder_path(project=project)
-            _encode_missing(project.pk, doc_ids, beat.sub(0.55, 0.02), in_use)
-            _encode_missing(project.pk, doc_ids, beat.sub(0.57, 0.05), str(relative))
-            label_texts = _label_texts(project.pk)
-            ml.encode_labels(project.pk, label_texts, str(relative))
+            encode_missing(project.pk, doc_ids, beat.sub(0.55, 0.02), in_use)
+            encode_missing(project.pk, doc_ids, beat.sub(0.57, 0.05), str(relative))
+            label_rows = label_texts(project.pk)
+            ml.encode_labels(project.pk, label_rows, str(relative))
             checked = None
             if len(check):
                 beat(0.62, f"checking the adapted encoder on {len(check)} held-out documents")
@@ -140,8 +124,8 @@ def adaptation_run(*, job_id: int) -> None:
                     labels=[name for _, name in labels],
                     config=ml.fast_config(loss=project.loss, seed=job.pk),
                     priors=(
-                        _prior(project.pk, encode=True, encoder_path=in_use),
-                        _prior(project.pk, encode=False, encoder_path=str(relative)),
+                        label_prior(project.pk, encode=True, encoder_path=in_use),
+                        label_prior(project.pk, encode=False, encoder_path=str(relative)),
                     ),
                 )
             record = {
@@ -163,7 +147,7 @@ def adaptation_run(*, job_id: int) -> None:
                 _finish(job_id=job.pk, attempt=attempt, project=project, record=record, message=message)
                 return
             every = list(Document.objects.filter(project=project).order_by("id").values_list("id", flat=True))
-            _encode_missing(project.pk, every, beat.sub(0.7, 0.28), str(relative))
+            encode_missing(project.pk, every, beat.sub(0.7, 0.28), str(relative))
             beat(0.99, "publishing the encoder")
             stats["check"] = checked
             stats["adapted_document_ids"] = [doc_ids[i] for i in fit]
@@ -171,21 +155,20 @@ def adaptation_run(*, job_id: int) -> None:
                 job_id=job.pk, attempt=attempt, project=project, relative=str(relative), stats=stats, record=record
             )
     except JobCancelled:
-        abandon(job_id=job_id, folder=folder, cancelled=True)
+        job_abandon(job_id=job_id, folder=folder, cancelled=True)
         return
     except JOB_ERRORS as exc:
-        abandon(job_id=job_id, folder=folder, error=f"adaptation failed: {exc}")
+        job_abandon(job_id=job_id, folder=folder, error=f"adaptation failed: {exc}")
         return
     if version is None:  # another delivery took the job over, or it was cancelled
-        abandon(job_id=job_id, folder=folder)
+        job_abandon(job_id=job_id, folder=folder)
         return
     job_request(project=project, kind=Job.Kind.TRAIN, reason=f"encoder e{version.number} adapted", mode="full")
 
 
 def _drop(project_id: int, folder: Path, relative: str) -> None:
     """Removes an adapted encoder that is not adopted: its folder and the embeddings cached under its fingerprint."""
-    for store in (ml.embedding_store(project_id, relative), ml.label_store(project_id, relative)):
-        shutil.rmtree(store.folder, ignore_errors=True)
+    ml.embeddings_drop(project_id, relative)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 
 import numpy as np
 
 from .. import ml
-from ..models import ModelVersion, Project
+from ..models import Project
+from ..selectors.curves import CURVE_METRIC, curve_points, points_fingerprint
 
 logger = logging.getLogger(__name__)
 
-CURVE_METRIC = "micro_f1"
 CURVE_BOOTSTRAP = 300
-
-
-def curve_points(*, project: Project, metric: str = CURVE_METRIC) -> list[dict]:
-    """One point per model version measured on the evaluation set: training labels and the metric with its
-    interval, in order of training labels."""
-    points = []
-    for number, labels, evaluation, agreement, created_at in (
-        ModelVersion.objects.filter(project=project)
-        .order_by("n_annotations", "number")
-        .values_list("number", "n_annotations", "evaluation", "agreement", "created_at")
-    ):
-        measured = (evaluation or {}).get("metrics", {}).get(metric)
-        if not measured or labels <= 0:
-            continue
-        points.append(
-            {
-                "version": number,
-                "labels": labels,
-                "value": measured["value"],
-                "low": measured["low"],
-                "high": measured["high"],
-                "evaluated_on": evaluation.get("n_documents", 0),
-                "agreement": agreement,
-                "created_at": created_at.isoformat(),
-            }
-        )
-    return points
-
-
-def points_fingerprint(points: list[dict]) -> str:
-    key = [(p["version"], p["labels"], p["value"], p["low"], p["high"]) for p in points]
-    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
 def learning_curve_refresh(*, project: Project, metric: str = CURVE_METRIC) -> dict:

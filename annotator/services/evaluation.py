@@ -14,6 +14,8 @@ from django.db.models import Count, Exists, OuterRef, Q
 
 from .. import ml
 from ..models import Annotation, Document, Label, ModelVersion, Project, QueueItem
+from ..selectors import document_texts, evaluation_labels, training_label_counts
+from .encoding import encode_missing
 
 logger = logging.getLogger(__name__)
 
@@ -85,22 +87,14 @@ def evaluation_set_sync(*, project: Project) -> int:
     return size
 
 
-def evaluation_labels(project: Project) -> tuple[list[int], list[list[int]]]:
-    """The labelled evaluation documents and the label ids of their latest answer."""
-    from .training import latest_answers
-
-    return latest_answers(project, evaluation=True)
-
-
 def _model_inputs(model, project: Project, doc_ids: list[int]) -> tuple[list[str] | None, np.ndarray | None]:
     """What `model` reads for these documents: their texts and/or embeddings (encoding any not encoded yet)."""
-    from .training import _encode_missing, _texts  # one module loads texts and embeddings for every job
-
     X = None
-    if model.uses_embeddings:
-        _encode_missing(project.pk, doc_ids, lambda *_: None, ml.model_encoder(model))
+    reads_texts, reads_embeddings = ml.model_reads(model)
+    if reads_embeddings:
+        encode_missing(project.pk, doc_ids, lambda *_: None, ml.model_encoder(model))
         X = ml.embedding_store(project.pk, ml.model_encoder(model)).get(doc_ids)
-    return (_texts(doc_ids) if model.uses_texts else None), X
+    return (document_texts(doc_ids) if reads_texts else None), X
 
 
 def evaluate_model(
@@ -110,8 +104,8 @@ def evaluate_model(
     if not doc_ids:
         return {}
     names = dict(Label.objects.filter(project=project).values_list("id", "name"))
-    column = {name: j for j, name in enumerate(model.labels)}
-    n_labels = len(model.labels)
+    column = {name: j for j, name in enumerate(ml.model_labels(model))}
+    n_labels = len(column)
     indptr, indices = [0], []
     for row in rows:
         indices.extend(sorted({column[names[label_id]] for label_id in row if names.get(label_id) in column}))
@@ -143,8 +137,6 @@ def evaluation_refresh(*, project: Project) -> int:
         if version.evaluation.get("n_documents", 0) * REEVALUATE_GROWTH < len(doc_ids)
         or (version.evaluation.get("n_documents", 0) < len(doc_ids) and version.is_serving)
     ]
-    from .training import training_label_counts
-
     done = 0
     counts: tuple[int, np.ndarray] | None = None  # (training documents, positives per model label)
     for version in stale:
@@ -152,8 +144,9 @@ def evaluation_refresh(*, project: Project) -> int:
         if not path.exists():
             continue
         model = ml.load_model(str(path))
-        if counts is None or len(counts[1]) != len(model.labels):
-            train_ids, train_counts = training_label_counts(project, list(model.labels))
+        names = ml.model_labels(model)
+        if counts is None or len(counts[1]) != len(names):
+            train_ids, train_counts = training_label_counts(project, names)
             counts = (len(train_ids), train_counts)
         result = evaluate_model(
             model=model, project=project, doc_ids=doc_ids, rows=rows, label_counts=counts[1], n_train=counts[0]
@@ -186,4 +179,5 @@ def stop_decisions(*, model, project: Project, doc_ids: list[int]) -> list[list[
     label_ids = dict(Label.objects.filter(project=project).values_list("name", "id"))
     texts, X = _model_inputs(model, project, doc_ids)
     columns = ml.label_decisions(model, texts=texts, X=X)
-    return [sorted(label_ids[model.labels[j]] for j in row if model.labels[j] in label_ids) for row in columns]
+    names = ml.model_labels(model)
+    return [sorted(label_ids[names[j]] for j in row if names[j] in label_ids) for row in columns]

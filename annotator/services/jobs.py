@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import socket
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
@@ -23,26 +25,27 @@ class JobCancelled(Exception):
     """Raised inside a running job when a manager cancelled it: the job stops at its next progress report."""
 
 
-def _task_for(kind: str):
-    from .. import tasks
-
-    return {
-        Job.Kind.ENCODE: tasks.encode_documents,
-        Job.Kind.TRAIN: tasks.train_model,
-        Job.Kind.SCORE: tasks.score_pool,
-        Job.Kind.ADAPT: tasks.adapt_encoder,
-        Job.Kind.ESTIMATE: tasks.estimate_savings,
-    }[kind]
+TASKS = {  # the Celery task of each job kind, by name: services never import the tasks module (it imports them)
+    Job.Kind.ENCODE: "annotator.tasks.encode_documents",
+    Job.Kind.TRAIN: "annotator.tasks.train_model",
+    Job.Kind.SCORE: "annotator.tasks.score_pool",
+    Job.Kind.ADAPT: "annotator.tasks.adapt_encoder",
+    Job.Kind.ESTIMATE: "annotator.tasks.estimate_savings",
+}
+# Errors a job reports as FAILED with its message (bad data, model errors, disk). Anything else is a bug: it
+# propagates, and the reconciler marks the job failed when its heartbeat stops.
+JOB_ERRORS = (ValueError, RuntimeError, OSError, ProjectError, KeyError)
 
 
 def job_dispatch(*, job_id: int) -> bool:
     """Sends the job's task to the broker. A broker that is down is logged, not raised: the job stays PENDING
     and the reconciler (celery beat) sends it again, so a web request never fails for it."""
+    from celery import current_app
     from kombu.exceptions import OperationalError
 
     job = Job.objects.only("kind").get(pk=job_id)
     try:
-        _task_for(job.kind).delay(job_id)
+        current_app.send_task(TASKS[job.kind], args=[job_id])
     except (OperationalError, ConnectionError, OSError) as exc:
         logger.warning("could not dispatch %s job %s now (%s); the reconciler will retry", job.kind, job_id, exc)
         return False
@@ -177,6 +180,17 @@ def job_mark_cancelled(*, job_id: int) -> None:
     Job.objects.filter(pk=job_id, status__in=Job.ACTIVE).update(
         status=Job.Status.CANCELLED, message="cancelled", finished_at=timezone.now()
     )
+
+
+def job_abandon(*, job_id: int, folder: Path | None, error: str | None = None, cancelled: bool = False) -> None:
+    """A run that publishes nothing: the folder it wrote is removed; its job FAILED with `error`, or CANCELLED when
+    it stopped on a cancel request (`cancelled`, or one found after another delivery took the job over)."""
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+    if error is not None:
+        job_fail(job_id=job_id, error=error)
+    elif cancelled or Job.objects.filter(pk=job_id, cancel_requested=True).exists():
+        job_mark_cancelled(job_id=job_id)
 
 
 def job_retry_depth(job: Job) -> int:

@@ -219,7 +219,7 @@ def project_update(*, project: Project, **project_settings: Any) -> Project:
     """Change settings; a new strategy (or queue size, or more suggestions than the queue keeps) re-scores the queue
     with the serving model."""
     from .jobs import job_request
-    from .training import KEPT_SHORTLIST
+    from .scoring import KEPT_SHORTLIST
 
     values = _clean_settings(project_settings)
     rescore = any(key in values and values[key] != getattr(project, key) for key in ("strategy", "queue_size"))

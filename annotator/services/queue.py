@@ -1,4 +1,5 @@
-"""Serving documents: leases on the queue of the serving model version."""
+"""The queue: serving documents (leases on the queue of the serving model version), and the scoring job's writes
+(swapping in a version's queue, chunk by chunk while it scores). A lease is live by `selectors.live_lease_filter`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,21 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from ..exceptions import ProjectError
 from ..models import Annotation, Document, DocumentSkip, Job, ModelVersion, Project, QueueItem
-from ..selectors import Budget, budget_for, item_suggestions, member_quota_left, serving_version
+from ..selectors import (
+    Budget,
+    budget_for,
+    item_suggestions,
+    lease_free_filter,
+    lease_held_by_other,
+    live_lease_filter,
+    member_quota_left,
+    serving_version,
+)
 from .evaluation import evaluation_turn
 from .jobs import job_request
 
@@ -55,11 +65,7 @@ def _free_documents(project: Project, user, now, *, evaluation: bool):
         .filter(~Exists(Annotation.objects.filter(document=OuterRef("pk"))))
         .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("pk"), user=user)))
         .filter(
-            ~Exists(
-                QueueItem.objects.filter(
-                    document=OuterRef("pk"), leased_to__isnull=False, lease_expires_at__gt=now
-                ).exclude(leased_to=user)
-            )
+            ~Exists(QueueItem.objects.filter(live_lease_filter(now), document=OuterRef("pk")).exclude(leased_to=user))
         )
     )
 
@@ -94,7 +100,7 @@ def _queue_row(
             item = rows.get(pk=item.pk)
         except QueueItem.DoesNotExist:  # a scoring run replaced the queue between the two: take the new row
             continue
-        if item.leased_to_id not in (None, user.pk) and item.lease_expires_at > now:
+        if lease_held_by_other(item, user, now):
             return None
         return item
     return None
@@ -113,7 +119,7 @@ def _free_items(project: Project, user, now):
     """Queue rows of the pool the user may take, best first, locked (skipping rows locked by a concurrent `next`)."""
     free = (
         QueueItem.objects.filter(project=project, document__is_evaluation=False)
-        .filter(Q(leased_to__isnull=True) | Q(lease_expires_at__lte=now))
+        .filter(lease_free_filter(now))
         .filter(~_annotated())
         .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("document"), user=user)))
         .select_related("document", "model_version")
@@ -144,7 +150,7 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     """
     now = timezone.now()
     held = (
-        QueueItem.objects.filter(project=project, leased_to=user, lease_expires_at__gt=now)
+        QueueItem.objects.filter(live_lease_filter(now), project=project, leased_to=user)
         .filter(~_annotated())
         .select_related("document", "model_version")
         .order_by("-score", "id")
@@ -208,7 +214,100 @@ def lease_renew(*, project: Project, user, document_id: object) -> QueueItem | N
     if connection.features.has_select_for_update:
         items = items.select_for_update()
     items = list(items.order_by("-created_at"))
-    if any(i.leased_to_id not in (None, user.pk) and i.lease_expires_at > now for i in items):
+    if any(lease_held_by_other(i, user, now) for i in items):
         return None
     mine = next((i for i in items if i.leased_to_id == user.pk), None) or (items[0] if items else None)
     return _lease(mine, user, project) if mine is not None else None
+
+
+# --- writes of the scoring job ---------------------------------------------------------------------------------------
+def _lock_if_serving(project: Project, version: ModelVersion | None) -> bool:
+    """Inside a transaction: locks the project row (serialises queue writes with publishing and promoting) and
+    says whether `version` (None: no model yet) still serves."""
+    Project.objects.select_for_update(no_key=True).get(pk=project.pk)
+    current = serving_version(project=project)
+    return (current.pk if current else None) == (version.pk if version else None)
+
+
+def queue_replace(project: Project, version: ModelVersion | None, items: list[QueueItem]) -> int | None:
+    """Swaps the project's queue for `items` in one transaction, keeping live leases (their holders are working).
+
+    Returns None and changes nothing when `version` is no longer the serving one (a newer model was published
+    while scoring): its queue must not replace the newer model's.
+    """
+    with transaction.atomic():
+        if not _lock_if_serving(project, version):
+            return None
+        held = {item.document_id: item for item in QueueItem.objects.filter(live_lease_filter(), project=project)}
+        QueueItem.objects.filter(project=project).exclude(pk__in=[item.pk for item in held.values()]).delete()
+        fresh = [item for item in items if item.document_id not in held]
+        # A row another writer queued for the same document meanwhile (e.g. the evaluation set's) stays as it is:
+        # a scoring run never fails on it (a crash left the job RUNNING until the reconciler noticed).
+        QueueItem.objects.bulk_create(fresh, batch_size=1000, ignore_conflicts=True)
+        # A document someone is working on keeps its lease but takes the new version's suggestions and provenance.
+        renewed = []
+        for item in items:
+            current_item = held.get(item.document_id)
+            if current_item is not None:
+                current_item.model_version = item.model_version
+                current_item.strategy = item.strategy
+                current_item.score = item.score
+                current_item.suggestions = item.suggestions
+                renewed.append(current_item)
+        QueueItem.objects.bulk_update(renewed, ["model_version", "strategy", "score", "suggestions"], batch_size=1000)
+    return len(fresh) + len(renewed)
+
+
+class QueueChunkPublisher:
+    """Adds each scored chunk's best documents to the queue as items of `version` while scoring goes on, so that
+    `next` serves the new version's best documents found so far. The first chunk (with the evaluation documents'
+    suggestions) also removes the previous versions' queue, except documents someone holds."""
+
+    def __init__(self, project: Project, version: ModelVersion, evaluation: list[QueueItem]) -> None:
+        self.project = project
+        self.version = version
+        self.evaluation = evaluation
+        self.first = True
+
+    def __call__(self, items: list[QueueItem]) -> bool:
+        """Returns False (and changes nothing) when `version` no longer serves."""
+        with transaction.atomic():
+            if not _lock_if_serving(self.project, self.version):
+                return False
+            live = {
+                item.document_id: item.pk
+                for item in QueueItem.objects.filter(live_lease_filter(), project=self.project)
+            }
+            held = set(live)
+            if self.first:
+                QueueItem.objects.filter(project=self.project).exclude(model_version=self.version).exclude(
+                    pk__in=list(live.values())
+                ).delete()
+                items = items + self.evaluation
+            fresh = [
+                QueueItem(
+                    project=self.project,
+                    document_id=item.document_id,
+                    model_version=self.version,
+                    strategy=item.strategy,
+                    score=item.score,
+                    suggestions=item.suggestions,
+                )
+                for item in items
+                if item.document_id not in held
+            ]
+            QueueItem.objects.bulk_create(fresh, batch_size=1000, ignore_conflicts=True)
+        self.first = False
+        return True
+
+
+def queue_statistics_refresh(inserted: int) -> None:
+    """After a large queue swap the planner's statistics are stale (PostgreSQL: a sequential sort of the new
+    queue until autovacuum runs; SQLite: none at all), and `next` slows down several-fold. Refresh them."""
+    if inserted < 1000:
+        return
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("ANALYZE annotator_queueitem")
+        elif connection.vendor == "sqlite":
+            cursor.execute("PRAGMA optimize")

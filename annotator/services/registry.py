@@ -1,13 +1,20 @@
-"""The model registry: which version serves. Promote any version (a rollback, and back)."""
+"""The model registry: publish a trained version (it serves), promote any version (a rollback, and back), sweep
+model and encoder folders no version refers to."""
 
 from __future__ import annotations
 
+import shutil
+import time
+from pathlib import Path
+
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 
 from ..exceptions import ProjectError
-from ..models import Activity, Job, ModelVersion, Project
+from ..models import Activity, EncoderVersion, Job, ModelVersion, Project
 from .budgets import activity_record
-from .jobs import job_request
+from .jobs import job_request, job_succeed
 
 
 @transaction.atomic
@@ -36,3 +43,74 @@ def version_promote(*, project: Project, number: object, user=None) -> ModelVers
     )
     job_request(project=project, kind=Job.Kind.SCORE, reason=f"v{version.number} promoted", model_version=version)
     return version
+
+
+def version_publish(
+    *,
+    job_id: int,
+    attempt: int,
+    project: Project,
+    relative: str,
+    metrics: dict,
+    evaluation: dict,
+    evaluation_per_label: list,
+    stop_predictions: list,
+    agreement: float | None,
+    config: dict,
+    n_annotations: int,
+    n_labels: int,
+    cutoff,
+    seconds: float,
+    device: str,
+) -> ModelVersion | None:
+    """One transaction: the new version becomes the serving one and the job SUCCEEDED, or nothing changes."""
+    with transaction.atomic():
+        Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # serialises version numbering per project
+        job = Job.objects.select_for_update(no_key=True).get(pk=job_id)
+        if job.status != Job.Status.RUNNING or job.attempts != attempt:
+            return None
+        number = (ModelVersion.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0) + 1
+        ModelVersion.objects.filter(project=project, is_serving=True).update(is_serving=False)
+        version = ModelVersion.objects.create(
+            project=project,
+            number=number,
+            is_serving=True,
+            artifact_path=relative,
+            metrics=metrics,
+            evaluation=evaluation,
+            evaluation_per_label=evaluation_per_label,
+            stop_predictions=stop_predictions,
+            agreement=agreement,
+            config=config,
+            n_annotations=n_annotations,
+            n_labels=n_labels,
+            data_cutoff=cutoff,
+            train_seconds=round(seconds, 3),
+            device=device,
+        )
+        job_succeed(job=job, message=f"model v{number} trained on {n_annotations} documents", model_version=version)
+    return version
+
+
+def artifacts_sweep(*, older_than: float = 3600.0) -> int:
+    """Removes model and encoder folders that no version refers to and no active job is writing (a run killed
+    between saving and publishing leaves one), once they are `older_than` seconds old. Returns how many."""
+    root = Path(settings.ARTIFACTS_DIR) / "projects"
+    if not root.is_dir():
+        return 0
+    known = set(ModelVersion.objects.values_list("artifact_path", flat=True))
+    known |= set(EncoderVersion.objects.values_list("artifact_path", flat=True))
+    active = {f"job{pk}-" for pk in Job.objects.filter(status__in=Job.ACTIVE).values_list("pk", flat=True)}
+    removed = 0
+    for folder in [*root.glob("*/models/*"), *root.glob("*/encoders/*")]:
+        relative = str(folder.relative_to(Path(settings.ARTIFACTS_DIR)))
+        if relative in known or any(folder.name.lstrip(".").startswith(prefix) for prefix in active):
+            continue
+        try:
+            if time.time() - folder.stat().st_mtime < older_than:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    return removed

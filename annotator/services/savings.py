@@ -16,12 +16,19 @@ from django.db import transaction
 from .. import ml
 from ..exceptions import ProjectError
 from ..models import Activity, Job, Project, SavingsEstimate
-from ..selectors import newest_encoder_path, savings_latest, savings_pick_ids, serving_version
+from ..selectors import (
+    document_texts,
+    evaluation_labels,
+    newest_encoder_path,
+    savings_latest,
+    savings_pick_ids,
+    serving_version,
+    training_snapshot,
+)
 from .budgets import activity_record
-from .evaluation import evaluation_labels
-from .jobs import Heartbeat, JobCancelled, JobLiveness, job_claim, job_request, job_succeed
+from .encoding import encode_missing, label_prior
+from .jobs import JOB_ERRORS, Heartbeat, JobCancelled, JobLiveness, job_abandon, job_claim, job_request, job_succeed
 from .projects import project_update
-from .training import JOB_ERRORS, _encode_missing, _multi_hot, _prior, _texts, _training_snapshot, abandon
 
 SAVINGS_MIN_EVALUATION = 20  # labelled evaluation documents (half of them train the random arm)
 SAVINGS_MIN_PICKS = 20
@@ -89,27 +96,27 @@ def savings_run(*, job_id: int) -> None:
             project = Project.objects.get(pk=job.project_id)
             beat = Heartbeat(job.pk)
             beat(0.0, "gathering the picks and the evaluation documents")
-            train_ids, labels, train_rows = _training_snapshot(project)
+            train_ids, labels, train_rows = training_snapshot(project)
             if not labels:
                 raise ProjectError("the project has no labels")
             rows_of = dict(zip(train_ids, train_rows, strict=True))
             pick_ids = [doc_id for doc_id in savings_pick_ids(project=project) if doc_id in rows_of]
             eval_ids, eval_rows = evaluation_labels(project)
             encoder_path = newest_encoder_path(project=project)  # what the next training reads
-            _encode_missing(project.pk, pick_ids + eval_ids, beat.sub(0.0, 0.1), encoder_path)
+            encode_missing(project.pk, pick_ids + eval_ids, beat.sub(0.0, 0.1), encoder_path)
             store = ml.embedding_store(project.pk, encoder_path)
             label_ids = [label_id for label_id, _ in labels]
             estimate_beat = beat.sub(0.1, 0.89)
             result = ml.savings_estimate(
-                picks_texts=_texts(pick_ids),
+                picks_texts=document_texts(pick_ids),
                 picks_X=store.get(pick_ids),
-                Y_picks=_multi_hot([rows_of[doc_id] for doc_id in pick_ids], label_ids),  # (P, L)
-                eval_texts=_texts(eval_ids),
+                Y_picks=ml.multi_hot([rows_of[doc_id] for doc_id in pick_ids], label_ids),  # (P, L)
+                eval_texts=document_texts(eval_ids),
                 eval_X=store.get(eval_ids),
-                Y_eval=_multi_hot(eval_rows, label_ids),  # (E, L)
+                Y_eval=ml.multi_hot(eval_rows, label_ids),  # (E, L)
                 labels=[name for _, name in labels],
                 config=ml.fast_config(loss=project.loss, seed=0),
-                prior=_prior(project.pk, encode=True, encoder_path=encoder_path),
+                prior=label_prior(project.pk, encode=True, encoder_path=encoder_path),
                 strategy=project.strategy,
                 seed=project.pk,
                 min_evaluation=SAVINGS_MIN_EVALUATION,
@@ -121,13 +128,13 @@ def savings_run(*, job_id: int) -> None:
             beat(0.99, "saving the estimate")
             estimate = _publish(job_id=job.pk, attempt=attempt, project=project, result=result)
     except JobCancelled:
-        abandon(job_id=job_id, folder=None, cancelled=True)
+        job_abandon(job_id=job_id, folder=None, cancelled=True)
         return
     except JOB_ERRORS as exc:
-        abandon(job_id=job_id, folder=None, error=f"estimate failed: {exc}")
+        job_abandon(job_id=job_id, folder=None, error=f"estimate failed: {exc}")
         return
     if estimate is None:  # another delivery took the job over, or it was cancelled
-        abandon(job_id=job_id, folder=None)
+        job_abandon(job_id=job_id, folder=None)
 
 
 def _publish(*, job_id: int, attempt: int, project: Project, result: dict) -> SavingsEstimate | None:

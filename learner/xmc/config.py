@@ -7,11 +7,9 @@ the field, as ``learner.config`` does.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Self
 
-from learner.config import _check_float, _check_int, _from_dict
+from learner.config import Params, check_float, check_int
 
 __all__ = ["LOSSES", "NEGATIVES", "TRANSFORMS", "TreeConfig", "XRConfig"]
 
@@ -21,7 +19,7 @@ TRANSFORMS: tuple[str, ...] = ("l1-hinge", "l2-hinge", "l3-hinge", "l4-hinge", "
 
 
 @dataclass(frozen=True)
-class TreeConfig:
+class TreeConfig(Params):
     """The hierarchical label tree: recursive balanced spherical 2-means on label features (PIFA).
 
     ``branching`` (a power of 2) is the out-degree of the cluster levels; the labels are split in halves
@@ -37,25 +35,16 @@ class TreeConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("branching", self.branching, 2)
+        check_int("branching", self.branching, 2)
         if self.branching & (self.branching - 1):
             raise ValueError(f"branching must be a power of 2 (2, 4, 8, 16, ...); got {self.branching}")
-        _check_int("leaf_size", self.leaf_size, 2)
-        _check_int("kmeans_iterations", self.kmeans_iterations, 1)
-        _check_int("seed", self.seed, 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable values of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Rebuild from ``to_dict()`` output; unknown keys raise ``ValueError`` naming them."""
-        return _from_dict(cls, data)
+        check_int("leaf_size", self.leaf_size, 2)
+        check_int("kmeans_iterations", self.kmeans_iterations, 1)
+        check_int("seed", self.seed, 0)
 
 
 @dataclass(frozen=True)
-class XRConfig:
+class XRConfig(Params):
     """XR-Linear: per-level linear rankers over a label tree, beam search at inference.
 
     Training (per tree level, for every node: one binary linear classifier per child, trained on the
@@ -110,23 +99,23 @@ class XRConfig:
             object.__setattr__(self, "tree", TreeConfig.from_dict(self.tree))
         if not isinstance(self.tree, TreeConfig):
             raise ValueError(f"tree must be a TreeConfig; got {type(self.tree).__name__}")
-        _check_int("beam", self.beam, 1)
+        check_int("beam", self.beam, 1)
         if self.negatives not in NEGATIVES:
             raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}; got {self.negatives!r}")
-        _check_int("led_neighbours", self.led_neighbours, 1)
+        check_int("led_neighbours", self.led_neighbours, 1)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
-        _check_float(self, "C", 0.0, float("inf"), low_open=True, high_open=True)
-        _check_float(self, "positive_weight", 0.0, float("inf"), low_open=True, high_open=True)
-        _check_float(self, "bias", 0.0, float("inf"), low_open=False, high_open=True)
-        _check_float(self, "tol", 0.0, float("inf"), low_open=True, high_open=True)
-        _check_int("max_iter", self.max_iter, 1)
-        _check_float(self, "weight_threshold", 0.0, float("inf"), low_open=False, high_open=True)
+        check_float(self, "C", 0.0, float("inf"), low_open=True, high_open=True)
+        check_float(self, "positive_weight", 0.0, float("inf"), low_open=True, high_open=True)
+        check_float(self, "bias", 0.0, float("inf"), low_open=False, high_open=True)
+        check_float(self, "tol", 0.0, float("inf"), low_open=True, high_open=True)
+        check_int("max_iter", self.max_iter, 1)
+        check_float(self, "weight_threshold", 0.0, float("inf"), low_open=False, high_open=True)
         if self.transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {', '.join(TRANSFORMS)}; got {self.transform!r}")
-        _check_float(self, "path_exponent", 0.0, float("inf"), low_open=False, high_open=True)
-        _check_float(self, "pifa_weight", 0.0, float("inf"), low_open=False, high_open=True)
-        _check_float(self, "pifa_threshold", 0.0, 1.0, low_open=False, high_open=True)
+        check_float(self, "path_exponent", 0.0, float("inf"), low_open=False, high_open=True)
+        check_float(self, "pifa_weight", 0.0, float("inf"), low_open=False, high_open=True)
+        check_float(self, "pifa_threshold", 0.0, 1.0, low_open=False, high_open=True)
         if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs == 0 or self.n_jobs < -1:
             raise ValueError(f"n_jobs must be a positive integer or -1 (all cores); got {self.n_jobs!r}")
 
@@ -139,12 +128,3 @@ class XRConfig:
     def label_embedding(self) -> bool:
         """Whether training adds the label-embedding negatives (the nodes of the nearest labels)."""
         return "led" in self.negatives.split("+")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable values of every field (``tree`` as a nested dict)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Rebuild from ``to_dict()`` output; unknown keys (also inside ``tree``) raise ``ValueError``."""
-        return _from_dict(cls, data)

@@ -7,7 +7,6 @@ their scores, a member that does not return the label among its ``candidates * k
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -19,9 +18,10 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from learner.features import write_folder_atomically, write_json
+from learner.artifacts import header, read_header, write_folder, write_json
+from learner.config import check_positive_int
 from learner.xmc.config import TreeConfig, XRConfig
-from learner.xmc.model import XRLinear, _check_k, check_features, check_targets
+from learner.xmc.model import XRLinear, check_features, check_targets
 from learner.xmc.tree import LabelTree, pifa
 
 __all__ = ["XREnsemble"]
@@ -74,7 +74,7 @@ class XREnsemble:
     ) -> XREnsemble:
         """Train ``n_trees`` models, tree seeds ``config.tree.seed + i``; arguments as ``XRLinear.train``."""
         config = config or XRConfig()
-        n_trees = _check_k(n_trees, "n_trees")
+        n_trees = check_positive_int(n_trees, "n_trees")
         features = check_features(X)
         targets = check_targets(Y, features.shape[0])
         started = time.perf_counter()
@@ -107,8 +107,8 @@ class XREnsemble:
         self, X: Any, k: int, *, beam: int | None = None, chunk_size: int = 4096, progress: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """The k best labels by mean member score; shapes and guarantees as ``XRLinear.predict_topk``."""
-        k = min(_check_k(k), self.n_labels)
-        chunk_size = _check_k(chunk_size, "chunk_size")
+        k = min(check_positive_int(k), self.n_labels)
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
         features = check_features(X, self.n_features)
         n_docs = features.shape[0]
         wide = min(self.n_labels, CANDIDATES * k)
@@ -125,7 +125,7 @@ class XREnsemble:
                     total = total + sp.csr_matrix((scores.ravel(), (rows, top.ravel())), shape=total.shape)
                 total = total.tocsr()
                 total.sort_indices()
-                best_idx, best_val = _row_topk(total, k)
+                best_idx, best_val = row_topk(total, k)
                 indices[start : start + n] = best_idx
                 values[start : start + n] = best_val / len(self.members)
                 bar.update(n)
@@ -135,8 +135,7 @@ class XREnsemble:
         """``ensemble.json`` and one ``XRLinear`` folder per member (``tree0``, ``tree1``, ...), atomically."""
         names = [f"tree{i}" for i in range(len(self.members))]
         manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            **header(FORMAT, FORMAT_VERSION),
             "members": names,
             "train_info": {key: value for key, value in self.train_info.items() if key != "members"},
         }
@@ -146,7 +145,7 @@ class XREnsemble:
                 member.save(folder / name)
             write_json(folder / MANIFEST, manifest)
 
-        return write_folder_atomically(directory, write)
+        return write_folder(directory, write)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> XREnsemble:
@@ -155,16 +154,14 @@ class XREnsemble:
         if not path.is_file():
             raise ValueError(f"no saved XR-Linear ensemble in {folder}: {MANIFEST} is required")
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-                raise ValueError(f"{path} is not a {FORMAT} version {FORMAT_VERSION} manifest")
+            manifest = read_header(path, FORMAT, FORMAT_VERSION)
             names = [str(name) for name in manifest["members"]]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"corrupt ensemble manifest {path}: {exc}") from exc
         return cls([XRLinear.load(folder / name) for name in names], manifest.get("train_info"))
 
 
-def _row_topk(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+def row_topk(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row of a CSR matrix with at least k stored entries: the k largest (columns, values), best first."""
     n = matrix.shape[0]
     lengths = np.diff(matrix.indptr)

@@ -15,24 +15,20 @@ work per document is O(depth * beam * branching) dot products, never O(L).
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-import learner
-from learner.features import write_folder_atomically, write_json
+from learner.artifacts import header, read_header, write_folder, write_json
+from learner.config import check_positive_int
 from learner.xmc import solver
 from learner.xmc.config import XRConfig
 from learner.xmc.solver import LayerTask, LayerWeights, fork_map, train_layer
@@ -102,7 +98,7 @@ def label_neighbours(Z: Any, k: int, *, n_jobs: int = 1) -> sp.csr_matrix:
     on the chunking. Works on blocks of rows (a few MiB each, never O(L^2) memory); the cost is that
     of the sparse product Z Z^T. Raises ``ValueError`` on a bad ``k`` or a non-2-D Z.
     """
-    k = _check_k(k, "k")
+    k = check_positive_int(k, "k")
     vectors = check_features(Z, name="Z")  # (L, F) float32 CSR, sorted indices
     n_labels = vectors.shape[0]
     norms = np.sqrt(np.asarray(vectors.multiply(vectors).sum(axis=1), dtype=np.float64).ravel())  # (L,)
@@ -162,12 +158,6 @@ def _neighbour_chunk(start: int) -> tuple[int, np.ndarray, np.ndarray]:
     chosen = (above | (tied & (np.cumsum(tied, axis=1) <= missing))) & (similarity > 0)
     row, col = np.nonzero(chosen)
     return start, (start + row).astype(np.int64), col.astype(np.int64)
-
-
-def _check_k(k: Any, name: str = "k") -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"{name} must be a positive integer; got {k!r}")
-    return int(k)
 
 
 def transform_scores(raw: np.ndarray, transform: str) -> np.ndarray:
@@ -558,7 +548,7 @@ class XRLinear:
             tasks.append(LayerTask(int(parent), routed[parent].rows, int(mine[0]), int(mine[-1]) + 1, only=mine))
         train_started = time.perf_counter()
         results = fork_map(
-            solver._train_parent,
+            solver.train_parent,
             tasks,
             config.n_jobs,
             {"X": features, "Y": by_position.tocsc(), "config": config, "layer": last},
@@ -755,9 +745,9 @@ class XRLinear:
             raise ValueError(f"pifa_weight must be a number >= 0; got {pifa_weight!r}")
         if weight > 0 and self.label_features is None:
             raise ValueError("pifa_weight > 0 needs a model trained with XRConfig.pifa_weight > 0 (no PIFA stored)")
-        k = min(_check_k(k), self.n_labels)
-        width = self._effective_beam(k, _check_k(beam if beam is not None else self.config.beam, "beam"))
-        chunk_size = _check_k(chunk_size, "chunk_size")
+        k = min(check_positive_int(k), self.n_labels)
+        width = self._effective_beam(k, check_positive_int(beam if beam is not None else self.config.beam, "beam"))
+        chunk_size = check_positive_int(chunk_size, "chunk_size")
         features = check_features(X, self.n_features)
         n_docs = features.shape[0]
         indices = np.empty((n_docs, k), dtype=np.int64)
@@ -790,20 +780,12 @@ class XRLinear:
         no pickle; an existing model folder is replaced. Returns the folder.
         """
         payload = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            **header(FORMAT, FORMAT_VERSION, "scipy"),
             "config": self.config.to_dict(),
             "n_features": self.n_features,
             "n_labels": self.n_labels,
             "level_sizes": self.tree.level_sizes,
             "train_info": self.train_info,
-            "versions": {
-                "learner": learner.__version__,
-                "numpy": np.__version__,
-                "scipy": scipy.__version__,
-                "python": platform.python_version(),
-            },
-            "saved_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         arrays = dict(self.tree.to_arrays())
         for t, layer in enumerate(self.layers):
@@ -825,7 +807,7 @@ class XRLinear:
                 handle.flush()
                 os.fsync(handle.fileno())
 
-        target = write_folder_atomically(directory, write)
+        target = write_folder(directory, write)
         logger.info("saved %s to %s", self, target)
         return target
 
@@ -837,13 +819,9 @@ class XRLinear:
         if not config_path.is_file() or not arrays_path.is_file():
             raise ValueError(f"no saved XR-Linear model in {folder}: {CONFIG_FILE} and {ARRAYS_FILE} are required")
         try:
-            payload = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            payload = read_header(config_path, FORMAT, FORMAT_VERSION)
+        except ValueError as exc:
             raise ValueError(f"corrupt model config {config_path}: {exc}") from exc
-        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-            raise ValueError(f"{config_path} is not a {FORMAT} config")
-        if payload.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{config_path}: unsupported format_version {payload.get('format_version')!r}")
         try:
             config = XRConfig.from_dict(payload["config"])
             n_features = int(payload["n_features"])

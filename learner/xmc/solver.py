@@ -5,7 +5,7 @@ Every child of a parent node gets a linear classifier trained on the documents r
 threshold are dropped. The binary problems are solved with the liblinear build that scikit-learn
 ships, called through ``sklearn.svm._liblinear.train_wrap`` (the function ``LinearSVC.fit`` ends in),
 because the public estimators re-validate and copy the data for every label, which costs more than
-the solve itself here. ``tests/learner/test_xmc.py`` checks this call against ``LinearSVC`` and
+the solve itself here. ``tests/learner/xmc/test_solver.py`` checks this call against ``LinearSVC`` and
 ``LogisticRegression`` so that a scikit-learn upgrade that changes it fails loudly.
 
 Parallelism: liblinear draws its random coordinate order from one process-wide generator, so
@@ -118,7 +118,7 @@ class LayerWeights:
     bias: np.ndarray
 
 
-def _train_parent(task: LayerTask) -> tuple[int, list[tuple[np.ndarray, np.ndarray, float]]]:
+def train_parent(task: LayerTask) -> tuple[int, list[tuple[np.ndarray, np.ndarray, float]]]:
     """Train the children of one parent; returns per child (``task.positions()``) (columns, weights, bias term)."""
     X: sp.csr_matrix = _STATE["X"]
     Y: sp.csc_matrix = _STATE["Y"]
@@ -249,7 +249,7 @@ def train_layer(
     # Most expensive first so that the workers finish together.
     pieces = sorted(_split_tasks(tasks, jobs), key=lambda t: -(len(t.rows) * (t.stop - t.start)))
     results = fork_map(
-        _train_parent,
+        train_parent,
         pieces,
         config.n_jobs,
         {"X": X, "Y": Y, "config": config, "layer": layer},

@@ -101,7 +101,7 @@ def test_the_api_and_the_manager_page_queue_an_adaptation(
     assert response.status_code == 400 and "at least 50 labelled documents" in response.json()["detail"]
     client.force_login(manager)
     settings.ALABEL_ADAPT_MIN_DOCUMENTS = 6
-    page = client.post(f"/projects/{project.pk}/", {"action": "adapt"}, follow=True)
+    page = client.post(f"/projects/{project.pk}/manage/adapt/", follow=True)
     assert "Encoder adaptation queued" in page.content.decode()
     assert Job.objects.filter(project=project, kind="adapt", status="PENDING").count() == 1
 

@@ -252,7 +252,6 @@ def test_the_service_refuses_what_the_api_would_not_send(project):
 
 def _settings_post(**changes) -> dict:
     form = {
-        "action": "settings",
         "suggestions_k": "10",
         "preticks_enabled": "on",
         "pretick_floor": "0.7",
@@ -273,14 +272,15 @@ def test_the_settings_page_sets_the_floor_and_switches_preticks(project, manager
     page = client.get(f"/projects/{project.pk}/").content.decode()
     assert "Pre-tick only where ticks are right at least" in page and 'name="preticks_enabled"' in page
 
-    assert client.post(f"/projects/{project.pk}/", _settings_post(pretick_floor="0.9")).status_code == 302
+    settings_url = f"/projects/{project.pk}/manage/settings/"
+    assert client.post(settings_url, _settings_post(pretick_floor="0.9")).status_code == 302
     project.refresh_from_db()
     assert (project.pretick_floor, project.preticks_enabled) == (0.9, True)
-    assert client.post(f"/projects/{project.pk}/", _settings_post(preticks_enabled=None)).status_code == 302
+    assert client.post(settings_url, _settings_post(preticks_enabled=None)).status_code == 302
     project.refresh_from_db()
     assert (project.pretick_floor, project.preticks_enabled) == (0.7, False)
 
-    response = client.post(f"/projects/{project.pk}/", _settings_post(pretick_floor="1.5"), follow=True)
+    response = client.post(settings_url, _settings_post(pretick_floor="1.5"), follow=True)
     assert "pretick_floor: Ensure this value is less than or equal to 0.99." in response.content.decode()
     project.refresh_from_db()
     assert project.pretick_floor == 0.7

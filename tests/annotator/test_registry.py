@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from annotator import services
 from annotator.models import Activity, Document, Job, Label, ModelVersion, QueueItem
+from annotator.services.registry import artifacts_sweep
 
 from .conftest import records
-
-GOLD = [["joy"], ["anger"], ["sadness", "fear"], [], ["surprise"], ["joy", "surprise"]]
+from .loop import GOLD, encode_all, label, train
 
 
 def _run(project, kind, runner):
@@ -119,3 +124,20 @@ def test_compare_reports_metric_label_and_prediction_changes(project, manager_cl
     ]
     bad = manager_client.get(f"/api/v1/projects/{project.pk}/models/compare/", {"a": 1})
     assert bad.status_code == 400
+
+
+@pytest.mark.usefixtures("tiny_encoder")
+def test_the_sweep_removes_only_old_model_folders_nobody_refers_to(project, manager, annotator_user, documents):
+    encode_all(project)
+    label(project, annotator_user, documents, 0, 6)
+    version = train(project, manager)
+    models = Path(settings.ARTIFACTS_DIR) / "projects" / str(project.pk) / "models"
+    orphan, fresh = models / "job999-deadbeef", models / "job998-cafecafe"
+    for folder in (orphan, fresh):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}")
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))
+    os.utime(Path(settings.ARTIFACTS_DIR) / version.artifact_path, (old, old))
+    assert artifacts_sweep() == 1
+    assert not orphan.exists() and fresh.exists() and (Path(settings.ARTIFACTS_DIR) / version.artifact_path).exists()

@@ -238,19 +238,19 @@ def test_the_manager_page_shows_the_verdict_chart_and_caveats_escaped(project, m
 def test_the_page_buttons_queue_an_estimate_and_adopt(evaluated, manager, annotator_user):
     client = Client()
     client.force_login(manager)
-    page = client.post(f"/projects/{evaluated.pk}/", {"action": "estimate"}, follow=True).content.decode()
+    page = client.post(f"/projects/{evaluated.pk}/manage/estimate/", follow=True).content.decode()
     assert "Estimate of the labels saved against random queued" in page
     assert Job.objects.filter(project=evaluated, kind="estimate", status="PENDING").count() == 1
     assert "Estimating (pending" in page
 
-    page = client.post(f"/projects/{evaluated.pk}/", {"action": "adopt-strategy"}, follow=True).content.decode()
+    page = client.post(f"/projects/{evaluated.pk}/manage/adopt-strategy/", follow=True).content.decode()
     assert "there is no estimate of the labels saved against random yet" in page
     _stored(evaluated)
-    page = client.post(f"/projects/{evaluated.pk}/", {"action": "adopt-strategy"}, follow=True).content.decode()
+    page = client.post(f"/projects/{evaluated.pk}/manage/adopt-strategy/", follow=True).content.decode()
     assert "Strategy set to random" in page
     assert Project.objects.get(pk=evaluated.pk).strategy == "random"
 
     annotator = Client()
     annotator.force_login(annotator_user)
-    response = annotator.post(f"/projects/{evaluated.pk}/", {"action": "estimate"})
+    response = annotator.post(f"/projects/{evaluated.pk}/manage/estimate/")
     assert response.status_code == 302 and "/annotate/" in response["Location"]  # the page is for managers

@@ -17,9 +17,8 @@ def _client(user) -> Client:
 def test_manager_changes_the_annotation_settings(project, manager):
     client = _client(manager)
     response = client.post(
-        f"/projects/{project.pk}/",
+        f"/projects/{project.pk}/manage/settings/",
         {
-            "action": "settings",
             "guidelines": "Tick every emotion.",
             "suggestions_k": "5",
             "decision_threshold": "0.4",
@@ -48,8 +47,8 @@ def test_manager_changes_the_annotation_settings(project, manager):
 def test_bad_settings_are_named_and_change_nothing(project, manager):
     before = Project.objects.values().get(pk=project.pk)
     response = _client(manager).post(
-        f"/projects/{project.pk}/",
-        {"action": "settings", "suggestions_k": "500", "lease_seconds": "3", "decision_threshold": ""},
+        f"/projects/{project.pk}/manage/settings/",
+        {"suggestions_k": "500", "lease_seconds": "3", "decision_threshold": ""},
         follow=True,
     )
     page = response.content.decode()
@@ -60,8 +59,8 @@ def test_bad_settings_are_named_and_change_nothing(project, manager):
 
 def test_annotators_cannot_change_settings(project, annotator_user):
     response = _client(annotator_user).post(
-        f"/projects/{project.pk}/",
-        {"action": "settings", "suggestions_k": "3", "lease_seconds": "60", "eval_size": "0", "eval_share": "0"},
+        f"/projects/{project.pk}/manage/settings/",
+        {"suggestions_k": "3", "lease_seconds": "60", "eval_size": "0", "eval_share": "0"},
     )
     assert response.status_code == 302 and response["Location"].endswith(f"/projects/{project.pk}/annotate/")
     project.refresh_from_db()
@@ -81,9 +80,8 @@ def test_the_annotate_page_never_ships_the_label_set(manager, annotator_user):
 def test_manager_page_shows_budget_notices_burn_rate_and_activity(project, manager, annotator_user, documents):
     client = _client(manager)
     response = client.post(
-        f"/projects/{project.pk}/",
+        f"/projects/{project.pk}/manage/budget/",
         {
-            "action": "budget",
             "label_budget": "2",
             "budget_mode": "hard",
             "cost_per_document": "2.5",
@@ -103,8 +101,8 @@ def test_manager_page_shows_budget_notices_burn_rate_and_activity(project, manag
 
 def test_bad_budget_form_input_is_named_and_changes_nothing(project, manager):
     response = _client(manager).post(
-        f"/projects/{project.pk}/",
-        {"action": "budget", "label_budget": "", "budget_mode": "hard", "budget_alerts": "half"},
+        f"/projects/{project.pk}/manage/budget/",
+        {"label_budget": "", "budget_mode": "hard", "budget_alerts": "half"},
         follow=True,
     )
     assert "budget_alerts: a comma-separated list of whole percentages" in response.content.decode()

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 
-from webapp import embedded_redis
+from annotator.management import embedded_redis
 from webapp.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,10 +23,10 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotator import tasks
+from annotator.management import embedded_redis
 from annotator.models import Annotation, Job, ModelVersion, TrainingSchedule
 from annotator.services import jobs_reconcile
 from annotator.services.demo import demo_labels, demo_records
-from webapp import embedded_redis
 from webapp.celery import app as celery_app
 
 from .conftest import purge_queues, service_env, start_beat, start_worker, wait_for
@@ -310,9 +310,8 @@ def test_a_schedule_created_on_the_settings_page_fires(celery_worker, broker_url
         page = Client()
         page.force_login(get_user_model().objects.get(username="manager"))
         response = page.post(
-            f"/projects/{project_id}/",
+            f"/projects/{project_id}/manage/schedule/",
             {
-                "action": "schedule",
                 "mode": "full",
                 "kind": "interval",
                 "every": "5",

@@ -869,18 +869,18 @@ def test_aplc_cuda_training_in_bf16_learns(tmp_path: Path) -> None:
 
 
 def test_aplc_clusters_follow_the_label_frequencies() -> None:
-    from learner.full import _aplc_clusters
+    from learner.full.aplc import aplc_clusters
 
     counts = [1, 50, 0, 20, 5, 10, 2, 2, 30, 40]  # positives per label; 160 in all
     Y = sp.csr_matrix(np.array([[1.0 if i < c else 0.0 for c in counts] for i in range(50)], dtype=np.float32))
 
-    by_labels = _aplc_clusters(Y, (0.2, 0.5), "labels")
-    by_frequency = _aplc_clusters(Y, (0.5, 0.9), "frequency")
+    by_labels = aplc_clusters(Y, (0.2, 0.5), "labels")
+    by_frequency = aplc_clusters(Y, (0.5, 0.9), "frequency")
 
     assert [list(c) for c in by_labels] == [[1, 9], [8, 3, 5], [4, 6, 7, 0, 2]]
     assert [list(c) for c in by_frequency] == [[1, 9], [8, 3, 5], [4, 6, 7, 0, 2]]  # 56%, then 94% of positives
-    assert [list(c) for c in _aplc_clusters(Y, (0.01, 0.02), "labels")] == [[1], [9, 8, 3, 5, 4, 6, 7, 0, 2]]
-    assert [list(c) for c in _aplc_clusters(Y[:, :1], (0.2, 0.5), "labels")] == [[0]]  # one label: one cluster
+    assert [list(c) for c in aplc_clusters(Y, (0.01, 0.02), "labels")] == [[1], [9, 8, 3, 5, 4, 6, 7, 0, 2]]
+    assert [list(c) for c in aplc_clusters(Y[:, :1], (0.2, 0.5), "labels")] == [[0]]  # one label: one cluster
 
 
 def test_aplc_config_round_trips_through_json() -> None:

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from learner import metrics
-from learner.replay import Labelled, _macro, _micro, estimate, picks_grid, random_grid
+from learner.replay import Labelled, estimate, picks_grid, random_grid, weighted_macro_f1, weighted_micro_f1
 
 # A designed pool of 400 documents in separable clusters: 280 of them (70 %) are variations of one dull document
 # without any label, the other 120 fall evenly into five clusters with fixed label sets. Random picks spend most of
@@ -190,8 +190,8 @@ def test_bootstrap_counts_equal_the_metrics_on_the_resampled_documents() -> None
     rows = np.repeat(np.arange(12), draw)
     columns = np.flatnonzero(np.asarray(true.sum(axis=0)).ravel() > 0)
 
-    micro = _micro(true, pred, weights)
-    macro = _macro(true, pred, weights, columns)
+    micro = weighted_micro_f1(true, pred, weights)
+    macro = weighted_macro_f1(true, pred, weights, columns)
 
     assert micro[0] == pytest.approx(metrics.micro_f1(true, pred))
     assert micro[1] == pytest.approx(metrics.micro_f1(true[rows], pred[rows]))

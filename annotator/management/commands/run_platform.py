@@ -63,7 +63,7 @@ class Command(BaseCommand):
         self.stdout.write("Migrating the database…")
         call_command("migrate", interactive=False, verbosity=0)
         if not os.environ.get("CELERY_BROKER_URL"):
-            from webapp import embedded_redis
+            from annotator.management import embedded_redis
 
             self.stdout.write("Starting the embedded Redis broker…")
             process = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET, log_path=self.logs / "redis.log")

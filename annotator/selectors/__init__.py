@@ -1,0 +1,59 @@
+"""Reads: permission look-ups, search, statistics, export, and what the jobs read. No writes here, and no import of
+`annotator.services`: one module per topic, mirroring the services; every read is importable from here."""
+
+from .budgets import Budget, annotations_new_since, budget_for, budget_overview, member_quota_left, member_spent
+from .curves import (
+    CURVE_METRIC,
+    STOP_AGREEMENT,
+    STOP_WINDOW,
+    curve_points,
+    evaluation_progress,
+    learning_curve,
+    points_fingerprint,
+)
+from .export import export_rows
+from .jobs import job_summary, recent_jobs, worker_health
+from .labels import (
+    FREQUENCY_BUCKETS,
+    LabelHit,
+    annotation_detail,
+    annotator_stats,
+    document_label_scores,
+    label_counts,
+    label_coverage,
+    label_search,
+)
+from .projects import activities, project_get_for, project_stats, projects_for_user, training_schedules
+from .queue import (
+    effective_threshold,
+    item_suggestions,
+    lease_free_filter,
+    lease_held_by_other,
+    live_lease_filter,
+    pretick_rule,
+    suggestions_named,
+    unlabelled_document_ids,
+)
+from .registry import (
+    adaptation_next_at,
+    adaptation_summary,
+    encoder_number,
+    encoder_versions,
+    model_version_summary,
+    newest_encoder_path,
+    serving_version,
+    version_compare,
+    version_get,
+)
+from .savings import NOT_PICKED, SAVINGS_JOB_FIELDS, savings_latest, savings_overview, savings_pick_ids
+from .training import (
+    TEXT_CHUNK,
+    column_labels,
+    document_texts,
+    encoder_unseen,
+    evaluation_labels,
+    label_texts,
+    latest_answers,
+    training_label_counts,
+    training_snapshot,
+)
