@@ -8,6 +8,11 @@ from typing import Any, Self
 from django import forms
 
 from .models import Membership, Project, TrainingSchedule, TrainMode, strategy_choices
+from .validation import ColumnBoundedMixin, whole_number
+
+
+class CountField(ColumnBoundedMixin, forms.IntegerField):
+    """A whole number stored in an integer column (at most INT_MAX unless a smaller `max_value` is given)."""
 
 
 class ProjectFieldsForm(forms.Form):
@@ -22,8 +27,8 @@ class ProjectForm(forms.Form):
     name = forms.CharField(max_length=200)
     labels = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), help_text="One label per line.", required=False)
     guidelines = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
-    label_budget = forms.IntegerField(min_value=1, required=False, help_text="Documents; empty for no limit.")
-    retrain_every = forms.IntegerField(min_value=1, initial=20)
+    label_budget = CountField(min_value=1, required=False, help_text="Documents; empty for no limit.")
+    retrain_every = CountField(min_value=1, initial=20)
     strategy = forms.ChoiceField(choices=strategy_choices, initial="default")
 
 
@@ -58,8 +63,8 @@ class AnnotationSettingsForm(ProjectFieldsForm):
         help_text="Empty: by the share above. Set: every suggestion scoring at least this is pre-ticked (also when "
         "pre-ticks are off).",
     )
-    lease_seconds = forms.IntegerField(min_value=10, label="Lease (seconds)")
-    eval_size = forms.IntegerField(
+    lease_seconds = CountField(min_value=10, label="Lease (seconds)")
+    eval_size = CountField(
         min_value=0, label="Evaluation set (documents)", help_text="At most a tenth of the documents; 0: none."
     )
     eval_fraction = forms.FloatField(
@@ -76,7 +81,7 @@ class AnnotationSettingsForm(ProjectFieldsForm):
 class RetrainingForm(ProjectFieldsForm):
     """When and how the model is retrained as labels arrive."""
 
-    retrain_every = forms.IntegerField(min_value=1, label="Train after every N new labels")
+    retrain_every = CountField(min_value=1, label="Train after every N new labels")
     retrain_mode = forms.ChoiceField(choices=TrainMode.choices, label="Those runs do")
     full_retrain_growth = forms.FloatField(
         min_value=0.01,
@@ -84,7 +89,7 @@ class RetrainingForm(ProjectFieldsForm):
         label="Automatic: full retrain once the labelled set grew by",
         help_text="A share: 0.5 = by half since the last full retrain; incremental updates in between.",
     )
-    replay_size = forms.IntegerField(
+    replay_size = CountField(
         min_value=0, label="Incremental updates replay", help_text="Earlier labelled documents, at most."
     )
     timezone = forms.CharField(max_length=64, label="Time zone of schedules", help_text="e.g. Europe/Berlin")
@@ -99,10 +104,10 @@ class RetrainingForm(ProjectFieldsForm):
 class ScheduleForm(forms.Form):
     """A periodic training run; validated again (and the beat entry written) by services.schedule_save."""
 
-    schedule = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    schedule = CountField(required=False, widget=forms.HiddenInput)
     mode = forms.ChoiceField(choices=TrainMode.choices, initial=TrainMode.FULL, label="Run")
     kind = forms.ChoiceField(choices=TrainingSchedule.Kind.choices, label="When")
-    every = forms.IntegerField(min_value=1, required=False)
+    every = CountField(min_value=1, required=False)
     unit = forms.ChoiceField(choices=TrainingSchedule.Unit.choices, required=False, initial="hours")
     at = forms.TimeField(required=False, label="At (HH:MM)", widget=forms.TimeInput(attrs={"type": "time"}))
     cron = forms.CharField(max_length=100, required=False, label="Cron", help_text='e.g. "0 2 * * 1-5"')
@@ -129,13 +134,11 @@ class ImportForm(forms.Form):
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
     role = forms.ChoiceField(choices=Membership.Role.choices)
-    quota = forms.IntegerField(
-        min_value=1, required=False, help_text="Documents this member may label; empty: no limit."
-    )
+    quota = CountField(min_value=1, required=False, help_text="Documents this member may label; empty: no limit.")
 
 
 class BudgetForm(ProjectFieldsForm):
-    label_budget = forms.IntegerField(min_value=1, required=False, help_text="Documents; empty for no limit.")
+    label_budget = CountField(min_value=1, required=False, help_text="Documents; empty for no limit.")
     budget_mode = forms.ChoiceField(choices=Project.BudgetMode.choices, label="When it is spent")
     cost_per_document = forms.DecimalField(min_value=0, max_digits=12, decimal_places=4, required=False)
     currency = forms.CharField(max_length=3, required=False, help_text="e.g. EUR")
@@ -151,6 +154,7 @@ class BudgetForm(ProjectFieldsForm):
 
     def clean_budget_alerts(self) -> list[int]:
         raw = [part.strip().rstrip("%") for part in self.cleaned_data["budget_alerts"].split(",") if part.strip()]
-        if not all(part.isdigit() for part in raw):
+        percents = [whole_number(part) for part in raw]
+        if None in percents:
             raise forms.ValidationError("a comma-separated list of whole percentages, e.g. 50, 80, 100")
-        return [int(part) for part in raw]
+        return [p for p in percents if p is not None]

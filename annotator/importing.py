@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from .exceptions import ProjectError
+from .validation import json_text_problem, text_problem
 
 if TYPE_CHECKING:
     from django.core.files.uploadedfile import UploadedFile
@@ -54,15 +55,25 @@ def validate_record(raw: Any, line: int, where: str = "line") -> tuple[ImportRec
             errors.append(f'{prefix}: "id" is empty')
         elif len(ext_id) > MAX_ID_LENGTH:
             errors.append(f'{prefix}: "id" is longer than {MAX_ID_LENGTH} characters')
+        elif problem := text_problem(ext_id):
+            errors.append(f'{prefix}: "id" {problem}')
     text = raw.get("text")
+    max_chars = settings.ALABEL_MAX_DOCUMENT_CHARS
     if not isinstance(text, str):
         errors.append(f'{prefix}: "text" must be a string')
     elif not text.strip():
         errors.append(f'{prefix}: "text" is empty')
+    elif len(text) > max_chars:
+        errors.append(f'{prefix}: "text" is {len(text):,} characters long; the limit is {max_chars:,}')
+    elif problem := text_problem(text):
+        errors.append(f'{prefix}: "text" {problem}')
     labels = raw.get("labels")
     if labels is not None:
         if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
             errors.append(f'{prefix}: "labels" must be a list of label names')
+            labels = None
+        elif problem := json_text_problem(labels):
+            errors.append(f'{prefix}: "labels" {problem}')
             labels = None
         else:
             labels = list(dict.fromkeys(name.strip() for name in labels if name.strip()))
@@ -70,9 +81,15 @@ def validate_record(raw: Any, line: int, where: str = "line") -> tuple[ImportRec
     if not isinstance(metadata, dict):
         errors.append(f'{prefix}: "metadata" must be an object')
         metadata = {}
+    elif problem := json_text_problem(metadata):
+        errors.append(f'{prefix}: "metadata" {problem}')
     if errors:
         return None, errors
     return ImportRecord(line=line, external_id=ext_id, text=text, labels=labels, metadata=metadata), []
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def parse_jsonl(data: bytes) -> tuple[list[ImportRecord], list[str]]:
@@ -82,9 +99,12 @@ def parse_jsonl(data: bytes) -> tuple[list[ImportRecord], list[str]]:
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            raw = json.loads(line, parse_constant=_refuse_constant)
         except json.JSONDecodeError as exc:
             errors.append(f"line {number}: not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except (ValueError, RecursionError) as exc:  # NaN / Infinity, an integer of over 4,300 digits, deep nesting
+            errors.append(f"line {number}: not valid JSON ({exc})")
             continue
         record, problems = validate_record(raw, number)
         errors.extend(problems)
@@ -100,10 +120,12 @@ def parse_csv(data: bytes) -> tuple[list[ImportRecord], list[str]]:
     """
     records: list[ImportRecord] = []
     errors: list[str] = []
-    reader = csv.reader(io.StringIO(_decode(data), newline=""))
+    # strict: a quoted field left open to the end of the file is an error, not every later line merged into it.
+    reader = csv.reader(io.StringIO(_decode(data), newline=""), strict=True)
+    started = 1  # the line the next row starts on (a quoted field may span lines)
     try:
         for index, row in enumerate(reader):
-            number = reader.line_num
+            number, started = started, reader.line_num + 1
             if index == 0 and [cell.strip().lower() for cell in row] in (
                 ["id", "text"],
                 ["id", "text", "labels"],
@@ -122,7 +144,10 @@ def parse_csv(data: bytes) -> tuple[list[ImportRecord], list[str]]:
             if record is not None:
                 records.append(record)
     except csv.Error as exc:
-        errors.append(f"line {reader.line_num}: not valid CSV ({exc})")
+        if "end of data" in str(exc):  # the file ended inside a quoted field
+            errors.append(f'line {started}: a quoted field (") opened on this line is never closed')
+        else:
+            errors.append(f"line {reader.line_num}: not valid CSV ({exc})")
     return records, errors
 
 

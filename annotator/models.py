@@ -639,6 +639,9 @@ class TrainingSchedule(models.Model):
         "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     last_fired_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(
+        max_length=500, blank=True, help_text="Why beat could not load the schedule (switched off); empty when fine."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -676,3 +679,24 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"worker {self.hostname}"
+
+
+class ApiToken(models.Model):
+    """A revocable API token with an expiry. Only the SHA-256 digest of the key is stored: the key itself is shown
+    once, when the token is created (services/tokens.py)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the key, hex.")
+    prefix = models.CharField(max_length=8, help_text="The key's first characters, to tell tokens apart.")
+    name = models.CharField(max_length=100, blank=True, help_text="What the token is for, e.g. a script's name.")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(expires_at__gt=models.F("created_at")), name="api_token_expires_later")
+        ]
+
+    def __str__(self) -> str:
+        return f"token {self.prefix}… of {self.user}"

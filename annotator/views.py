@@ -37,6 +37,7 @@ from .importing import parse_upload
 from .models import Job, Membership, Project, TrainingSchedule
 from .services.savings import SAVINGS_MIN_EVALUATION, SAVINGS_MIN_PICKS
 from .services.schedules import describe as describe_schedule
+from .validation import text_problem
 
 PageView = Callable[[HttpRequest, int], HttpResponse]
 # What `manager_action` wraps: (request, project, the form's cleaned data) -> the message shown when it is done.
@@ -277,6 +278,9 @@ def _manage_page(
             messages.error(request, exc.message)
     date_from, date_to = _date_param(request, "date_from"), _date_param(request, "date_to")
     label_q = request.GET.get("label_q", "")[:100]
+    if problem := text_problem(label_q):
+        messages.error(request, f"label_q {problem}; ignored.")
+        label_q = ""
     context = {
         "date_from": date_from.isoformat() if date_from else "",
         "date_to": date_to.isoformat() if date_to else "",

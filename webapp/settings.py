@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -59,14 +60,15 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     "django_celery_beat",
     "annotator",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -74,6 +76,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: it turns a login locked out by django-axes into a 429 (annotator.security.lockout_response).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -117,6 +121,34 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Caches: the API throttles count in the default cache, which every web process (gunicorn runs several, maybe on
+# several hosts) must share: the database cache (its table is created by `migrate`, annotator migration 0017), or
+# Redis when ALABEL_CACHE_URL is set (redis://host:6379/1, or unix:///path/redis.sock?db=1).
+ALABEL_CACHE_URL = os.environ.get("ALABEL_CACHE_URL", "")
+if ALABEL_CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": ALABEL_CACHE_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "alabel_cache"}}
+
+# Logins (the form and POST /api/v1/auth/token/): django-axes locks a username at one client address out for
+# ALABEL_LOGIN_LOCKOUT_MINUTES after ALABEL_LOGIN_FAILURES failed attempts (counted in the database, so across
+# processes); a success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("ALABEL_LOGIN_FAILURES", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("ALABEL_LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "annotator.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "annotator.security.lockout_response"
+# Reverse proxies in front of the web processes (each appends to X-Forwarded-For): lockouts and throttles count by
+# the address the nearest one saw. 0: REMOTE_ADDR, and a client's own X-Forwarded-For is never trusted.
+DJANGO_NUM_PROXIES = int(os.environ.get("DJANGO_NUM_PROXIES", "0"))
+# API tokens (POST /api/v1/auth/token/) expire this many hours after they are issued.
+ALABEL_TOKEN_HOURS = float(os.environ.get("ALABEL_TOKEN_HOURS", "24"))
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -142,13 +174,38 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "project-list"
 LOGOUT_REDIRECT_URL = "login"
 
-# Security defaults. HTTPS-only cookies are switched on by DJANGO_SECURE_COOKIES=1 behind TLS.
+# Security defaults. Behind TLS the production checklist (docs/operations.md) switches on HTTPS-only cookies
+# (DJANGO_SECURE_COOKIES=1), the redirect to HTTPS (DJANGO_SSL_REDIRECT=1) and HSTS (DJANGO_HSTS_SECONDS, with
+# DJANGO_HSTS_INCLUDE_SUBDOMAINS / DJANGO_HSTS_PRELOAD); behind a proxy that terminates TLS,
+# DJANGO_SECURE_PROXY_SSL_HEADER=1 trusts its X-Forwarded-Proto (the proxy must set it and drop the client's).
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # health checks reach the container over plain HTTP
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp): the pages load only their own static scripts and styles, no inline code,
+# nothing from another origin.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # Uploads: an import file larger than this is refused with a clear message before it is parsed.
 ALABEL_MAX_IMPORT_BYTES = int(os.environ.get("ALABEL_MAX_IMPORT_BYTES", str(50 * 1024 * 1024)))
@@ -157,10 +214,19 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 
 REST_FRAMEWORK = {
+    # The token class first: its `WWW-Authenticate: Token` makes an anonymous request a 401 (a 403 otherwise).
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "annotator.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
+    # JSON only: the browsable API (HTML forms for every endpoint) in development only.
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        *(["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    ],
+    # POST /api/v1/auth/token/ per client address, counted in the shared cache (CACHES above).
+    "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("ALABEL_AUTH_RATE", "10/minute")},
+    "NUM_PROXIES": DJANGO_NUM_PROXIES,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "annotator.api.errors.exception_handler",
@@ -175,6 +241,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # One name for the training modes (`retrain_mode`, `mode`), or the schema generator warns (drf_spectacular.W001
+    # in `check --deploy`) that one choice set has several names.
+    "ENUM_NAME_OVERRIDES": {"TrainModeEnum": "annotator.models.TrainMode"},
 }
 
 # Celery: the broker is Redis. Without CELERY_BROKER_URL, the embedded Redis that `make run` starts on a unix
@@ -206,7 +275,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.2,
     "interval_max": 0.2,
 }
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "annotator.beat:SafeDatabaseScheduler"  # django-celery-beat's, one bad entry never stops beat
 ALABEL_RECONCILE_SECONDS = float(os.environ.get("ALABEL_RECONCILE_SECONDS", "60"))  # the reconciler's period
 CELERY_BEAT_SCHEDULE = {
     "reconcile-jobs": {"task": "annotator.tasks.reconcile", "schedule": ALABEL_RECONCILE_SECONDS},
@@ -236,6 +305,7 @@ ALABEL_ADAPT_MIN_GAIN = float(os.environ.get("ALABEL_ADAPT_MIN_GAIN", "0.0"))
 # An adaptation holds the gpu queue (training and encoding too) for about 1 s per labelled document on two CPU cores:
 # without CUDA, automatic adaptations stop above this many labelled documents (managers can still adapt by hand).
 ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS = int(os.environ.get("ALABEL_ADAPT_AUTO_CPU_MAX_DOCUMENTS", "500"))
+ALABEL_MAX_DOCUMENT_CHARS = int(os.environ.get("ALABEL_MAX_DOCUMENT_CHARS", "100000"))  # longer texts: refused
 
 # Budget notices go to the project managers by email: the console backend (logs) unless configured, e.g.
 # DJANGO_EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend with EMAIL_HOST / EMAIL_PORT.

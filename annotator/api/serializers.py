@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import Job, Membership, ModelVersion, Project, TrainingSchedule, TrainMode, strategy_choices
 from ..services.projects import PROJECT_SETTINGS
+from ..validation import ColumnBoundedMixin
+from .strict import StrictPatchMixin
+
+
+class CountField(ColumnBoundedMixin, serializers.IntegerField):
+    """A whole number stored in an integer column (at most INT_MAX unless a smaller `max_value` is given)."""
+
+
+@extend_schema_field({"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$", "example": "02:00"})
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time without a UTC offset ("02:00" in, "02:00:00" out), in the project's time zone. OpenAPI's
+    `format: time` (RFC 3339) requires an offset, so the schema names the shape with a pattern instead."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("input_formats", ["%H:%M", "%H:%M:%S"])
+        super().__init__(**kwargs)
 
 
 class LabelListField(serializers.ListField):
@@ -18,7 +37,7 @@ class ProjectCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     labels = LabelListField(required=False, default=list)
     guidelines = serializers.CharField(required=False, allow_blank=True)
-    label_budget = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    label_budget = CountField(required=False, allow_null=True, min_value=1)
     budget_mode = serializers.ChoiceField(choices=Project.BudgetMode.choices, required=False)
     cost_per_document = serializers.DecimalField(
         max_digits=12, decimal_places=4, required=False, allow_null=True, min_value=0
@@ -27,7 +46,7 @@ class ProjectCreateSerializer(serializers.Serializer):
     budget_alerts = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=1000), required=False, max_length=20
     )
-    retrain_every = serializers.IntegerField(required=False, min_value=1)
+    retrain_every = CountField(required=False, min_value=1)
     retrain_mode = serializers.ChoiceField(choices=TrainMode.choices, required=False)
     full_retrain_growth = serializers.FloatField(required=False, min_value=0.01, max_value=100)
     replay_size = serializers.IntegerField(required=False, min_value=0, max_value=10_000_000)
@@ -46,7 +65,7 @@ class ProjectCreateSerializer(serializers.Serializer):
     label_prior = serializers.BooleanField(required=False)
     adapt_auto = serializers.BooleanField(required=False)
     suggestions_k = serializers.IntegerField(required=False, min_value=1, max_value=100)
-    lease_seconds = serializers.IntegerField(required=False, min_value=10)
+    lease_seconds = CountField(required=False, min_value=10)
     queue_size = serializers.IntegerField(required=False, min_value=1, max_value=100_000)
     eval_size = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000)
     eval_fraction = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
@@ -54,7 +73,7 @@ class ProjectCreateSerializer(serializers.Serializer):
     stop_min_gain = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
 
 
-class ProjectUpdateSerializer(ProjectCreateSerializer):
+class ProjectUpdateSerializer(StrictPatchMixin, ProjectCreateSerializer):
     name = None
     labels = None
 
@@ -75,7 +94,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 class MemberSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     role = serializers.ChoiceField(choices=Membership.Role.choices)
-    quota = serializers.IntegerField(
+    quota = CountField(
         required=False, allow_null=True, min_value=1, help_text="Documents this member may label; null: no limit."
     )
 
@@ -253,8 +272,12 @@ class TrainRequestSerializer(serializers.Serializer):
     )
 
 
-class ScheduleSerializer(serializers.ModelSerializer):
+class ScheduleSerializer(StrictPatchMixin, serializers.ModelSerializer):
     description = serializers.SerializerMethodField()
+    every = CountField(required=False, allow_null=True, min_value=1, help_text="Interval schedules: how many units.")
+    at = LocalTimeField(
+        required=False, allow_null=True, help_text="Daily schedules: the time (HH:MM) in the project's time zone."
+    )
 
     class Meta:
         model = TrainingSchedule
@@ -270,10 +293,11 @@ class ScheduleSerializer(serializers.ModelSerializer):
             "skip_unchanged",
             "description",
             "last_fired_at",
+            "error",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "description", "last_fired_at", "created_at", "updated_at"]
+        read_only_fields = ["id", "description", "last_fired_at", "error", "created_at", "updated_at"]
 
     def get_description(self, schedule: TrainingSchedule) -> str:
         from ..services.schedules import describe

@@ -1,10 +1,11 @@
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
 
-from . import views
+from . import tokens, views
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", tokens.TokenObtainView.as_view(), name="api-token"),
+    path("auth/tokens/", tokens.TokenListView.as_view(), name="api-tokens"),
+    path("auth/tokens/<int:token_id>/", tokens.TokenDetailView.as_view(), name="api-token-revoke"),
     path("projects/", views.ProjectListView.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", views.ProjectDetailView.as_view(), name="api-project"),
     path("projects/<int:project_id>/members/", views.MemberView.as_view(), name="api-members"),

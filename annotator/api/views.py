@@ -20,6 +20,7 @@ from .. import selectors, services
 from ..exceptions import NotFound, ProjectError
 from ..importing import parse_records, parse_upload
 from ..models import Annotation, Job, Membership, TrainingSchedule
+from ..validation import ID_MAX, INT_MAX, spreadsheet_safe, text_problem, whole_number
 from . import serializers as s
 
 
@@ -249,21 +250,14 @@ class LabelView(APIView):
     )
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
-        try:
-            limit = int(request.query_params.get("limit", "20"))
-        except ValueError as exc:
-            raise ProjectError("limit must be an integer") from exc
-        document = request.query_params.get("document", "")
-        if document and not document.isdigit():
-            raise ProjectError("document must be a numeric document id")
+        limit = _int_param(request, "limit", 20) or 1  # at least one hit
+        document = _int_param(request, "document", None, maximum=ID_MAX)
         scores = (
-            selectors.document_label_scores(project=project, user=request.user, document_id=int(document))
-            if document
+            selectors.document_label_scores(project=project, user=request.user, document_id=document)
+            if document is not None
             else None
         )
-        hits = selectors.label_search(
-            project=project, query=request.query_params.get("q", ""), limit=limit, scores=scores
-        )
+        hits = selectors.label_search(project=project, query=_text_param(request, "q"), limit=limit, scores=scores)
         return Response(
             [
                 {"id": h.id, "name": h.name, "description": h.description, "frequency": h.frequency, "score": h.score}
@@ -466,7 +460,7 @@ def _csv(rows: Iterator[dict]) -> Iterator[str]:
     writer = csv.writer(buffer)
     writer.writerow(["id", "text", "labels"])
     for row in rows:
-        writer.writerow([row["id"], row["text"], "|".join(row["labels"] or [])])
+        writer.writerow([spreadsheet_safe(cell) for cell in (row["id"], row["text"], "|".join(row["labels"] or []))])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -545,13 +539,22 @@ def _date_range(request: Request) -> tuple[date | None, date | None]:
     return values[0], values[1]
 
 
-def _int_param(request: Request, name: str, default: int | None) -> int | None:
+def _int_param(request: Request, name: str, default: int | None, maximum: int = INT_MAX) -> int | None:
     raw = request.query_params.get(name, "")
     if raw == "":
         return default
-    if not raw.isdigit():
-        raise ProjectError(f"{name} must be a non-negative integer")
-    return int(raw)
+    value = whole_number(raw, maximum=maximum)
+    if value is None:
+        raise ProjectError(f"{name} must be an integer from 0 to {maximum}")
+    return value
+
+
+def _text_param(request: Request, name: str) -> str:
+    value = request.query_params.get(name, "")
+    problem = text_problem(value)
+    if problem:
+        raise ProjectError(f"{name} {problem}")
+    return value
 
 
 DATE_PARAMETERS = [
@@ -578,7 +581,7 @@ class LabelCoverageView(APIView):
         return Response(
             selectors.label_coverage(
                 project=project,
-                query=request.query_params.get("q", ""),
+                query=_text_param(request, "q"),
                 max_positives=_int_param(request, "max_positives", None),
                 date_from=date_from,
                 date_to=date_to,

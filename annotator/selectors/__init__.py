@@ -46,6 +46,7 @@ from .registry import (
     version_get,
 )
 from .savings import NOT_PICKED, SAVINGS_JOB_FIELDS, savings_latest, savings_overview, savings_pick_ids
+from .tokens import token_digest, token_for_key, tokens_for_user
 from .training import (
     TEXT_CHUNK,
     column_labels,

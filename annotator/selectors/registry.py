@@ -16,6 +16,7 @@ from ..models import (
     ModelVersion,
     Project,
 )
+from ..validation import whole_number
 
 
 def serving_version(*, project: Project) -> ModelVersion | None:
@@ -98,9 +99,10 @@ def model_version_summary(version: ModelVersion | None) -> dict[str, Any] | None
 
 
 def version_get(*, project: Project, number: object) -> ModelVersion:
-    if isinstance(number, bool) or not str(number).isdigit():
+    parsed = whole_number(number)
+    if parsed is None:
         raise NotFound(f"no model version {number!r}")
-    version = ModelVersion.objects.filter(project=project, number=int(number)).first()
+    version = ModelVersion.objects.filter(project=project, number=parsed).first()
     if version is None:
         raise NotFound(f"project {project.pk} has no model version {number}")
     return version

@@ -12,6 +12,7 @@ from .registry import version_promote
 from .savings import savings_adopt, savings_maybe_request, savings_request, savings_run
 from .schedules import schedule_delete, schedule_save, training_scheduled
 from .scoring import scoring_run
+from .tokens import token_create, token_revoke
 from .training import training_maybe_request, training_request, training_run
 
 __all__ = [
@@ -46,6 +47,8 @@ __all__ = [
     "schedule_delete",
     "schedule_save",
     "scoring_run",
+    "token_create",
+    "token_revoke",
     "training_maybe_request",
     "training_request",
     "training_run",

@@ -20,8 +20,8 @@ from ..models import (
     QueueItem,
     SuggestionDecision,
 )
-from ..selectors import item_suggestions
-from .budgets import budget_alerts_check, quota_check
+from ..selectors import item_suggestions, lease_held_by_other
+from .budgets import budget_alerts_check, quota_check, room_for_one_more
 
 MAX_SECONDS = 24 * 3600
 
@@ -29,7 +29,7 @@ MAX_SECONDS = 24 * 3600
 def _document_in_project(project: Project, document_id: object) -> Document:
     if isinstance(document_id, bool) or not isinstance(document_id, int | str) or not str(document_id).isdigit():
         raise ProjectError("document must be the numeric id returned by `next`")
-    document = Document.objects.filter(pk=int(document_id)).only("id", "project_id").first()
+    document = Document.objects.filter(pk=int(document_id)).only("id", "project_id", "is_evaluation").first()
     if document is None or document.project_id != project.pk:
         raise ProjectError(f"document {document_id} is not in project {project.pk}")
     return document
@@ -71,6 +71,31 @@ def _shown_suggestions(project: Project, served: QueueItem | None, annotation: A
     return list(annotation.suggestions or [])
 
 
+def _first_answer_allowed(
+    project: Project, user, document: Document, items: list[QueueItem], *, served_to_user: bool
+) -> None:
+    """The rules of a user's first answer to a document (a revision of their own answer is always allowed; see
+    docs/operations.md, "Answers, budgets and quotas"); `items`: the document's queue rows, `served_to_user`:
+    whether one is leased to the user (live or expired). Raises ProjectError (409) when someone else holds the
+    document, when it belongs to the evaluation set and was never served to the user (the set is labelled blind, in
+    the order `next` serves it), or when a hard budget or the user's quota has no room left."""
+    if any(lease_held_by_other(item, user) for item in items):
+        raise ProjectError(f"document {document.pk} is being labelled by someone else (leased to them)", status=409)
+    if document.is_evaluation and not served_to_user:
+        raise ProjectError(
+            f"document {document.pk} belongs to the evaluation set, which is labelled blind: answer it when `next` "
+            "serves it to you",
+            status=409,
+        )
+    hard_budget = project.budget_mode == Project.BudgetMode.HARD and project.label_budget is not None
+    answered = (  # by someone else: the project's budget does not grow with this answer
+        hard_budget and Annotation.objects.filter(document=document).exclude(source=Annotation.Source.IMPORT).exists()
+    )
+    refusal = room_for_one_more(project=project, user=user, leased=False, new_document=not answered)
+    if refusal is not None:
+        raise ProjectError(refusal[1], status=409)
+
+
 @transaction.atomic
 def annotation_submit(
     *,
@@ -103,19 +128,17 @@ def annotation_submit(
     if source not in Annotation.Source.values or source == Annotation.Source.IMPORT:
         raise ProjectError("source must be 'ui' or 'api'")
 
-    served = (
-        QueueItem.objects.filter(project=project, document=document, leased_to=user)
-        .select_related("model_version")
-        .order_by("-created_at")
-        .first()
-    ) or (
+    items = list(
         QueueItem.objects.filter(project=project, document=document)
         .select_related("model_version")
         .order_by("-created_at")
-        .first()
-    )
+    )  # the document's queue rows: one per version that queued it, at most a few
+    mine = next((item for item in items if item.leased_to_id == user.pk), None)
+    served = mine or (items[0] if items else None)
     annotation = Annotation.objects.select_for_update().filter(document=document, annotator=user).first()
     first_answer = annotation is None
+    if first_answer:
+        _first_answer_allowed(project, user, document, items, served_to_user=mine is not None)
     previous_version_id = annotation.model_version_id if annotation is not None else None
     if annotation is None:
         annotation = Annotation(document=document, project=project, annotator=user)

@@ -13,6 +13,7 @@ from ..exceptions import ProjectError
 from ..importing import LABEL_SEPARATOR
 from ..models import Job, Label, Membership, Project, TrainMode, strategy_choices
 from ..text import fold
+from ..validation import INT_MAX, text_problem
 
 MAX_LABEL_LENGTH = 255
 MAX_LABELS = 100_000
@@ -53,7 +54,7 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
     cleaned = dict(values)
     problems: list[str] = []
 
-    def positive_int(name: str, minimum: int = 1, maximum: int | None = None, allow_none: bool = False) -> None:
+    def positive_int(name: str, minimum: int = 1, maximum: int = INT_MAX, allow_none: bool = False) -> None:
         if name not in cleaned:
             return
         value = cleaned[name]
@@ -61,7 +62,7 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
             return
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             problems.append(f"{name} must be an integer >= {minimum}")
-        elif maximum is not None and value > maximum:
+        elif value > maximum:
             problems.append(f"{name} must be at most {maximum}")
 
     positive_int("label_budget", allow_none=True)
@@ -178,7 +179,12 @@ def _clean_labels(labels: Iterable[Any]) -> list[tuple[str, str]]:
             problems.append(f'label {index}: expected a name or an object with "name"')
             continue
         name = name.strip()
-        if not name:
+        name_problem, description_problem = text_problem(name), text_problem(description)
+        if name_problem:
+            problems.append(f"label {index}: the name {name_problem}")
+        elif description_problem:
+            problems.append(f"label {index}: the description {description_problem}")
+        elif not name:
             problems.append(f"label {index}: the name is empty")
         elif len(name) > MAX_LABEL_LENGTH:
             problems.append(f"label {index}: the name is longer than {MAX_LABEL_LENGTH} characters")
@@ -297,9 +303,9 @@ def member_add(*, project: Project, username: str, role: str, quota: Any = _UNCH
     if (
         quota is not _UNCHANGED
         and quota is not None
-        and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 1)
+        and (isinstance(quota, bool) or not isinstance(quota, int) or not 1 <= quota <= INT_MAX)
     ):
-        raise ProjectError("quota must be empty (no limit) or an integer >= 1")
+        raise ProjectError(f"quota must be empty (no limit) or an integer from 1 to {INT_MAX}")
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise ProjectError(f"there is no user {username!r}")

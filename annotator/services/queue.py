@@ -21,9 +21,9 @@ from ..selectors import (
     lease_free_filter,
     lease_held_by_other,
     live_lease_filter,
-    member_quota_left,
     serving_version,
 )
+from .budgets import room_for_one_more
 from .evaluation import evaluation_turn
 from .jobs import job_request
 
@@ -84,8 +84,13 @@ def _queue_row(
     project: Project, user, now, candidates, count: int, version: ModelVersion | None, strategy: str
 ) -> QueueItem | None:
     """A random one of `count` candidate documents as a queue row of `version` (the existing one if scoring made
-    it), locked; None if a concurrent request leased it to someone else meanwhile."""
-    document_id = candidates.order_by("id").values_list("id", flat=True)[random.randrange(count)]
+    it), locked; None if a concurrent request leased it to someone else meanwhile, or took the last candidates."""
+    ids = candidates.order_by("id").values_list("id", flat=True)
+    offset = random.randrange(count)
+    # Requests that took candidates since they were counted may have moved the end before `offset`: then the last.
+    document_id = next(iter(ids[offset : offset + 1]), None) or ids.last()
+    if document_id is None:
+        return None
     rows = QueueItem.objects.select_related("document", "model_version")
     if connection.features.has_select_for_update:
         rows = rows.select_for_update(of=("self",))
@@ -159,17 +164,11 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     if held is not None:
         return _served(_lease(held, user, project), project)
 
-    budget = None
-    if project.budget_mode == Project.BudgetMode.HARD:
-        if project.label_budget is not None:
-            budget = budget_for(project=project)
-            if budget.spent + budget.in_progress >= project.label_budget:
-                return NothingToServe(
-                    reason="budget",
-                    message=f"the label budget of {project.label_budget} documents is spent",
-                )
-        if member_quota_left(project=project, user=user) == 0:
-            return NothingToServe(reason="quota", message="you have labelled your quota of documents here")
+    refusal = room_for_one_more(project=project, user=user, leased=True)
+    if refusal is not None:
+        return NothingToServe(reason=refusal[0], message=refusal[1])
+    hard = project.budget_mode == Project.BudgetMode.HARD and project.label_budget is not None
+    budget = budget_for(project=project) if hard else None  # shown on the page
     version = serving_version(project=project)
     if evaluation_turn(project=project):
         item = _evaluation_item(project, user, version, now)
@@ -216,7 +215,9 @@ def lease_renew(*, project: Project, user, document_id: object) -> QueueItem | N
     items = list(items.order_by("-created_at"))
     if any(lease_held_by_other(i, user, now) for i in items):
         return None
-    mine = next((i for i in items if i.leased_to_id == user.pk), None) or (items[0] if items else None)
+    mine = next((i for i in items if i.leased_to_id == user.pk), None)
+    if mine is None and items and room_for_one_more(project=project, user=user, leased=True) is None:
+        mine = items[0]  # a document nobody holds: taken like one `next` serves, within the budget and quota
     return _lease(mine, user, project) if mine is not None else None
 
 

@@ -13,6 +13,7 @@ from django.db.models import Max
 
 from ..exceptions import ProjectError
 from ..models import Activity, EncoderVersion, Job, ModelVersion, Project
+from ..validation import whole_number
 from .budgets import activity_record
 from .jobs import job_request, job_succeed
 
@@ -21,10 +22,11 @@ from .jobs import job_request, job_succeed
 def version_promote(*, project: Project, number: object, user=None) -> ModelVersion:
     """Makes version `number` the serving one; the queue is re-scored with it (until then `next` serves the random
     fallback, never another version's picks). A later training run publishes a newer version, which serves."""
-    if isinstance(number, bool) or not str(number).isdigit():
+    parsed = whole_number(number)
+    if parsed is None:
         raise ProjectError("the version must be a version number")
     Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # serialises with publishing
-    version = ModelVersion.objects.filter(project=project, number=int(number)).first()
+    version = ModelVersion.objects.filter(project=project, number=parsed).first()
     if version is None:
         raise ProjectError(f"project {project.pk} has no model version {number}", status=404)
     previous = ModelVersion.objects.filter(project=project, is_serving=True).first()

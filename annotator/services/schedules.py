@@ -21,7 +21,9 @@ logger = logging.getLogger(__name__)
 
 TASK = "annotator.tasks.scheduled_training"
 UNIT_PERIODS = {"seconds": "seconds", "minutes": "minutes", "hours": "hours", "days": "days"}
+UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 MIN_INTERVAL_SECONDS = 5
+MAX_INTERVAL_DAYS = 366  # a schedule runs at least once a year: beat computes dates with it, and they must exist
 
 
 def timezone_validate(name: str) -> str:
@@ -55,16 +57,19 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
     kind = str(data.get("kind") or "")
     cleaned: dict[str, Any] = {"mode": mode, "kind": kind, "every": None, "unit": "", "at": None, "cron": ""}
     if kind == TrainingSchedule.Kind.INTERVAL:
-        try:
-            every = int(data.get("every") or 0)
-        except (TypeError, ValueError) as exc:
-            raise ProjectError("every must be a whole number") from exc
+        every = data.get("every") or 0
+        if isinstance(every, bool) or not isinstance(every, int | str) or not str(every).strip().isdigit():
+            raise ProjectError("every must be a whole number")
+        every = int(str(every).strip())
         unit = str(data.get("unit") or "")
         if unit not in UNIT_PERIODS:
             raise ProjectError(f"unit must be one of {', '.join(UNIT_PERIODS)}")
-        seconds = every * {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}[unit]
+        seconds = every * UNIT_SECONDS[unit]
         if seconds < MIN_INTERVAL_SECONDS:
             raise ProjectError(f"a schedule runs at most every {MIN_INTERVAL_SECONDS} seconds")
+        if seconds > MAX_INTERVAL_DAYS * UNIT_SECONDS["days"]:
+            limit = MAX_INTERVAL_DAYS * UNIT_SECONDS["days"] // UNIT_SECONDS[unit]
+            raise ProjectError(f"a schedule runs at least once a year: every must be at most {limit:,} {unit}")
         cleaned.update(every=every, unit=unit)
     elif kind == TrainingSchedule.Kind.DAILY:
         at = data.get("at")
@@ -142,9 +147,22 @@ def schedule_save(
         raise ProjectError("that schedule belongs to another project")
     for name, value in cleaned.items():
         setattr(schedule, name, value)
+    schedule.error = ""  # saved again (and valid): beat loads it afresh
     schedule.save()
     _sync_periodic_task(schedule)
     return schedule
+
+
+def schedule_unloadable(*, periodic_task_id: int, error: str) -> None:
+    """Beat could not load a beat entry (e.g. an interval beyond the dates it can compute, saved before the
+    limits existed): the entry is switched off, and when it is a project's schedule, the schedule too, with the
+    reason for its manager (the settings page and the API show it). Beat itself goes on with the others."""
+    from django_celery_beat.models import PeriodicTask
+
+    PeriodicTask.objects.filter(pk=periodic_task_id).update(enabled=False)
+    message = f"beat could not load this schedule and switched it off ({error[:300]}); change it to switch it on"
+    found = TrainingSchedule.objects.filter(periodic_task_id=periodic_task_id).update(enabled=False, error=message)
+    logger.error("beat entry %s switched off: %s%s", periodic_task_id, error, "" if found else " (no project schedule)")
 
 
 @transaction.atomic

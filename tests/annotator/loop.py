@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.utils import timezone
+
 from annotator import services
-from annotator.models import Job, ModelVersion
+from annotator.models import Annotation, Job, ModelVersion, QueueItem
 
 GOLD = [["joy"], ["anger"], ["sadness", "fear"], [], ["surprise"], ["joy", "surprise"]]  # with an empty answer
 ANSWERS = [["joy"], ["anger"], ["sadness", "fear"], ["surprise"], ["joy", "surprise"]]  # every answer ticks a label
@@ -44,3 +48,16 @@ def run(kind: str, project, runner) -> Job:
     runner(job_id=job.pk)
     job.refresh_from_db()
     return job
+
+
+def answer_served(project, user, document_id: int, labels: list[str]) -> Annotation:
+    """The user's answer to a document as if `next` had served it to them (a lease on its queue row): the way
+    evaluation documents are answered (they are labelled blind, never picked)."""
+    item, _ = QueueItem.objects.get_or_create(
+        project=project,
+        document_id=document_id,
+        model_version=None,
+        defaults={"strategy": "evaluation", "score": -1.0, "suggestions": []},
+    )
+    QueueItem.objects.filter(pk=item.pk).update(leased_to=user, lease_expires_at=timezone.now() + timedelta(minutes=10))
+    return services.annotation_submit(project=project, user=user, document_id=document_id, labels=labels)

@@ -6,9 +6,9 @@ import pytest
 
 from annotator import services
 from annotator.exceptions import ProjectError
-from annotator.models import Annotation, Document, Job, Label
+from annotator.models import Annotation, Document, Job, Label, QueueItem
 
-from .conftest import records
+from .conftest import client_for, make_user, records
 
 
 # --- annotations -----------------------------------------------------------------------------------------------------
@@ -66,3 +66,37 @@ def test_label_frequency_follows_imports_and_changed_answers(project, manager, a
     services.annotation_submit(project=project, user=annotator_user, document_id=document.pk, labels=["sadness"])
     counts = dict(Label.objects.filter(project=project).values_list("name", "frequency"))
     assert counts == {"joy": 2, "fear": 1, "anger": 0, "sadness": 1, "surprise": 0}
+
+
+def test_a_document_someone_else_holds_cannot_be_answered(project, annotator_user, documents):
+    """Issue 16: an annotator could answer a document leased to someone else (whose queue row was deleted)."""
+    other = make_user("second")
+    services.member_add(project=project, username="second", role="annotator")
+    QueueItem.objects.create(project=project, document=documents[0], strategy="cold_start", score=1.0)
+    served = services.queue_lease_next(project=project, user=other)
+    assert served.document == documents[0]
+    response = client_for(annotator_user).post(
+        f"/api/v1/projects/{project.pk}/annotations/", {"document": documents[0].pk, "labels": ["joy"]}, format="json"
+    )
+    assert response.status_code == 409 and "someone else" in response.json()["detail"]
+    assert QueueItem.objects.get(document=documents[0]).leased_to == other  # the holder keeps the document
+    services.annotation_submit(project=project, user=other, document_id=documents[0].pk, labels=["anger"])
+    assert list(Annotation.objects.filter(document=documents[0]).values_list("annotator__username", flat=True)) == [
+        "second"
+    ]
+
+
+def test_an_evaluation_document_is_answered_only_once_served(project, manager, annotator_user, documents):
+    """Issue 16: an annotator answered an evaluation-set document never served to them; the set is labelled blind."""
+    services.project_update(project=project, eval_size=3)
+    evaluation = list(Document.objects.filter(project=project, is_evaluation=True))
+    assert len(evaluation) == 3
+    with pytest.raises(ProjectError, match="evaluation set, which is labelled blind") as refused:
+        services.annotation_submit(project=project, user=annotator_user, document_id=evaluation[0].pk, labels=[])
+    assert refused.value.status == 409 and not Annotation.objects.exists()
+    services.project_update(project=project, eval_share=1)  # every document served is an evaluation one
+    served = services.queue_lease_next(project=project, user=annotator_user)
+    assert served.document.is_evaluation
+    services.annotation_submit(project=project, user=annotator_user, document_id=served.document.pk, labels=["joy"])
+    services.annotation_submit(project=project, user=annotator_user, document_id=served.document.pk, labels=[])
+    assert Annotation.objects.get(document=served.document).labels.count() == 0  # revised: allowed

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -9,6 +11,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from annotator import services
+from annotator.importing import parse_records
 from annotator.models import Annotation, Document, Job, Label, Project, QueueItem
 
 from .conftest import client_for, make_user
@@ -21,7 +24,17 @@ def _url(project, what: str) -> str:
 # --- authentication and permissions ---------------------------------------------------------------------------------
 def test_anonymous_requests_are_refused(project):
     response = APIClient().get(_url(project, "next"))
-    assert response.status_code in (401, 403)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"  # says how to authenticate
+    assert response.json()["detail"] == "Authentication credentials were not provided."
+
+
+def test_the_api_answers_json_only_outside_debug(project, manager_client):
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    response = manager_client.get(f"/api/v1/projects/{project.pk}/", HTTP_ACCEPT=browser)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"  # no browsable API (HTML forms) in production
+    assert manager_client.get(f"/api/v1/projects/{project.pk}/", HTTP_ACCEPT="text/html").status_code == 406
 
 
 def test_token_authentication_works(project, annotator_user, documents):
@@ -112,6 +125,33 @@ def test_a_manager_picks_the_query_strategy_per_project(project, manager_client)
     assert project.strategy == "cardinality+kmeans"
     schema = manager_client.get("/api/schema/").content.decode()
     assert DEFAULT_STRATEGY in schema and "cardinality+kmeans" in schema  # the choices are documented
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"label_budgte": 5}, "label_budgte", "unknown field; the fields you can change are: "),
+        ({"label_budget": 5, "name": "Renamed"}, "name", "unknown field"),
+        ({"adapt_last": {}}, "adapt_last", "unknown field"),
+    ],
+)
+def test_patch_refuses_fields_it_cannot_change(project, manager_client, body, field, message):
+    response = manager_client.patch(f"/api/v1/projects/{project.pk}/", body, format="json")
+    assert response.status_code == 400
+    assert any(e.startswith(f"{field}: {message}") for e in response.json()["errors"]), response.json()
+    project.refresh_from_db()
+    assert project.label_budget is None and project.name == "Emotions"  # nothing of the request was applied
+
+
+def test_patch_of_a_schedule_refuses_read_only_and_unknown_fields(project, manager_client):
+    base = f"/api/v1/projects/{project.pk}/schedules/"
+    schedule = manager_client.post(base, {"kind": "daily", "at": "02:00", "mode": "full"}, format="json").json()
+    for body, field in [({"last_fired_at": "2026-01-01T00:00:00Z"}, "last_fired_at"), ({"hour": 3}, "hour")]:
+        response = manager_client.patch(f"{base}{schedule['id']}/", {"at": "03:30", **body}, format="json")
+        assert response.status_code == 400
+        assert field in response.json()["detail"]
+    assert manager_client.get(f"{base}{schedule['id']}/").json()["at"] == "02:00:00"
+    assert manager_client.patch(f"{base}{schedule['id']}/", {"at": "03:30"}, format="json").status_code == 200
 
 
 def test_project_creation_errors_are_clear(manager_client, annotator_client):
@@ -552,7 +592,7 @@ def test_hot_endpoints_use_a_bounded_number_of_queries(
         )
     with django_assert_max_num_queries(14):
         served = annotator_client.get(_url(project, "next")).json()
-    with django_assert_max_num_queries(25):
+    with django_assert_max_num_queries(26):  # 25 + the member's quota, read on a first answer (issue 16)
         response = annotator_client.post(
             _url(project, "annotations"),
             {"document": served["document"]["id"], "labels": [label.name for label in labels]},
@@ -572,3 +612,126 @@ def test_the_page_close_beacon_releases_the_lease_with_the_forms_csrf_token(proj
     response = client.post(_url(project, "lease"), {"document": doc, "action": "release", "csrfmiddlewaretoken": token})
     assert response.status_code == 200 and response.json()["held"] is False
     assert QueueItem.objects.get(document_id=doc).leased_to is None
+
+
+# --- bad input: a clear 400 naming what is wrong, and nothing changes (issue 16) --------------------------------------
+NUL = "\\u0000"  # as JSON spells it: the request body is sent as it is written here
+
+
+@pytest.mark.parametrize(
+    "body,problem",
+    [
+        ('[{"id": "a", "text": "nul ' + NUL + ' inside"}]', '"text" contains a NUL character'),
+        ('[{"id": "a' + NUL + '", "text": "fine"}]', '"id" contains a NUL character'),
+        ('[{"id": "a", "text": "fine", "metadata": {"k": "' + NUL + '"}}]', '"metadata" contains a NUL character'),
+        ('[{"id": "a", "text": "lone \\ud800"}]', '"text" contains an unpaired surrogate'),
+    ],
+)
+def test_import_of_text_the_database_cannot_store_is_a_400(project, manager_client, body, problem):
+    response = manager_client.post(_url(project, "documents"), body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0].startswith(f"item 1: {problem}")
+    assert not Document.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "name,data,error",
+    [
+        ("docs.csv", b"id,text\nc1,bad\x00cell\n", 'line 2: "text" contains a NUL character'),
+        ("docs.csv", b'c1,hi\nc2,"unterminated\nc3,bye\n', "line 2: a quoted field"),
+        ("docs.jsonl", b'{"id": "a", "text": "' + b"x" * 101 + b'"}\n', 'line 1: "text" is 101 characters long'),
+    ],
+)
+def test_a_bad_import_file_is_a_400_naming_the_line(project, manager_client, settings, name, data, error):
+    settings.ALABEL_MAX_DOCUMENT_CHARS = 100
+    upload = SimpleUploadedFile(name, data)
+    response = manager_client.post(_url(project, "documents"), {"file": upload}, format="multipart")
+    assert response.status_code == 400
+    assert response.json()["errors"][0].startswith(error)
+    assert not Document.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body,problem",
+    [
+        ('["jo' + NUL + 'y2"]', "label 1: the name contains a NUL character"),
+        ('[{"name": "calm", "description": "' + NUL + '"}]', "label 1: the description contains a NUL character"),
+        ('["lone \\ud800"]', "label 1: the name contains an unpaired surrogate"),
+    ],
+)
+def test_labels_the_database_cannot_store_are_a_400(project, manager_client, body, problem):
+    before = Label.objects.count()
+    response = manager_client.post(_url(project, "labels"), body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["errors"][0].startswith(problem)
+    created = manager_client.post(
+        "/api/v1/projects/", '{"name": "P", "labels": ' + body + "}", content_type="application/json"
+    )
+    assert created.status_code == 400 and created.json()["errors"][0].startswith(problem)
+    assert Label.objects.count() == before and Project.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "what,params,message",
+    [
+        ("labels", {"q": "jo\x00"}, "q contains a NUL character"),
+        ("labels/coverage", {"q": "jo\x00"}, "q contains a NUL character"),
+        ("labels/coverage", {"offset": str(10**20)}, "offset must be an integer from 0 to 2147483647"),
+        ("labels/coverage", {"max_positives": "²"}, "max_positives must be an integer"),
+        ("labels", {"document": "²"}, "document must be an integer"),
+    ],
+)
+def test_bad_query_parameters_are_a_400_naming_them(project, manager_client, what, params, message):
+    response = manager_client.get(_url(project, what), params)
+    assert response.status_code == 400
+    assert response.json()["detail"] == message or response.json()["detail"].startswith(message)
+
+
+@pytest.mark.parametrize("field", ["label_budget", "retrain_every", "lease_seconds"])
+def test_settings_beyond_the_database_column_are_a_400(project, manager_client, field):
+    before = Project.objects.values().get(pk=project.pk)
+    response = manager_client.patch(f"/api/v1/projects/{project.pk}/", {field: 2**31}, format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith(f"invalid request: {field}: Ensure this value is less than or equal")
+    assert Project.objects.values().get(pk=project.pk) == before
+    created = manager_client.post("/api/v1/projects/", {"name": "P", field: 2**31}, format="json")
+    assert created.status_code == 400 and field in created.json()["detail"]
+    assert Project.objects.count() == 1
+
+
+def test_a_quota_or_schedule_interval_beyond_the_database_column_is_a_400(project, manager_client, annotator_user):
+    response = manager_client.post(
+        _url(project, "members"),
+        {"username": annotator_user.username, "role": "annotator", "quota": 2**31},
+        format="json",
+    )
+    assert response.status_code == 400 and "quota: Ensure" in response.json()["detail"]
+    assert project.memberships.get(user=annotator_user).quota is None
+    response = manager_client.post(
+        _url(project, "schedules"), {"kind": "interval", "every": 10**12, "unit": "hours"}, format="json"
+    )
+    assert response.status_code == 400 and "every: Ensure" in response.json()["detail"]
+    assert not project.schedules.exists()
+
+
+def test_the_schedule_time_served_is_what_the_schema_declares(project, manager_client):
+    """Issue 16: `at` was served as "03:00:00" while the schema said `format: time` (RFC 3339: with an offset)."""
+    created = manager_client.post(_url(project, "schedules"), {"kind": "daily", "at": "03:00"}, format="json").json()
+    schema = json.loads(manager_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").content)
+    declared = schema["components"]["schemas"]["Schedule"]["properties"]["at"]
+    assert "format" not in declared
+    assert re.fullmatch(declared["pattern"], created["at"])
+    offset = manager_client.post(_url(project, "schedules"), {"kind": "daily", "at": "03:00+02:00"}, format="json")
+    assert offset.status_code == 400 and "at:" in offset.json()["detail"]
+
+
+def test_the_csv_export_never_writes_a_spreadsheet_formula(project, manager, manager_client):
+    formula = "=cmd|' /C calc'!A0"
+    services.documents_import(
+        project=project,
+        user=manager,
+        records=parse_records([{"id": "@x", "text": formula, "labels": ["joy"]}, {"id": "plain", "text": "-1+2"}])[0],
+    )
+    response = manager_client.get(_url(project, "export"), {"format": "csv", "include_unlabelled": "1"})
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[1:] == [["'@x", "'" + formula, "joy"], ["plain", "'-1+2", ""]]

@@ -9,7 +9,7 @@ from django.core import mail
 from django.utils import timezone
 
 from annotator import selectors, services
-from annotator.models import Activity, Annotation, BudgetAlert, Project
+from annotator.models import Activity, Annotation, BudgetAlert, Project, QueueItem
 
 from .conftest import client_for, make_user
 
@@ -39,13 +39,77 @@ def test_hard_budget_stops_serving_and_a_soft_one_keeps_serving(project, annotat
     assert selectors.budget_for(project=project).spent == 5
 
 
-def test_an_answer_is_saved_even_when_the_budget_is_spent(project, annotator_user, documents):
+def test_a_hard_budget_is_never_exceeded_by_answers_sent_directly(project, manager, annotator_user, documents):
+    """Issue 16: an annotator with quota 1 in a project with a hard budget of 3 answered 7 documents directly."""
+    services.project_update(project=project, label_budget=3)
+    services.member_add(project=project, username=annotator_user.username, role="annotator", quota=1)
+    client = client_for(annotator_user)
+    url = _url(project, "annotations")
+    assert client.post(url, {"document": documents[0].pk, "labels": []}, format="json").status_code == 201
+    refused = client.post(url, {"document": documents[1].pk, "labels": ["joy"]}, format="json")
+    assert refused.status_code == 409 and "quota of 1" in refused.json()["detail"]
+    for doc in documents[2:4]:
+        services.annotation_submit(project=project, user=manager, document_id=doc.pk, labels=[])
+    refused = client_for(manager).post(url, {"document": documents[4].pk, "labels": []}, format="json")
+    assert refused.status_code == 409 and "label budget of 3 documents is spent" in refused.json()["detail"]
+    assert selectors.budget_for(project=project).spent == 3
+    assert not Annotation.objects.filter(document__in=[documents[1], documents[4]]).exists()
+    revised = client.post(url, {"document": documents[0].pk, "labels": ["joy"]}, format="json")
+    assert revised.status_code == 201  # a revision spends nothing: always possible
+    services.project_update(project=project, budget_mode="soft")
+    assert client.post(url, {"document": documents[1].pk, "labels": []}, format="json").status_code == 201
+
+
+def test_a_lease_renewal_does_not_claim_a_new_document_once_the_budget_is_spent(project, manager, documents):
+    """Issue 16: `lease/` renew claimed any free document even after the budget was spent."""
     services.project_update(project=project, label_budget=1)
-    served = services.queue_lease_next(project=project, user=annotator_user)
-    other = documents[-1] if documents[-1] != served.document else documents[-2]
-    services.annotation_submit(project=project, user=annotator_user, document_id=served.document.pk, labels=[])
-    services.annotation_submit(project=project, user=annotator_user, document_id=other.pk, labels=["joy"])
-    assert Annotation.objects.filter(document=other).exists()  # not served, but sent: never lost
+    services.annotation_submit(project=project, user=manager, document_id=documents[0].pk, labels=[])
+    QueueItem.objects.create(project=project, document=documents[1], strategy="cold_start", score=1.0)
+    response = client_for(manager).post(_url(project, "lease"), {"document": documents[1].pk}, format="json")
+    assert response.status_code == 200 and response.json()["held"] is False
+    assert QueueItem.objects.get(document=documents[1]).leased_to is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hard_budget_holds_under_concurrent_annotators(manager):
+    """Issue 16: under 50 concurrent annotators a hard budget of 600 ended at 602. Here 8 annotators race for a
+    budget of 12 (each thread: next + submit until nothing is served); exactly 12 documents end up answered."""
+    import threading
+
+    from django.db import connection
+
+    from .conftest import records
+
+    project = services.project_create(user=manager, name="Race", labels=["joy", "anger"], eval_size=0)
+    services.documents_import(project=project, user=manager, records=records(40))
+    services.project_update(project=project, label_budget=12, retrain_every=10_000)
+    users = [make_user(f"racer{i}") for i in range(8)]
+    for user in users:
+        services.member_add(project=project, username=user.username, role="annotator")
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(users))
+
+    def annotate(user) -> None:
+        try:
+            start.wait()
+            while True:
+                served = services.queue_lease_next(project=project, user=user)
+                if not isinstance(served, services.Served):
+                    break
+                services.annotation_submit(project=project, user=user, document_id=served.document.pk, labels=[])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=annotate, args=(user,)) for user in users]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert selectors.budget_for(project=project).spent == 12
+    assert Annotation.objects.filter(project=project).count() == 12
 
 
 def test_a_quota_stops_one_annotator_only(project, annotator_user, documents):

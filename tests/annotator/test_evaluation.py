@@ -8,6 +8,7 @@ from annotator import ml, services
 from annotator.models import Document, Job, ModelVersion, QueueItem
 
 from .conftest import client_for, records
+from .loop import answer_served
 
 GOLD = [["joy"], ["anger"], ["sadness", "fear"], [], ["surprise"], ["joy", "surprise"]]
 
@@ -26,7 +27,7 @@ def test_the_set_is_a_sample_of_the_size_asked_and_labelled_members_stay(project
     assert len(chosen) == 30
     labelled = sorted(chosen)[:8]
     for doc_id in labelled:
-        services.annotation_submit(project=project, user=annotator_user, document_id=doc_id, labels=["joy"])
+        answer_served(project, annotator_user, doc_id, ["joy"])
     services.project_update(project=project, eval_fraction=None, eval_size=5)
     remaining = _evaluation_ids(project)
     assert set(labelled) <= remaining and len(remaining) == 8  # shrinking releases only unlabelled members
@@ -73,7 +74,7 @@ def test_evaluation_documents_are_never_trained_on_and_every_version_is_measured
     evaluation = _evaluation_ids(project)
     texts = dict(Document.objects.filter(project=project).values_list("id", "text"))
     for i, doc_id in enumerate(sorted(texts)):  # every document labelled, the evaluation set included
-        services.annotation_submit(project=project, user=annotator_user, document_id=doc_id, labels=GOLD[i % 6])
+        answer_served(project, annotator_user, doc_id, GOLD[i % 6])
     trained_on: list[list[str]] = []
     real_train = ml.train
 
@@ -134,7 +135,7 @@ def test_successive_versions_are_compared_on_the_stop_set_and_re_measured_as_the
 
     def label(doc_ids):
         for i, doc_id in enumerate(doc_ids):
-            services.annotation_submit(project=project, user=annotator_user, document_id=doc_id, labels=GOLD[i % 6])
+            answer_served(project, annotator_user, doc_id, GOLD[i % 6])
 
     def run(kind, runner):
         job, _ = services.job_request(project=project, kind=kind, reason="test")

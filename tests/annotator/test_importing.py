@@ -62,3 +62,44 @@ def test_json_body_must_be_a_list_and_items_are_numbered():
 def test_unknown_file_type_is_refused():
     with pytest.raises(ProjectError, match="unsupported file type"):
         parse_file("data.xlsx", b"")
+
+
+def test_csv_with_an_unterminated_quote_names_the_line_instead_of_merging_the_rest():
+    """Issue 16: `c2,"unterminated` swallowed every later line into one text and was imported silently."""
+    records, errors = parse_csv(b'id,text\nc1,hi\nc2,"unterminated\nc3,bye\n')
+    assert errors == ['line 3: a quoted field (") opened on this line is never closed']
+    assert [r.external_id for r in records] == ["c1"]
+
+
+@pytest.mark.parametrize(
+    "item,problem",
+    [
+        ({"id": "a", "text": "nul \x00 inside"}, '"text" contains a NUL character'),
+        ({"id": "a\x00", "text": "fine"}, '"id" contains a NUL character'),
+        ({"id": "a", "text": "fine", "metadata": {"k": "v\x00"}}, '"metadata" contains a NUL character'),
+        ({"id": "a", "text": "fine", "metadata": {"k\x00": 1}}, '"metadata" contains a NUL character'),
+        ({"id": "a", "text": "fine", "labels": ["jo\x00y"]}, '"labels" contains a NUL character'),
+        ({"id": "a", "text": "lone \ud800 surrogate"}, '"text" contains an unpaired surrogate'),
+    ],
+)
+def test_text_a_database_cannot_store_is_named(item, problem):
+    records, errors = parse_records([item])
+    assert records == [] and len(errors) == 1
+    assert errors[0].startswith(f"item 1: {problem}")
+
+
+def test_a_nul_in_a_csv_cell_is_named():
+    records, errors = parse_csv(b"id,text\nc1,bad\x00cell\n")
+    assert records == [] and errors == ['line 2: "text" contains a NUL character (\\u0000)']
+
+
+def test_jsonl_refuses_nan_which_json_columns_cannot_store():
+    records, errors = parse_jsonl(b'{"id": "a", "text": "t", "metadata": {"x": NaN}}\n')
+    assert records == [] and errors == ["line 1: not valid JSON (NaN is not a JSON number)"]
+
+
+def test_a_document_longer_than_the_limit_is_named(settings):
+    settings.ALABEL_MAX_DOCUMENT_CHARS = 10
+    records, errors = parse_records([{"id": "a", "text": "x" * 10}, {"id": "b", "text": "x" * 11}])
+    assert [r.external_id for r in records] == ["a"]
+    assert errors == ['item 2: "text" is 11 characters long; the limit is 10']

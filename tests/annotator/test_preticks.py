@@ -199,7 +199,7 @@ def test_the_rule_costs_next_no_query(project, annotator_client, documents, djan
         served = annotator_client.get(_url(project, "next")).json()
     # 0.60-0.65 right (24 + 1 + 1) / (28 + 2 + 1) with the stored decisions, not enough for 0.7: pre-ticks from 0.66
     assert served["pretick"]["threshold"] == 0.66 and _ticked(served) == {labels[0], labels[1], labels[2]}
-    with django_assert_max_num_queries(27):  # + the version's decision counts: one aggregate, one update
+    with django_assert_max_num_queries(28):  # + the version's decision counts: one aggregate, one update; + quota
         response = annotator_client.post(
             _url(project, "annotations"), {"document": served["document"]["id"], "labels": labels}, format="json"
         )

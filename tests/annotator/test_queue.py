@@ -155,3 +155,14 @@ def test_nothing_left_when_every_document_is_labelled(project, manager, annotato
     result = services.queue_lease_next(project=project, user=annotator_user)
     assert isinstance(result, services.NothingToServe)
     assert result.reason == "empty"
+
+
+def test_a_document_taken_between_counting_and_picking_does_not_fail_next(project, annotator_user, documents):
+    """Issue 16: `_queue_row` counted the candidates, then read one at a random offset; when another request took a
+    document in between, the offset was past the end (IndexError: a 500 in 1 of 500 calls at 50 annotators)."""
+    from django.utils import timezone
+
+    candidates = queue._free_documents(project, annotator_user, timezone.now(), evaluation=False)
+    stale_count = candidates.count() + 5  # five documents were taken since the count
+    item = queue._queue_row(project, annotator_user, timezone.now(), candidates, stale_count, None, "random")
+    assert item is not None and item.document_id in {doc.pk for doc in documents}

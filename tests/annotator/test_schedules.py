@@ -27,6 +27,11 @@ pytestmark = pytest.mark.usefixtures("tiny_encoder")
         ({"kind": "daily"}, "needs a time"),
         ({"kind": "weekly"}, "kind must be"),
         ({"kind": "daily", "at": "02:00", "mode": "sometimes"}, "mode must be"),
+        ({"kind": "interval", "every": 1_000_000_000, "unit": "days"}, "at most 366 days"),
+        ({"kind": "interval", "every": 3_000_000, "unit": "days"}, "at most 366 days"),
+        ({"kind": "interval", "every": 10**12, "unit": "seconds"}, "at most 31,622,400 seconds"),
+        ({"kind": "interval", "every": -5, "unit": "hours"}, "whole number"),
+        ({"kind": "interval", "every": True, "unit": "hours"}, "whole number"),
     ],
 )
 def test_a_bad_schedule_is_refused_and_nothing_is_created(project, data, problem):
@@ -128,3 +133,45 @@ def test_the_settings_page_saves_the_policy_and_schedules(project, manager):
     assert schedule.kind == "daily"  # refused, unchanged
     page.post(f"{url}manage/schedule-delete/", {"schedule": str(schedule.pk)})
     assert not TrainingSchedule.objects.exists()
+
+
+def test_the_api_refuses_the_schedule_that_stopped_beat(project, manager):
+    """Issue 16: {"every": 1000000000, "unit": "days"} was accepted (201) and beat then exited at every start."""
+    response = client_for(manager).post(
+        f"/api/v1/projects/{project.pk}/schedules/",
+        {"kind": "interval", "every": 1000000000, "unit": "days", "enabled": True},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "at least once a year" in response.json()["detail"]
+    assert not TrainingSchedule.objects.exists()
+
+
+@pytest.mark.parametrize("days", [1_000_000_000, 3_000_000])
+def test_beat_switches_off_a_schedule_it_cannot_load_and_keeps_the_others(project, manager, days):
+    """A schedule saved before the limits existed (written to the database directly here) never stops beat: the
+    scheduler switches it off, says why on the settings page and in the API, and loads every other entry."""
+    from django_celery_beat.models import IntervalSchedule
+
+    from annotator.beat import SafeDatabaseScheduler
+    from webapp.celery import app
+
+    good = services.schedule_save(project=project, data={"kind": "interval", "every": 2, "unit": "hours"})
+    bad = services.schedule_save(project=project, data={"kind": "interval", "every": 1, "unit": "days"})
+    huge = IntervalSchedule.objects.create(every=days, period="days")
+    PeriodicTask.objects.filter(pk=bad.periodic_task_id).update(interval=huge)
+    TrainingSchedule.objects.filter(pk=bad.pk).update(every=days)
+
+    entries = SafeDatabaseScheduler(app=app, lazy=True).all_as_schedule()
+
+    assert good.periodic_task.name in entries and bad.periodic_task.name not in entries
+    bad.refresh_from_db()
+    assert not bad.enabled and "beat could not load this schedule" in bad.error
+    assert not PeriodicTask.objects.get(pk=bad.periodic_task_id).enabled
+    page = client_for(manager).get(f"/projects/{project.pk}/").content.decode()
+    assert "beat could not load this schedule" in page
+    listed = client_for(manager).get(f"/api/v1/projects/{project.pk}/schedules/").json()
+    assert {s["id"]: bool(s["error"]) for s in listed} == {good.pk: False, bad.pk: True}
+    services.schedule_save(project=project, schedule=bad, data={"kind": "interval", "every": 2, "unit": "days"})
+    bad.refresh_from_db()
+    assert bad.enabled and bad.error == ""  # fixed by its manager: on again

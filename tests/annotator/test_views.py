@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.test import Client
 
 from annotator import services
@@ -108,3 +109,53 @@ def test_bad_budget_form_input_is_named_and_changes_nothing(project, manager):
     assert "budget_alerts: a comma-separated list of whole percentages" in response.content.decode()
     project.refresh_from_db()
     assert project.budget_alerts == [50, 80, 100]
+
+
+BIG = str(2**31)  # one more than an integer column holds on PostgreSQL
+TOO_BIG = "Ensure this value is less than or equal to 2147483647."
+
+
+@pytest.mark.parametrize(
+    "action,data,message",
+    [
+        ("budget", {"label_budget": BIG, "budget_mode": "hard", "budget_alerts": "50"}, f"label_budget: {TOO_BIG}"),
+        (
+            "settings",
+            {"suggestions_k": "5", "lease_seconds": BIG, "eval_size": "0", "eval_share": "0", "stop_min_gain": "0"},
+            f"lease_seconds: {TOO_BIG}",
+        ),
+        (
+            "retraining",
+            {"retrain_every": BIG, "retrain_mode": "full", "full_retrain_growth": "1", "replay_size": "0"},
+            f"retrain_every: {TOO_BIG}",
+        ),
+        ("member", {"username": "annotator", "role": "annotator", "quota": BIG}, TOO_BIG),  # shown on the form
+        ("schedule", {"mode": "full", "kind": "interval", "every": str(10**12), "unit": "hours"}, f"every: {TOO_BIG}"),
+        ("budget", {"budget_mode": "hard", "budget_alerts": "²"}, "budget_alerts: a comma-separated list"),
+    ],
+)
+def test_numbers_beyond_the_database_column_are_named_and_change_nothing(project, manager, action, data, message):
+    """Issue 16: integers >= 2**31 on the manager page were a 500 from PostgreSQL."""
+    before = Project.objects.values().get(pk=project.pk)
+    members = list(project.memberships.values())
+    url = f"/projects/{project.pk}/manage/{action}/"
+    response = _client(manager).post(url, {"timezone": "UTC", **data}, follow=True)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert Project.objects.values().get(pk=project.pk) == before
+    assert list(project.memberships.values()) == members and not project.schedules.exists()
+
+
+def test_the_new_project_form_names_a_number_beyond_the_database_column(manager):
+    response = _client(manager).post(
+        "/projects/new/", {"name": "P", "label_budget": "2147483648", "retrain_every": "5"}
+    )
+    assert response.status_code == 200
+    assert "Ensure this value is less than or equal to 2147483647." in response.content.decode()
+    assert not Project.objects.exists()
+
+
+def test_a_label_search_with_a_nul_is_ignored_with_a_message(project, manager):
+    response = _client(manager).get(f"/projects/{project.pk}/", {"label_q": "jo\x00y"})
+    assert response.status_code == 200
+    assert "label_q contains a NUL character" in response.content.decode()

@@ -1,4 +1,5 @@
-"""`make run` on a fresh machine: SQLite and the embedded Redis, the demo project, and Ctrl-C stops everything."""
+"""`make run` on a fresh machine: SQLite and the embedded Redis, the demo project, a dead process restarted, and Ctrl-C
+stops everything."""
 
 from __future__ import annotations
 
@@ -28,14 +29,17 @@ def _free_port() -> int:
 
 
 def _read_until(process: subprocess.Popen, pattern: str, timeout: float) -> str:
-    """Collects the launcher's output (on a reader thread) until `pattern` appears; returns what was read."""
-    lines: list[str] = []
+    """Collects the launcher's output (on one reader thread per launcher) until `pattern` appears; returns all that
+    was read so far."""
+    lines: list[str] | None = getattr(process, "output_lines", None)
+    if lines is None:
+        lines = process.output_lines = []  # type: ignore[attr-defined]
 
-    def pump() -> None:
-        for line in process.stdout:
-            lines.append(line)
+        def pump() -> None:
+            for line in process.stdout:
+                lines.append(line)
 
-    threading.Thread(target=pump, daemon=True).start()
+        threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seen = "".join(lines)
@@ -98,6 +102,21 @@ def test_run_platform_serves_the_demo_and_ctrl_c_stops_every_process(tmp_path):
         names = " ".join(" ".join(child.cmdline()) for child in children)
         for part in ("redis-server", "worker -Q gpu", "worker -Q default", "beat", "gunicorn"):
             assert part in names, part
+
+        # Issue 16: one child that dies (here beat, killed) is restarted with back-off and the others go on.
+        beat = next(child for child in children if " beat " in " ".join(child.cmdline()) + " ")
+        beat.kill()
+        output = _read_until(launcher, r"beat restarted \(restart 1\)", timeout=60)
+        assert re.search(r"beat exited with code -?\d+; restarting it in 1 s", output)
+        assert launcher.poll() is None
+        beats = [
+            child
+            for child in psutil.Process(launcher.pid).children(recursive=True)
+            if " beat " in " ".join(child.cmdline()) + " "
+        ]
+        assert len(beats) == 1 and beats[0].pid != beat.pid
+        assert json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10))["database"] == "ok"
+        children = psutil.Process(launcher.pid).children(recursive=True)
     finally:
         launcher.send_signal(signal.SIGINT)
         launcher.wait(timeout=60)

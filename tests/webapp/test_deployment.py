@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -106,3 +108,71 @@ def test_healthz_reports_database_and_broker(client, monkeypatch):
     assert response.status_code == 503
     assert response.json()["database"] == "ok"
     assert response.json()["broker"].startswith("unreachable")
+
+
+def _production_environment() -> dict[str, str]:
+    """The production variables documented in docs/operations.md ("Production checklist"), a real secret key."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    block = re.search(r"<!-- production environment:[^\n]*-->\n```sh\n(.*?)```", text, re.S)
+    assert block, "docs/operations.md lost its production environment block"
+    env = dict(line.split("=", 1) for line in block.group(1).splitlines() if line and not line.startswith("#"))
+    assert env["DJANGO_SECRET_KEY"].startswith("<")  # a placeholder, never a real key in the docs
+    env["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
+    return env
+
+
+def test_check_deploy_passes_with_the_documented_production_environment(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALABEL_"))}
+    env.update(_production_environment(), ALABEL_DATA_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_every_deploy_warning_is_settable_from_the_environment(tmp_path):
+    """Without the TLS variables, check --deploy names exactly what they switch on."""
+    production = _production_environment()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALABEL_"))}
+    env.update(
+        DJANGO_SECRET_KEY=production["DJANGO_SECRET_KEY"],
+        DJANGO_ALLOWED_HOSTS="alabel.example.org",
+        ALABEL_DATA_DIR=str(tmp_path),
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    found = set(re.findall(r"\((security\.W\d+|drf_spectacular\.\w+)\)", result.stdout + result.stderr))
+    assert found == {"security.W004", "security.W008", "security.W012", "security.W016"}, result.stderr
+
+
+@pytest.mark.django_db
+def test_pages_carry_a_strict_content_security_policy(client):
+    response = client.get("/accounts/login/")
+    policy = response["Content-Security-Policy"]
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'" and directives["object-src"] == "'none'"
+    assert "unsafe" not in policy
+
+
+def test_templates_have_no_inline_code_the_policy_would_block():
+    """script-src / style-src 'self' block inline scripts, style attributes and event-handler attributes."""
+    offenders = []
+    for path in (ROOT / "annotator" / "templates").rglob("*.html"):
+        text = path.read_text()
+        for pattern in (r"<script(?![^>]*\ssrc=)[^>]*>", r"<style", r"\sstyle=", r"\son[a-z]+="):
+            offenders += [f"{path.name}: {m.group(0)}" for m in re.finditer(pattern, text)]
+    assert offenders == []

@@ -1,5 +1,6 @@
 """`make run`: migrate, start the broker (embedded unless CELERY_BROKER_URL is set), the workers, beat and the web
-server, create the demo project on first start, and stop every process on Ctrl-C."""
+server, create the demo project on first start, restart a process that dies (with back-off, and says so), and stop
+every process on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -24,6 +27,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+RESTART_FIRST_DELAY = 1.0  # seconds before restarting a process that died; doubled after each quick death ...
+RESTART_MAX_DELAY = 60.0  # ... up to this
+RESTART_STABLE_SECONDS = 60.0  # a process that ran this long before dying starts again after the first delay
+
+
+@dataclass
+class Child:
+    """One process of the platform and how to start it again."""
+
+    name: str
+    start: Callable[[], subprocess.Popen]
+    process: subprocess.Popen
+    started_at: float
+    delay: float = RESTART_FIRST_DELAY  # the wait before the next restart
+    restart_at: float | None = None  # when it died: the time of its restart
+    restarts: int = 0
+
+
 class Command(BaseCommand):
     help = "Starts the whole platform on this machine (web, workers, beat, embedded broker)."
 
@@ -33,7 +54,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="Do not create the demo project.")
 
     def handle(self, *args: object, **options) -> None:
-        self.processes: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
         self.logs = Path(settings.DATA_DIR) / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         stop = {"requested": False}
@@ -46,14 +67,37 @@ class Command(BaseCommand):
         try:
             self._start(options)
             while not stop["requested"]:
-                for name, process in self.processes:
-                    if process.poll() is not None:
-                        self._report_crash(name, process)
-                        stop["requested"] = True
-                        break
+                self._keep_alive()
                 time.sleep(0.5)
         finally:
             self._stop_all()
+
+    def _keep_alive(self) -> None:
+        """A process that died is started again after a delay that doubles while it keeps dying quickly: one bad
+        process (a crashing beat, a worker killed for memory) never stops the others, and the log says so."""
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is None and child.process.poll() is not None:
+                if now - child.started_at >= RESTART_STABLE_SECONDS:
+                    child.delay = RESTART_FIRST_DELAY
+                child.restart_at = now + child.delay
+                self._report_crash(child)
+            elif child.restart_at is not None and now >= child.restart_at:
+                try:
+                    child.process = child.start()
+                except (OSError, RuntimeError) as exc:  # e.g. the embedded broker did not answer in time
+                    self.stderr.write(self.style.ERROR(f"{child.name} did not start again: {exc}"))
+                    child.restart_at = now + child.delay
+                else:
+                    child.restart_at = None
+                    child.started_at = now
+                    child.restarts += 1
+                    self.stderr.write(f"{child.name} restarted (restart {child.restarts}).")
+                child.delay = min(child.delay * 2, RESTART_MAX_DELAY)
+
+    @property
+    def processes(self) -> list[tuple[str, subprocess.Popen]]:
+        return [(child.name, child.process) for child in self.children]
 
     # --- steps ---------------------------------------------------------------------------------------------------
     def _start(self, options: dict) -> None:
@@ -66,8 +110,9 @@ class Command(BaseCommand):
             from annotator.management import embedded_redis
 
             self.stdout.write("Starting the embedded Redis broker…")
-            process = embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET, log_path=self.logs / "redis.log")
-            self.processes.append(("redis", process))
+            self._add(
+                "redis", lambda: embedded_redis.start(settings.EMBEDDED_REDIS_SOCKET, log_path=self.logs / "redis.log")
+            )
         celery = [sys.executable, "-m", "celery", "-A", "webapp"]
         # Torch's CPU threads per worker process: with the default (one per core) the training and scoring
         # processes of one machine oversubscribe its cores, and measured on 2 cores an L-BFGS fit then ran up to
@@ -107,18 +152,24 @@ class Command(BaseCommand):
             self.stdout.write(f"  log in as {username:<15} password {password}")
         self.stdout.write(f"Logs: {self.logs}/  ·  Ctrl-C stops every process.\n")
 
+    def _add(self, name: str, start: Callable[[], subprocess.Popen]) -> None:
+        self.children.append(Child(name=name, start=start, process=start(), started_at=time.monotonic()))
+
     def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        )
-        log.close()
-        self.processes.append((name, process))
+        def start() -> subprocess.Popen:
+            log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            )
+            log.close()
+            return process
+
+        self._add(name, start)
 
     @staticmethod
     def _port_busy(host: str, port: int) -> bool:
@@ -126,9 +177,14 @@ class Command(BaseCommand):
             probe.settimeout(0.5)
             return probe.connect_ex((host, port)) == 0
 
-    def _report_crash(self, name: str, process: subprocess.Popen) -> None:
-        self.stderr.write(self.style.ERROR(f"{name} exited with code {process.returncode}; stopping everything."))
-        log = self.logs / f"{name}.log"
+    def _report_crash(self, child: Child) -> None:
+        self.stderr.write(
+            self.style.ERROR(
+                f"{child.name} exited with code {child.process.returncode}; restarting it in {child.delay:g} s "
+                "(the other processes go on)."
+            )
+        )
+        log = self.logs / f"{child.name}.log"
         if log.exists():
             tail = log.read_text(errors="replace").splitlines()[-20:]
             self.stderr.write("\n".join(tail))

@@ -62,7 +62,8 @@
       set("new", stats.new_annotations_since_model);
       const bar = root.querySelector('[data-stat="budget-bar"]');
       if (bar && stats.budget.label_budget) {
-        bar.style.width = Math.min(100, (100 * stats.budget.spent) / stats.budget.label_budget) + "%";
+        bar.max = stats.budget.label_budget;
+        bar.value = Math.min(stats.budget.spent, stats.budget.label_budget);
       }
       savingsStatus(jobs);
       const tbody = root.querySelector("#jobs tbody");
