@@ -1,0 +1,252 @@
+"""Load: --annotators experts doing `next` + submit at once against the web server (gunicorn, as `make run` starts it),
+driven by Locust headless (bench/locust_annotators.py), on PostgreSQL or SQLite.
+
+What it builds, in a throw-away database (a dedicated PostgreSQL database created from the admin URL given with
+--database-url and dropped at the end, or SQLite in a temp folder): a project with the 28 GoEmotions labels, --docs
+GoEmotions texts, a hard label budget of --label-budget documents, a queue of every document (strategy cold start,
+ten suggestions each, as the scoring task leaves it), training never due, and --annotators annotators, each with an
+API token. Celery's broker is its in-process `memory://` transport: no worker runs, no task is waited for.
+
+Then Locust runs --annotators users for --seconds: each asks for the next document and answers it with its gold
+labels, --think seconds apart, until the budget is spent (`next` answers 204) or the time is up. Reported: p50 / p95
+/ p99 of `next` and of submit (ms), answers per second (between the first and the last answer stored), 5xx and
+failed requests, lost answers (answers the server
+accepted with 201 that are not in the database: must be 0) and budget overshoot (documents answered beyond the hard
+budget: must be 0).
+
+Locust is not a test dependency: `pip install -r requirements-bench.txt` first.
+
+    .venv/bin/python bench/bench_load.py --database-url postgres://postgres@127.0.0.1:5432/postgres
+
+Prints a Markdown table and writes bench/results/load-<vendor>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import (
+    RESULTS_DIR,
+    ROOT,
+    database_info,
+    django_setup,
+    header,
+    table,
+    throwaway_database,
+    wait_for,
+    write_json,
+)
+
+DATASET = ROOT.parent / "shared" / "datasets" / "goemotions" / "train.jsonl.gz"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", help="PostgreSQL admin URL; default: SQLite in a temp folder")
+    parser.add_argument("--pg-name", default="alabel_bench_load", help="PostgreSQL database to create and drop")
+    parser.add_argument("--dataset", type=Path, default=DATASET)
+    parser.add_argument("--docs", type=int, default=5_000, help="documents in the project (all queued)")
+    parser.add_argument("--label-budget", type=int, default=2_000, help="the project's hard label budget (0: none)")
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=60, help="how long Locust runs at most")
+    parser.add_argument(
+        "--think", type=float, default=0.5, help="mean seconds an annotator waits between documents (uniform, +-50%%)"
+    )
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (make run starts 2)")
+    parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker (make run: 4)")
+    parser.add_argument("--out", type=Path, help="JSON result (default bench/results/load-<vendor>.json)")
+    return parser.parse_args()
+
+
+def build(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """The project, its queue and the annotators' tokens; returns what the Locust users need."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django.core.management import call_command
+
+    from annotator import services
+    from annotator.importing import ImportRecord
+    from annotator.models import Document, Label, QueueItem
+    from annotator.services.demo import demo_labels
+    from annotator.services.tokens import token_create
+
+    call_command("migrate", interactive=False, verbosity=0)
+    User = get_user_model()
+    manager = User.objects.create_user(username="load-manager", password=secrets.token_urlsafe(16))
+    manager.user_permissions.add(Permission.objects.get(codename="add_project", content_type__app_label="annotator"))
+    manager = User.objects.get(pk=manager.pk)
+    project = services.project_create(
+        user=manager,
+        name="Load",
+        labels=demo_labels(),
+        retrain_every=1_000_000,
+        label_budget=args.label_budget or None,  # 0: no budget (nothing serialises on the project row)
+        eval_size=0,
+        queue_size=args.docs,
+    )
+    rows = []
+    with gzip.open(args.dataset, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            rows.append(json.loads(line))
+            if len(rows) >= args.docs:
+                break
+    records = [ImportRecord(line=i, external_id=r["id"], text=r["text"], labels=None) for i, r in enumerate(rows, 1)]
+    services.documents_import(project=project, user=manager, records=records)
+    by_external = dict(Document.objects.filter(project=project).values_list("external_id", "id"))
+    gold = {str(by_external[row["id"]]): row["labels"] for row in rows}
+    label_ids = list(Label.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    QueueItem.objects.filter(project=project).delete()
+    QueueItem.objects.bulk_create(
+        [
+            QueueItem(
+                project=project,
+                document_id=int(doc_id),
+                strategy="cold_start",
+                score=float(len(gold) - rank),
+                suggestions=[[label_ids[(rank + j) % len(label_ids)], round(0.9 - 0.08 * j, 2)] for j in range(10)],
+            )
+            for rank, doc_id in enumerate(gold)
+        ],
+        batch_size=1000,
+    )
+    tokens = []
+    for i in range(args.annotators):
+        user = User.objects.create_user(username=f"load-annotator-{i}", password=secrets.token_urlsafe(16))
+        services.member_add(project=project, username=user.username, role="annotator")
+        tokens.append(token_create(user=user, name="load")[1])
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")  # the steady state: autovacuum analyzes fresh tables within a minute
+    connection.close()
+    return {
+        "project_id": project.pk,
+        "tokens": tokens,
+        "gold": gold,
+        "think_seconds": args.think,
+        "counts_path": str(folder / "counts.json"),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def percentiles(rows: list[dict[str, str]], name: str) -> dict[str, Any]:
+    row = next((r for r in rows if r["Name"] == name), None)
+    if row is None:
+        return {"requests": 0}
+    return {
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "p50_ms": float(row["50%"]),
+        "p95_ms": float(row["95%"]),
+        "p99_ms": float(row["99%"]),
+        "mean_ms": round(float(row["Average Response Time"]), 1),
+    }
+
+
+def main() -> None:
+    args = parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="alabel-load-"))
+    with throwaway_database(database_url=args.database_url, data_dir=folder, pg_name=args.pg_name) as url:
+        env = {"DATABASE_URL": url, "ALABEL_DATA_DIR": str(folder / "data"), "CELERY_BROKER_URL": "memory://"}
+        django_setup(**env)
+        started = time.perf_counter()
+        setup = build(args, folder)
+        setup_seconds = round(time.perf_counter() - started, 1)
+        (folder / "setup.json").write_text(json.dumps(setup))
+        port = free_port()
+        server_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", "ALABEL_LOG_LEVEL": "WARNING"}
+        web = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "webapp.wsgi:application", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(args.web_workers), "--threads", str(args.web_threads), "--timeout", "60"],
+            cwd=ROOT, env=server_env, stdout=open(folder / "web.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        )  # fmt: skip
+        try:
+            wait_for(lambda: port_open(port), timeout=60, what="the web server")
+            locust = [
+                sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locust_annotators.py"), "--headless",
+                "-u", str(args.annotators), "-r", str(args.annotators), "-t", f"{args.seconds}s",
+                "--host", f"http://127.0.0.1:{port}", "--csv", str(folder / "stats"), "--only-summary",
+                "--stop-timeout", "10", "--exit-code-on-error", "0",
+            ]  # fmt: skip
+            print(f"load: {args.annotators} annotators for up to {args.seconds} s ...", flush=True)
+            ran = time.perf_counter()
+            subprocess.run(locust, cwd=ROOT, env={**os.environ, "LOAD_SETUP": str(folder / "setup.json")}, check=True)
+            wall = time.perf_counter() - ran
+        finally:
+            web.terminate()
+            web.wait(timeout=30)
+        from django.db import connection
+        from django.db.models import Max, Min
+
+        from annotator import selectors
+        from annotator.models import Annotation, Project
+
+        connection.close()
+        project = Project.objects.get(pk=setup["project_id"])
+        answers = Annotation.objects.filter(project=project)
+        in_database = answers.count()
+        span = answers.aggregate(first=Min("created_at"), last=Max("created_at"))
+        active = (span["last"] - span["first"]).total_seconds() if in_database > 1 else 0.0
+        spent = selectors.budget_for(project=project).spent
+        counts = json.loads((folder / "counts.json").read_text())
+        with open(folder / "stats_stats.csv", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        vendor = database_info()["vendor"]
+        connection.close()
+    result = {
+        "setup_seconds": setup_seconds,
+        "wall_seconds": round(wall, 1),
+        "next": percentiles(rows, "next"),
+        "next_nothing_to_serve": percentiles(rows, "next: nothing to serve"),
+        "submit": percentiles(rows, "submit"),
+        "answers_accepted": counts["submitted"],
+        "answers_refused_409": counts["refused"],
+        "answers_in_database": in_database,
+        "lost_answers": counts["submitted"] - in_database,
+        "server_errors_5xx": counts["server_errors"],
+        "budget": args.label_budget,
+        "budget_spent": spent,
+        "budget_overshoot": max(spent - args.label_budget, 0) if args.label_budget else None,
+        "answers_per_second": round(in_database / active, 1) if active else None,  # first to last answer
+    }
+    print(
+        table(
+            ["request", "count", "failures", "p50 ms", "p95 ms", "p99 ms"],
+            [
+                [name, r.get("requests", 0), r.get("failures", 0), r.get("p50_ms"), r.get("p95_ms"), r.get("p99_ms")]
+                for name, r in (("next", result["next"]), ("submit", result["submit"]))
+            ],
+        )
+    )
+    print({k: v for k, v in result.items() if k not in ("next", "submit", "next_nothing_to_serve")})
+    out = args.out or RESULTS_DIR / f"load-{vendor}.json"
+    write_json(out, {**header("load", vars(args)), **result})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
