@@ -10,39 +10,47 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 
 from ..models import Activity, BudgetAlert, Membership, Project
-from ..selectors import budget_for, member_quota_left, member_spent
+from ..selectors import Budget, budget_for, member_quota_left, member_spent
 
 logger = logging.getLogger(__name__)
 
 
 def room_for_one_more(*, project: Project, user, leased: bool, new_document: bool = True) -> tuple[str, str] | None:
-    """Whether a hard label budget and, under it, the user's quota leave room for one more document: None, or the
-    (reason, message) of the refusal ("budget" or "quota"). With a hard budget or a quota the project row is locked
-    first (until the transaction ends), so concurrent requests of the project take turns and never both take the last
-    unit.
+    """See `room_and_budget`: the refusal only."""
+    return room_and_budget(project=project, user=user, leased=leased, new_document=new_document)[0]
+
+
+def room_and_budget(
+    *, project: Project, user, leased: bool, new_document: bool = True
+) -> tuple[tuple[str, str] | None, Budget | None]:
+    """(refusal, budget): whether a hard label budget and, under it, the user's quota leave room for one more
+    document (None, or the (reason, message) of the refusal, "budget" or "quota"), and the budget as counted under
+    the lock (None when no hard budget was counted). With a hard budget or a quota the project row is locked first
+    (until the transaction ends), so concurrent requests of the project take turns and never both take the last unit.
 
     `leased`: documents leased right now count as taken (serving or leasing a new document: every lease can end in
     an answer); otherwise (a first answer to a document) only answered documents count, since the answer's own
     lease is among the leased ones. `new_document`: False when the document is answered already (by someone else),
     so the project's budget does not grow with this answer; the user's quota still does."""
     if project.budget_mode != Project.BudgetMode.HARD:
-        return None  # a soft budget (and quota) only warns: budget_alerts_check, quota_check
+        return None, None  # a soft budget (and quota) only warns: budget_alerts_check, quota_check
     quota = Membership.objects.filter(project=project, user=user).values_list("quota", flat=True).first()
     if project.label_budget is None and quota is None:
-        return None
+        return None, None
     Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # FOR NO KEY UPDATE: see docs/architecture.md
+    budget = None
     if project.label_budget is not None and new_document:
         budget = budget_for(project=project)
         if budget.spent + (budget.in_progress if leased else 0) >= project.label_budget:
-            return "budget", f"the label budget of {project.label_budget} documents is spent"
+            return ("budget", f"the label budget of {project.label_budget} documents is spent"), budget
     if quota is not None:
         if leased:
             left = member_quota_left(project=project, user=user) or 0
         else:
             left = quota - member_spent(project=project, user=user)
         if left <= 0:
-            return "quota", f"you have labelled your quota of {quota} documents here"
-    return None
+            return ("quota", f"you have labelled your quota of {quota} documents here"), budget
+    return None, budget
 
 
 def _mail_managers(project_id: int, subject: str, body: str) -> None:

@@ -16,14 +16,13 @@ from ..exceptions import ProjectError
 from ..models import Annotation, Document, DocumentSkip, Job, ModelVersion, Project, QueueItem
 from ..selectors import (
     Budget,
-    budget_for,
     item_suggestions,
     lease_free_filter,
     lease_held_by_other,
     live_lease_filter,
     serving_version,
 )
-from .budgets import room_for_one_more
+from .budgets import room_and_budget, room_for_one_more
 from .evaluation import evaluation_turn
 from .jobs import job_request
 
@@ -164,11 +163,9 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     if held is not None:
         return _served(_lease(held, user, project), project)
 
-    refusal = room_for_one_more(project=project, user=user, leased=True)
+    refusal, budget = room_and_budget(project=project, user=user, leased=True)  # the budget: shown on the page
     if refusal is not None:
         return NothingToServe(reason=refusal[0], message=refusal[1])
-    hard = project.budget_mode == Project.BudgetMode.HARD and project.label_budget is not None
-    budget = budget_for(project=project) if hard else None  # shown on the page
     version = serving_version(project=project)
     if evaluation_turn(project=project):
         item = _evaluation_item(project, user, version, now)
