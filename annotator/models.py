@@ -248,7 +248,6 @@ class Label(models.Model):
     # Positives among the project's annotations (kept by services.labels_recount); ranks search results.
     frequency = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
-
     class Meta:
         ordering = ["id"]
         constraints = [
@@ -601,7 +600,15 @@ class QueueItem(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["project", "model_version", "-score"], name="queue_serving_idx"),
+            # `next` walks a queue best first and stops at the first free row: (score, id) is its exact order. A
+            # version's queue is found by `model_version = X`; the cold-start queue (`IS NULL`, which PostgreSQL
+            # does not treat as fixing the column, so the first index cannot give its order) has its own.
+            models.Index(fields=["project", "model_version", "-score", "id"], name="queue_version_order_idx"),
+            models.Index(
+                fields=["project", "-score", "id"],
+                condition=Q(model_version__isnull=True),
+                name="queue_cold_start_order_idx",
+            ),
             models.Index(fields=["leased_to", "lease_expires_at"], name="queue_lease_idx"),
         ]
 

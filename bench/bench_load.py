@@ -1,18 +1,20 @@
-"""Load: --annotators experts doing `next` + submit at once against the web server (gunicorn, as `make run` starts it),
+"""Load: --annotators experts doing `next` + submit against the web server (gunicorn, as `make run` starts it),
 driven by Locust headless (bench/locust_annotators.py), on PostgreSQL or SQLite.
 
 What it builds, in a throw-away database (a dedicated PostgreSQL database created from the admin URL given with
 --database-url and dropped at the end, or SQLite in a temp folder): a project with the 28 GoEmotions labels, --docs
-GoEmotions texts, a hard label budget of --label-budget documents, a queue of every document (strategy cold start,
-ten suggestions each, as the scoring task leaves it), training never due, and --annotators annotators, each with an
-API token. Celery's broker is its in-process `memory://` transport: no worker runs, no task is waited for.
+GoEmotions texts, a hard label budget of --label-budget documents, a published model version (with a tick curve, so
+pre-ticks are computed; --cold-start: none) whose queue holds every document with ten suggestions each, as the
+scoring task leaves it, training never due, and --annotators annotators, each with an API token. Celery's broker is
+its in-process `memory://` transport: no worker runs, no task is waited for.
 
-Then Locust runs --annotators users for --seconds: each asks for the next document and answers it with its gold
-labels, --think seconds apart, until the budget is spent (`next` answers 204) or the time is up. Reported: p50 / p95
-/ p99 of `next` and of submit (ms), answers per second (between the first and the last answer stored), 5xx and
-failed requests, lost answers (answers the server
-accepted with 201 that are not in the database: must be 0) and budget overshoot (documents answered beyond the hard
-budget: must be 0).
+Then Locust starts the annotators, --spawn-rate per second (0: all within the same second), and runs them for
+--seconds: each asks for the next document and answers it with its gold labels, --think seconds apart (uniform,
++-50 %), until the budget is spent (`next` answers 204) or the time is up. Reported: p50 / p95 / p99 of `next` and of
+submit (ms, exact, over the whole run and past --warmup seconds, and p95 per 5 s), answers per second (between the
+first and the last answer stored), 5xx and failed requests, lost answers (answers the server accepted with 201 that
+are not in the database: must be 0) and budget overshoot (documents answered beyond the hard budget: must be 0).
+gunicorn's access log (in the temp folder) has the server's own time per request.
 
 Locust is not a test dependency: `pip install -r requirements-bench.txt` first.
 
@@ -34,6 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,7 @@ from common import (
     database_info,
     django_setup,
     header,
+    percentile,
     table,
     throwaway_database,
     wait_for,
@@ -60,9 +65,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--docs", type=int, default=5_000, help="documents in the project (all queued)")
     parser.add_argument("--label-budget", type=int, default=2_000, help="the project's hard label budget (0: none)")
     parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument(
+        "--cold-start",
+        action="store_true",
+        help="serve the cold-start queue (no model yet); default: a published model version's queue, whose "
+        "suggestions carry a tick curve and whose experts' decisions are counted with every answer",
+    )
     parser.add_argument("--seconds", type=int, default=60, help="how long Locust runs at most")
     parser.add_argument(
         "--think", type=float, default=0.5, help="mean seconds an annotator waits between documents (uniform, +-50%%)"
+    )
+    parser.add_argument(
+        "--spawn-rate",
+        type=float,
+        default=5.0,
+        help="annotators starting per second (0: all within the same second, the harshest start)",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=10.0, help="seconds from the start not counted in the steady-state percentiles"
     )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (make run starts 2)")
     parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker (make run: 4)")
@@ -70,15 +90,37 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def bench_tick_curve(shortlists: dict[str, list], gold: dict[str, list[str]], label_ids: list[int]) -> dict:
+    """A tick curve as training leaves one (learner.decision.tick_curve), from the queued shortlists checked against
+    the gold labels: the pre-tick rule then computes its threshold on every `next`, as in a trained project."""
+    import numpy as np
+    from scipy import sparse
+
+    from annotator.models import Label
+    from learner.decision import tick_curve
+
+    column = {label_id: i for i, label_id in enumerate(label_ids)}
+    names = dict(Label.objects.filter(pk__in=label_ids).values_list("name", "id"))
+    docs = list(shortlists)
+    idx = np.array([[column[label_id] for label_id, _ in shortlists[d]] for d in docs])
+    probs = np.array([[score for _, score in shortlists[d]] for d in docs])
+    rows = [(i, column[names[name]]) for i, d in enumerate(docs) for name in gold[d] if name in names]
+    targets = sparse.csr_matrix(
+        (np.ones(len(rows)), ([r for r, _ in rows], [c for _, c in rows])), shape=(len(docs), len(label_ids))
+    )
+    return tick_curve(idx, probs, targets)
+
+
 def build(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """The project, its queue and the annotators' tokens; returns what the Locust users need."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
     from django.core.management import call_command
+    from django.utils import timezone
 
     from annotator import services
     from annotator.importing import ImportRecord
-    from annotator.models import Document, Label, QueueItem
+    from annotator.models import Document, Label, ModelVersion, QueueItem
     from annotator.services.demo import demo_labels
     from annotator.services.tokens import token_create
 
@@ -107,15 +149,32 @@ def build(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     by_external = dict(Document.objects.filter(project=project).values_list("external_id", "id"))
     gold = {str(by_external[row["id"]]): row["labels"] for row in rows}
     label_ids = list(Label.objects.filter(project=project).order_by("id").values_list("id", flat=True))
+    shortlists = {
+        doc_id: [[label_ids[(rank + j) % len(label_ids)], round(0.9 - 0.08 * j, 2)] for j in range(10)]
+        for rank, doc_id in enumerate(gold)
+    }
+    version = None
+    if not args.cold_start:
+        version = ModelVersion.objects.create(
+            project=project,
+            number=1,
+            is_serving=True,
+            artifact_path=f"bench-load/{project.pk}/v1",
+            n_annotations=0,
+            n_labels=len(label_ids),
+            data_cutoff=timezone.now(),
+            config={"threshold": 0.5, "tick_curve": bench_tick_curve(shortlists, gold, label_ids)},
+        )
     QueueItem.objects.filter(project=project).delete()
     QueueItem.objects.bulk_create(
         [
             QueueItem(
                 project=project,
                 document_id=int(doc_id),
-                strategy="cold_start",
+                model_version=version,
+                strategy="cold_start" if version is None else "uncertainty",
                 score=float(len(gold) - rank),
-                suggestions=[[label_ids[(rank + j) % len(label_ids)], round(0.9 - 0.08 * j, 2)] for j in range(10)],
+                suggestions=shortlists[doc_id],
             )
             for rank, doc_id in enumerate(gold)
         ],
@@ -147,23 +206,32 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+def http_answers(port: int) -> bool:
+    """Whether a web worker answers (any HTTP status: /healthz says 503 without a Celery worker)."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
-def percentiles(rows: list[dict[str, str]], name: str) -> dict[str, Any]:
-    row = next((r for r in rows if r["Name"] == name), None)
-    if row is None:
+def percentiles(rows: list[dict[str, str]], requests: list[list], name: str, *, after: float = 0.0) -> dict[str, Any]:
+    """Exact p50 / p95 / p99 (ms) of the requests named `name` that started `after` seconds or later into the run
+    (the locustfile records every request); the failures come from Locust's statistics (whole run)."""
+    times = [ms for started, request, ms in requests if request == name and started >= after]
+    if not times:
         return {"requests": 0}
+    row = next((r for r in rows if r["Name"] == name), None)
     return {
-        "requests": int(row["Request Count"]),
-        "failures": int(row["Failure Count"]),
-        "p50_ms": float(row["50%"]),
-        "p95_ms": float(row["95%"]),
-        "p99_ms": float(row["99%"]),
-        "mean_ms": round(float(row["Average Response Time"]), 1),
+        "requests": len(times),
+        "failures": int(row["Failure Count"]) if row and not after else None,
+        "p50_ms": round(percentile(times, 50), 1),
+        "p95_ms": round(percentile(times, 95), 1),
+        "p99_ms": round(percentile(times, 99), 1),
+        "max_ms": round(max(times), 1),
+        "mean_ms": round(sum(times) / len(times), 1),
     }
 
 
@@ -181,14 +249,21 @@ def main() -> None:
         server_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", "ALABEL_LOG_LEVEL": "WARNING"}
         web = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "webapp.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.web_workers), "--threads", str(args.web_threads), "--timeout", "60"],
+             "--workers", str(args.web_workers), "--threads", str(args.web_threads), "--timeout", "60",
+             # The server's own time per request (microseconds; the clock starts when gunicorn reads the request):
+             "--access-logfile", str(folder / "access.log"), "--access-logformat", "%(m)s %(U)s %(s)s %(D)s"],
             cwd=ROOT, env=server_env, stdout=open(folder / "web.log", "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
         )  # fmt: skip
         try:
-            wait_for(lambda: port_open(port), timeout=60, what="the web server")
+            # gunicorn's master listens at once, but its workers need about a second to load the application:
+            # wait until one answers, then as long again for the others (a request sent earlier waits for them,
+            # which is the platform starting, not serving).
+            booting = time.perf_counter()
+            wait_for(lambda: http_answers(port), timeout=60, what="the web server")
+            time.sleep(time.perf_counter() - booting)
             locust = [
                 sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locust_annotators.py"), "--headless",
-                "-u", str(args.annotators), "-r", str(args.annotators), "-t", f"{args.seconds}s",
+                "-u", str(args.annotators), "-r", str(args.spawn_rate or args.annotators), "-t", f"{args.seconds}s",
                 "--host", f"http://127.0.0.1:{port}", "--csv", str(folder / "stats"), "--only-summary",
                 "--stop-timeout", "10", "--exit-code-on-error", "0",
             ]  # fmt: skip
@@ -213,6 +288,7 @@ def main() -> None:
         active = (span["last"] - span["first"]).total_seconds() if in_database > 1 else 0.0
         spent = selectors.budget_for(project=project).spent
         counts = json.loads((folder / "counts.json").read_text())
+        requests = counts.pop("requests")
         with open(folder / "stats_stats.csv", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         vendor = database_info()["vendor"]
@@ -220,9 +296,14 @@ def main() -> None:
     result = {
         "setup_seconds": setup_seconds,
         "wall_seconds": round(wall, 1),
-        "next": percentiles(rows, "next"),
-        "next_nothing_to_serve": percentiles(rows, "next: nothing to serve"),
-        "submit": percentiles(rows, "submit"),
+        "next": percentiles(rows, requests, "next"),
+        "next_nothing_to_serve": percentiles(rows, requests, "next: nothing to serve"),
+        "submit": percentiles(rows, requests, "submit"),
+        # Past the start (every annotator asking for a first document within the same second, when --spawn-rate is
+        # 0): the steady state of annotators working at their own pace.
+        "steady_after_seconds": args.warmup,
+        "next_steady": percentiles(rows, requests, "next", after=args.warmup),
+        "submit_steady": percentiles(rows, requests, "submit", after=args.warmup),
         "answers_accepted": counts["submitted"],
         "answers_refused_409": counts["refused"],
         "answers_in_database": in_database,
@@ -238,11 +319,22 @@ def main() -> None:
             ["request", "count", "failures", "p50 ms", "p95 ms", "p99 ms"],
             [
                 [name, r.get("requests", 0), r.get("failures", 0), r.get("p50_ms"), r.get("p95_ms"), r.get("p99_ms")]
-                for name, r in (("next", result["next"]), ("submit", result["submit"]))
+                for name, r in (
+                    ("next", result["next"]),
+                    ("submit", result["submit"]),
+                    (f"next, after {args.warmup:g} s", result["next_steady"]),
+                    (f"submit, after {args.warmup:g} s", result["submit_steady"]),
+                )
             ],
         )
     )
-    print({k: v for k, v in result.items() if k not in ("next", "submit", "next_nothing_to_serve")})
+    print({k: v for k, v in result.items() if not isinstance(v, dict)})
+    timeline = {}  # p95 per 5-second stretch: where the slow requests are
+    for started, name, ms in requests:
+        if name in ("next", "submit"):
+            timeline.setdefault(int(started // 5) * 5, []).append(ms)
+    result["p95_per_5s"] = {str(k): round(percentile(v, 95), 1) for k, v in sorted(timeline.items())}
+    print("p95 (ms) of next and submit per 5 s from the start:", result["p95_per_5s"])
     out = args.out or RESULTS_DIR / f"load-{vendor}.json"
     write_json(out, {**header("load", vars(args)), **result})
     print(f"wrote {out}")

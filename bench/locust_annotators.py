@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import time
 
 from locust import HttpUser, between, events, task
 from locust.exception import StopUser
@@ -18,12 +19,22 @@ from locust.exception import StopUser
 SETUP = json.loads(open(os.environ["LOAD_SETUP"], encoding="utf-8").read())  # noqa: SIM115 - read once at import
 TOKENS = itertools.cycle(SETUP["tokens"])
 COUNTS = {"submitted": 0, "refused": 0, "server_errors": 0}
+# Every request as (seconds since the first one started, name, milliseconds): exact percentiles (Locust's CSV rounds
+# them to two digits) over the whole run and over any stretch of it.
+REQUESTS: list[tuple[float, str, float]] = []
+
+
+@events.request.add_listener
+def _record(request_type, name, response_time, **_kwargs) -> None:
+    REQUESTS.append((time.time() - response_time / 1000, name, response_time))
 
 
 @events.quitting.add_listener
 def _write_counts(environment, **_kwargs) -> None:
+    first = min((started for started, _, _ in REQUESTS), default=0.0)
+    requests = [(round(started - first, 3), name, round(ms, 2)) for started, name, ms in REQUESTS]
     with open(SETUP["counts_path"], "w", encoding="utf-8") as handle:
-        json.dump(COUNTS, handle)
+        json.dump({**COUNTS, "requests": requests}, handle)
 
 
 class Annotator(HttpUser):

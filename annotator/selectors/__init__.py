@@ -1,7 +1,15 @@
 """Reads: permission look-ups, search, statistics, export, and what the jobs read. No writes here, and no import of
 `annotator.services`: one module per topic, mirroring the services; every read is importable from here."""
 
-from .budgets import Budget, annotations_new_since, budget_for, budget_overview, member_quota_left, member_spent
+from .budgets import (
+    Budget,
+    annotations_new_since,
+    budget_for,
+    budget_overview,
+    member_quota_left,
+    member_spent,
+    member_taken,
+)
 from .curves import (
     CURVE_METRIC,
     STOP_AGREEMENT,

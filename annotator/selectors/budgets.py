@@ -70,17 +70,23 @@ def member_spent(*, project: Project, user) -> int:
     return Annotation.objects.filter(project=project, annotator=user).exclude(source=Annotation.Source.IMPORT).count()
 
 
-def member_quota_left(*, project: Project, user) -> int | None:
-    """Documents the user may still label under their quota (leases they hold included); None without a quota."""
-    quota = Membership.objects.filter(project=project, user=user).values_list("quota", flat=True).first()
-    if quota is None:
-        return None
+def member_taken(*, project: Project, user) -> int:
+    """Documents the user labelled in the project plus those they hold a live lease on (unlabelled): what their
+    quota counts when serving."""
     held = (
         QueueItem.objects.filter(live_lease_filter(), project=project, leased_to=user)
         .filter(~Exists(Annotation.objects.filter(document=OuterRef("document"))))
         .count()
     )
-    return max(quota - member_spent(project=project, user=user) - held, 0)
+    return member_spent(project=project, user=user) + held
+
+
+def member_quota_left(*, project: Project, user) -> int | None:
+    """Documents the user may still label under their quota (leases they hold included); None without a quota."""
+    quota = Membership.objects.filter(project=project, user=user).values_list("quota", flat=True).first()
+    if quota is None:
+        return None
+    return max(quota - member_taken(project=project, user=user), 0)
 
 
 def _labelled_per_day(project: Project, since) -> dict[date, int]:

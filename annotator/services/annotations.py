@@ -21,7 +21,7 @@ from ..models import (
     SuggestionDecision,
 )
 from ..selectors import item_suggestions, lease_held_by_other
-from .budgets import budget_alerts_check, quota_check, room_for_one_more
+from .budgets import budget_alerts_check, budget_check, quota_check
 
 MAX_SECONDS = 24 * 3600
 
@@ -78,7 +78,8 @@ def _first_answer_allowed(
     docs/operations.md, "Answers, budgets and quotas"); `items`: the document's queue rows, `served_to_user`:
     whether one is leased to the user (live or expired). Raises ProjectError (409) when someone else holds the
     document, when it belongs to the evaluation set and was never served to the user (the set is labelled blind, in
-    the order `next` serves it), or when a hard budget or the user's quota has no room left."""
+    the order `next` serves it). The budget and quota are checked last (`budget_check`), after the answer is
+    written."""
     if any(lease_held_by_other(item, user) for item in items):
         raise ProjectError(f"document {document.pk} is being labelled by someone else (leased to them)", status=409)
     if document.is_evaluation and not served_to_user:
@@ -87,13 +88,6 @@ def _first_answer_allowed(
             "serves it to you",
             status=409,
         )
-    hard_budget = project.budget_mode == Project.BudgetMode.HARD and project.label_budget is not None
-    answered = (  # by someone else: the project's budget does not grow with this answer
-        hard_budget and Annotation.objects.filter(document=document).exclude(source=Annotation.Source.IMPORT).exists()
-    )
-    refusal = room_for_one_more(project=project, user=user, leased=False, new_document=not answered)
-    if refusal is not None:
-        raise ProjectError(refusal[1], status=409)
 
 
 @transaction.atomic
@@ -137,8 +131,14 @@ def annotation_submit(
     served = mine or (items[0] if items else None)
     annotation = Annotation.objects.select_for_update().filter(document=document, annotator=user).first()
     first_answer = annotation is None
+    answered_before = False  # by someone else: the project's budget does not grow with this answer
     if first_answer:
         _first_answer_allowed(project, user, document, items, served_to_user=mine is not None)
+        answered_before = (
+            project.budget_mode == Project.BudgetMode.HARD
+            and project.label_budget is not None
+            and Annotation.objects.filter(document=document).exclude(source=Annotation.Source.IMPORT).exists()
+        )
     previous_version_id = annotation.model_version_id if annotation is not None else None
     if annotation is None:
         annotation = Annotation(document=document, project=project, annotator=user)
@@ -174,13 +174,16 @@ def annotation_submit(
     QueueItem.objects.filter(project=project, document=document).delete()
     DocumentSkip.objects.filter(document=document, user=user).delete()
 
-    if first_answer:
-        budget_alerts_check(project=project)
-        quota_check(project=project, user=user)
-
     from .training import training_maybe_request
 
     training_maybe_request(project=project)
+    if first_answer:
+        # Last, under the budget lock until the commit: a refusal rolls the whole answer back (a 409).
+        refusal, budget = budget_check(project=project, user=user, leased=False, new_document=not answered_before)
+        if refusal is not None:
+            raise ProjectError(refusal[1], status=409)
+        budget_alerts_check(project=project, spent=budget.spent if budget is not None else None)
+        quota_check(project=project, user=user)
     return annotation
 
 

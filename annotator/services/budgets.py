@@ -1,54 +1,80 @@
-"""Label budgets and quotas: the rule that holds them on every write (`room_for_one_more`), thresholds that fire
+"""Label budgets and quotas: the rule that holds them on every write (`budget_check`), thresholds that fire
 once, the activity feed, emails to the managers."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from ..models import Activity, BudgetAlert, Membership, Project
-from ..selectors import Budget, budget_for, member_quota_left, member_spent
+from ..selectors import Budget, budget_for, member_spent, member_taken
 
 logger = logging.getLogger(__name__)
 
 
-def room_for_one_more(*, project: Project, user, leased: bool, new_document: bool = True) -> tuple[str, str] | None:
-    """See `room_and_budget`: the refusal only."""
-    return room_and_budget(project=project, user=user, leased=leased, new_document=new_document)[0]
+# The budget lock's first key (pg_advisory_xact_lock(space, project id)): "alb" in ASCII, away from other users' keys.
+BUDGET_LOCK_SPACE = 0x616C62
 
 
-def room_and_budget(
-    *, project: Project, user, leased: bool, new_document: bool = True
+def budget_lock(*, project: Project) -> tuple[int | None, str]:
+    """Takes the project's budget lock until the transaction ends and returns (label_budget, budget_mode) as read
+    under it. PostgreSQL: a transaction-level advisory lock, which only budget checks take: it never waits behind
+    the project row (publishing, queue swaps) nor makes them wait. SQLite runs one writer at a time, and a budget
+    check always follows its transaction's write, so the count is the writer's alone."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [BUDGET_LOCK_SPACE, project.pk])
+    else:
+        Project.objects.select_for_update(no_key=True).filter(pk=project.pk).exists()
+    return Project.objects.filter(pk=project.pk).values_list("label_budget", "budget_mode").get()
+
+
+def budget_applies(*, project: Project, user) -> bool:
+    """Whether a hard label budget or, under a hard budget mode, the user's quota limits what they may take: then
+    their writes need `budget_check` (a soft budget and quota only warn)."""
+    if project.budget_mode != Project.BudgetMode.HARD:
+        return False
+    if project.label_budget is not None:
+        return True
+    return Membership.objects.filter(project=project, user=user, quota__isnull=False).exists()
+
+
+def budget_check(
+    *, project: Project, user, leased: bool, new_document: bool = True, wrote: bool = True
 ) -> tuple[tuple[str, str] | None, Budget | None]:
-    """(refusal, budget): whether a hard label budget and, under it, the user's quota leave room for one more
-    document (None, or the (reason, message) of the refusal, "budget" or "quota"), and the budget as counted under
-    the lock (None when no hard budget was counted). With a hard budget or a quota the project row is locked first
-    (until the transaction ends), so concurrent requests of the project take turns and never both take the last unit.
+    """Whether the write this transaction just made (a lease or a first answer) keeps the hard label budget and the
+    user's quota: (refusal, budget), the refusal None or the (reason, message) to answer ("budget" or "quota"), the
+    budget as counted (None when no hard budget was counted). The caller must roll its write back on a refusal.
 
-    `leased`: documents leased right now count as taken (serving or leasing a new document: every lease can end in
-    an answer); otherwise (a first answer to a document) only answered documents count, since the answer's own
-    lease is among the leased ones. `new_document`: False when the document is answered already (by someone else),
-    so the project's budget does not grow with this answer; the user's quota still does."""
+    Called last, just before the commit: it takes the project's budget lock (`budget_lock`), so that concurrent
+    writers count one after the other, each seeing the committed writes of those before it, and never both take
+    the last unit; the lock is held only while counting and committing, never while a writer chooses or writes.
+
+    `leased`: leased documents count as taken (serving or leasing a new document: every lease can end in an
+    answer); otherwise (a first answer) only answered documents count. `new_document`: False when the document was
+    answered already (by someone else): the project's budget did not grow with this answer; the user's quota did.
+    `wrote`: False when the transaction found nothing to write: then the check says whether one more would fit."""
     if project.budget_mode != Project.BudgetMode.HARD:
         return None, None  # a soft budget (and quota) only warns: budget_alerts_check, quota_check
     quota = Membership.objects.filter(project=project, user=user).values_list("quota", flat=True).first()
     if project.label_budget is None and quota is None:
         return None, None
-    Project.objects.select_for_update(no_key=True).get(pk=project.pk)  # FOR NO KEY UPDATE: see docs/architecture.md
+    label_budget, mode = budget_lock(project=project)
+    if mode != Project.BudgetMode.HARD:
+        return None, None
+    one_more = 0 if wrote else 1
     budget = None
-    if project.label_budget is not None and new_document:
-        budget = budget_for(project=project)
-        if budget.spent + (budget.in_progress if leased else 0) >= project.label_budget:
-            return ("budget", f"the label budget of {project.label_budget} documents is spent"), budget
+    if label_budget is not None and new_document:
+        budget = replace(budget_for(project=project), budget=label_budget)
+        if budget.spent + (budget.in_progress if leased else 0) + one_more > label_budget:
+            return ("budget", f"the label budget of {label_budget} documents is spent"), budget
     if quota is not None:
-        if leased:
-            left = member_quota_left(project=project, user=user) or 0
-        else:
-            left = quota - member_spent(project=project, user=user)
-        if left <= 0:
+        taken = member_taken(project=project, user=user) if leased else member_spent(project=project, user=user)
+        if taken + one_more > quota:
             return ("quota", f"you have labelled your quota of {quota} documents here"), budget
     return None, budget
 
@@ -78,14 +104,15 @@ def activity_record(
     return activity
 
 
-def budget_alerts_check(*, project: Project) -> list[BudgetAlert]:
+def budget_alerts_check(*, project: Project, spent: int | None = None) -> list[BudgetAlert]:
     """Fires every threshold of `project.budget_alerts` the spent share has reached and that has not fired yet: a
     notice on the dashboard, a record in the activity feed and an email to the managers, each exactly once (a
-    unique constraint settles concurrent answers)."""
+    unique constraint settles concurrent answers). `spent`: the count, when the caller has just made it."""
     budget = project.label_budget
     if budget is None:
         return []
-    spent = budget_for(project=project).spent
+    if spent is None:
+        spent = budget_for(project=project).spent
     done = set(BudgetAlert.objects.filter(project=project).values_list("percent", flat=True))
     fired = []
     for percent in sorted({int(p) for p in project.budget_alerts or []}):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from ..selectors import (
     live_lease_filter,
     serving_version,
 )
-from .budgets import room_and_budget, room_for_one_more
+from .budgets import budget_applies, budget_check
 from .evaluation import evaluation_turn
 from .jobs import job_request
 
@@ -143,14 +144,43 @@ def _version_queued(project: Project, version: ModelVersion) -> bool:
     )
 
 
+class _Refused(Exception):
+    """Rolls a lease back (to its savepoint) when the budget check after it refuses."""
+
+    def __init__(self, refusal: tuple[str, str]) -> None:
+        super().__init__(refusal[1])
+        self.refusal = refusal
+
+
+def _choose(project: Project, user, now) -> QueueItem | None:
+    """The queue row to serve the user (locked, not yet leased): an evaluation document when it is the set's turn,
+    else the highest-scoring free item of the serving version's queue (the cold-start queue without a model),
+    falling back to a random unlabelled document."""
+    version = serving_version(project=project)
+    if evaluation_turn(project=project):
+        item = _evaluation_item(project, user, version, now)
+        if item is not None:
+            return item
+    free = _free_items(project, user, now)
+    item = free.filter(model_version=version).first()
+    if item is None and version is not None and not _version_queued(project, version):
+        # The new version is re-scoring the pool and has not delivered its first chunk: the previous queue serves
+        # until then (its items go when the first chunk arrives).
+        item = free.exclude(model_version=version).first()
+    if item is None:
+        item = _random_unserved(project, user, version, now) or _evaluation_item(project, user, version, now)
+        if item is not None and item.strategy != "evaluation":
+            job_request(project=project, kind=Job.Kind.SCORE, reason="queue empty")
+    return item
+
+
 @transaction.atomic
 def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     """The next document for the user, leased to them for `project.lease_seconds`.
 
-    A document the user already holds is served again (and its lease renewed). Otherwise the highest-scoring
-    free item of the serving model version's queue (the cold-start queue when there is no model yet), falling
-    back to a random unlabelled document. With a hard budget nothing new is served once the label budget (spent
-    plus leased) or the user's quota is reached; a soft budget keeps serving.
+    A document the user already holds is served again (and its lease renewed). Otherwise `_choose` picks one and
+    leases it, and then the budget check (`budget_check`, the last step before the commit) keeps the lease only if a
+    hard budget (spent plus leased) and the user's quota still hold with it; a soft budget keeps serving.
     """
     now = timezone.now()
     held = (
@@ -163,27 +193,23 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     if held is not None:
         return _served(_lease(held, user, project), project)
 
-    refusal, budget = room_and_budget(project=project, user=user, leased=True)  # the budget: shown on the page
-    if refusal is not None:
-        return NothingToServe(reason=refusal[0], message=refusal[1])
-    version = serving_version(project=project)
-    if evaluation_turn(project=project):
-        item = _evaluation_item(project, user, version, now)
-        if item is not None:
-            return _served(_lease(item, user, project), project, budget)
-    free = _free_items(project, user, now)
-    item = free.filter(model_version=version).first()
-    if item is None and version is not None and not _version_queued(project, version):
-        # The new version is re-scoring the pool and has not delivered its first chunk: the previous queue serves
-        # until then (its items go when the first chunk arrives).
-        item = free.exclude(model_version=version).first()
+    # Under a hard budget or a quota the lease may have to be rolled back (a savepoint); a soft one only warns.
+    limited = budget_applies(project=project, user=user)
+    budget = None  # when the check counted it: shown on the page
+    try:
+        with transaction.atomic() if limited else nullcontext():
+            item = _choose(project, user, now)
+            if item is not None:
+                _lease(item, user, project)
+            if limited:
+                refusal, budget = budget_check(project=project, user=user, leased=True, wrote=item is not None)
+                if refusal is not None:
+                    raise _Refused(refusal)
+    except _Refused as refused:
+        return NothingToServe(reason=refused.refusal[0], message=refused.refusal[1])
     if item is None:
-        item = _random_unserved(project, user, version, now) or _evaluation_item(project, user, version, now)
-        if item is None:
-            return NothingToServe(reason="empty", message="every document is labelled or in someone's hands")
-        if item.strategy != "evaluation":
-            job_request(project=project, kind=Job.Kind.SCORE, reason="queue empty")
-    return _served(_lease(item, user, project), project, budget)
+        return NothingToServe(reason="empty", message="every document is labelled or in someone's hands")
+    return _served(item, project, budget)
 
 
 @transaction.atomic
@@ -213,9 +239,19 @@ def lease_renew(*, project: Project, user, document_id: object) -> QueueItem | N
     if any(lease_held_by_other(i, user, now) for i in items):
         return None
     mine = next((i for i in items if i.leased_to_id == user.pk), None)
-    if mine is None and items and room_for_one_more(project=project, user=user, leased=True) is None:
-        mine = items[0]  # a document nobody holds: taken like one `next` serves, within the budget and quota
-    return _lease(mine, user, project) if mine is not None else None
+    if mine is not None:
+        return _lease(mine, user, project)
+    if not items:
+        return None
+    try:  # a document nobody holds: taken like one `next` serves, within the budget and quota
+        with transaction.atomic():
+            taken = _lease(items[0], user, project)
+            refusal, _ = budget_check(project=project, user=user, leased=True)
+            if refusal is not None:
+                raise _Refused(refusal)
+    except _Refused:
+        return None
+    return taken
 
 
 # --- writes of the scoring job ---------------------------------------------------------------------------------------

@@ -112,6 +112,67 @@ def test_a_hard_budget_holds_under_concurrent_annotators(manager):
     assert Annotation.objects.filter(project=project).count() == 12
 
 
+def test_a_refused_next_leaves_nothing_behind(project, manager, annotator_user, documents):
+    """`next` leases first and counts after (so that the budget lock is held only while counting): a refusal must
+    roll its lease back, leaving the document free for the expert who still has room."""
+    services.project_update(project=project, label_budget=2)
+    _label(project, manager, 1)
+    held = services.queue_lease_next(project=project, user=manager)  # the last unit, leased
+    rows = QueueItem.objects.count()
+    refused = services.queue_lease_next(project=project, user=annotator_user)
+    assert isinstance(refused, services.NothingToServe) and refused.reason == "budget"
+    assert not QueueItem.objects.filter(leased_to=annotator_user).exists()
+    assert QueueItem.objects.count() == rows
+    services.queue_release(project=project, user=manager)  # the unit is free again: the annotator gets it
+    served = services.queue_lease_next(project=project, user=annotator_user)
+    assert isinstance(served, services.Served) and served.document == held.document
+
+
+@pytest.mark.django_db(transaction=True)
+def test_serving_and_answering_never_wait_for_the_project_row(manager):
+    """A budget check locks only the budget (an advisory lock on PostgreSQL), never the project row, which queue
+    swaps and publishing hold while they work: experts keep getting and answering documents meanwhile."""
+    import threading
+
+    from django.db import connection
+
+    from .conftest import records
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite runs one writer at a time)")
+    project = services.project_create(user=manager, name="Busy", labels=["joy", "anger"], eval_size=0)
+    services.documents_import(project=project, user=manager, records=records(10))
+    services.project_update(project=project, label_budget=5, retrain_every=10_000)
+    locked, release = threading.Event(), threading.Event()
+
+    def publisher() -> None:  # what queue_replace and publishing do: the project row, locked for a while
+        from django.db import transaction
+
+        try:
+            with transaction.atomic():
+                Project.objects.select_for_update(no_key=True).get(pk=project.pk)
+                locked.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=publisher)
+    thread.start()
+    try:
+        assert locked.wait(timeout=60)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")  # waiting on the row would fail the request instead
+        served = services.queue_lease_next(project=project, user=manager)
+        assert isinstance(served, services.Served)
+        services.annotation_submit(project=project, user=manager, document_id=served.document.pk, labels=["joy"])
+        assert selectors.budget_for(project=project).spent == 1
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+        release.set()
+        thread.join(timeout=60)
+
+
 def test_a_quota_stops_one_annotator_only(project, annotator_user, documents):
     second = make_user("second")
     services.member_add(project=project, username="second", role="annotator")
