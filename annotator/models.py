@@ -248,6 +248,7 @@ class Label(models.Model):
     # Positives among the project's annotations (kept by services.labels_recount); ranks search results.
     frequency = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+
     class Meta:
         ordering = ["id"]
         constraints = [
