@@ -248,17 +248,48 @@ class Label(models.Model):
     # Positives among the project's annotations (kept by services.labels_recount); ranks search results.
     frequency = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The taxonomy (issue 17): an identifier in the source vocabulary (e.g. a GND id), the broader label, and when
+    # the label was deprecated (no longer offered to experts; answers that chose it keep it).
+    external_id = models.CharField(max_length=255, blank=True)
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children")
+    deprecated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="label_name_unique_in_project"),
             models.CheckConstraint(condition=~Q(name=""), name="label_name_not_empty"),
+            models.UniqueConstraint(
+                fields=["project", "external_id"],
+                condition=~Q(external_id=""),
+                name="label_external_id_unique_in_project",
+            ),
         ]
         indexes = [
             models.Index(fields=["project", "search_key"], name="label_search_idx"),
             models.Index(fields=["project", "frequency", "search_key"], name="label_rarest_idx"),
         ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LabelAlias(models.Model):
+    """An alternative name of a label (a synonym, a translation, a former name after a rename or merge): search finds
+    the label by it."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="label_aliases")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="aliases")
+    name = models.CharField(max_length=255)
+    search_key = models.CharField(max_length=255)  # annotator.text.fold(name), as Label.search_key
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["label", "name"], name="label_alias_unique_per_label"),
+            models.CheckConstraint(condition=~Q(name=""), name="label_alias_not_empty"),
+        ]
+        indexes = [models.Index(fields=["project", "search_key"], name="label_alias_search_idx")]
 
     def __str__(self) -> str:
         return self.name
