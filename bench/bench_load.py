@@ -84,6 +84,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--warmup", type=float, default=10.0, help="seconds from the start not counted in the steady-state percentiles"
     )
+    parser.add_argument(
+        "--one-annotator",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the load: one annotator's N next + submit cycles in-process (Django's test client, no "
+        "server, no Locust): median ms and SQL queries per request, where a request's own cost is seen alone",
+    )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers (make run starts 2)")
     parser.add_argument("--web-threads", type=int, default=4, help="threads per gunicorn worker (make run: 4)")
     parser.add_argument("--out", type=Path, help="JSON result (default bench/results/load-<vendor>.json)")
@@ -235,6 +243,53 @@ def percentiles(rows: list[dict[str, str]], requests: list[list], name: str, *, 
     }
 
 
+def one_annotator(setup: dict[str, Any], cycles: int) -> dict[str, Any]:
+    """One annotator's `cycles` next + submit in-process (after 5 unmeasured ones): median and p95 ms and the
+    median number of SQL queries of each request."""
+    import statistics
+
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    client = Client()
+    base = f"/api/v1/projects/{setup['project_id']}"
+    auth = {"HTTP_AUTHORIZATION": f"Token {setup['tokens'][0]}"}
+    times: dict[str, list[float]] = {"next": [], "submit": []}
+    queries: dict[str, list[int]] = {"next": [], "submit": []}
+    with override_settings(ALLOWED_HOSTS=["*"]):
+        for cycle in range(cycles + 5):
+            with CaptureQueriesContext(connection) as captured:
+                started = time.perf_counter()
+                served = client.get(f"{base}/next/", **auth)
+                took = time.perf_counter() - started
+            if served.status_code != 200:
+                raise SystemExit(f"next answered {served.status_code}: {served.content[:200]!r}")
+            if cycle >= 5:
+                times["next"].append(took * 1000)
+                queries["next"].append(len(captured))
+            document = served.json()["document"]["id"]
+            body = json.dumps({"document": document, "labels": setup["gold"].get(str(document), [])})
+            with CaptureQueriesContext(connection) as captured:
+                started = time.perf_counter()
+                answer = client.post(f"{base}/annotations/", body, content_type="application/json", **auth)
+                took = time.perf_counter() - started
+            if answer.status_code != 201:
+                raise SystemExit(f"submit answered {answer.status_code}: {answer.content[:200]!r}")
+            if cycle >= 5:
+                times["submit"].append(took * 1000)
+                queries["submit"].append(len(captured))
+    return {
+        name: {
+            "cycles": cycles,
+            "median_ms": round(statistics.median(times[name]), 1),
+            "p95_ms": round(percentile(times[name], 95), 1),
+            "queries": statistics.median(queries[name]),
+        }
+        for name in times
+    }
+
+
 def main() -> None:
     args = parse_args()
     folder = Path(tempfile.mkdtemp(prefix="alabel-load-"))
@@ -244,6 +299,22 @@ def main() -> None:
         started = time.perf_counter()
         setup = build(args, folder)
         setup_seconds = round(time.perf_counter() - started, 1)
+        if args.one_annotator:
+            result = one_annotator(setup, args.one_annotator)
+            vendor = database_info()["vendor"]
+            from django.db import connection
+
+            connection.close()
+            print(
+                table(
+                    ["request", "median ms", "p95 ms", "SQL queries"],
+                    [[n, r["median_ms"], r["p95_ms"], r["queries"]] for n, r in result.items()],
+                )
+            )
+            out = args.out or RESULTS_DIR / f"load-one-annotator-{vendor}.json"
+            write_json(out, {**header("load-one-annotator", vars(args)), **result})
+            print(f"wrote {out}")
+            return
         (folder / "setup.json").write_text(json.dumps(setup))
         port = free_port()
         server_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", "ALABEL_LOG_LEVEL": "WARNING"}
