@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Annotation, Document, Job, Label, Membership, ModelVersion, Project, QueueItem
+from .models import Annotation, ApiToken, Document, Job, Label, Membership, ModelVersion, Project, QueueItem
 
 
 @admin.register(Project)
@@ -51,3 +51,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
 class QueueItemAdmin(admin.ModelAdmin):
     list_display = ("id", "project", "document", "model_version", "strategy", "score", "leased_to")
     raw_id_fields = ("document", "model_version")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Every user's API tokens, to see who holds which and revoke one (delete it). Tokens are issued through the
+    API (POST /api/v1/auth/token/), which shows the key once; the admin never sees a key, only its prefix."""
+
+    list_display = ("user", "name", "prefix", "created_at", "expires_at")
+    list_filter = ("expires_at",)
+    search_fields = ("user__username", "name", "prefix")
+    readonly_fields = ("user", "name", "prefix", "created_at", "expires_at")
+    exclude = ("digest",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

@@ -53,3 +53,45 @@ def test_the_login_form_says_when_an_account_is_locked(page, live_server, demo):
     assert page.url.endswith("/accounts/login/")
     # Another user at the same address is not held back.
     login(page, live_server, "demo-manager", credentials["demo-manager"])
+
+
+def test_the_admin_site_works_under_the_content_security_policy(page, live_server, demo):
+    """The Django admin (managers of the installation use it for users and tokens) under the same strict policy:
+    its pages load their own scripts and styles only, and a change form still works."""
+    from django.contrib.auth import get_user_model
+    from playwright.sync_api import expect
+
+    project_id, _ = demo
+    get_user_model().objects.create_superuser("root", "root@example.org", "a-long-admin-password")
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text) if "Security Policy" in message.text else None)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", "a-long-admin-password")
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_be_visible()
+    page.goto(f"{live_server.url}/admin/annotator/project/")
+    expect(page.locator("#result_list")).to_be_visible()
+    page.goto(f"{live_server.url}/admin/annotator/project/{project_id}/change/")
+    expect(page.locator("#project_form")).to_be_visible()
+    page.goto(f"{live_server.url}/admin/auth/user/add/")
+    page.fill("#id_username", "newcomer")
+    page.fill("#id_password1", "another-long-password-1")
+    page.fill("#id_password2", "another-long-password-1")
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("newcomer")
+    # API tokens: listed by their prefix (never the key), revoked by deleting them.
+    from annotator.models import ApiToken
+    from annotator.services.tokens import token_create
+
+    token, key = token_create(user=get_user_model().objects.get(username="newcomer"), name="nightly script")
+    page.goto(f"{live_server.url}/admin/annotator/apitoken/")
+    expect(page.locator("#result_list")).to_contain_text("nightly script")
+    expect(page.locator("#result_list")).to_contain_text(token.prefix)
+    assert key not in page.content()
+    page.goto(f"{live_server.url}/admin/annotator/apitoken/{token.pk}/delete/")
+    page.click("input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text("deleted")
+    assert not ApiToken.objects.filter(pk=token.pk).exists()
+    page.wait_for_load_state("networkidle")
+    assert violations == []
