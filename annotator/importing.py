@@ -180,3 +180,192 @@ def parse_upload(upload: UploadedFile) -> tuple[list[ImportRecord], list[str]]:
     if upload.size > limit:
         raise ProjectError(f"the file is {upload.size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB", status=413)
     return parse_file(upload.name, upload.read())
+
+
+# Label files (the taxonomy): CSV / TSV with a header row, or JSON (a list of objects).
+MAX_LABEL_NAME_LENGTH = 255
+MAX_LABELS = 100_000  # labels per project
+MAX_LABEL_DESCRIPTION_LENGTH = 10_000
+MAX_ALT_NAMES = 100
+# Header names and JSON keys, with the spellings of common vocabularies (tibkat-gnd's labels.tsv: label, gnd_id).
+LABEL_COLUMNS = {
+    "name": "name",
+    "label": "name",
+    "description": "description",
+    "alt_names": "alt_names",
+    "aliases": "alt_names",
+    "external_id": "external_id",
+    "gnd_id": "external_id",
+    "parent": "parent",
+}
+
+
+@dataclass
+class LabelRecord:
+    """One label of a label file. A field that is None was not in the file: an existing label keeps its value."""
+
+    line: int
+    name: str
+    description: str | None = None
+    alt_names: list[str] | None = None
+    external_id: str | None = None
+    parent: str | None = None  # the parent's external id or name; "" : a root
+
+
+@dataclass
+class LabelFile:
+    records: list[LabelRecord]
+    errors: list[str]
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+def _label_text(value: Any, prefix: str, what: str, limit: int, errors: list[str]) -> str | None:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        errors.append(f"{prefix}: {what} must be text")
+        return None
+    text = str(value).strip()
+    if problem := text_problem(text):
+        errors.append(f"{prefix}: {what} {problem}")
+        return None
+    if len(text) > limit:
+        errors.append(f"{prefix}: {what} is {len(text):,} characters long; the limit is {limit:,}")
+        return None
+    return text
+
+
+def validate_label_record(raw: Any, line: int, where: str = "line") -> tuple[LabelRecord | None, list[str]]:
+    """Checks one label (a dict whose keys are already the canonical columns of LABEL_COLUMNS)."""
+    prefix = f"{where} {line}"
+    if not isinstance(raw, dict):
+        return None, [f'{prefix}: expected an object with "name", got {type(raw).__name__}']
+    errors: list[str] = []
+    name = _label_text(raw.get("name"), prefix, "the name", MAX_LABEL_NAME_LENGTH, errors)
+    if name == "":
+        errors.append(f"{prefix}: the name is empty")
+    elif name is not None and LABEL_SEPARATOR in name:
+        errors.append(f"{prefix} ({name!r}): a name cannot contain {LABEL_SEPARATOR!r}")
+    if name:
+        prefix = f"{prefix} ({name!r})"
+    record = LabelRecord(line=line, name=name or "")
+    if "description" in raw:
+        record.description = _label_text(
+            raw["description"], prefix, "the description", MAX_LABEL_DESCRIPTION_LENGTH, errors
+        )
+    if "external_id" in raw:
+        record.external_id = _label_text(raw["external_id"], prefix, "the external id", MAX_ID_LENGTH, errors)
+    if "parent" in raw:
+        record.parent = _label_text(raw["parent"], prefix, "the parent", MAX_LABEL_NAME_LENGTH, errors)
+    if "alt_names" in raw:
+        alt = raw["alt_names"]
+        if alt is None:
+            alt = []
+        elif isinstance(alt, str):
+            alt = alt.split(LABEL_SEPARATOR)
+        if not isinstance(alt, list):
+            errors.append(f"{prefix}: alt_names must be a list of names (in CSV: separated by {LABEL_SEPARATOR!r})")
+        else:
+            names: list[str] = []
+            for item in alt:
+                text = _label_text(item, prefix, "an alternative name", MAX_LABEL_NAME_LENGTH, errors)
+                if text and text != name and text not in names:
+                    names.append(text)
+            if len(names) > MAX_ALT_NAMES:
+                errors.append(f"{prefix}: {len(names)} alternative names; the limit is {MAX_ALT_NAMES}")
+            record.alt_names = names
+    if errors:
+        return None, errors
+    return record, []
+
+
+def _label_rows(text: str, delimiter: str) -> LabelFile:
+    errors: list[str] = []
+    records: list[LabelRecord] = []
+    ignored: list[str] = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    columns: list[str | None] = []
+    started = 1
+    try:
+        for row in reader:
+            number, started = started, reader.line_num + 1
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if not columns:
+                header = [cell.strip().lower() for cell in row]
+                columns = [LABEL_COLUMNS.get(cell) for cell in header]
+                ignored = [cell for cell, column in zip(header, columns, strict=True) if column is None]
+                known = [column for column in columns if column]
+                doubled = sorted({column for column in known if known.count(column) > 1})
+                if "name" not in known:
+                    return LabelFile([], [f"line {number}: the header row must name a column name (or label)"])
+                if doubled:
+                    return LabelFile([], [f"line {number}: the header names {', '.join(doubled)} twice"])
+                continue
+            if len(row) > len(columns):
+                errors.append(f"line {number}: {len(row)} columns, the header has {len(columns)}")
+                continue
+            raw = {column: cell for column, cell in zip(columns, row, strict=False) if column}
+            record, problems = validate_label_record(raw, number)
+            errors.extend(problems)
+            if record is not None:
+                records.append(record)
+    except csv.Error as exc:
+        if "end of data" in str(exc):
+            errors.append(f'line {started}: a quoted field (") opened on this line is never closed')
+        else:
+            errors.append(f"line {reader.line_num}: not valid CSV ({exc})")
+    if not columns:
+        errors.append("the file is empty: expected a header row (name, description, alt_names, external_id, parent)")
+    return LabelFile(records, errors, ignored)
+
+
+def parse_label_items(items: Any) -> LabelFile:
+    """A JSON list of label objects (keys: name, description, alt_names, external_id, parent); items numbered from 1
+    and named "item N" in messages."""
+    if not isinstance(items, list):
+        raise ProjectError(
+            'expected a JSON list of {"name", "description"?, "alt_names"?, "external_id"?, "parent"?} objects '
+            "or an uploaded label file"
+        )
+    records: list[LabelRecord] = []
+    errors: list[str] = []
+    for number, raw in enumerate(items, start=1):
+        if isinstance(raw, dict):
+            unknown = sorted(key for key in raw if key not in LABEL_COLUMNS)
+            if unknown:
+                errors.append(f"item {number}: unknown field(s) {', '.join(map(str, unknown))}")
+                continue
+            raw = {LABEL_COLUMNS[key]: value for key, value in raw.items()}
+        record, problems = validate_label_record(raw, number, where="item")
+        errors.extend(problems)
+        if record is not None:
+            records.append(record)
+    return LabelFile(records, errors)
+
+
+def parse_label_file(name: str, data: bytes) -> LabelFile:
+    """A label file by its extension: .csv, .tsv (or .tab), .json (a list of objects)."""
+    lowered = name.lower()
+    text = _decode(data)
+    if lowered.endswith(".json"):
+        try:
+            items = json.loads(text, parse_constant=_refuse_constant)
+        except json.JSONDecodeError as exc:
+            raise ProjectError(f"the file is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ProjectError(f"the file is not valid JSON ({exc})") from exc
+        return parse_label_items(items)
+    if lowered.endswith(".csv"):
+        return _label_rows(text, ",")
+    if lowered.endswith((".tsv", ".tab")):
+        return _label_rows(text, "\t")
+    raise ProjectError(f"unsupported label file type {name!r}: upload a .csv, .tsv or .json file")
+
+
+def parse_label_upload(upload: UploadedFile) -> LabelFile:
+    """An uploaded label file, refused (413) above settings.ALABEL_MAX_IMPORT_BYTES before it is read."""
+    limit = settings.ALABEL_MAX_IMPORT_BYTES
+    if upload.size > limit:
+        raise ProjectError(f"the file is {upload.size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB", status=413)
+    return parse_label_file(upload.name or "", upload.read())

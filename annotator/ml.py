@@ -164,6 +164,59 @@ def label_vectors(
     return None if prior is None else prior.vectors
 
 
+# --- the semantic label index (label search's fallback) ---------------------------------------------------------------
+def label_index_folder(project_id: int) -> Path:
+    return project_dir(project_id) / "label-index"
+
+
+def label_index_build(project_id: int, entries: Sequence[tuple[int, str]]) -> int:
+    """Builds the project's semantic label index from (label id, text) pairs (a label's name + description and each
+    alternative name) with the base encoder (worker side). Texts already in the label-embedding cache (keyed by
+    their hash, shared with the label-name prior) are not embedded again: a changed name, description or
+    alternative name is a new text, embedded here; an unchanged one costs nothing. The index is replaced
+    atomically. Returns how many texts were embedded."""
+    from learner.label_index import LabelIndex
+
+    store = label_store(project_id, None)
+    texts = [text for _, text in entries]
+    keys = label_keys(texts)
+    missing = set(store.missing(keys))
+    todo = list({key: text for key, text in zip(keys, texts, strict=True) if key in missing}.items())
+    if todo:
+        store.add([key for key, _ in todo], encoder(None).encode([text for _, text in todo]))
+    if keys:
+        unique = sorted(set(keys))
+        found = dict(zip(unique, store.get(unique), strict=True))
+        vectors = np.stack([found[key] for key in keys])  # (R, D)
+    else:
+        vectors = np.zeros((0, 1), dtype=np.float32)
+    ids = np.array([label_id for label_id, _ in entries], dtype=np.int64)  # (R,)
+    LabelIndex(ids, vectors, fingerprint(None)).save(label_index_folder(project_id))
+    return len(todo)
+
+
+@functools.lru_cache(maxsize=8)
+def _label_index(folder: str, _version: int) -> Any:
+    from learner.label_index import LabelIndex
+
+    return LabelIndex.load(folder)
+
+
+def label_index_search(project_id: int, query: str, k: int) -> list[tuple[int, float]]:
+    """The `k` labels closest in meaning to `query` [(label id, cosine)], best first, from the project's semantic
+    index; only the query is embedded (the base encoder is loaded once per process). Empty when the index was not
+    built yet or was built by another encoder."""
+    folder = label_index_folder(project_id)
+    try:
+        version = (folder / "index.json").stat().st_mtime_ns
+    except FileNotFoundError:
+        return []
+    index = _label_index(str(folder), version)
+    if len(index) == 0 or index.fingerprint != fingerprint(None):
+        return []
+    return index.search(encoder(None).encode([query])[0], k)
+
+
 def embeddings_drop(project_id: int, encoder_path: str) -> None:
     """Removes the document and label embeddings cached for the encoder `encoder_path` (one not adopted)."""
     import shutil

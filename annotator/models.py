@@ -224,6 +224,7 @@ class Activity(models.Model):
         BUDGET = "budget", "Budget"
         QUOTA = "quota", "Quota"
         MODEL = "model", "Model"
+        LABELS = "labels", "Labels"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="activities")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -268,6 +269,7 @@ class Label(models.Model):
         indexes = [
             models.Index(fields=["project", "search_key"], name="label_search_idx"),
             models.Index(fields=["project", "frequency", "search_key"], name="label_rarest_idx"),
+            models.Index(fields=["project", "parent"], name="label_project_parent_idx"),
         ]
 
     def __str__(self) -> str:

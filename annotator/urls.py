@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(template_name="annotator/login.html"), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("", views.project_list, name="project-list"),
     path("projects/new/", views.project_new, name="project-new"),
     path("projects/<int:project_id>/", views.project_manage, name="project-manage"),

@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
@@ -332,8 +335,26 @@ def _int(value: object) -> int:
 
 @login_required
 def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The expert's page. Up to ALABEL_LABEL_BUTTONS labels in use (deprecated ones left out) come with it, to be
+    shown as toggles with their keys; a larger set is searched (15 at a time) and never sent whole."""
     project, role = _project_or_404(request, project_id)
-    return render(request, "annotator/annotate.html", {"project": project, "role": role})
+    context = {
+        "project": project,
+        "role": role,
+        "label_buttons": selectors.labels_on_screen(project=project, limit=settings.ALABEL_LABEL_BUTTONS),
+        "has_hierarchy": selectors.labels_have_hierarchy(project=project),
+    }
+    return render(request, "annotator/annotate.html", context)
+
+
+FAVICON = Path(__file__).resolve().parent / "static" / "annotator" / "favicon.ico"
+
+
+@require_GET
+@cache_control(max_age=86400, public=True)
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers ask for whatever the page links to."""
+    return HttpResponse(FAVICON.read_bytes(), content_type="image/x-icon")
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -117,6 +117,8 @@ def build_project(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
             "schedule_id": schedule.pk,
             "number": 1,
             "token_id": token()["id"],  # a spare token: revoking it keeps the one the requests use
+            # The newest label: merging or deprecating it (the fuzzer may) leaves the others to the rest.
+            "label_id": project.labels.order_by("-id").values_list("id", flat=True).first(),
         },
     }
 

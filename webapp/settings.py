@@ -98,11 +98,11 @@ TEMPLATES = [
     },
 ]
 
-# Database: PostgreSQL when DATABASE_URL is set, SQLite in the data folder otherwise.
+# Database: PostgreSQL when DATABASE_URL is set, SQLite in the data folder otherwise (also when it is set but empty,
+# as `DATABASE_URL= make run` or an uncommented `DATABASE_URL=` line of .env.example leave it).
 DATABASES = {
-    "default": dj_database_url.config(
-        env="DATABASE_URL",
-        default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
         conn_health_checks=True,
     )
@@ -294,6 +294,9 @@ ALABEL_JOB_MAX_RETRIES = int(os.environ.get("ALABEL_JOB_MAX_RETRIES", "3"))
 # Every worker process records itself (WorkerHeartbeat) this often; /healthz counts workers seen within 3 periods.
 ALABEL_WORKER_HEARTBEAT_SECONDS = float(os.environ.get("ALABEL_WORKER_HEARTBEAT_SECONDS", "10"))
 ALABEL_COLD_START_SIZE = int(os.environ.get("ALABEL_COLD_START_SIZE", "50"))
+# The annotate page shows every label as a toggle with its key when a project has at most this many (deprecated
+# labels not counted); above it, search and the suggestions only. 0 turns the toggles off.
+ALABEL_LABEL_BUTTONS = int(os.environ.get("ALABEL_LABEL_BUTTONS", "60"))
 # Encoder adaptation (learner.adapt) needs pairs of labelled documents: below this many it is refused.
 ALABEL_ADAPT_MIN_DOCUMENTS = int(os.environ.get("ALABEL_ADAPT_MIN_DOCUMENTS", "20"))
 # Projects with adapt_auto adapt on their own from this many labelled documents (measured on GoEmotions: +2 points

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from ..models import Job, Membership, ModelVersion, Project, TrainingSchedule, TrainMode, strategy_choices
 from ..services.projects import PROJECT_SETTINGS
-from ..validation import ColumnBoundedMixin
+from ..validation import ID_MAX, ColumnBoundedMixin
 from .strict import StrictPatchMixin
 
 
@@ -138,7 +138,7 @@ class AnnotationSerializer(serializers.Serializer):
     document = serializers.IntegerField(source="document_id")
     labels = serializers.ListField(child=serializers.CharField())
     rejected = serializers.ListField(child=serializers.CharField())
-    strategy = serializers.CharField()
+    strategy = serializers.CharField(allow_null=True, help_text="What picked the document (managers only).")
     model_version = serializers.IntegerField(allow_null=True)
     seconds_spent = serializers.FloatField(allow_null=True)
     updated_at = serializers.DateTimeField()
@@ -217,7 +217,7 @@ class AnnotationDetailSerializer(serializers.Serializer):
     document = DocumentOutSerializer()
     labels = serializers.ListField(child=serializers.CharField())
     suggestions = DecidedSuggestionSerializer(many=True)
-    strategy = serializers.CharField()
+    strategy = serializers.CharField(allow_null=True, help_text="What picked the document (managers only).")
     model_version = serializers.IntegerField(allow_null=True)
     seconds_spent = serializers.FloatField(allow_null=True)
     updated_at = serializers.DateTimeField()
@@ -232,6 +232,77 @@ class LabelSerializer(serializers.Serializer):
 class LabelHitSerializer(LabelSerializer):
     frequency = serializers.IntegerField(help_text="Positives among the project's annotations.")
     score = serializers.FloatField(allow_null=True, help_text="The model's probability for `document`, if scored.")
+    match = serializers.ChoiceField(
+        choices=["name", "alias", "semantic"],
+        help_text="How it was found: by its name, by an alternative name (`alias`), or by meaning (`semantic=1`).",
+    )
+    alias = serializers.CharField(allow_blank=True, help_text="The alternative name that matched, if any.")
+    # The taxonomy fields, in answers to managers.
+    external_id = serializers.CharField(required=False, help_text="Managers only: the id in the source vocabulary.")
+    parent = serializers.IntegerField(required=False, allow_null=True, help_text="Managers only: the parent label.")
+    alt_names = serializers.ListField(child=serializers.CharField(), required=False, help_text="Managers only.")
+    deprecated = serializers.BooleanField(required=False, help_text="Managers only.")
+
+
+class LabelTaxonomySerializer(LabelSerializer):
+    """A label with its taxonomy fields (the manage page)."""
+
+    frequency = serializers.IntegerField(help_text="Positives among the project's annotations.")
+    children = serializers.IntegerField(help_text="Non-deprecated labels directly under it.")
+    external_id = serializers.CharField(
+        help_text='The id in the source vocabulary, e.g. "gnd:4002851-3"; may be empty.'
+    )
+    parent = serializers.IntegerField(allow_null=True, help_text="The broader label (null: a root).")
+    parent_name = serializers.CharField(allow_null=True)
+    alt_names = serializers.ListField(child=serializers.CharField(), help_text="Alternative names (search finds them).")
+    deprecated = serializers.BooleanField(help_text="No longer offered to experts; answers keep it.")
+    deprecated_at = serializers.DateTimeField(allow_null=True)
+
+
+class LabelTaxonomyListSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Labels matching, before limit and offset.")
+    labels = LabelTaxonomySerializer(many=True)
+
+
+class LabelTreeNodeSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    external_id = serializers.CharField(allow_blank=True)
+    children = serializers.IntegerField(help_text="Non-deprecated labels directly under this one.")
+
+
+class LabelTreeSerializer(serializers.Serializer):
+    parent = serializers.IntegerField(allow_null=True, help_text="The label whose children these are (null: roots).")
+    count = serializers.IntegerField(help_text="Labels at this level, before limit and offset.")
+    labels = LabelTreeNodeSerializer(many=True)
+
+
+class LabelUpdateSerializer(StrictPatchMixin, serializers.Serializer):
+    name = serializers.CharField(
+        max_length=255, help_text="A new name renames the label; the old one is kept as an alternative name."
+    )
+    description = serializers.CharField(max_length=10_000, allow_blank=True, trim_whitespace=True)
+    alt_names = serializers.ListField(
+        child=serializers.CharField(max_length=255), max_length=100, help_text="Replaces the alternative names."
+    )
+    external_id = serializers.CharField(max_length=255, allow_blank=True)
+    parent = serializers.IntegerField(
+        allow_null=True, min_value=1, max_value=ID_MAX, help_text="The parent label's id; null: a root."
+    )
+
+
+class LabelMergeSerializer(serializers.Serializer):
+    into = serializers.IntegerField(min_value=1, max_value=ID_MAX, help_text="The label that takes this one's place.")
+
+
+class LabelImportResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    alt_names = serializers.IntegerField(help_text="Alternative names written.")
+    labels = serializers.IntegerField(help_text="Labels in the project now.")
+    ignored_columns = serializers.ListField(child=serializers.CharField(), help_text="Columns of the file not read.")
 
 
 class JobSerializer(serializers.ModelSerializer):

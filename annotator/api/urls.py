@@ -20,6 +20,23 @@ urlpatterns = [
         name="api-annotation",
     ),
     path("projects/<int:project_id>/labels/", views.LabelView.as_view(), name="api-labels"),
+    path("projects/<int:project_id>/labels/import/", views.LabelImportView.as_view(), name="api-labels-import"),
+    path("projects/<int:project_id>/labels/tree/", views.LabelTreeView.as_view(), name="api-labels-tree"),
+    path("projects/<int:project_id>/labels/taxonomy/", views.LabelTaxonomyView.as_view(), name="api-labels-taxonomy"),
+    path("projects/<int:project_id>/labels/<int:label_id>/", views.LabelDetailView.as_view(), name="api-label"),
+    path(
+        "projects/<int:project_id>/labels/<int:label_id>/merge/", views.LabelMergeView.as_view(), name="api-label-merge"
+    ),
+    path(
+        "projects/<int:project_id>/labels/<int:label_id>/deprecate/",
+        views.LabelDeprecateView.as_view(),
+        name="api-label-deprecate",
+    ),
+    path(
+        "projects/<int:project_id>/labels/<int:label_id>/restore/",
+        views.LabelRestoreView.as_view(),
+        name="api-label-restore",
+    ),
     path("projects/<int:project_id>/stats/", views.StatsView.as_view(), name="api-stats"),
     path("projects/<int:project_id>/annotators/", views.AnnotatorStatsView.as_view(), name="api-annotators"),
     path("projects/<int:project_id>/labels/coverage/", views.LabelCoverageView.as_view(), name="api-label-coverage"),

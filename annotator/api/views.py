@@ -18,8 +18,10 @@ from rest_framework.views import APIView
 
 from .. import selectors, services
 from ..exceptions import NotFound, ProjectError
-from ..importing import parse_records, parse_upload
+from ..importing import parse_label_items, parse_label_upload, parse_records, parse_upload
 from ..models import Annotation, Job, Membership, TrainingSchedule
+from ..selectors.taxonomy import label_detail, label_tree, labels_taxonomy, taxonomy_labels
+from ..services.taxonomy import label_deprecate, label_merge, label_update, labels_import
 from ..validation import ID_MAX, INT_MAX, spreadsheet_safe, text_problem, whole_number
 from . import serializers as s
 
@@ -194,13 +196,14 @@ class SkipView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _annotation_out(annotation: Annotation) -> dict:
+def _annotation_out(annotation: Annotation, role: str) -> dict:
     return {
         "id": annotation.pk,
         "document": annotation.document_id,
         "labels": sorted(annotation.labels.values_list("name", flat=True)),
         "rejected": sorted(annotation.decisions.filter(decision="rejected").values_list("label__name", flat=True)),
-        "strategy": annotation.strategy,
+        # Why the document was picked is for managers (an annotator must not tell evaluation documents apart).
+        "strategy": annotation.strategy if role == Membership.Role.MANAGER else None,
         "model_version": annotation.model_version.number if annotation.model_version_id else None,
         "seconds_spent": annotation.seconds_spent,
         "updated_at": annotation.updated_at,
@@ -214,7 +217,7 @@ class AnnotationView(APIView):
         summary="Submit labels for a document (replaces your earlier answer)",
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        project, role = selectors.project_get_for(project_id=project_id, user=request.user)
         data = _valid(s.AnnotationInputSerializer, request.data)
         annotation = services.annotation_submit(
             project=project,
@@ -225,7 +228,7 @@ class AnnotationView(APIView):
             seconds_spent=data.get("seconds_spent"),
             source=data.get("source", "api"),
         )
-        return Response(_annotation_out(annotation), status=status.HTTP_201_CREATED)
+        return Response(_annotation_out(annotation, role), status=status.HTTP_201_CREATED)
 
 
 class AnnotationDetailView(APIView):
@@ -234,8 +237,11 @@ class AnnotationDetailView(APIView):
         summary="Your answer for a document, with what you did with each suggestion (to revise it: undo)",
     )
     def get(self, request: Request, project_id: int, document_id: int) -> Response:
-        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
-        return Response(selectors.annotation_detail(project=project, user=request.user, document_id=document_id))
+        project, role = selectors.project_get_for(project_id=project_id, user=request.user)
+        detail = selectors.annotation_detail(project=project, user=request.user, document_id=document_id)
+        if role != Membership.Role.MANAGER:  # an annotator must not tell evaluation documents from picks
+            detail["strategy"] = None
+        return Response(detail)
 
 
 class LabelView(APIView):
@@ -243,13 +249,22 @@ class LabelView(APIView):
         parameters=[
             OpenApiParameter("q", str, description="words to find in label names (case and accents ignored)"),
             OpenApiParameter("limit", int, description="1-100, default 20"),
-            OpenApiParameter("document", int, description="rank the labels the model scored for this document first"),
+            OpenApiParameter(
+                "document", int, description="break ties within a tier by the model's scores for this document"
+            ),
+            OpenApiParameter(
+                "semantic",
+                bool,
+                description="fill the rest with labels close in meaning (names, alternative names and descriptions "
+                "embedded with the project's encoder; slower: loads the encoder once per web process)",
+            ),
         ],
         responses=s.LabelHitSerializer(many=True),
-        summary="Search labels: the model's scores for the document first, then frequency, prefix matches first",
+        summary="Search labels: exact, then prefix, word-prefix and other matches (alternative names and ue/oe/ae "
+        "spellings included); the document's scores and frequency break ties; then, with semantic, by meaning",
     )
     def get(self, request: Request, project_id: int) -> Response:
-        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        project, role = selectors.project_get_for(project_id=project_id, user=request.user)
         limit = _int_param(request, "limit", 20) or 1  # at least one hit
         document = _int_param(request, "document", None, maximum=ID_MAX)
         scores = (
@@ -257,13 +272,28 @@ class LabelView(APIView):
             if document is not None
             else None
         )
-        hits = selectors.label_search(project=project, query=_text_param(request, "q"), limit=limit, scores=scores)
-        return Response(
-            [
-                {"id": h.id, "name": h.name, "description": h.description, "frequency": h.frequency, "score": h.score}
-                for h in hits
-            ]
+        semantic = request.query_params.get("semantic", "").lower() in {"1", "true", "yes"}
+        hits = selectors.label_search(
+            project=project, query=_text_param(request, "q"), limit=limit, scores=scores, semantic=semantic
         )
+        out = [
+            {
+                "id": h.id,
+                "name": h.name,
+                "description": h.description,
+                "frequency": h.frequency,
+                "score": h.score,
+                "match": h.match,
+                "alias": h.alias,
+            }
+            for h in hits
+        ]
+        if role == Membership.Role.MANAGER:  # managers also see the taxonomy fields
+            extra = labels_taxonomy(label_ids=[h.id for h in hits])
+            for row in out:
+                taxonomy = extra.get(row["id"], {})
+                row.update({key: taxonomy.get(key) for key in ("external_id", "parent", "alt_names", "deprecated")})
+        return Response(out)
 
     @extend_schema(
         request={"application/json": {"type": "array", "items": {"type": "string"}}},
@@ -601,3 +631,128 @@ class AnnotatorStatsView(APIView):
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         date_from, date_to = _date_range(request)
         return Response(selectors.annotator_stats(project=project, date_from=date_from, date_to=date_to))
+
+
+# The taxonomy -------------------------------------------------------------------------------------------------------
+
+
+class LabelImportView(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={
+            "application/json": {"type": "array", "items": {"type": "object"}},
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            },
+        },
+        responses={200: s.LabelImportResultSerializer},
+        summary="Import a label file (CSV / TSV with a header, or JSON): name, description, alt_names, external_id, "
+        "parent; creates new labels and updates existing ones (by external id, else name); all or nothing",
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        upload = request.FILES.get("file")
+        parsed = parse_label_upload(upload) if upload is not None else parse_label_items(request.data)
+        result = labels_import(project=project, user=request.user, records=parsed.records, parse_errors=parsed.errors)
+        return Response({**result, "ignored_columns": parsed.ignored_columns})
+
+
+class LabelTreeView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("parent", int, description="a label id; none: the roots"),
+            OpenApiParameter("limit", int, description="default 200, at most 1000"),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: s.LabelTreeSerializer},
+        summary="The hierarchy, one level at a time: the labels under `parent` by name (deprecated ones left out)",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        parent = _int_param(request, "parent", None, maximum=ID_MAX)
+        limit = _int_param(request, "limit", 200) or 1
+        offset = _int_param(request, "offset", 0) or 0
+        return Response(label_tree(project=project, parent_id=parent, limit=limit, offset=offset))
+
+
+class LabelTaxonomyView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("q", str, description="words of the name or an alternative name, or the external id"),
+            OpenApiParameter("status", str, enum=["all", "active", "deprecated"]),
+            OpenApiParameter("limit", int, description="default 50, at most 200"),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: s.LabelTaxonomyListSerializer},
+        summary="Labels with their taxonomy fields (deprecated ones too), by name: the manage page's list",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        status_ = request.query_params.get("status", "all")
+        if status_ not in {"all", "active", "deprecated"}:
+            raise ProjectError("status must be all, active or deprecated")
+        return Response(
+            taxonomy_labels(
+                project=project,
+                query=_text_param(request, "q"),
+                status=status_,
+                limit=_int_param(request, "limit", 50) or 1,
+                offset=_int_param(request, "offset", 0) or 0,
+            )
+        )
+
+
+class LabelDetailView(APIView):
+    @extend_schema(responses={200: s.LabelTaxonomySerializer}, summary="A label with its taxonomy fields")
+    def get(self, request: Request, project_id: int, label_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user)
+        return Response(label_detail(project=project, label_id=label_id))
+
+    @extend_schema(
+        request=s.LabelUpdateSerializer,
+        responses={200: s.LabelTaxonomySerializer},
+        summary="Edit a label: name (a rename keeps the old name as an alternative name), description, alternative "
+        "names, external id, parent",
+    )
+    def patch(self, request: Request, project_id: int, label_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        data = _valid(s.LabelUpdateSerializer, request.data, partial=True)
+        label_update(project=project, user=request.user, label_id=label_id, **data)
+        return Response(label_detail(project=project, label_id=label_id))
+
+
+class LabelMergeView(APIView):
+    @extend_schema(
+        request=s.LabelMergeSerializer,
+        responses={200: s.LabelTaxonomySerializer},
+        summary="Merge this label into another: answers follow, its names become alternative names, it is deleted",
+    )
+    def post(self, request: Request, project_id: int, label_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        data = _valid(s.LabelMergeSerializer, request.data)
+        target = label_merge(project=project, user=request.user, label_id=label_id, into_id=data["into"])
+        return Response(label_detail(project=project, label_id=target.pk))
+
+
+class LabelDeprecateView(APIView):
+    deprecated = True
+
+    @extend_schema(
+        request=None,
+        responses={200: s.LabelTaxonomySerializer},
+        summary="Deprecate a label (no longer offered to experts; answers and exports keep it)",
+    )
+    def post(self, request: Request, project_id: int, label_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        label_deprecate(project=project, user=request.user, label_id=label_id, deprecated=self.deprecated)
+        return Response(label_detail(project=project, label_id=label_id))
+
+
+class LabelRestoreView(LabelDeprecateView):
+    deprecated = False
+
+    @extend_schema(request=None, responses={200: s.LabelTaxonomySerializer}, summary="Restore a deprecated label")
+    def post(self, request: Request, project_id: int, label_id: int) -> Response:
+        return super().post(request, project_id, label_id)

@@ -78,4 +78,16 @@ class Migration(migrations.Migration):
                 condition=models.Q(("name", ""), _negated=True), name="label_alias_not_empty"
             ),
         ),
+        migrations.AddIndex(
+            model_name="label",
+            index=models.Index(fields=["project", "parent"], name="label_project_parent_idx"),
+        ),
+        migrations.AlterField(
+            model_name="activity",
+            name="kind",
+            field=models.CharField(
+                choices=[("budget", "Budget"), ("quota", "Quota"), ("model", "Model"), ("labels", "Labels")],
+                max_length=20,
+            ),
+        ),
     ]

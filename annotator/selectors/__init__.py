@@ -30,6 +30,10 @@ from .labels import (
     label_counts,
     label_coverage,
     label_search,
+    label_search_semantic,
+    label_search_texts,
+    labels_have_hierarchy,
+    labels_on_screen,
 )
 from .projects import activities, project_get_for, project_stats, projects_for_user, training_schedules
 from .queue import (
@@ -54,6 +58,7 @@ from .registry import (
     version_get,
 )
 from .savings import NOT_PICKED, SAVINGS_JOB_FIELDS, savings_latest, savings_overview, savings_pick_ids
+from .taxonomy import label_detail, label_tree, labels_taxonomy, taxonomy_labels
 from .tokens import token_digest, token_for_key, tokens_for_user
 from .training import (
     TEXT_CHUNK,

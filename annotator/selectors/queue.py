@@ -101,11 +101,13 @@ def pretick_rule(*, project: Project, version: ModelVersion | None) -> dict[str,
 
 def suggestions_named(*, pairs: list[list[float]], threshold: float | None) -> list[dict[str, Any]]:
     """[[label_id, p], ...] -> [{"label_id", "label", "description", "score", "preselected"}], best first; pre-ticked
-    at `threshold` (None: none)."""
+    at `threshold` (None: none). Deprecated labels (and labels merged away since scoring) are left out."""
     ids = [int(label_id) for label_id, _ in pairs]
     named = {
         pk: (name, description)
-        for pk, name, description in Label.objects.filter(pk__in=ids).values_list("id", "name", "description")
+        for pk, name, description in Label.objects.filter(pk__in=ids, deprecated_at__isnull=True).values_list(
+            "id", "name", "description"
+        )
     }
     return [
         {

@@ -12,6 +12,7 @@ from .registry import version_promote
 from .savings import savings_adopt, savings_maybe_request, savings_request, savings_run
 from .schedules import schedule_delete, schedule_save, training_scheduled
 from .scoring import scoring_run
+from .taxonomy import label_deprecate, label_merge, label_update, labels_import
 from .tokens import token_create, token_revoke
 from .training import training_maybe_request, training_request, training_run
 
@@ -32,7 +33,11 @@ __all__ = [
     "job_dispatch",
     "job_request",
     "jobs_reconcile",
+    "label_deprecate",
+    "label_merge",
+    "label_update",
     "labels_add",
+    "labels_import",
     "labels_recount",
     "lease_renew",
     "member_add",

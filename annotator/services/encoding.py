@@ -10,6 +10,7 @@ from .. import ml
 from ..models import Document, Job, Label, ModelVersion, Project
 from ..selectors import label_texts, newest_encoder_path, serving_version
 from .jobs import JOB_ERRORS, Heartbeat, job_claim, job_fail, job_request, job_succeed
+from .label_vectors import label_index_rebuild
 
 ENCODE_CHUNK = 4096  # documents per cache write (each write rewrites the cache file: keep writes few)
 
@@ -69,6 +70,7 @@ def encode_run(*, job_id: int) -> None:
             if done == 0:
                 break
         labels_done = sum(ml.encode_labels(job.project_id, label_texts(job.project_id), path) for path in paths)
+        label_index_rebuild(project_id=job.project_id)  # label search's semantic fallback (alternative names too)
     except JOB_ERRORS as exc:
         job_fail(job_id=job.pk, error=f"encoding failed: {exc}")
         return

@@ -10,13 +10,12 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from ..exceptions import ProjectError
-from ..importing import LABEL_SEPARATOR
+from ..importing import LABEL_SEPARATOR, MAX_LABELS
 from ..models import Job, Label, Membership, Project, TrainMode, strategy_choices
 from ..text import fold
 from ..validation import INT_MAX, text_problem
 
 MAX_LABEL_LENGTH = 255
-MAX_LABELS = 100_000
 
 PROJECT_SETTINGS = (
     "guidelines",
@@ -163,7 +162,8 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _clean_labels(labels: Iterable[Any]) -> list[tuple[str, str]]:
-    """Accepts names or {"name", "description"} objects; returns (name, description) pairs, validated."""
+    """Accepts names or {"name", "description"} objects; returns (name, description) pairs, validated. (Alternative
+    names, external ids and parents come with a label file: `services.taxonomy.labels_import`.)"""
     cleaned: list[tuple[str, str]] = []
     problems: list[str] = []
     seen: set[str] = set()

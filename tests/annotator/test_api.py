@@ -396,7 +396,7 @@ def test_nobody_reads_another_annotators_answer(project, manager_client, annotat
 
 
 # --- label search ---------------------------------------------------------------------------------------------------
-def test_label_search_ranks_the_documents_scores_then_frequency(
+def test_label_search_ranks_by_match_then_the_documents_scores_then_frequency(
     project, manager, manager_client, annotator_client, documents
 ):
     manager_client.post(
@@ -416,17 +416,19 @@ def test_label_search_ranks_the_documents_scores_then_frequency(
     ]:
         manager_client.post(_url(project, "annotations"), {"document": doc.pk, "labels": labels}, format="json")
     found = annotator_client.get(_url(project, "labels"), {"q": "kunstliche int"}).json()
-    assert [x["name"] for x in found] == ["Geschichte der künstlichen Intelligenz", "Künstliche Intelligenz"]
-    assert found[1]["description"] == "KI" and found[0]["frequency"] == 1 and found[0]["score"] is None
+    # The name starting with the query first, however frequent the other match is.
+    assert [x["name"] for x in found] == ["Künstliche Intelligenz", "Geschichte der künstlichen Intelligenz"]
+    assert found[0]["description"] == "KI" and found[1]["frequency"] == 1 and found[1]["score"] is None
+    assert found[0]["match"] == "name" and found[0]["alias"] == ""
     found = annotator_client.get(_url(project, "labels"), {"q": "INTELLIGENZ"}).json()
     assert found[0]["name"] == "Intelligenz"  # the exact match first
-    # With the model's shortlist for a document, its scored labels come first, best first.
+    # With the model's shortlist for a document, its scores order the labels within a tier, never across tiers.
     _served_with(project, documents[0], [("Künstliche Intelligenz", 0.7), ("joy", 0.2)])
     annotator_client.get(_url(project, "next"))
     found = annotator_client.get(_url(project, "labels"), {"q": "intelligenz", "document": documents[0].pk}).json()
     assert [(x["name"], x["score"]) for x in found] == [
-        ("Künstliche Intelligenz", 0.7),
         ("Intelligenz", None),
+        ("Künstliche Intelligenz", 0.7),
         ("Geschichte der künstlichen Intelligenz", None),
     ]
     found = annotator_client.get(_url(project, "labels"), {"q": "kun", "limit": 1}).json()

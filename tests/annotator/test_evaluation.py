@@ -44,12 +44,19 @@ def test_the_manager_chooses_the_mix_and_annotators_cannot_tell(project, manager
         body = annotator_client.get(f"/api/v1/projects/{project.pk}/next/").json()
         assert body["strategy"] is None and body["score"] is None
         served.append(body["document"]["id"])
-        annotator_client.post(
+        answer = annotator_client.post(
             f"/api/v1/projects/{project.pk}/annotations/", {"document": served[-1], "labels": []}, format="json"
         )
+        # Nor the answer, nor the undo/revise view (issue 17: it said "picked by evaluation").
+        assert answer.status_code == 201 and answer.json()["strategy"] is None
+        detail = annotator_client.get(f"/api/v1/projects/{project.pk}/annotations/{served[-1]}/").json()
+        assert detail["strategy"] is None
     # One in four is an evaluation document (the 4th and the 8th) until the set is done.
     assert [doc in evaluation for doc in served] == [False, False, False, True] * 2 + [False, False]
     assert client_for(manager).get(f"/api/v1/projects/{project.pk}/next/").json()["strategy"] is not None
+    services.member_add(project=project, username=annotator_user.username, role="manager")
+    detail = annotator_client.get(f"/api/v1/projects/{project.pk}/annotations/{served[3]}/").json()
+    assert detail["strategy"] == "evaluation"  # a manager sees why it was picked
 
 
 def test_no_share_means_the_set_is_served_only_once_the_pool_is_done(project, manager, annotator_user):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from annotator import services
-from annotator.models import Project
+from annotator.models import Label, Project
 
 
 def _client(user) -> Client:
@@ -76,6 +80,57 @@ def test_the_annotate_page_never_ships_the_label_set(manager, annotator_user):
     assert "Schlagwort" not in page
     assert "&lt;b&gt;bold&lt;/b&gt; rules" in page  # guidelines are escaped
     assert len(page) < 20_000
+
+
+def _label_buttons(page: str) -> list[dict]:
+    match = re.search(r'<script id="label-buttons-data" type="application/json">(.*?)</script>', page, re.S)
+    assert match, "the page has no label-buttons-data script"
+    return json.loads(match.group(1))
+
+
+def test_a_small_label_set_comes_with_the_page_without_deprecated_labels(project, annotator_user):
+    Label.objects.filter(project=project, name="fear").update(deprecated_at=timezone.now())
+    Label.objects.filter(project=project, name="joy").update(description="glad </script><script>alert(1)</script>")
+    page = _client(annotator_user).get(f"/projects/{project.pk}/annotate/").content.decode()
+    buttons = _label_buttons(page)
+    assert [b["name"] for b in buttons] == ["anger", "joy", "sadness", "surprise"]  # by name; "fear" is deprecated
+    assert buttons[1]["description"] == "glad </script><script>alert(1)</script>"
+    assert "<script>alert(1)" not in page  # escaped inside the JSON
+    assert 'data-has-hierarchy="false"' in page
+
+
+def test_a_label_set_above_the_button_limit_is_not_sent(project, annotator_user, settings):
+    settings.ALABEL_LABEL_BUTTONS = 4  # five labels in the project
+    page = _client(annotator_user).get(f"/projects/{project.pk}/annotate/").content.decode()
+    assert _label_buttons(page) == []
+    Label.objects.filter(project=project, name="fear").update(deprecated_at=timezone.now())  # four in use now
+    page = _client(annotator_user).get(f"/projects/{project.pk}/annotate/").content.decode()
+    assert len(_label_buttons(page)) == 4
+    settings.ALABEL_LABEL_BUTTONS = 0  # off
+    page = _client(annotator_user).get(f"/projects/{project.pk}/annotate/").content.decode()
+    assert _label_buttons(page) == []
+
+
+def test_the_annotate_page_says_when_the_labels_have_a_hierarchy(project, annotator_user):
+    parent = Label.objects.get(project=project, name="sadness")
+    Label.objects.filter(project=project, name="fear").update(parent=parent)
+    page = _client(annotator_user).get(f"/projects/{project.pk}/annotate/").content.decode()
+    assert 'data-has-hierarchy="true"' in page
+    assert f'data-tree-url="/api/v1/projects/{project.pk}/labels/tree/"' in page
+
+
+def test_the_annotate_page_of_another_project_is_a_404(project, outsider):
+    assert _client(outsider).get(f"/projects/{project.pk}/annotate/").status_code == 404
+
+
+def test_favicon_is_served_and_linked(project, annotator_user):
+    response = Client().get("/favicon.ico")
+    assert response.status_code == 200 and response["Content-Type"] == "image/x-icon"
+    assert response.content[:4] == b"\x00\x00\x01\x00"  # an ICO file
+    assert "max-age=86400" in response["Cache-Control"]
+    assert Client().post("/favicon.ico").status_code == 405
+    page = _client(annotator_user).get(f"/projects/{project.pk}/annotate/").content.decode()
+    assert re.search(r'<link rel="icon" href="[^"]*favicon\.svg"', page)
 
 
 def test_manager_page_shows_budget_notices_burn_rate_and_activity(project, manager, annotator_user, documents):

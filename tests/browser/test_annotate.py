@@ -235,7 +235,7 @@ def test_two_annotators_get_different_documents_and_an_expired_lease_frees_one(
         time.sleep(0.5)
         held.refresh_from_db()
     other = pages["demo-manager"]
-    other.keyboard.press("Enter")  # submit the second document ("none apply")
+    other.keyboard.press("n")  # submit the second document: "none apply", on purpose
     other.wait_for_function("t => document.querySelector('#doc-text').textContent === t", arg=first)
     assert Annotation.objects.filter(document__project=project).count() == 1
     other.context.close()

@@ -136,6 +136,23 @@ def test_check_deploy_passes_with_the_documented_production_environment(tmp_path
     assert "System check identified no issues (0 silenced)." in result.stdout
 
 
+def test_an_empty_database_url_means_sqlite_in_the_data_folder(tmp_path):
+    """`DATABASE_URL= make run` (or the uncommented `DATABASE_URL=` line of .env.example) crashed the settings with a
+    KeyError; an empty value now means what an unset one does."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ALABEL_"))}
+    env.update(DATABASE_URL="", ALABEL_DATA_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "db.sqlite3").is_file()
+
+
 def test_every_deploy_warning_is_settable_from_the_environment(tmp_path):
     """Without the TLS variables, check --deploy names exactly what they switch on."""
     production = _production_environment()

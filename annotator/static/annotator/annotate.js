@@ -1,6 +1,9 @@
 // The annotate page: leases a document from the API, shows it with scored suggestions to accept or reject,
 // searches labels on the server, submits, and lets the expert undo (revise) earlier answers. Keyboard first.
 // No framework and nothing from a CDN. Document text and label names are only ever set with textContent.
+// A small label set (the view sends it when it has at most ALABEL_LABEL_BUTTONS labels) is shown whole, as toggles
+// with a key each; the suggestions are marked on them with their scores. After every submit, skip or undo the focus
+// is on the document, so the next key is a command, never text in the search box.
 (function () {
   "use strict";
   const root = document.getElementById("annotate");
@@ -11,7 +14,9 @@
     skip: root.dataset.skipUrl,
     lease: root.dataset.leaseUrl,
     labels: root.dataset.labelsUrl,
+    tree: root.dataset.treeUrl,
   };
+  const labelButtons = JSON.parse(document.getElementById("label-buttons-data").textContent || "[]");
   const csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
   const el = (id) => document.getElementById(id);
   const textEl = el("doc-text");
@@ -28,7 +33,10 @@
   let rejected = new Set();
   let shownAt = 0;
   let results = [];
+  let resultsFor = null; // the query the results on screen answer (null: none, or the box changed since)
+  let searchSeq = 0; // only the answer to the newest request is ever shown
   let highlighted = -1;
+  let noneArmed = false; // Enter with nothing chosen asks first; the second Enter records "none apply"
   let busy = false;
   let searchTimer = null;
   let renewTimer = null;
@@ -48,7 +56,9 @@
     try { body = await response.json(); } catch (e) { body = null; }
     if (!response.ok) {
       const detail = body && body.detail ? body.detail : "request failed (" + response.status + ")";
-      throw new Error(detail);
+      const error = new Error(detail);
+      error.status = response.status;
+      throw error;
     }
     return { status: response.status, body: body };
   }
@@ -95,6 +105,12 @@
       chosenEl.append(li);
     }
     el("none-apply").hidden = chosen.size > 0;
+    disarmNone();
+    for (const button of buttonsEl.children) {
+      const name = button.dataset.label;
+      button.setAttribute("aria-pressed", chosen.has(name) ? "true" : "false");
+      button.classList.toggle("rejected", rejected.has(name));
+    }
     for (const li of suggestionsEl.children) {
       const name = li.dataset.label;
       li.querySelector("input[type=checkbox]").checked = chosen.has(name);
@@ -114,11 +130,27 @@
     renderChosen();
   }
 
+  function removeLast() { // Backspace: the label chosen last leaves the answer
+    const last = Array.from(chosen).pop();
+    if (last === undefined) return;
+    chosen.delete(last);
+    renderChosen();
+    setStatus("Removed “" + last + "”.");
+  }
+
   function keyName(i) { return i < 9 ? String(i + 1) : (i === 9 ? "0" : ""); }
 
   function renderSuggestions(suggestions) {
     suggestionsEl.replaceChildren();
-    el("no-suggestions").hidden = suggestions.length > 0;
+    const rank = new Map(suggestions.map((s, i) => [s.label, i]));
+    for (const button of buttonsEl.children) {
+      const i = rank.get(button.dataset.label);
+      const mark = button.querySelector(".mark");
+      button.classList.toggle("suggested", i !== undefined);
+      mark.hidden = i === undefined;
+      mark.textContent = i === undefined ? "" : suggestions[i].score.toFixed(2);
+      mark.title = i === undefined ? "" : "Suggestion " + (i + 1) + (i < 10 ? " (key " + keyName(i) + ")" : "");
+    }
     suggestions.forEach((s, i) => {
       const li = document.createElement("li");
       li.className = "suggestion";
@@ -174,6 +206,90 @@
     box.textContent = text + " (floor " + percent(rule.floor) + "; " + rule.source + ").";
   }
 
+  // The served document's own model version says why there are no suggestions, never the project's state now.
+  function renderNoSuggestions(payload, revising) {
+    const box = el("no-suggestions");
+    box.hidden = payload === null || payload.suggestions.length > 0;
+    if (box.hidden) { box.textContent = ""; return; }
+    if (payload.model_version) {
+      box.textContent = revising
+        ? "Model v" + payload.model_version + " had no suggestions for this document."
+        : "Model v" + payload.model_version + " has no suggestions for this document.";
+    } else {
+      box.textContent = "No suggestions yet: the first model is not trained.";
+    }
+  }
+
+  // --- all labels as toggles (small label sets) ---------------------------------------------------------------------
+  // Keys: letters, as mnemonic as they can be: first every label whose initial is free gets it, then the others a
+  // free letter of their name, then any free letter; the labels still without a key then get Shift+letter the same
+  // way (Shift+s is free: only s alone skips). The letters of commands (s u g d n) are kept for them; a label beyond
+  // 21 + 26 = 47 has no key (a click or the search finds it).
+  const COMMAND_LETTERS = new Set(["s", "u", "g", "d", "n"]);
+  const ALL_LETTERS = "abcdefghijklmnopqrstuvwxyz".split("");
+  const LETTERS = ALL_LETTERS.filter((c) => !COMMAND_LETTERS.has(c));
+  const buttonsEl = el("label-buttons");
+  const keyToLabel = new Map(); // "a" or "⇧a" -> label name
+
+  function assignKeys(labels) {
+    const keys = new Map();
+    const letters = (name) => name.toLowerCase().normalize("NFD").split("");
+    const stages = [
+      (name, free) => (free.has(letters(name)[0]) ? letters(name)[0] : undefined),
+      (name, free) => letters(name).find((c) => free.has(c)),
+      (name, free) => free.values().next().value,
+    ];
+    for (const shift of ["", "⇧"]) {
+      const free = new Set(shift ? ALL_LETTERS : LETTERS);
+      for (const stage of stages) {
+        for (const label of labels) {
+          if (keys.has(label.name) || free.size === 0) continue;
+          const letter = stage(label.name, free);
+          if (letter === undefined) continue;
+          free.delete(letter);
+          keys.set(label.name, shift + letter);
+        }
+      }
+    }
+    return keys;
+  }
+
+  function renderButtons() {
+    const box = el("label-toggles");
+    box.hidden = labelButtons.length === 0;
+    const keys = assignKeys(labelButtons);
+    for (const label of labelButtons) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "toggle";
+      button.dataset.label = label.name;
+      button.setAttribute("aria-pressed", "false");
+      if (label.description) button.title = label.description;
+      const key = keys.get(label.name);
+      const kbd = document.createElement("kbd");
+      kbd.textContent = key ? (key.startsWith("⇧") ? "⇧" + key.slice(1).toUpperCase() : key) : "";
+      kbd.hidden = !key;
+      if (key) keyToLabel.set(key, label.name);
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = label.name;
+      const mark = document.createElement("span");
+      mark.className = "mark";
+      mark.hidden = true;
+      button.append(kbd, name, mark);
+      button.addEventListener("click", (event) => {
+        accept(label.name);
+        if (event.detail > 0) focusDocument(); // a mouse click: Enter must submit next, not toggle again
+      });
+      buttonsEl.append(button);
+    }
+  }
+
+  function focusDocument() {
+    if (!textEl.hidden) textEl.focus({ preventScroll: true });
+    else if (document.activeElement instanceof HTMLElement) document.activeElement.blur();
+  }
+
   function toggleDescriptions() {
     showDescriptions = !showDescriptions;
     for (const p of suggestionsEl.querySelectorAll(".description")) p.hidden = !showDescriptions;
@@ -187,19 +303,23 @@
     textEl.textContent = payload.document.text;
     textEl.scrollTop = 0;
     renderSuggestions(payload.suggestions);
+    renderNoSuggestions(payload, revising);
     renderPretick(revising || !payload.suggestions.length ? null : payload.pretick);
     renderChosen();
-    clearResults();
-    searchEl.value = "";
+    clearSearch();
+    // What the served item says, and nothing about why it was picked: an annotator must not be able to tell an
+    // evaluation document from an active-learning pick.
     const doc = "Document " + payload.document.external_id;
-    const version = payload.model_version ? "model v" + payload.model_version : "no model yet";
-    const picked = payload.strategy ? " · picked by " + payload.strategy.replace(/_/g, " ") : "";
-    el("provenance").textContent = doc + picked + " · " + version;
+    const version = payload.model_version
+      ? (revising ? "suggested by model v" : "model v") + payload.model_version
+      : "no model yet";
+    el("provenance").textContent = doc + " · " + version;
     el("revising").hidden = !revising;
     el("revising").textContent = revising
       ? "Revising your answer for this document: submit to save the change, Esc to go back without changing it."
       : "";
     shownAt = performance.now();
+    focusDocument();
   }
 
   function showEmpty(reason) {
@@ -216,7 +336,7 @@
       : "";
     renderSuggestions([]);
     renderPretick(null);
-    el("no-suggestions").hidden = true;
+    renderNoSuggestions(null, false);
     el("provenance").textContent = "";
     el("revising").hidden = true;
     chosen = new Set(); rejected = new Set(); renderChosen();
@@ -268,6 +388,33 @@
   });
 
   // --- submit, skip, undo ------------------------------------------------------------------------------------------
+  function disarmNone() {
+    noneArmed = false;
+    el("none-confirm").hidden = true;
+  }
+
+  // Enter, Ctrl+Enter and the Submit button: with nothing chosen the first press only asks (a visible prompt), the
+  // second records "none apply"; `n` records it at once.
+  function requestSubmit() {
+    if (!current || busy) return;
+    if (chosen.size === 0 && !noneArmed) {
+      noneArmed = true;
+      el("none-confirm").hidden = false;
+      focusDocument();
+      return;
+    }
+    submit();
+  }
+
+  function submitNone() {
+    if (!current || busy) return;
+    if (chosen.size > 0) {
+      setStatus("n records that no label applies: remove the chosen labels first (Backspace), or submit with Enter.", true);
+      return;
+    }
+    submit();
+  }
+
   async function submit() {
     if (!current || busy) return;
     busy = true;
@@ -291,6 +438,7 @@
     } finally {
       busy = false;
       renderSession(null);
+      focusDocument();
     }
   }
 
@@ -336,10 +484,19 @@
   }
 
   // --- label search ----------------------------------------------------------------------------------------------
+  function clearSearch() {
+    clearTimeout(searchTimer);
+    searchSeq += 1; // an answer on its way is for a query that is gone
+    searchEl.value = "";
+    clearResults();
+  }
+
   function clearResults() {
     results = [];
+    resultsFor = null;
     highlighted = -1;
     resultsEl.replaceChildren();
+    el("no-match").hidden = true;
     searchEl.setAttribute("aria-expanded", "false");
     searchEl.removeAttribute("aria-activedescendant");
     el("result-description").hidden = true;
@@ -347,6 +504,7 @@
 
   function renderResults() {
     resultsEl.replaceChildren();
+    resultsEl.classList.remove("stale");
     results.forEach((label, i) => {
       const li = document.createElement("li");
       li.setAttribute("role", "option");
@@ -359,13 +517,29 @@
       const meta = document.createElement("span");
       meta.className = "meta";
       meta.textContent = label.score !== null ? label.score.toFixed(2) : (label.frequency ? "×" + label.frequency : "");
-      li.append(name, meta);
+      li.append(name);
+      if (label.match === "alias" && label.alias) {
+        const via = document.createElement("span");
+        via.className = "via";
+        via.textContent = "via “" + label.alias + "”";
+        li.append(via);
+      } else if (label.match === "semantic") {
+        li.classList.add("semantic");
+        const via = document.createElement("span");
+        via.className = "via";
+        via.textContent = "similar meaning";
+        li.append(via);
+      }
+      li.append(meta);
       if (label.description) li.title = label.description;
       li.addEventListener("mousedown", (event) => { event.preventDefault(); pick(i); });
       li.addEventListener("mouseenter", () => describe(i));
       resultsEl.append(li);
     });
     searchEl.setAttribute("aria-expanded", results.length ? "true" : "false");
+    const noMatch = el("no-match");
+    noMatch.hidden = results.length > 0 || resultsFor === null;
+    noMatch.textContent = noMatch.hidden ? "" : "No label matches “" + resultsFor + "”.";
     if (highlighted >= 0) {
       searchEl.setAttribute("aria-activedescendant", "result-" + highlighted);
       const active = el("result-" + highlighted);
@@ -387,41 +561,74 @@
     chosen.add(label.name);
     rejected.delete(label.name);
     renderChosen();
-    searchEl.value = "";
-    clearResults();
+    clearSearch();
   }
 
+  // Asks for the box's query now; its answer is shown only if it is still the newest request and the box still
+  // holds that query, so a late answer to an older query ("kind" while "kindergarten" is typed) is dropped.
   async function search() {
+    clearTimeout(searchTimer);
     const q = searchEl.value.trim();
+    const seq = ++searchSeq;
     if (!q) { clearResults(); return; }
     let url = urls.labels + "?limit=15&q=" + encodeURIComponent(q);
     if (current) url += "&document=" + current.document.id;
     try {
       const result = await api(url);
-      if (searchEl.value.trim() !== q) return; // a newer query is on its way
+      if (seq !== searchSeq || searchEl.value.trim() !== q) return;
       results = result.body;
+      resultsFor = q;
       highlighted = results.length ? 0 : -1;
       renderResults();
+      if (results.length < 15) searchByMeaning(url, q, seq);
     } catch (err) {
-      setStatus(err.message, true);
+      if (seq === searchSeq) setStatus(err.message, true);
     }
+  }
+
+  // When the text finds fewer than a page, labels close in meaning (a synonym, another wording) fill the rest, after
+  // every textual match: a second, slower request, shown only if its query is still the one in the box.
+  async function searchByMeaning(url, q, seq) {
+    try {
+      const result = await api(url + "&semantic=1");
+      if (seq !== searchSeq || searchEl.value.trim() !== q || resultsFor !== q) return;
+      if (result.body.length <= results.length) return;
+      results = result.body;
+      if (highlighted < 0 && results.length) highlighted = 0;
+      renderResults();
+    } catch (err) {
+      // The textual results stand: the semantic index may not be built yet.
+    }
+  }
+
+  // Enter in the search box adds the highlighted match of the query in the box: if the results on screen answer an
+  // older query, it waits for this one's first.
+  async function pickCurrent() {
+    const q = searchEl.value.trim();
+    if (!q) return;
+    if (resultsFor !== q) await search();
+    if (searchEl.value.trim() === q && resultsFor === q && highlighted >= 0) pick(highlighted);
   }
 
   searchEl.addEventListener("input", () => {
     clearTimeout(searchTimer);
+    resultsFor = null; // the results on screen no longer answer the box
+    resultsEl.classList.add("stale");
     searchTimer = setTimeout(search, 80);
   });
   searchEl.addEventListener("keydown", (event) => {
-    if (event.key === "ArrowDown" && results.length) {
+    const fresh = resultsFor !== null && resultsFor === searchEl.value.trim();
+    if (event.key === "ArrowDown" && fresh && results.length) {
       highlighted = (highlighted + 1) % results.length; renderResults(); event.preventDefault();
-    } else if (event.key === "ArrowUp" && results.length) {
+    } else if (event.key === "ArrowUp" && fresh && results.length) {
       highlighted = (highlighted - 1 + results.length) % results.length; renderResults(); event.preventDefault();
     } else if (event.key === "Enter") {
       event.preventDefault();
-      if (event.ctrlKey || event.metaKey) { submit(); return; }
-      if (highlighted >= 0) pick(highlighted);
+      event.stopPropagation();
+      if (event.ctrlKey || event.metaKey) { clearSearch(); requestSubmit(); return; }
+      pickCurrent();
     } else if (event.key === "Escape") {
-      clearResults(); searchEl.blur(); event.preventDefault(); event.stopPropagation();
+      clearSearch(); focusDocument(); event.preventDefault(); event.stopPropagation();
     }
   });
 
@@ -446,6 +653,96 @@
     if (details.open) details.scrollIntoView({ block: "nearest" });
   }
 
+  // --- browsing the hierarchy (projects whose labels have parents) ------------------------------------------------
+  // GET labels/tree/?parent=ID&limit=&offset= -> {parent, count, labels: [{id, name, description, external_id,
+  // children}]}; no parent: the roots. Hidden when the project has no hierarchy, or for good when the server has no
+  // tree (404). A level longer than one page shows "more".
+  const BROWSE_PAGE = 100;
+  const browseEl = el("browse");
+  const browsePath = []; // [{id, name}] from the root down to the level shown
+  let browseLoaded = false;
+  let browseShown = 0;
+
+  async function browseLoad(append) {
+    const parent = browsePath.length ? browsePath[browsePath.length - 1].id : null;
+    const params = new URLSearchParams({ limit: String(BROWSE_PAGE), offset: String(append ? browseShown : 0) });
+    if (parent !== null) params.set("parent", String(parent));
+    let result;
+    try {
+      result = await api(urls.tree + "?" + params.toString());
+    } catch (err) {
+      if (err.status === 404 && parent === null) { browseEl.open = false; browseEl.hidden = true; return; }
+      setStatus(err.message, true);
+      return;
+    }
+    browseLoaded = true;
+    const labels = result.body.labels || [];
+    if (!append) { renderCrumbs(); el("browse-list").replaceChildren(); browseShown = 0; }
+    appendBrowseItems(labels);
+    browseShown += labels.length;
+    const more = el("browse-more");
+    const left = (result.body.count || 0) - browseShown;
+    more.hidden = left <= 0;
+    more.textContent = left > 0 ? "Show more (" + left + " left)" : "";
+  }
+
+  function renderCrumbs() {
+    const nav = el("browse-path");
+    nav.replaceChildren();
+    const crumbs = [{ id: null, name: "All" }].concat(browsePath);
+    crumbs.forEach((crumb, depth) => {
+      if (depth) nav.append(" › ");
+      if (depth === crumbs.length - 1) {
+        const here = document.createElement("strong");
+        here.textContent = crumb.name;
+        nav.append(here);
+        return;
+      }
+      const up = document.createElement("button");
+      up.type = "button";
+      up.className = "link";
+      up.textContent = crumb.name;
+      up.addEventListener("click", () => { browsePath.length = depth; browseLoad(false); });
+      nav.append(up);
+    });
+  }
+
+  function appendBrowseItems(labels) {
+    const list = el("browse-list");
+    for (const label of labels) {
+      const li = document.createElement("li");
+      li.className = "browse-item";
+      const choose = document.createElement("button");
+      choose.type = "button";
+      choose.className = "choose" + (chosen.has(label.name) ? " chosen" : "");
+      choose.textContent = label.name;
+      choose.title = label.description ? label.description : "Choose " + label.name;
+      choose.setAttribute("aria-label", "Choose " + label.name);
+      choose.addEventListener("click", () => {
+        chosen.add(label.name);
+        rejected.delete(label.name);
+        renderChosen();
+        choose.classList.add("chosen");
+        setStatus("Added “" + label.name + "”.");
+      });
+      li.append(choose);
+      if (label.children > 0) {
+        const open = document.createElement("button");
+        open.type = "button";
+        open.className = "expand";
+        open.textContent = "▸ " + label.children;
+        open.setAttribute("aria-label", "Show the " + label.children + " narrower labels of " + label.name);
+        open.addEventListener("click", () => { browsePath.push({ id: label.id, name: label.name }); browseLoad(false); });
+        li.append(open);
+      }
+      list.append(li);
+    }
+  }
+
+  el("browse-more").addEventListener("click", () => browseLoad(true));
+  browseEl.hidden = root.dataset.hasHierarchy !== "true";
+  browseEl.addEventListener("toggle", () => { if (browseEl.open && !browseLoaded) browseLoad(false); });
+
   // --- keys --------------------------------------------------------------------------------------------------------
   document.addEventListener("keydown", (event) => {
     if (!helpEl.hidden) {
@@ -456,13 +753,16 @@
     const typing = target instanceof HTMLTextAreaElement ||
       (target instanceof HTMLInputElement && !["checkbox", "radio", "button", "submit"].includes(target.type));
     if (typing) return;
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { requestSubmit(); event.preventDefault(); return; }
     if (event.key === "/") { searchEl.focus(); event.preventDefault(); return; }
     if (event.key === "?") { openHelp(); event.preventDefault(); return; }
-    if (event.key === "Enter" && !(target instanceof HTMLButtonElement) && !(target instanceof HTMLAnchorElement)) {
-      submit(); event.preventDefault(); return;
+    if (event.key === "Enter" && !(target instanceof HTMLButtonElement) && !(target instanceof HTMLAnchorElement) &&
+        !(target instanceof HTMLElement && target.tagName === "SUMMARY")) {
+      requestSubmit(); event.preventDefault(); return;
     }
-    if (event.key === "Escape") { stopRevising(); return; }
+    if (event.key === "Escape") { disarmNone(); stopRevising(); return; }
     if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === "Backspace") { removeLast(); event.preventDefault(); return; }
     const digit = /^(?:Digit|Numpad)([0-9])$/.exec(event.code || "");
     if (digit && current) {
       const index = digit[1] === "0" ? 9 : Number(digit[1]) - 1;
@@ -471,15 +771,20 @@
       return;
     }
     const key = event.key.toLowerCase();
+    const toggle = key.length === 1 ? keyToLabel.get((event.shiftKey ? "⇧" : "") + key) : undefined;
+    if (toggle !== undefined && current) { accept(toggle); event.preventDefault(); return; }
     if (event.shiftKey) return;
     if (key === "s") { skip(); event.preventDefault(); }
     else if (key === "u") { undo(); event.preventDefault(); }
     else if (key === "g") { toggleGuidelines(); event.preventDefault(); }
     else if (key === "d") { toggleDescriptions(); event.preventDefault(); }
+    else if (key === "n") { submitNone(); event.preventDefault(); }
   });
-  el("submit").addEventListener("click", submit);
+  el("submit").addEventListener("click", requestSubmit);
+  el("submit-none").addEventListener("click", submitNone);
   el("skip").addEventListener("click", skip);
   el("undo").addEventListener("click", undo);
 
+  renderButtons();
   loadNext();
 })();

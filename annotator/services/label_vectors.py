@@ -1,0 +1,32 @@
+"""The semantic label index behind label search's fallback: label names, descriptions and alternative names embedded
+with the base encoder, stored per project (`ml.label_index_build`), so that a search embeds only the query.
+
+Built by the encode job (`encode_run` calls `label_index_rebuild` after embedding the label names); a change to the
+taxonomy asks for an encode job with `label_vectors_refresh`. Vectors are cached by a hash of the text embedded,
+so a rebuild embeds only new or changed texts (a renamed label, a new alternative name, an edited description)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .. import ml
+from ..models import Job, Project
+from ..selectors.labels import label_search_texts
+from .jobs import job_request
+
+
+def label_vectors_refresh(*, project: Project, label_ids: Iterable[int] = (), reason: str = "") -> Job:
+    """Call after any change to labels' names, descriptions, alternative names or deprecation (in the same
+    transaction): queues the project's encode job (sent on commit; coalesced with one already queued), which
+    re-embeds what changed and rebuilds the semantic label index. Until it ran, search still finds the labels by
+    text, and a semantic hit is always re-read from the database (a deprecated or deleted label never shows)."""
+    ids = sorted(set(label_ids))
+    why = reason or (f"labels changed: {len(ids)}" if ids else "labels changed")
+    job, _ = job_request(project=project, kind=Job.Kind.ENCODE, reason=why)
+    return job
+
+
+def label_index_rebuild(*, project_id: int) -> int:
+    """Worker side (the encoder is loaded here): embeds the label texts not embedded yet and writes the project's
+    semantic label index. Returns how many texts were embedded."""
+    return ml.label_index_build(project_id, label_search_texts(project_id))
