@@ -4,7 +4,9 @@ once, the activity feed, emails to the managers."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -77,6 +79,40 @@ def budget_check(
         if taken + one_more > quota:
             return ("quota", f"you have labelled your quota of {quota} documents here"), budget
     return None, budget
+
+
+@dataclass
+class BudgetVerdict:
+    """What `lease_within_budget` decided, read after its block: `refusal` (None, or the (reason, message) of
+    `budget_check`) and the budget as counted (None when none was). The block sets `wrote` to False when it found
+    nothing to lease (the check then says whether one more would fit)."""
+
+    wrote: bool = True
+    refusal: tuple[str, str] | None = None
+    budget: Budget | None = None
+
+
+class _Refused(Exception):
+    """Rolls a lease back to its savepoint when the budget check after it refuses."""
+
+
+@contextmanager
+def lease_within_budget(*, project: Project, user) -> Iterator[BudgetVerdict]:
+    """Keeps the lease the block writes only if a hard budget (spent plus leased) and the user's quota still hold
+    with it: the block runs in a savepoint, then `budget_check` (the budget lock, held until the commit); on a
+    refusal the savepoint is rolled back and the verdict says why. Without a hard budget or quota: neither."""
+    verdict = BudgetVerdict()
+    if not budget_applies(project=project, user=user):
+        yield verdict
+        return
+    try:
+        with transaction.atomic():
+            yield verdict
+            verdict.refusal, verdict.budget = budget_check(project=project, user=user, leased=True, wrote=verdict.wrote)
+            if verdict.refusal is not None:
+                raise _Refused
+    except _Refused:
+        pass
 
 
 def _mail_managers(project_id: int, subject: str, body: str) -> None:

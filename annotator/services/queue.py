@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import random
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -23,7 +22,7 @@ from ..selectors import (
     live_lease_filter,
     serving_version,
 )
-from .budgets import budget_applies, budget_check
+from .budgets import lease_within_budget
 from .evaluation import evaluation_turn
 from .jobs import job_request
 
@@ -144,14 +143,6 @@ def _version_queued(project: Project, version: ModelVersion) -> bool:
     )
 
 
-class _Refused(Exception):
-    """Rolls a lease back (to its savepoint) when the budget check after it refuses."""
-
-    def __init__(self, refusal: tuple[str, str]) -> None:
-        super().__init__(refusal[1])
-        self.refusal = refusal
-
-
 def _choose(project: Project, user, now) -> QueueItem | None:
     """The queue row to serve the user (locked, not yet leased): an evaluation document when it is the set's turn,
     else the highest-scoring free item of the serving version's queue (the cold-start queue without a model),
@@ -179,7 +170,7 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     """The next document for the user, leased to them for `project.lease_seconds`.
 
     A document the user already holds is served again (and its lease renewed). Otherwise `_choose` picks one and
-    leases it, and then the budget check (`budget_check`, the last step before the commit) keeps the lease only if a
+    leases it, and `lease_within_budget` (the budget check, the last step before the commit) keeps the lease only if a
     hard budget (spent plus leased) and the user's quota still hold with it; a soft budget keeps serving.
     """
     now = timezone.now()
@@ -193,23 +184,17 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     if held is not None:
         return _served(_lease(held, user, project), project)
 
-    # Under a hard budget or a quota the lease may have to be rolled back (a savepoint); a soft one only warns.
-    limited = budget_applies(project=project, user=user)
-    budget = None  # when the check counted it: shown on the page
-    try:
-        with transaction.atomic() if limited else nullcontext():
-            item = _choose(project, user, now)
-            if item is not None:
-                _lease(item, user, project)
-            if limited:
-                refusal, budget = budget_check(project=project, user=user, leased=True, wrote=item is not None)
-                if refusal is not None:
-                    raise _Refused(refusal)
-    except _Refused as refused:
-        return NothingToServe(reason=refused.refusal[0], message=refused.refusal[1])
+    with lease_within_budget(project=project, user=user) as verdict:
+        item = _choose(project, user, now)
+        if item is None:
+            verdict.wrote = False
+        else:
+            _lease(item, user, project)
+    if verdict.refusal is not None:
+        return NothingToServe(reason=verdict.refusal[0], message=verdict.refusal[1])
     if item is None:
         return NothingToServe(reason="empty", message="every document is labelled or in someone's hands")
-    return _served(item, project, budget)
+    return _served(item, project, verdict.budget)  # the budget, when the check counted it: shown on the page
 
 
 @transaction.atomic
@@ -243,15 +228,9 @@ def lease_renew(*, project: Project, user, document_id: object) -> QueueItem | N
         return _lease(mine, user, project)
     if not items:
         return None
-    try:  # a document nobody holds: taken like one `next` serves, within the budget and quota
-        with transaction.atomic():
-            taken = _lease(items[0], user, project)
-            refusal, _ = budget_check(project=project, user=user, leased=True)
-            if refusal is not None:
-                raise _Refused(refusal)
-    except _Refused:
-        return None
-    return taken
+    with lease_within_budget(project=project, user=user) as verdict:  # taken like one `next` serves
+        taken = _lease(items[0], user, project)
+    return None if verdict.refusal is not None else taken
 
 
 # --- writes of the scoring job ---------------------------------------------------------------------------------------
