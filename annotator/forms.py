@@ -26,6 +26,12 @@ class ProjectFieldsForm(forms.Form):
 class ProjectForm(forms.Form):
     name = forms.CharField(max_length=200)
     labels = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), help_text="One label per line.", required=False)
+    label_file = forms.FileField(
+        required=False,
+        help_text="Or a label file (.csv, .tsv, .json) with the columns name, description, alt_names, external_id, "
+        "parent: a taxonomy such as GND subject headings.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.tab,.json"}),
+    )
     guidelines = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
     label_budget = CountField(min_value=1, required=False, help_text="Documents; empty for no limit.")
     retrain_every = CountField(min_value=1, initial=20)
@@ -133,8 +139,16 @@ class ImportForm(forms.Form):
 
 class MemberForm(forms.Form):
     username = forms.CharField(max_length=150)
-    role = forms.ChoiceField(choices=Membership.Role.choices)
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.ANNOTATOR)
     quota = CountField(min_value=1, required=False, help_text="Documents this member may label; empty: no limit.")
+
+
+class RenameForm(forms.Form):
+    name = forms.CharField(max_length=200, label="Project name")
+
+
+class DeleteForm(forms.Form):
+    confirm = forms.CharField(max_length=200, label="Type the project's name to delete it")
 
 
 class BudgetForm(ProjectFieldsForm):

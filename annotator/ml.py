@@ -169,13 +169,19 @@ def label_index_folder(project_id: int) -> Path:
     return project_dir(project_id) / "label-index"
 
 
-def label_index_build(project_id: int, entries: Sequence[tuple[int, str]]) -> int:
+def label_index_build(
+    project_id: int,
+    entries: Sequence[tuple[int, str]],
+    documents: tuple[Sequence[int], Sequence[Sequence[int]]] = ((), ()),
+) -> int:
     """Builds the project's semantic label index from (label id, text) pairs (a label's name + description and each
-    alternative name) with the base encoder (worker side). Texts already in the label-embedding cache (keyed by
-    their hash, shared with the label-name prior) are not embedded again: a changed name, description or
-    alternative name is a new text, embedded here; an unchanged one costs nothing. The index is replaced
-    atomically. Returns how many texts were embedded."""
-    from learner.label_index import LabelIndex
+    alternative name) with the base encoder (worker side), plus one row per label that `documents` (document ids,
+    the label ids of each) use: the centroid of those documents' base-encoder vectors (`label_centroids`; documents
+    not embedded by the base encoder yet are left out; labels not in `entries` too). Texts already in the
+    label-embedding cache (keyed by their hash, shared with the label-name prior) are not embedded again: a changed
+    name, description or alternative name is a new text, embedded here; an unchanged one costs nothing. The index is
+    replaced atomically. Returns how many texts were embedded."""
+    from learner.label_index import LabelIndex, label_centroids
 
     store = label_store(project_id, None)
     texts = [text for _, text in entries]
@@ -191,6 +197,18 @@ def label_index_build(project_id: int, entries: Sequence[tuple[int, str]]) -> in
     else:
         vectors = np.zeros((0, 1), dtype=np.float32)
     ids = np.array([label_id for label_id, _ in entries], dtype=np.int64)  # (R,)
+    doc_ids, rows = documents
+    if len(doc_ids) and keys:
+        store = embedding_store(project_id, None)
+        missing = set(store.missing(doc_ids))
+        kept = [(doc_id, labels) for doc_id, labels in zip(doc_ids, rows, strict=True) if doc_id not in missing]
+        offered = set(ids.tolist())
+        label_lists = [[label_id for label_id in labels if label_id in offered] for _, labels in kept]
+        if kept:
+            centroid_ids, centroids = label_centroids(label_lists, store.get([doc_id for doc_id, _ in kept]))
+            if len(centroid_ids) and centroids.shape[1] == vectors.shape[1]:
+                ids = np.concatenate([ids, centroid_ids])
+                vectors = np.concatenate([vectors, centroids])
     LabelIndex(ids, vectors, fingerprint(None)).save(label_index_folder(project_id))
     return len(todo)
 

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Replace
+
+from annotator.text import COMPACT_DROP, COMPACT_PAIRS
+
+
+def compact_of(field: str) -> models.Expression:
+    """The database's `annotator.text.compact` of a folded key column: separators dropped, then ue/oe/ae -> u/o/a
+    ("Non-Profit-Organisation" -> "nonprofitorganisation", "Mueller" -> "muller"). A generated column, so that no
+    write path (bulk_create, update(), a migration, the admin) can leave it stale."""
+    expression: models.Expression = F(field)
+    for ch in COMPACT_DROP:
+        expression = Replace(expression, models.Value(ch), models.Value(""))
+    for pair, letter in COMPACT_PAIRS:
+        expression = Replace(expression, models.Value(pair), models.Value(letter))
+    return expression
 
 
 def strategy_choices() -> list[tuple[str, str]]:
@@ -135,6 +150,8 @@ class Project(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Archived: kept read-only (no document is served, no training is scheduled), listed apart, restorable.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -225,6 +242,8 @@ class Activity(models.Model):
         QUOTA = "quota", "Quota"
         MODEL = "model", "Model"
         LABELS = "labels", "Labels"
+        ADMIN = "admin", "Administration"
+        DATA = "data", "Data"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="activities")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -245,6 +264,11 @@ class Label(models.Model):
     name = models.CharField(max_length=255)
     # Case- and diacritics-folded name ("künstliche" -> "kunstliche") for portable, indexed search.
     search_key = models.CharField(max_length=255)
+    # The same without spaces, hyphens and other separators, umlauts spelled out folded too (`text.compact`): search
+    # is insensitive to how the name joins its words ("nonprofit" finds "Non-Profit-Organisation").
+    search_compact = models.GeneratedField(
+        expression=compact_of("search_key"), output_field=models.CharField(max_length=255), db_persist=True
+    )
     description = models.TextField(blank=True)
     # Positives among the project's annotations (kept by services.labels_recount); ranks search results.
     frequency = models.PositiveIntegerField(default=0)
@@ -268,7 +292,7 @@ class Label(models.Model):
         ]
         indexes = [
             models.Index(fields=["project", "search_key"], name="label_search_idx"),
-            models.Index(fields=["project", "frequency", "search_key"], name="label_rarest_idx"),
+            models.Index(fields=["project", "frequency", "search_key", "search_compact"], name="label_rarest_idx"),
             models.Index(fields=["project", "parent"], name="label_project_parent_idx"),
         ]
 
@@ -284,6 +308,9 @@ class LabelAlias(models.Model):
     label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="aliases")
     name = models.CharField(max_length=255)
     search_key = models.CharField(max_length=255)  # annotator.text.fold(name), as Label.search_key
+    search_compact = models.GeneratedField(
+        expression=compact_of("search_key"), output_field=models.CharField(max_length=255), db_persist=True
+    )
 
     class Meta:
         ordering = ["id"]

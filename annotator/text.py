@@ -56,6 +56,23 @@ def query_variants(query: str, *, joiners: bool = True) -> list[str]:
     return list(dict.fromkeys(itertools.islice(variants, MAX_VARIANTS)))
 
 
+# The compact key (`Label.search_compact`, a generated column: `models.compact_of`): the folded key without these
+# separators, then each spelled-out umlaut as its letter. Both sides get it, so a query matches however the name joins
+# its words or spells its umlauts ("nonprofit" ~ "Non-Profit-Organisation", "muller" ~ "Mueller").
+COMPACT_DROP = (" ", "-", "(", ")", ",", ".", "/", "'", "&", ":")
+COMPACT_PAIRS = (("ue", "u"), ("oe", "o"), ("ae", "a"))
+
+
+def compact(text: str) -> str:
+    """The compact key of `text`, as the database computes it from the folded key."""
+    key = fold(text)
+    for ch in COMPACT_DROP:
+        key = key.replace(ch, "")
+    for pair, letter in COMPACT_PAIRS:
+        key = key.replace(pair, letter)
+    return key
+
+
 def query_words(variant: str) -> list[str]:
     """A variant's words, split at spaces and hyphens: each must occur in a matching name."""
     return variant.replace("-", " ").split()

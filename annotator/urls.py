@@ -17,5 +17,6 @@ urlpatterns = [
         path(f"projects/<int:project_id>/manage/{name}/", view, name=f"project-manage-{name}")
         for name, view in views.MANAGER_ACTIONS.items()
     ),
+    path("projects/<int:project_id>/delete/", views.project_delete, name="project-delete"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
 ]

@@ -28,15 +28,17 @@ from .exceptions import NotFound, ProjectError
 from .forms import (
     AnnotationSettingsForm,
     BudgetForm,
+    DeleteForm,
     ImportForm,
     MemberForm,
     ProjectForm,
+    RenameForm,
     RetrainingForm,
     ScheduleForm,
     StrategyForm,
     TrainForm,
 )
-from .importing import parse_upload
+from .importing import parse_label_upload, parse_upload
 from .models import Job, Membership, Project, TrainingSchedule
 from .services.savings import SAVINGS_MIN_EVALUATION, SAVINGS_MIN_PICKS
 from .services.schedules import describe as describe_schedule
@@ -70,7 +72,11 @@ def project_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "annotator/project_list.html",
-        {"rows": rows, "can_create": request.user.has_perm("annotator.add_project")},
+        {
+            "rows": rows,
+            "archived": [row for row in rows if row["project"].archived_at],
+            "can_create": request.user.has_perm("annotator.add_project"),
+        },
     )
 
 
@@ -79,12 +85,16 @@ def project_list(request: HttpRequest) -> HttpResponse:
 def project_new(request: HttpRequest) -> HttpResponse:
     if not request.user.has_perm("annotator.add_project"):
         return render(request, "annotator/error.html", {"message": "You may not create projects."}, status=403)
-    form = ProjectForm(request.POST or None)
+    form = ProjectForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         labels = [line.strip() for line in data.pop("labels").splitlines() if line.strip()]
+        upload = data.pop("label_file")
         try:
-            project = services.project_create(user=request.user, labels=labels, **data)
+            label_file = parse_label_upload(upload) if upload else None
+            project = services.project_create_with_taxonomy(
+                user=request.user, labels=labels, label_file=label_file, **data
+            )
         except ProjectError as exc:
             form.add_error(None, exc.message)
             for problem in exc.errors[:20]:
@@ -153,31 +163,70 @@ def project_import(request: HttpRequest, project: Project, data: dict[str, Any])
 
 @manager_action(MemberForm, inline="member_form")
 def project_member_add(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
-    services.member_add(project=project, **data)
+    services.member_add(project=project, user=request.user, **data)
     return f"{data['username']} added."
+
+
+@manager_action()
+def project_member_remove(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
+    username = request.POST.get("username", "")
+    services.member_remove(project=project, username=username, user=request.user)
+    return f"{username} removed; their answers stay."
+
+
+@manager_action(RenameForm)
+def project_rename(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
+    services.project_rename(project=project, name=data["name"], user=request.user)
+    return f"Project renamed to “{project.name}”."
+
+
+@manager_action()
+def project_archive(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
+    archived = request.POST.get("archived", "1") != "0"
+    services.project_archive(project=project, user=request.user, archived=archived)
+    return "Project archived: nothing is served or trained." if archived else "Project restored."
+
+
+@login_required
+@require_POST
+def project_delete(request: HttpRequest, project_id: int) -> HttpResponse:
+    project, role = _project_or_404(request, project_id)
+    if role != Membership.Role.MANAGER:
+        return redirect("annotate", project_id=project.pk)
+    form = DeleteForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ProjectError("to delete the project, type its name exactly as confirmation")
+        name = project.name
+        services.project_delete(project=project, user=request.user, confirm=form.cleaned_data["confirm"])
+    except ProjectError as exc:
+        messages.error(request, exc.message)
+        return redirect("project-manage", project_id=project.pk)
+    messages.success(request, f"Project “{name}” deleted.")
+    return redirect("project-list")
 
 
 @manager_action(StrategyForm, invalid="Unknown strategy.")
 def project_strategy(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
-    services.project_update(project=project, strategy=data["strategy"])
+    services.project_update(project=project, user=request.user, strategy=data["strategy"])
     return f"Strategy set to {project.get_strategy_display()}."
 
 
 @manager_action(BudgetForm)
 def project_budget(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
-    services.project_update(project=project, **data)
+    services.project_update(project=project, user=request.user, **data)
     return "Budget saved."
 
 
 @manager_action(AnnotationSettingsForm)
 def project_settings(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
-    services.project_update(project=project, **data)
+    services.project_update(project=project, user=request.user, **data)
     return "Annotation settings saved."
 
 
 @manager_action(RetrainingForm)
 def project_retraining(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
-    services.project_update(project=project, **data)
+    services.project_update(project=project, user=request.user, **data)
     return "Retraining policy saved."
 
 
@@ -240,6 +289,9 @@ def project_job_cancel(request: HttpRequest, project: Project, data: dict[str, A
 MANAGER_ACTIONS: dict[str, PageView] = {
     "import": project_import,
     "member": project_member_add,
+    "member-remove": project_member_remove,
+    "rename": project_rename,
+    "archive": project_archive,
     "strategy": project_strategy,
     "budget": project_budget,
     "settings": project_settings,
@@ -271,6 +323,7 @@ def _manage_page(
 ) -> HttpResponse:
     """The manager's page; `import_form` and `member_form` are given bound when they are shown with their errors."""
     curve = selectors.learning_curve(project=project)
+    evaluation = selectors.evaluation_progress(project=project)
     savings = selectors.savings_overview(project=project)
     compare = None
     a, b = request.GET.get("a", ""), request.GET.get("b", "")
@@ -308,7 +361,10 @@ def _manage_page(
         "activity": selectors.activities(project=project, limit=15),
         "curve": curve,
         "curve_svg": learning_curve_svg(curve),
-        "evaluation": selectors.evaluation_progress(project=project),
+        "evaluation": evaluation,
+        "evaluation_budget": selectors.evaluation_budget_check(project=project, evaluation=evaluation),
+        "model_card": selectors.model_card(project=project),
+        "strategy_in_use": selectors.strategy_in_use(project=project),
         "savings": savings,
         "adaptation": selectors.adaptation_summary(project=project),
         "savings_svg": savings_svg(savings["estimate"]["result"]) if savings["estimate"] else "",

@@ -3,12 +3,16 @@
 **The curve.** Model quality against the number of training labels follows, over the range active learning
 covers, an inverse power law (Figueroa et al. 2012, "Predicting sample size required for classification
 performance"; Mukherjee et al. 2003): ``y(n) = a - b * n^(-c)``, with ``a`` the level the curve approaches, ``b > 0``
-and ``0 < c <= 2``. ``fit`` estimates it by bounded non-linear least squares (``scipy.optimize.curve_fit``), each point
+and ``0 < c <= 2``. The metric is a share (F1, precision), so the level ``a`` is bounded to [0, 1] in the fit and
+every forecast is clipped to [0, 1]: a fitted asymptote above the best possible score would be a promise no data
+can keep. ``fit`` estimates it by bounded non-linear least squares (``scipy.optimize.curve_fit``), each point
 weighted by its standard error when one is given (a point measured on few evaluation documents counts less).
 The fit's own uncertainty comes from refitting it ``n_boot`` times: with standard errors, on points redrawn within
 them (a parametric bootstrap: the measurement error of every point carries into the forecast); without, on the
-residuals resampled onto the fitted curve. Every forecast is the fitted value with a 95 % percentile interval over
-those refits.
+residuals resampled onto the fitted curve (redrawn points are clipped to [0, 1] too). Every forecast is the fitted
+value with a 95 % percentile interval over those refits, widened where needed so that it always contains the value:
+on a handful of points the refits can all land on one side of the fit, and an interval that excludes its own point
+estimate misleads.
 
 **Forecasts.** ``LearningCurve.predict(n)``, ``labels_to_reach(target)`` (None when the curve levels off below the
 target) and ``gain(n_from, n_to)``.
@@ -31,11 +35,18 @@ from typing import Any
 import numpy as np
 
 MIN_POINTS = 3
+LEVEL_MAX = 1.0  # the metric is a share: the curve cannot level off above it
 
 
 def _power_law(n: Any, a: Any, b: Any, c: Any) -> np.ndarray:
-    """a - b * n^(-c), elementwise; scalars or arrays (broadcast)."""
+    """a - b * n^(-c), elementwise; scalars or arrays (broadcast). Unclipped: what the least squares fit."""
     return np.asarray(a - b * np.power(n, -c), dtype=np.float64)
+
+
+def _metric(n: Any, a: Any, b: Any, c: Any) -> np.ndarray:
+    """The curve as a forecast of the metric: ``_power_law`` clipped to [0, 1] (below the data the power law can
+    dip under 0)."""
+    return np.clip(_power_law(n, a, b, c), 0.0, LEVEL_MAX)
 
 
 @dataclass(frozen=True)
@@ -70,19 +81,19 @@ class LearningCurve:
         return Forecast(point, float(min(low, point)), float(max(high, point)))
 
     def predict(self, n: float) -> Forecast:
-        point = float(_power_law(np.asarray(float(n)), self.a, self.b, self.c))
-        values = _power_law(float(n), self.refits[:, 0], self.refits[:, 1], self.refits[:, 2])
+        """The metric at ``n`` labels, in [0, 1], with its interval (which contains it)."""
+        point = float(_metric(np.asarray(float(n)), self.a, self.b, self.c))
+        values = _metric(float(n), self.refits[:, 0], self.refits[:, 1], self.refits[:, 2])
         return self._spread(np.asarray(values, dtype=np.float64), point)
 
     def gain(self, n_from: float, n_to: float) -> Forecast:
-        """Expected change of the metric from ``n_from`` to ``n_to`` labels."""
-        point = float(_power_law(np.asarray(float(n_to)), self.a, self.b, self.c)) - float(
-            _power_law(np.asarray(float(n_from)), self.a, self.b, self.c)
+        """Expected change of the metric from ``n_from`` to ``n_to`` labels (both forecasts clipped to [0, 1], so the
+        change lies in [-1, 1]; in [0, 1] when ``n_to >= n_from``, the curve never falls)."""
+        point = float(_metric(np.asarray(float(n_to)), self.a, self.b, self.c)) - float(
+            _metric(np.asarray(float(n_from)), self.a, self.b, self.c)
         )
         r = self.refits
-        values = _power_law(float(n_to), r[:, 0], r[:, 1], r[:, 2]) - _power_law(
-            float(n_from), r[:, 0], r[:, 1], r[:, 2]
-        )
+        values = _metric(float(n_to), r[:, 0], r[:, 1], r[:, 2]) - _metric(float(n_from), r[:, 0], r[:, 1], r[:, 2])
         return self._spread(np.asarray(values, dtype=np.float64), point)
 
     def labels_to_reach(self, target: float) -> Forecast | None:
@@ -124,8 +135,10 @@ def fit(
     weights = None
     if sigma is not None:
         weights = np.maximum(np.asarray(sigma, dtype=np.float64), 1e-3)
-    lower, upper = [0.0, 1e-9, 1e-3], [1.5, np.inf, 2.0]
-    start = [min(1.0, float(values.max()) + 0.05), max(float(values.max() - values.min()), 0.05) * 10.0, 0.5]
+    if np.any(values < 0) or np.any(values > LEVEL_MAX):
+        raise ValueError(f"metrics must lie in [0, {LEVEL_MAX}]")
+    lower, upper = [0.0, 1e-9, 1e-3], [LEVEL_MAX, np.inf, 2.0]
+    start = [min(LEVEL_MAX, float(values.max()) + 0.05), max(float(values.max() - values.min()), 0.05) * 10.0, 0.5]
 
     def solve(targets: np.ndarray) -> np.ndarray | None:
         try:
@@ -150,6 +163,7 @@ def fit(
             sample = values + rng.normal(0.0, weights)
         else:  # the residuals resampled onto the fitted curve
             sample = fitted + rng.choice(residuals, size=residuals.size, replace=True)
+        sample = np.clip(sample, 0.0, LEVEL_MAX)  # a redrawn score stays a score
         params = solve(sample)
         if params is not None:
             refits.append(params)

@@ -1,7 +1,8 @@
 """A semantic index of a label set for search: unit vectors of label texts, several rows per label (numpy only).
 
-Each row is one text of a label (its name + description, each alternative name), so a query close to any of them
-finds the label::
+Each row is one text of a label (its name + description, each alternative name) or the centroid of the documents
+labelled with it (`label_centroids`: the label's meaning as the project's experts use it, in the documents' own
+languages), so a query close to any of them finds the label::
 
     index = LabelIndex(label_ids, vectors, fingerprint)      # (R,) int64 and (R, D) unit rows, R >= labels
     index.save(folder); index = LabelIndex.load(folder)       # two .npy files + a header, swapped in atomically
@@ -19,7 +20,7 @@ import numpy as np
 
 from learner.artifacts import header, read_header, write_folder, write_json
 
-__all__ = ["LabelIndex"]
+__all__ = ["LabelIndex", "label_centroids"]
 
 FORMAT = "learner.LabelIndex"
 FORMAT_VERSION = 1
@@ -86,3 +87,29 @@ class LabelIndex:
         label_ids = np.load(folder / "label_ids.npy", allow_pickle=False)
         vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
         return cls(label_ids, vectors, str(meta.get("fingerprint", "")))
+
+
+def label_centroids(rows: list[list[int]], X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each label's documents averaged: ``rows[i]`` are the label ids of document ``i``, ``X`` (N, D) its vector.
+
+    Returns (label ids (M,), unit vectors (M, D)) for the M labels with at least one document, ids ascending: the
+    normalised mean of their documents' vectors, the instance-based label embedding of the extreme-classification
+    papers (PIFA in X-Transformer, the label centroids of LightDXML) in the encoder's space. A query embedded by the
+    same encoder is close to it when it says what those documents are about, in whatever language they are written:
+    an English query finds a German label that experts gave to English documents. One sparse (M, N) x (N, D)
+    product."""
+    from scipy import sparse
+
+    X = np.asarray(X, dtype=np.float32)
+    if len(rows) != len(X):
+        raise ValueError(f"{len(rows)} label lists for {len(X)} document vectors")
+    pairs = [(label_id, i) for i, labels in enumerate(rows) for label_id in set(labels)]
+    if not pairs:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, X.shape[1] if X.ndim == 2 else 0), dtype=np.float32)
+    ids, columns = np.unique(np.array([label_id for label_id, _ in pairs], dtype=np.int64), return_inverse=True)
+    members = sparse.csr_matrix(
+        (np.ones(len(pairs), dtype=np.float32), (columns, [i for _, i in pairs])), shape=(len(ids), len(X))
+    )  # (M, N)
+    sums = np.asarray(members @ X, dtype=np.float32)  # (M, D)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)  # (M, 1)
+    return ids, sums / np.maximum(norms, 1e-12)

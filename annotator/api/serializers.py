@@ -28,7 +28,8 @@ class LocalTimeField(serializers.TimeField):
 
 
 class LabelListField(serializers.ListField):
-    """Labels given as names or as {"name", "description"} objects."""
+    """Labels given as names or as {"name", "description"} objects; objects with alt_names, external_id or parent are
+    a label file's items (`services.project_create_with_taxonomy`)."""
 
     child = serializers.JSONField()
 
@@ -74,8 +75,12 @@ class ProjectCreateSerializer(serializers.Serializer):
 
 
 class ProjectUpdateSerializer(StrictPatchMixin, ProjectCreateSerializer):
-    name = None
+    name = serializers.CharField(max_length=200, required=False, help_text="A new name (recorded in the feed).")
     labels = None
+
+
+class ProjectDeleteSerializer(serializers.Serializer):
+    confirm = serializers.CharField(help_text="The project's name, exactly: deleting cannot be undone.")
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -83,8 +88,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = ["id", "name", *PROJECT_SETTINGS, "adapt_last", "created_at", "role"]
-        read_only_fields = ["adapt_last"]
+        fields = ["id", "name", *PROJECT_SETTINGS, "adapt_last", "created_at", "archived_at", "role"]
+        read_only_fields = ["adapt_last", "archived_at"]
 
     def get_role(self, project: Project) -> str | None:
         roles = self.context.get("roles", {})
@@ -93,7 +98,11 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 class MemberSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
-    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    role = serializers.ChoiceField(
+        choices=Membership.Role.choices,
+        required=False,
+        help_text="A new member's role (default annotator); for a member, leave it out to keep theirs.",
+    )
     quota = CountField(
         required=False, allow_null=True, min_value=1, help_text="Documents this member may label; null: no limit."
     )

@@ -8,7 +8,18 @@ urlpatterns = [
     path("auth/tokens/<int:token_id>/", tokens.TokenDetailView.as_view(), name="api-token-revoke"),
     path("projects/", views.ProjectListView.as_view(), name="api-projects"),
     path("projects/<int:project_id>/", views.ProjectDetailView.as_view(), name="api-project"),
+    path("projects/<int:project_id>/archive/", views.ProjectArchiveView.as_view(), name="api-project-archive"),
+    path(
+        "projects/<int:project_id>/restore/",
+        views.ProjectArchiveView.as_view(archived=False),
+        name="api-project-restore",
+    ),
     path("projects/<int:project_id>/members/", views.MemberView.as_view(), name="api-members"),
+    path(
+        "projects/<int:project_id>/members/<str:username>/",
+        views.MemberDetailView.as_view(),
+        name="api-member",
+    ),
     path("projects/<int:project_id>/documents/", views.DocumentImportView.as_view(), name="api-documents"),
     path("projects/<int:project_id>/next/", views.NextView.as_view(), name="api-next"),
     path("projects/<int:project_id>/skip/", views.SkipView.as_view(), name="api-skip"),

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import date
 
+from django.db import transaction
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -44,7 +45,7 @@ class ProjectListView(APIView):
     @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer}, summary="Create a project")
     def post(self, request: Request) -> Response:
         data = _valid(s.ProjectCreateSerializer, request.data)
-        project = services.project_create(user=request.user, **data)
+        project = services.project_create_with_taxonomy(user=request.user, **data)
         body = s.ProjectSerializer(project, context={"roles": {project.pk: Membership.Role.MANAGER}}).data
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -59,7 +60,33 @@ class ProjectDetailView(APIView):
     def patch(self, request: Request, project_id: int) -> Response:
         project, role = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         data = _valid(s.ProjectUpdateSerializer, request.data, partial=True)
-        project = services.project_update(project=project, **data)
+        with transaction.atomic():
+            if "name" in data:
+                project = services.project_rename(project=project, name=data.pop("name"), user=request.user)
+            project = services.project_update(project=project, user=request.user, **data)
+        return Response(s.ProjectSerializer(project, context={"roles": {project.pk: role}}).data)
+
+    @extend_schema(
+        request=s.ProjectDeleteSerializer,
+        responses={204: None},
+        summary="Delete the project with everything in it (managers; confirm with its name)",
+    )
+    def delete(self, request: Request, project_id: int) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        data = _valid(s.ProjectDeleteSerializer, request.data)
+        services.project_delete(project=project, user=request.user, confirm=data["confirm"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProjectArchiveView(APIView):
+    """POST .../archive/ archives the project, POST .../restore/ brings it back (managers)."""
+
+    archived = True
+
+    @extend_schema(request=None, responses=s.ProjectSerializer, summary="Archive or restore the project")
+    def post(self, request: Request, project_id: int) -> Response:
+        project, role = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        project = services.project_archive(project=project, user=request.user, archived=self.archived)
         return Response(s.ProjectSerializer(project, context={"roles": {project.pk: role}}).data)
 
 
@@ -68,7 +95,7 @@ class MemberView(APIView):
     def post(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         data = _valid(s.MemberSerializer, request.data)
-        membership = services.member_add(project=project, **data)
+        membership = services.member_add(project=project, user=request.user, **data)
         return Response(_member_out(project, membership), status=201)
 
     @extend_schema(responses=s.MemberOutSerializer(many=True), summary="The project's members, quotas and counts")
@@ -76,6 +103,14 @@ class MemberView(APIView):
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         members = project.memberships.select_related("user").order_by("user__username")
         return Response([_member_out(project, m) for m in members])
+
+
+class MemberDetailView(APIView):
+    @extend_schema(responses={204: None}, summary="Remove a member (their answers stay, attributed to them)")
+    def delete(self, request: Request, project_id: int, username: str) -> Response:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        services.member_remove(project=project, username=username, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _member_out(project, membership) -> dict:
@@ -488,9 +523,21 @@ def _jsonl(rows: Iterator[dict]) -> Iterator[str]:
 def _csv(rows: Iterator[dict]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["id", "text", "labels"])
+    writer.writerow(["id", "text", "labels", "annotator", "annotated_at", "evaluation", "answers", "seconds_spent"])
     for row in rows:
-        writer.writerow([spreadsheet_safe(cell) for cell in (row["id"], row["text"], "|".join(row["labels"] or []))])
+        answers = row["answers"]
+        seconds = [a["seconds_spent"] for a in answers if a["seconds_spent"] is not None]
+        cells = (
+            row["id"],
+            row["text"],
+            "|".join(row["labels"] or []),
+            row["annotator"] or "",
+            row["annotated_at"] or "",
+            "1" if row["evaluation"] else "0",
+            str(len(answers)),
+            f"{sum(seconds):.1f}" if seconds else "",
+        )
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

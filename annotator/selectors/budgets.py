@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, Min, OuterRef
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -102,21 +102,39 @@ def _labelled_per_day(project: Project, since) -> dict[date, int]:
     )
 
 
+BURN_WINDOW = timedelta(days=7)  # the burn rate looks at most this far back ...
+BURN_MIN_PERIOD = timedelta(hours=1)  # ... and divides by at least this much
+
+
+def _burn_period(first_answer, now) -> tuple[Any, timedelta, str]:
+    """(counted since, divided by, in words): the last BURN_WINDOW, or for a younger project its active period
+    (from its first expert answer to now), but never less than BURN_MIN_PERIOD: a young project averaged over a
+    week would look seven times slower than it is, and a rate over its first minutes says nothing a day long."""
+    if first_answer is None or now - first_answer >= BURN_WINDOW:
+        return now - BURN_WINDOW, BURN_WINDOW, "the last 7 days"
+    active = now - first_answer
+    if active < BURN_MIN_PERIOD:
+        minutes = max(1, round(active.total_seconds() / 60))
+        words = f"{minutes} minute{'s' if minutes != 1 else ''}"
+        return first_answer, BURN_MIN_PERIOD, f"the {words} since the first answer, counted as an hour"
+    hours = active.total_seconds() / 3600
+    words = f"{hours:.0f} hours" if hours < 48 else f"{hours / 24:.1f} days"
+    return first_answer, active, f"the {words} since the first answer"
+
+
 def budget_overview(*, project: Project, days: int = 30) -> dict[str, Any]:
-    """Spent, remaining, burn rate (documents per day over the last 7 days), projected exhaustion date, cost,
-    documents per day for the last `days` days, the thresholds that fired and the quotas."""
+    """Spent, remaining, burn rate (documents per day over the last 7 days, or over the project's active period when
+    it is younger: `_burn_period`), projected exhaustion date, cost, documents per day for the last `days` days, the
+    thresholds that fired and the quotas."""
     budget = budget_for(project=project)
     now = timezone.now()
     today = timezone.localdate(now)
     per_day = _labelled_per_day(project, now - timedelta(days=max(days, 7)))
-    last_week = (
-        Annotation.objects.filter(project=project, created_at__gte=now - timedelta(days=7))
-        .exclude(source=Annotation.Source.IMPORT)
-        .values("document_id")
-        .distinct()
-        .count()
-    )
-    burn = last_week / 7.0
+    experts = Annotation.objects.filter(project=project).exclude(source=Annotation.Source.IMPORT)
+    first_answer = experts.aggregate(first=Min("created_at"))["first"]
+    since, period, period_text = _burn_period(first_answer, now)
+    in_period = experts.filter(created_at__gte=since).values("document_id").distinct().count()
+    burn = in_period / (period / timedelta(days=1))
     exhaustion = None
     if budget.budget is not None and budget.remaining and burn > 0:
         exhaustion = today + timedelta(days=math.ceil(budget.remaining / burn))
@@ -160,6 +178,7 @@ def budget_overview(*, project: Project, days: int = 30) -> dict[str, Any]:
         "exhausted": budget.exhausted,
         "percent_spent": round(100.0 * budget.spent / budget.budget, 1) if budget.budget else None,
         "burn_rate_per_day": round(burn, 2),
+        "burn_period": period_text,
         "projected_exhaustion": exhaustion,
         "cost": cost,
         "per_day": [
@@ -171,4 +190,43 @@ def budget_overview(*, project: Project, days: int = 30) -> dict[str, Any]:
             for a in BudgetAlert.objects.filter(project=project).order_by("percent")
         ],
         "quotas": quotas,
+    }
+
+
+def evaluation_budget_check(*, project: Project, evaluation: dict[str, int]) -> dict[str, Any] | None:
+    """Whether the label budget can finish the evaluation set at the current `eval_share` (`evaluation`: its
+    `size` and `labelled`, selectors.evaluation_progress). services.evaluation.evaluation_turn serves an evaluation
+    document whenever fewer than `eval_share` of the labelled documents are evaluation documents, so by the time
+    the budget is spent about floor(eval_share * budget) of them are labelled (or the ones already labelled, when
+    more). None when there is no budget, no evaluation set, or it can be finished; else the numbers and a warning
+    naming what would fix it."""
+    budget, share = project.label_budget, project.eval_share
+    size, labelled = evaluation["size"], evaluation["labelled"]
+    if budget is None or size == 0 or labelled >= size:
+        return None
+    reachable = max(labelled, math.floor(share * budget + 1e-9))
+    if reachable >= size:
+        return None
+    share_needed = math.ceil(100 * size / budget) / 100 if size <= budget else None
+    budget_needed = math.ceil(size / share - 1e-9) if share > 0 else None
+    fixes = []
+    if share_needed is not None:
+        fixes.append(f"raise the evaluation share to {share_needed:.0%}")
+    if budget_needed is not None:
+        fixes.append(f"raise the budget to {budget_needed:,} documents")
+    fixes.append(f"make the evaluation set {reachable} documents")
+    text = (
+        f"The budget of {budget:,} documents cannot finish the evaluation set: with {share:.0%} of the documents "
+        f"served coming from it, about {reachable} of its {size} documents get labelled before the budget is spent. "
+        f"To finish it, {', or '.join(fixes)}."
+    )
+    return {
+        "budget": budget,
+        "share": share,
+        "size": size,
+        "labelled": labelled,
+        "reachable": reachable,
+        "share_needed": share_needed,
+        "budget_needed": budget_needed,
+        "text": text,
     }

@@ -16,6 +16,13 @@ from ..models import (
 )
 
 CURVE_METRIC = "micro_f1"
+# Labelled evaluation documents the best-measured model version must rest on before the curve forecasts anything:
+# below about 30 documents a bootstrap percentile interval undercovers (it cannot see what the few documents never
+# show), so a forecast fitted to such points would state a precision it does not have.
+MIN_EVALUATION_ANSWERS = 30
+# Part of the points' fingerprint: a fit stored under older rules (an unbounded level, intervals in other units) no
+# longer matches and is refitted by the next refresh instead of being shown.
+CURVE_RULES = 2
 
 
 def curve_points(*, project: Project, metric: str = CURVE_METRIC) -> list[dict]:
@@ -46,7 +53,10 @@ def curve_points(*, project: Project, metric: str = CURVE_METRIC) -> list[dict]:
 
 
 def points_fingerprint(points: list[dict]) -> str:
-    key = [(p["version"], p["labels"], p["value"], p["low"], p["high"]) for p in points]
+    key = [
+        CURVE_RULES,
+        *((p["version"], p["labels"], p["value"], p["low"], p["high"], p["evaluated_on"]) for p in points),
+    ]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
@@ -61,8 +71,11 @@ def learning_curve(*, project: Project) -> dict[str, Any]:
     it matches them, and a plain-words stopping advice."""
     points = curve_points(project=project)
     stored = project.curve_fit or {}
-    fit = stored.get("fit") if stored.get("fingerprint") == points_fingerprint(points) else None
-    pending = bool(points) and stored.get("fingerprint") != points_fingerprint(points)
+    evaluated_on = max((p["evaluated_on"] for p in points), default=0)
+    enough = evaluated_on >= MIN_EVALUATION_ANSWERS
+    fresh = stored.get("fingerprint") == points_fingerprint(points)
+    fit = stored.get("fit") if fresh and enough else None
+    pending = bool(points) and enough and not fresh
     kappas = [
         k
         for k in ModelVersion.objects.filter(project=project).order_by("number").values_list("agreement", flat=True)
@@ -73,12 +86,18 @@ def learning_curve(*, project: Project) -> dict[str, Any]:
         "points": points,
         "fit": fit,
         "fit_pending": pending,
+        # The forecast needs the best-measured version on at least `min_evaluation_answers` evaluation documents.
+        "enough_evaluation": enough,
+        "evaluated_on": evaluated_on,
+        "min_evaluation_answers": MIN_EVALUATION_ANSWERS,
         "agreements": kappas,
-        "advice": _stopping_advice(project, points, fit, kappas),
+        "advice": _stopping_advice(project, points, fit, kappas, evaluated_on),
     }
 
 
-def _stopping_advice(project: Project, points: list[dict], fit: dict | None, kappas: list[float]) -> dict[str, Any]:
+def _stopping_advice(
+    project: Project, points: list[dict], fit: dict | None, kappas: list[float], evaluated_on: int
+) -> dict[str, Any]:
     metric = CURVE_METRIC.replace("_f1", "-F1")
     reasons = []
     recent = kappas[-STOP_WINDOW:]
@@ -98,6 +117,11 @@ def _stopping_advice(project: Project, points: list[dict], fit: dict | None, kap
         text = "Consider stopping: " + "; and ".join(reasons) + "."
     elif not points:
         text = "No model has been measured on the evaluation set yet: label evaluation documents to see the curve."
+    elif evaluated_on < MIN_EVALUATION_ANSWERS:
+        text = (
+            f"Keep labelling: not enough evaluation answers yet for a forecast (models are measured on "
+            f"{evaluated_on} labelled evaluation documents; a forecast needs at least {MIN_EVALUATION_ANSWERS})."
+        )
     elif fit is None:
         text = (
             f"Keep labelling: {len(points)} measured model version(s); a forecast needs three at different label "

@@ -22,7 +22,7 @@ from ..models import (
     QueueItem,
     SuggestionDecision,
 )
-from ..text import fold, query_variants, query_words
+from ..text import compact, fold, query_variants, query_words
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ def document_label_scores(*, project: Project, user, document_id: int) -> dict[i
 # the query; a word of the name starts with it; every query word occurs somewhere in the name.
 TIER_EXACT, TIER_PREFIX, TIER_WORD_PREFIX, TIER_OTHER = range(4)
 SEMANTIC_MIN_SIMILARITY = 0.45  # cosine (MiniLM): unrelated short English words reach 0.4 ("car" and "banana" 0.39)
+COMPACT_MIN = 3  # a query's compact key this long (or longer) also matches names joined or spelled otherwise
 SPARE = 10  # rows ranked past `limit`, so that a few deprecated labels among the best cost no second query
 WORD_STARTS = (" ", "-", "(", "/")  # a word of a name starts after one of these
 _ROW = ("id", "name", "description", "frequency")
@@ -88,14 +89,20 @@ def _matching(queryset: QuerySet, query: str) -> QuerySet:
         for word in query_words(variant):
             every_word &= Q(search_key__contains=word)
         match |= every_word
-    prefix, word_prefix = Q(), Q()
+    exact, prefix, word_prefix = Q(search_key__in=spellings), Q(), Q()
     for variant in spellings:
         prefix |= Q(search_key__startswith=variant)
         for start in WORD_STARTS:
             word_prefix |= Q(search_key__contains=start + variant)
+    squeezed = compact(query)
+    if len(squeezed) >= COMPACT_MIN:
+        # However the name joins its words or spells its umlauts: "nonprofit" finds "Non-Profit-Organisation".
+        match |= Q(search_compact__contains=squeezed)
+        exact |= Q(search_compact=squeezed)
+        prefix |= Q(search_compact__startswith=squeezed)
     return queryset.filter(match).annotate(
         tier=Case(
-            When(search_key__in=spellings, then=Value(TIER_EXACT)),
+            When(exact, then=Value(TIER_EXACT)),
             When(prefix, then=Value(TIER_PREFIX)),
             When(word_prefix, then=Value(TIER_WORD_PREFIX)),
             default=Value(TIER_OTHER),
@@ -114,22 +121,23 @@ def label_search(
 ) -> list[LabelHit]:
     """The labels an expert means by `query`, best first; deprecated labels never.
 
-    Matching ignores case and diacritics, German transliteration ("kuenstliche" = "künstliche", "müller" finds
+        Matching ignores case and diacritics, German transliteration ("kuenstliche" = "künstliche", "müller" finds
     "Mueller"), the hyphens and spaces of the query ("non-profit" and "nonprofit" find "Nonprofit-Organisation",
-    "machine learning" finds "Machine-Learning"), and reads alternative names (`LabelAlias`: the hit names the alias
-    that matched). Every query word must occur in the name.
+    "machine learning" finds "Machine-Learning") and of the name (its compact key, without separators and with
+    umlauts as their letter: "nonprofit" finds "Non-Profit-Organisation", "muller" finds "Mueller"), and reads
+    alternative names (`LabelAlias`: the hit names the alias that matched). Every query word must occur in the name.
 
     Ranking: by textual tier (exact name or alias, then the name starts with the query, then a word of it does,
-    then any other match); within a tier the document's model score (`scores`: labels scored first, best first),
-    then frequency, then the shorter name. A score or a frequency never lifts a label above a better tier:
-    "approval" finds "approval" before the scored "disapproval".
+        then any other match); within a tier the document's model score (`scores`: labels scored first, best first),
+        then frequency, then the shorter name. A score or a frequency never lifts a label above a better tier:
+        "approval" finds "approval" before the scored "disapproval".
 
-    Empty query: the scored labels best first, then the most frequent ones.
+        Empty query: the scored labels best first, then the most frequent ones.
 
-    `semantic`: when the textual matches do not fill `limit`, the rest are the labels closest in meaning (names,
-    alternative names and descriptions embedded by the encode job; only the query is embedded here, which loads
-    the encoder in this process), marked `match="semantic"`. Off by default: the textual search stays within a
-    few indexed queries with a LIMIT each and never loads the label set or the encoder.
+        `semantic`: when the textual matches do not fill `limit`, the rest are the labels closest in meaning (names,
+        alternative names and descriptions embedded by the encode job; only the query is embedded here, which loads
+        the encoder in this process), marked `match="semantic"`. Off by default: the textual search stays within a
+        few indexed queries with a LIMIT each and never loads the label set or the encoder.
     """
     limit = max(1, min(int(limit), 100))
     scores = scores or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -108,9 +109,84 @@ def version_get(*, project: Project, number: object) -> ModelVersion:
     return version
 
 
+# Human names and one-line meanings of the metrics a version is measured with (the model card and the comparison).
+METRICS: dict[str, tuple[str, str]] = {
+    "micro_f1": (
+        "micro-F1",
+        "F1 over every document-label decision pooled: both the share of labels given that are right and the share "
+        "of right labels that are given count",
+    ),
+    "macro_f1": ("macro-F1", "F1 of each label, averaged so that a rare label counts as much as a frequent one"),
+    "P@1": ("precision at 1", "share of documents whose first suggestion is right"),
+    "P@3": ("precision at 3", "share of the first 3 suggestions that are right"),
+    "P@5": ("precision at 5", "share of the first 5 suggestions that are right"),
+    "nDCG@5": ("nDCG at 5", "how well the first 5 suggestions are ordered: right labels nearer the top count more"),
+    "PSP@5": (
+        "propensity-scored precision at 5",
+        "precision at 5 with rare labels weighted up (Jain et al. 2016): credit for finding the rare ones",
+    ),
+}
+
+
+def metric_name(key: str) -> str:
+    return METRICS.get(key, (key, ""))[0]
+
+
+def _ordered(keys) -> list[str]:
+    order = list(METRICS)
+    return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
+
+
+def model_card(*, project: Project) -> dict[str, Any] | None:
+    """The serving version in words: the metrics on the evaluation set (with intervals) and on validation, each
+    under a human name, where each of the two measurements comes from, and each metric explained once. None without
+    a serving version."""
+    version = serving_version(project=project)
+    if version is None:
+        return None
+    evaluation = version.evaluation or {}
+    measured = evaluation.get("metrics") or {}
+    validation = {k: v for k, v in (version.metrics or {}).items() if k != "n_val" and isinstance(v, int | float)}
+    n_val = (version.metrics or {}).get("n_val")
+    shown = set(measured) | set(validation)
+    return {
+        "number": version.number,
+        "n_annotations": version.n_annotations,
+        "train_seconds": version.train_seconds,
+        "device": version.device,
+        "evaluation": {
+            "documents": int(evaluation.get("n_documents") or 0),
+            "rows": [{"key": k, "name": metric_name(k), **measured[k]} for k in _ordered(measured)],
+        }
+        if measured
+        else None,
+        "validation": {
+            "documents": int(n_val) if isinstance(n_val, int | float) else None,
+            "rows": [{"key": k, "name": metric_name(k), "value": validation[k]} for k in _ordered(validation)],
+        }
+        if validation
+        else None,
+        "glossary": [{"name": METRICS[k][0], "meaning": METRICS[k][1]} for k in _ordered(shown) if k in METRICS],
+    }
+
+
+def _change_interval(x: dict | None, y: dict | None, delta: float | None) -> tuple[float | None, float | None]:
+    """An approximate 95 % interval for y - x from each value's own 95 % interval (`low`, `high`): the delta plus
+    or minus the root of the summed squared half-widths (normal approximation, as if the two were independent).
+    The two versions are measured on the same evaluation documents, so their errors correlate positively and the
+    true variance of the difference, var(x) + var(y) - 2 cov(x, y), is smaller: this interval is conservative. A
+    paired bootstrap would be tighter but needs per-document outcomes, which are not stored."""
+    if delta is None or not x or not y or "low" not in x or "low" not in y:
+        return None, None
+    half = math.hypot((x["high"] - x["low"]) / 2, (y["high"] - y["low"]) / 2)
+    return round(max(-1.0, delta - half), 5), round(min(1.0, delta + half), 5)
+
+
 def version_compare(*, project: Project, a: object, b: object, limit: int = 50) -> dict[str, Any]:
-    """Version b against version a: deltas of the held-out metrics and of the evaluation-set metrics, per-label F1
-    deltas on the evaluation set, and the stop-set documents whose predicted labels changed."""
+    """Version b against version a: deltas of the held-out metrics and of the evaluation-set metrics (each value with
+    its 95 % interval and the change with a conservative one, `_change_interval`), per-label F1 changes on the
+    evaluation set (labels whose F1 did not change at the page's three decimals are left out and counted), and the
+    stop-set documents whose predicted labels changed."""
     first, second = version_get(project=project, number=a), version_get(project=project, number=b)
 
     def deltas(x: dict, y: dict) -> dict[str, dict[str, float | None]]:
@@ -120,24 +196,53 @@ def version_compare(*, project: Project, a: object, b: object, limit: int = 50) 
             if isinstance(y.get(name, 0), int | float)
         }
 
-    def evaluated(version: ModelVersion) -> dict[str, float]:
-        return {name: m["value"] for name, m in (version.evaluation or {}).get("metrics", {}).items()}
+    def measured(version: ModelVersion) -> dict[str, dict[str, float]]:
+        return dict((version.evaluation or {}).get("metrics", {}))
 
-    def per_label(version: ModelVersion) -> dict[str, float]:
-        return {row["label"]: row["f1"] for row in version.evaluation_per_label or []}
+    ma, mb = measured(first), measured(second)
+    evaluation = {}
+    for name in _ordered(set(ma) | set(mb)):
+        x, y = ma.get(name), mb.get(name)
+        delta = round(y["value"] - x["value"], 5) if x and y else None
+        low, high = _change_interval(x, y, delta)
+        evaluation[name] = {
+            "name": metric_name(name),
+            "a": x["value"] if x else None,
+            "b": y["value"] if y else None,
+            "delta": delta,
+            "a_low": x.get("low") if x else None,
+            "a_high": x.get("high") if x else None,
+            "b_low": y.get("low") if y else None,
+            "b_high": y.get("high") if y else None,
+            "delta_low": low,
+            "delta_high": high,
+        }
+
+    def per_label(version: ModelVersion) -> dict[str, dict]:
+        return {row["label"]: row for row in version.evaluation_per_label or []}
 
     fa, fb = per_label(first), per_label(second)
-    label_deltas = sorted(
-        (
+    rows = []
+    for name in set(fa) | set(fb):
+        x, y = fa.get(name), fb.get(name)
+        delta = round((y["f1"] if y else 0.0) - (x["f1"] if x else 0.0), 5)
+        low, high = _change_interval(x, y, delta)
+        rows.append(
             {
                 "label": name,
-                "a": fa.get(name),
-                "b": fb.get(name),
-                "delta": round(fb.get(name, 0.0) - fa.get(name, 0.0), 5),
+                "a": x["f1"] if x else None,
+                "b": y["f1"] if y else None,
+                "delta": delta,
+                "a_low": x.get("low") if x else None,
+                "a_high": x.get("high") if x else None,
+                "b_low": y.get("low") if y else None,
+                "b_high": y.get("high") if y else None,
+                "delta_low": low,
+                "delta_high": high,
             }
-            for name in set(fa) | set(fb)
-        ),
-        key=lambda row: (-abs(row["delta"]), row["label"]),
+        )
+    changed_labels = sorted(
+        (row for row in rows if round(row["delta"], 3) != 0), key=lambda row: (-abs(row["delta"]), row["label"])
     )
     changed_rows = []
     stop_set = list(project.stop_set or [])
@@ -154,9 +259,10 @@ def version_compare(*, project: Project, a: object, b: object, limit: int = 50) 
         "a": first.number,
         "b": second.number,
         "metrics": deltas(first.metrics or {}, second.metrics or {}),
-        "evaluation": deltas(evaluated(first), evaluated(second)),
+        "evaluation": evaluation,
         "evaluated_on": {"a": first.evaluation.get("n_documents"), "b": second.evaluation.get("n_documents")},
-        "per_label": label_deltas[:limit],
+        "per_label": changed_labels[:limit],
+        "unchanged_labels": len(rows) - len(changed_labels),
         "changed": {
             "comparable": comparable,
             "documents": len(stop_set) if comparable else 0,
@@ -172,3 +278,20 @@ def version_compare(*, project: Project, a: object, b: object, limit: int = 50) 
             ],
         },
     }
+
+
+def strategy_in_use(*, project: Project) -> dict[str, Any]:
+    """The query strategy the queue actually uses, in words: "default" resolved for the label count (the serving
+    version's, else the project's labels, which the next training learns), `auto` with the arm of its last run, and
+    the cold start before the first model."""
+    version = serving_version(project=project)
+    n_labels = version.n_labels if version else Label.objects.filter(project=project).count()
+    name = ml.resolve_strategy(project.strategy, n_labels)[0]
+    text = name
+    if project.strategy == "default":
+        text += f" (the default for {n_labels:,} label{'s' if n_labels != 1 else ''})"
+    if ml.is_auto(name) and (project.chooser_state or {}).get("arm"):
+        text += f"; its last run picked with {project.chooser_state['arm']}"
+    if version is None:
+        text = f"cold start (documents picked for diversity) until the first model, then {text}"
+    return {"name": name, "configured": project.strategy, "text": text}

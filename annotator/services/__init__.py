@@ -5,14 +5,23 @@ from .annotations import annotation_submit, document_skip, labels_recount, versi
 from .documents import ImportResult, documents_import
 from .encoding import encode_run
 from .jobs import job_cancel, job_claim, job_dispatch, job_request
-from .projects import labels_add, member_add, project_create, project_update
+from .projects import (
+    labels_add,
+    member_add,
+    member_remove,
+    project_archive,
+    project_create,
+    project_delete,
+    project_rename,
+    project_update,
+)
 from .queue import NothingToServe, Served, lease_renew, queue_lease_next, queue_release
 from .reconcile import jobs_reconcile
 from .registry import version_promote
 from .savings import savings_adopt, savings_maybe_request, savings_request, savings_run
 from .schedules import schedule_delete, schedule_save, training_scheduled
 from .scoring import scoring_run
-from .taxonomy import label_deprecate, label_merge, label_update, labels_import
+from .taxonomy import label_deprecate, label_merge, label_update, labels_import, project_create_with_taxonomy
 from .tokens import token_create, token_revoke
 from .training import training_maybe_request, training_request, training_run
 
@@ -41,7 +50,12 @@ __all__ = [
     "labels_recount",
     "lease_renew",
     "member_add",
+    "member_remove",
+    "project_archive",
     "project_create",
+    "project_create_with_taxonomy",
+    "project_delete",
+    "project_rename",
     "project_update",
     "queue_lease_next",
     "queue_release",

@@ -8,9 +8,10 @@ from django.db import transaction
 
 from ..exceptions import ProjectError
 from ..importing import ImportRecord
-from ..models import Annotation, AnnotationLabel, Document, Job, Label, Project
+from ..models import Activity, Annotation, AnnotationLabel, Document, Job, Label, Project
 from ..text import fold
 from .annotations import labels_recount
+from .budgets import activity_record
 from .evaluation import evaluation_set_sync
 from .jobs import job_request
 
@@ -116,6 +117,16 @@ def documents_import(
         if annotations:
             labels_recount(label_ids=[known[name] for _, record in labelled for name in record.labels or []])
         evaluation_set_sync(project=project)  # a uniform sample of the pool, new documents included
+        by = getattr(user, "username", "") or ""
+        activity_record(
+            project=project,
+            kind=Activity.Kind.DATA,
+            message=f"{len(documents)} document(s) imported ({len(annotations)} with answers"
+            + (f", {len(created_labels)} new label(s)" if created_labels else "")
+            + ")"
+            + (f" by {by}" if by else ""),
+            data={"documents": len(documents), "answers": len(annotations), "by": by},
+        )
         job_request(project=project, kind=Job.Kind.ENCODE, reason="documents imported", requested_by=user)
         if annotations:
             from .training import training_maybe_request

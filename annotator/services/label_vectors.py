@@ -1,5 +1,7 @@
 """The semantic label index behind label search's fallback: label names, descriptions and alternative names embedded
-with the base encoder, stored per project (`ml.label_index_build`), so that a search embeds only the query.
+with the base encoder, and each label's answered documents averaged (so an English query finds the German label
+experts gave to English documents), stored per project (`ml.label_index_build`), so that a search embeds only the
+query.
 
 Built by the encode job (`encode_run` calls `label_index_rebuild` after embedding the label names); a change to the
 taxonomy asks for an encode job with `label_vectors_refresh`. Vectors are cached by a hash of the text embedded,
@@ -12,6 +14,7 @@ from collections.abc import Iterable
 from .. import ml
 from ..models import Job, Project
 from ..selectors.labels import label_search_texts
+from ..selectors.training import latest_answers
 from .jobs import job_request
 
 
@@ -28,5 +31,10 @@ def label_vectors_refresh(*, project: Project, label_ids: Iterable[int] = (), re
 
 def label_index_rebuild(*, project_id: int) -> int:
     """Worker side (the encoder is loaded here): embeds the label texts not embedded yet and writes the project's
-    semantic label index. Returns how many texts were embedded."""
-    return ml.label_index_build(project_id, label_search_texts(project_id))
+    semantic label index: the label texts and, per label, the centroid of the training documents answered with it
+    (the latest answer per document; the evaluation set never feeds anything learned). Returns how many texts were
+    embedded. Run by the encode job and after each published model (answers added since are in it then)."""
+    project = Project.objects.get(pk=project_id)
+    return ml.label_index_build(
+        project_id, label_search_texts(project_id), documents=latest_answers(project, evaluation=False)
+    )

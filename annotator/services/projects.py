@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
 from ..exceptions import ProjectError
 from ..importing import LABEL_SEPARATOR, MAX_LABELS
-from ..models import Job, Label, Membership, Project, TrainMode, strategy_choices
+from ..models import (
+    Activity,
+    Annotation,
+    AnnotationLabel,
+    Job,
+    Label,
+    Membership,
+    Project,
+    QueueItem,
+    SuggestionDecision,
+    TrainMode,
+    strategy_choices,
+)
 from ..text import fold
 from ..validation import INT_MAX, text_problem
 
+logger = logging.getLogger(__name__)
 MAX_LABEL_LENGTH = 255
 
 PROJECT_SETTINGS = (
@@ -204,7 +220,8 @@ def _clean_labels(labels: Iterable[Any]) -> list[tuple[str, str]]:
 
 @transaction.atomic
 def project_create(*, user, name: str, labels: Sequence[Any] = (), **project_settings: Any) -> Project:
-    """Creates a project with its labels; the creator becomes its manager."""
+    """Creates a project with its labels (names or {"name", "description"} objects); the creator becomes its manager.
+    With a taxonomy (alternative names, external ids, parents): `taxonomy.project_create_with_taxonomy`."""
     if not user.has_perm("annotator.add_project"):
         raise ProjectError("you may not create projects; ask an administrator for the permission", status=403)
     name = (name or "").strip() if isinstance(name, str) else ""
@@ -221,9 +238,10 @@ def project_create(*, user, name: str, labels: Sequence[Any] = (), **project_set
 
 
 @transaction.atomic
-def project_update(*, project: Project, **project_settings: Any) -> Project:
+def project_update(*, project: Project, user=None, record: bool = True, **project_settings: Any) -> Project:
     """Change settings; a new strategy (or queue size, or more suggestions than the queue keeps) re-scores the queue
-    with the serving model."""
+    with the serving model. Each setting that changed is a line in the activity feed (before and after), naming
+    `user` (unless `record` is off: a caller that writes its own line)."""
     from .jobs import job_request
     from .scoring import KEPT_SHORTLIST
 
@@ -233,9 +251,13 @@ def project_update(*, project: Project, **project_settings: Any) -> Project:
     rescore |= values.get("suggestions_k", 0) > max(project.suggestions_k, KEPT_SHORTLIST)
     budget_changed = "label_budget" in values and values["label_budget"] != project.label_budget
     prior_changed = "label_prior" in values and values["label_prior"] != project.label_prior
+    changed = {key: [getattr(project, key), value] for key, value in values.items() if getattr(project, key) != value}
     for key, value in values.items():
         setattr(project, key, value)
     project.save()
+    if changed and record:
+        shown = ", ".join(f"{key} {_shown(before)} -> {_shown(after)}" for key, (before, after) in changed.items())
+        _admin_record(project, user, f"settings changed: {shown}"[:250], changed=_jsonable(changed))
     if any(key in values for key in ("eval_size", "eval_fraction")):
         from .evaluation import evaluation_set_sync
 
@@ -293,12 +315,39 @@ def labels_add(*, project: Project, labels: Sequence[Any]) -> list[Label]:
 _UNCHANGED: Any = object()
 
 
-@transaction.atomic
-def member_add(*, project: Project, username: str, role: str, quota: Any = _UNCHANGED) -> Membership:
-    """Adds a user to the project with a role, or changes the role (and, when given, the quota) of a member.
+def _shown(value: Any) -> str:
+    text = "none" if value is None or value == "" else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
-    `quota`: documents the member may label in the project (None: no limit)."""
-    if role not in Membership.Role.values:
+
+def _jsonable(changed: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    return {
+        key: [v if isinstance(v, (int, float, bool, str, list, type(None))) else str(v) for v in pair]
+        for key, pair in changed.items()
+    }
+
+
+def _admin_record(project: Project, user, message: str, **data: Any) -> None:
+    """An administration line in the project's activity feed, naming who did it."""
+    from .budgets import activity_record
+
+    by = getattr(user, "username", "") or ""
+    activity_record(
+        project=project,
+        kind=Activity.Kind.ADMIN,
+        message=message + (f" by {by}" if by else ""),
+        data={**data, "by": by},
+    )
+
+
+@transaction.atomic
+def member_add(
+    *, project: Project, username: str, role: str | None = None, quota: Any = _UNCHANGED, user=None
+) -> Membership:
+    """Adds a user to the project with a role (default: annotator), or changes the role (when given) and the quota
+    (when given) of a member. `quota`: documents the member may label in the project (None: no limit). `user`: who
+    does it, named in the activity feed."""
+    if role is not None and role not in Membership.Role.values:
         raise ProjectError(f"role must be one of {', '.join(Membership.Role.values)}")
     if (
         quota is not _UNCHANGED
@@ -306,18 +355,120 @@ def member_add(*, project: Project, username: str, role: str, quota: Any = _UNCH
         and (isinstance(quota, bool) or not isinstance(quota, int) or not 1 <= quota <= INT_MAX)
     ):
         raise ProjectError(f"quota must be empty (no limit) or an integer from 1 to {INT_MAX}")
-    user = get_user_model().objects.filter(username=username).first()
-    if user is None:
+    member = get_user_model().objects.filter(username=username).first()
+    if member is None:
         raise ProjectError(f"there is no user {username!r}")
-    membership, created = Membership.objects.get_or_create(project=project, user=user, defaults={"role": role})
-    if not created and membership.role != role:
+    membership, created = Membership.objects.get_or_create(
+        project=project, user=member, defaults={"role": role or Membership.Role.ANNOTATOR}
+    )
+    if created:
+        _admin_record(project, user, f"{username} added as {membership.role}", member=username, role=membership.role)
+    elif role is not None and membership.role != role:
         if membership.role == Membership.Role.MANAGER and role != Membership.Role.MANAGER:
-            managers = Membership.objects.filter(project=project, role=Membership.Role.MANAGER).count()
-            if managers <= 1:
-                raise ProjectError("a project must keep at least one manager")
+            _keep_a_manager(project)
+        before = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
+        _admin_record(project, user, f"{username} is now {role} (was {before})", member=username, role=[before, role])
     if quota is not _UNCHANGED and membership.quota != quota:
+        before_quota = membership.quota
         membership.quota = quota
         membership.save(update_fields=["quota"])
+        _admin_record(
+            project,
+            user,
+            f"quota of {username} set to {quota if quota is not None else 'no limit'}",
+            member=username,
+            quota=[before_quota, quota],
+        )
     return membership
+
+
+def _keep_a_manager(project: Project) -> None:
+    """Refuses a change that would leave the project without a manager (the rows are locked while counting)."""
+    managers = list(
+        Membership.objects.select_for_update()
+        .filter(project=project, role=Membership.Role.MANAGER)
+        .values_list("id", flat=True)
+    )
+    if len(managers) <= 1:
+        raise ProjectError("a project must keep at least one manager", status=409)
+
+
+@transaction.atomic
+def member_remove(*, project: Project, username: str, user=None) -> None:
+    """Removes a member: they no longer see the project; their answers stay, attributed to them; documents they hold
+    are released at once. The last manager cannot be removed (409)."""
+    membership = Membership.objects.select_for_update().filter(project=project, user__username=username).first()
+    if membership is None:
+        raise ProjectError(f"{username!r} is not a member of this project", status=404)
+    if membership.role == Membership.Role.MANAGER:
+        _keep_a_manager(project)
+    released = QueueItem.objects.filter(project=project, leased_to=membership.user_id).update(
+        leased_to=None, lease_expires_at=None
+    )
+    answers = Annotation.objects.filter(project=project, annotator=membership.user_id).count()
+    membership.delete()
+    _admin_record(
+        project,
+        user,
+        f"{username} removed ({answers} answer(s) kept"
+        + (f", {released} document(s) released" if released else "")
+        + ")",
+        member=username,
+        answers=answers,
+    )
+
+
+@transaction.atomic
+def project_rename(*, project: Project, name: object, user=None) -> Project:
+    """Renames the project (1-200 characters)."""
+    cleaned = name.strip() if isinstance(name, str) else ""
+    if not cleaned:
+        raise ProjectError("a project needs a name")
+    if len(cleaned) > 200 or text_problem(cleaned):
+        raise ProjectError("the project name must be text of at most 200 characters")
+    before = project.name
+    if cleaned != before:
+        Project.objects.filter(pk=project.pk).update(name=cleaned)
+        project.name = cleaned
+        _admin_record(project, user, f"project renamed from {before!r} to {cleaned!r}", name=[before, cleaned])
+    return project
+
+
+@transaction.atomic
+def project_archive(*, project: Project, user=None, archived: bool = True) -> Project:
+    """Archives the project (nothing is served or trained; answers, models and exports stay) or restores it."""
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    if archived and locked.archived_at is None:
+        locked.archived_at = timezone.now()
+        _admin_record(locked, user, "project archived")
+    elif not archived and locked.archived_at is not None:
+        locked.archived_at = None
+        _admin_record(locked, user, "project restored from the archive")
+    Project.objects.filter(pk=locked.pk).update(archived_at=locked.archived_at)
+    project.archived_at = locked.archived_at
+    return project
+
+
+def project_delete(*, project: Project, user, confirm: object) -> None:
+    """Deletes the project with everything in it (documents, answers, labels, models, jobs) and its files.
+
+    Managers only; `confirm` must repeat the project's name exactly. The files (models, embeddings, the label index)
+    go after the rows are gone; the deletion is logged on the server (the project's feed goes with it)."""
+    if Membership.objects.filter(project=project, user=user, role=Membership.Role.MANAGER).count() == 0:
+        raise ProjectError("only a manager of the project may delete it", status=403)
+    if not isinstance(confirm, str) or confirm != project.name:
+        raise ProjectError("to delete the project, type its name exactly as confirmation")
+    from .. import ml
+
+    folder = ml.project_dir(project.pk)
+    project_id, name = project.pk, project.name
+    with transaction.atomic():
+        # Answers' label links and suggestion decisions protect their labels (a label is never deleted under an
+        # answer by accident): here everything goes, so they go first.
+        AnnotationLabel.objects.filter(annotation__project_id=project_id).delete()
+        SuggestionDecision.objects.filter(annotation__project_id=project_id).delete()
+        Project.objects.filter(pk=project_id).delete()
+        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+    logger.warning("project %s (%r) deleted by %s", project_id, name, getattr(user, "username", "?"))

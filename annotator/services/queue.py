@@ -37,7 +37,7 @@ class Served:
 
 @dataclass(frozen=True)
 class NothingToServe:
-    reason: str  # "budget", "quota" or "empty"
+    reason: str  # "budget", "quota", "archived" or "empty"
     message: str
 
 
@@ -173,6 +173,8 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     leases it, and `lease_within_budget` (the budget check, the last step before the commit) keeps the lease only if a
     hard budget (spent plus leased) and the user's quota still hold with it; a soft budget keeps serving.
     """
+    if project.archived_at is not None:
+        return NothingToServe(reason="archived", message="the project is archived")
     now = timezone.now()
     held = (
         QueueItem.objects.filter(live_lease_filter(now), project=project, leased_to=user)
@@ -185,7 +187,13 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
         return _served(_lease(held, user, project), project)
 
     with lease_within_budget(project=project, user=user) as verdict:
-        item = _choose(project, user, now)
+        for _ in range(3):
+            item = _choose(project, user, now)
+            # The row is ours now (locked). If another expert's answer committed while we waited for the lock (their
+            # submit released their lease on it), this statement sees it: choose again (the locked row is skipped).
+            if item is None or not Annotation.objects.filter(document_id=item.document_id).exists():
+                break
+            item = None
         if item is None:
             verdict.wrote = False
         else:

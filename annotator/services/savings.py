@@ -172,7 +172,7 @@ def savings_adopt(*, project: Project, user) -> Project:
     if favoured == project.strategy:
         return project
     previous = project.strategy
-    project = project_update(project=project, strategy=favoured)
+    project = project_update(project=project, strategy=favoured, record=False)  # its own line, with the evidence
     who = f" by {user.get_username()}" if user is not None else ""
     activity_record(
         project=project,

@@ -197,6 +197,9 @@ def training_scheduled(*, schedule_id: int) -> Job | None:
         return None
     project = schedule.project
     TrainingSchedule.objects.filter(pk=schedule.pk).update(last_fired_at=timezone.now())
+    if project.archived_at is not None:
+        logger.info("schedule %s: the project is archived", schedule.pk)
+        return None
     answers = Annotation.objects.filter(project=project)
     if not answers.exists():
         logger.info("schedule %s: nothing labelled yet", schedule.pk)

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..exceptions import NotFound, ProjectError
-from ..importing import MAX_LABELS, LabelRecord, validate_label_record
+from ..importing import MAX_LABELS, LabelFile, LabelRecord, parse_label_items, validate_label_record
 from ..models import (
     Activity,
     Annotation,
@@ -25,6 +25,7 @@ from ..models import (
 )
 from ..text import fold
 from .label_vectors import label_vectors_refresh
+from .projects import project_create
 
 # The activity feed's kind for taxonomy changes: Activity.Kind.LABELS once the model has it, else the closest one.
 ACTIVITY_KIND = Activity.Kind.LABELS
@@ -63,6 +64,31 @@ def _fail(summary: str, problems: list[str]) -> ProjectError:
 
 
 # Label files ------------------------------------------------------------------------------------------------------
+
+
+TAXONOMY_FIELDS = frozenset({"alt_names", "external_id", "parent"})  # a label object with one: a label file's item
+
+
+@transaction.atomic
+def project_create_with_taxonomy(
+    *, user, name: str, labels: Sequence[Any] = (), label_file: LabelFile | None = None, **project_settings: Any
+) -> Project:
+    """`projects.project_create`, with the labels from a label file or as label-file items.
+
+    `labels`: names or {"name", "description"} objects, or objects with a taxonomy field (alt_names, external_id,
+    parent), then read as a label file's items. `label_file`: a parsed label file (`importing.parse_label_file`),
+    imported by `labels_import` with the same rules as the manage page's import. All or nothing: a bad label or line
+    refuses the whole request and no project is created."""
+    if any(isinstance(item, dict) and TAXONOMY_FIELDS & item.keys() for item in labels):
+        if label_file is not None:
+            raise ProjectError("give the labels either as a list or as a label file, not both")
+        label_file, labels = parse_label_items(list(labels)), ()
+    if label_file is not None and labels:
+        raise ProjectError("give the labels either as a list or as a label file, not both")
+    project = project_create(user=user, name=name, labels=labels, **project_settings)
+    if label_file is not None:
+        labels_import(project=project, user=user, records=label_file.records, parse_errors=label_file.errors)
+    return project
 
 
 @transaction.atomic

@@ -7,6 +7,7 @@ no-op; model files are written to a fresh folder and published in one transactio
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -34,14 +35,19 @@ from .curves import learning_curve_refresh
 from .encoding import encode_missing, label_prior
 from .evaluation import evaluate_model, stop_decisions, stop_set_for
 from .jobs import JOB_ERRORS, Heartbeat, JobCancelled, JobLiveness, job_abandon, job_claim, job_request
+from .label_vectors import label_index_rebuild
 from .registry import version_publish
 from .savings import savings_maybe_request
+
+logger = logging.getLogger(__name__)
 
 
 def training_maybe_request(*, project: Project) -> Job | None:
     """Queues one training run when `retrain_every` annotations arrived since the newest model's data cutoff
     and none is queued or running (the newest, not the serving one: a rollback does not trigger a retrain). Returns
     the new job, or None."""
+    if project.archived_at is not None:
+        return None
     version = ModelVersion.objects.filter(project=project).order_by("-number").first()
     new = annotations_new_since(project=project, cutoff=version.data_cutoff if version else None)
     if new < project.retrain_every:
@@ -55,6 +61,8 @@ def training_request(*, project: Project, user, mode: str = "") -> Job:
     "incremental", "auto", or empty for the project's `retrain_mode`."""
     if mode and mode not in TrainMode.values:
         raise ProjectError(f"mode must be one of {', '.join(TrainMode.values)}")
+    if project.archived_at is not None:
+        raise ProjectError("the project is archived: restore it to train", status=409)
     if not Annotation.objects.filter(project=project).exists():
         raise ProjectError("nothing to train on yet: label some documents first")
     job, _ = job_request(project=project, kind=Job.Kind.TRAIN, reason="requested", requested_by=user, mode=mode)
@@ -194,6 +202,10 @@ def training_run(*, job_id: int) -> None:
         job_abandon(job_id=job_id, folder=folder)
         return
     learning_curve_refresh(project=project)
+    try:  # label search's meaning rows follow the answers the model was trained on
+        label_index_rebuild(project_id=project.pk)
+    except JOB_ERRORS as exc:  # the previous index stays: search still works, the model is published
+        logger.warning("project %s: label index not rebuilt after v%s: %s", project.pk, version.number, exc)
     job_request(
         project=project,
         kind=Job.Kind.SCORE,

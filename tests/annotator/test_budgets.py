@@ -237,8 +237,10 @@ def test_burn_rate_projection_and_cost(project, annotator_user, documents):
     # 7 documents labelled today, 7 three days ago, and (not counted in the week) 0 before.
     Annotation.objects.filter(document__in=labelled[:7]).update(created_at=timezone.now() - timedelta(days=3))
     overview = selectors.budget_overview(project=project)
-    assert overview["burn_rate_per_day"] == 2.0  # 14 documents in 7 days
-    assert overview["projected_exhaustion"] == timezone.localdate() + timedelta(days=43)  # 86 left at 2 a day
+    # The project's active period is the 3 days since its first answer, not a week: 14 documents in 3 days.
+    assert overview["burn_rate_per_day"] == round(14 / 3, 2)
+    assert overview["burn_period"] == "the 3.0 days since the first answer"
+    assert overview["projected_exhaustion"] == timezone.localdate() + timedelta(days=19)  # 86 left at 4.67 a day
     assert overview["cost"] == {
         "per_document": "0.3500",
         "currency": "EUR",
@@ -249,6 +251,85 @@ def test_burn_rate_projection_and_cost(project, annotator_user, documents):
     per_day = {row["date"]: row["documents"] for row in overview["per_day"]}
     assert per_day[timezone.localdate()] == 7 and per_day[timezone.localdate() - timedelta(days=3)] == 7
     assert sum(per_day.values()) == 14
+
+
+def test_the_burn_rate_of_a_young_project_is_per_day_over_its_active_period(project, annotator_user, documents):
+    services.project_update(project=project, label_budget=1000)
+    labelled = _label(project, annotator_user, 14)
+    # All 14 answers within the project's first ten minutes: averaged over 7 days that would be 2 a day and the
+    # budget would "run out" in well over a year; over the active period (at least an hour) it is 14 an hour.
+    Annotation.objects.filter(document__in=labelled).update(created_at=timezone.now() - timedelta(minutes=10))
+    overview = selectors.budget_overview(project=project)
+    assert overview["burn_rate_per_day"] == 14 * 24
+    assert overview["burn_period"] == "the 10 minutes since the first answer, counted as an hour"
+    assert overview["projected_exhaustion"] == timezone.localdate() + timedelta(days=3)  # 986 left at 336 a day
+    # Five hours in: 14 documents in 5 hours.
+    Annotation.objects.filter(document__in=labelled[:1]).update(created_at=timezone.now() - timedelta(hours=5))
+    overview = selectors.budget_overview(project=project)
+    assert overview["burn_rate_per_day"] == pytest.approx(14 / 5 * 24, abs=0.01)
+    assert overview["burn_period"] == "the 5 hours since the first answer"
+    # A project active for longer than a week: the last 7 days only (one answer of 30 days ago is not counted).
+    Annotation.objects.filter(document__in=labelled[:1]).update(created_at=timezone.now() - timedelta(days=30))
+    overview = selectors.budget_overview(project=project)
+    assert overview["burn_rate_per_day"] == round(13 / 7, 2) and overview["burn_period"] == "the last 7 days"
+
+
+def test_the_page_states_the_burn_rate_period(project, manager, annotator_user, documents):
+    from django.test import Client
+
+    _label(project, annotator_user, 2)
+    page = Client()
+    page.force_login(manager)
+    html = page.get(f"/projects/{project.pk}/").content.decode()
+    assert "documents a day (over the 0 minutes" not in html
+    assert "documents a day (over the 1 minute since the first answer, counted as an hour)" in html
+    assert '<span data-stat="burn">48.0</span>' in html
+
+
+@pytest.mark.parametrize(
+    "budget,share,size,labelled,reachable",
+    [
+        (300, 0.2, 200, 0, 60),  # every fifth of 300 served documents: 60 of 200
+        (300, 0.2, 200, 70, 70),  # already more labelled than the share will add
+        (300, 0.0, 50, 10, 10),  # no share: the set is never served
+        (100, 0.2, 200, 0, 20),  # larger than the budget: no share can finish it
+    ],
+)
+def test_a_budget_that_cannot_finish_the_evaluation_set_is_named(project, budget, share, size, labelled, reachable):
+    project.label_budget, project.eval_share = budget, share
+    check = selectors.evaluation_budget_check(project=project, evaluation={"size": size, "labelled": labelled})
+    assert check is not None and check["reachable"] == reachable
+    assert f"The budget of {budget:,} documents cannot finish the evaluation set" in check["text"]
+    assert f"about {reachable} of its {size} documents get labelled before the budget is spent" in check["text"]
+    if size <= budget:
+        assert check["share_needed"] * budget >= size
+        assert f"raise the evaluation share to {check['share_needed']:.0%}" in check["text"]
+    else:
+        assert check["share_needed"] is None and "evaluation share" not in check["text"]
+    if share:
+        assert int(share * check["budget_needed"] + 1e-9) >= size
+
+
+@pytest.mark.parametrize(
+    "budget,share,size,labelled",
+    [(None, 0.2, 200, 0), (1000, 0.2, 200, 0), (300, 0.2, 0, 0), (300, 0.2, 60, 0), (300, 0.0, 50, 50)],
+)
+def test_a_budget_that_can_finish_the_evaluation_set_warns_nothing(project, budget, share, size, labelled):
+    project.label_budget, project.eval_share = budget, share
+    assert selectors.evaluation_budget_check(project=project, evaluation={"size": size, "labelled": labelled}) is None
+
+
+def test_the_page_warns_when_the_budget_cannot_finish_the_evaluation_set(project, manager, documents):
+    from django.test import Client
+
+    services.project_update(project=project, eval_size=3, label_budget=10, eval_share=0.2)
+    client = Client()
+    client.force_login(manager)
+    html = client.get(f"/projects/{project.pk}/").content.decode()
+    assert 'id="evaluation-budget"' in html
+    assert "about 2 of its 3 documents get labelled before the budget is spent" in html
+    services.project_update(project=project, label_budget=15)
+    assert 'id="evaluation-budget"' not in client.get(f"/projects/{project.pk}/").content.decode()
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,12 @@ import pytest
 from django.utils import timezone
 
 from annotator import ml, services
+from annotator.importing import ImportRecord
 from annotator.models import Job, Label, LabelAlias
 from annotator.selectors.labels import label_search, label_search_semantic
 from annotator.services.label_vectors import label_index_rebuild, label_vectors_refresh
-from annotator.text import MAX_VARIANTS, fold, query_variants
-from learner.label_index import LabelIndex
+from annotator.text import MAX_VARIANTS, compact, fold, query_variants
+from learner.label_index import LabelIndex, label_centroids
 
 from .conftest import client_for, make_user
 
@@ -130,6 +131,39 @@ def test_hyphens_and_spaces_do_not_matter(manager):
     assert _names(project, "machine-learning") == ["Machine-Learning", "Deep Machine Learning"]
 
 
+def test_a_query_without_the_names_separators_or_umlauts_still_finds_it(manager):
+    project = _project(
+        manager, ["Non-Profit-Marketing", "Mueller-Lyer-Täuschung", "Kinder- und Jugendliteratur", "Mull"]
+    )
+    # The name joins its words with hyphens the query leaves out, or spells the umlaut out where the query does not.
+    assert _names(project, "nonprofit") == ["Non-Profit-Marketing"]
+    assert _names(project, "nonprofitmarketing") == ["Non-Profit-Marketing"]
+    assert _names(project, "muller") == ["Mueller-Lyer-Täuschung"]
+    assert _names(project, "mullerlyer") == ["Mueller-Lyer-Täuschung"]
+    assert _names(project, "kinderund") == ["Kinder- und Jugendliteratur"]
+    # The whole name however joined is an exact match; a shorter query matches the names starting with it first.
+    assert _names(project, "nonprofit marketing")[0] == "Non-Profit-Marketing"
+    assert _names(project, "mull") == ["Mull", "Mueller-Lyer-Täuschung"]
+
+
+def test_the_compact_key_is_kept_by_the_database_on_every_write(manager):
+    project = _project(manager, ["Non-Profit-Organisation"])
+    label = Label.objects.get(project=project)
+    assert label.search_compact == compact("Non-Profit-Organisation") == "nonprofitorganisation"
+    # An update() that bypasses save() (as the taxonomy's rename does) and a bulk alias write both keep it current.
+    Label.objects.filter(pk=label.pk).update(
+        name="Gemeinnützige Organisation", search_key=fold("Gemeinnützige Organisation")
+    )
+    label.refresh_from_db()
+    assert label.search_compact == "gemeinnutzigeorganisation"
+    alias = _alias(project, "Gemeinnützige Organisation", "Non-Profit-Org.")
+    alias.refresh_from_db()
+    assert alias.search_compact == "nonprofitorg"
+    assert [(h.name, h.alias) for h in label_search(project=project, query="nonprofitorg")] == [
+        ("Gemeinnützige Organisation", "Non-Profit-Org.")
+    ]
+
+
 def test_a_query_with_like_wildcards_matches_them_literally(manager):
     project = _project(manager, ["100% Bio", "1000 Bio", "a_b", "axb"])
     assert _names(project, "100%") == ["100% Bio"]
@@ -203,6 +237,38 @@ def test_the_semantic_index_follows_aliases_and_deprecation(vehicles):
     assert hits and hits[0].name == "joy"
     Label.objects.filter(project=vehicles, name="automobile").update(deprecated_at=timezone.now())
     assert "automobile" not in _names(vehicles, "car", semantic=True)  # even before the index is rebuilt
+
+
+PHYSICS = [
+    "Quantum field theory for the working physicist: renormalisation and gauge symmetry",
+    "Biographies of Nobel laureates in physics, from Einstein to Feynman",
+    "Lectures on particle physics and the standard model",
+]
+BAKING = ["Sourdough bread at home: flour, starter and oven", "The craft bakery: cakes, pastry and bread rolls"]
+
+
+@pytest.mark.slow
+def test_an_english_query_finds_the_german_label_experts_gave_to_english_documents(manager):
+    project = _project(manager, ["Physiker", "Bäckerei", "Lyrik", "Fahrzeug"])
+    records = [ImportRecord(i, f"p{i}", text, ["Physiker"]) for i, text in enumerate(PHYSICS)]
+    records += [ImportRecord(9 + i, f"b{i}", text, ["Bäckerei"]) for i, text in enumerate(BAKING)]
+    label_index_rebuild(project_id=project.pk)  # before any answer: the German names alone
+    assert "Physiker" not in [h.name for h in label_search_semantic(project=project, query="physicist", limit=1)]
+    services.documents_import(project=project, user=manager, records=records)
+    services.encode_run(job_id=Job.objects.get(project=project, kind=Job.Kind.ENCODE, status=Job.Status.PENDING).pk)
+    # The encode job embedded the documents and added each answered label's documents to the index.
+    hits = label_search(project=project, query="physicist", limit=3, semantic=True)
+    assert [(h.name, h.match) for h in hits][:1] == [("Physiker", "semantic")]
+    assert label_search(project=project, query="baker bread", limit=1, semantic=True)[0].name == "Bäckerei"
+
+
+def test_the_label_centroids_average_each_labels_documents():
+    X = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)  # (3 documents, 2)
+    ids, vectors = label_centroids([[5], [5, 7], []], X)
+    assert ids.tolist() == [5, 7]
+    np.testing.assert_allclose(vectors, [[2**-0.5, 2**-0.5], [0, 1]], atol=1e-6)
+    with pytest.raises(ValueError):
+        label_centroids([[5]], X)
 
 
 def test_the_encode_job_builds_the_index_of_names_and_alternative_names(manager, tiny_encoder):

@@ -141,3 +141,110 @@ def test_the_sweep_removes_only_old_model_folders_nobody_refers_to(project, mana
     os.utime(Path(settings.ARTIFACTS_DIR) / version.artifact_path, (old, old))
     assert artifacts_sweep() == 1
     assert not orphan.exists() and fresh.exists() and (Path(settings.ARTIFACTS_DIR) / version.artifact_path).exists()
+
+
+def _measured(value, half):
+    return {"value": value, "low": round(value - half, 5), "high": round(value + half, 5)}
+
+
+def _two_versions(project):
+    common = {"project": project, "n_labels": 5, "data_cutoff": timezone.now()}
+    ModelVersion.objects.create(
+        number=1,
+        artifact_path="x/v1",
+        n_annotations=20,
+        metrics={"micro_f1": 0.40, "macro_f1": 0.30, "P@1": 0.5, "n_val": 59.0},
+        evaluation={"n_documents": 50, "metrics": {"micro_f1": _measured(0.30, 0.1), "macro_f1": _measured(0.2, 0.1)}},
+        evaluation_per_label=[
+            {"label": "joy", "f1": 0.5, "low": 0.3, "high": 0.7},
+            {"label": "fear", "f1": 0.0, "low": 0.0, "high": 0.0},
+            {"label": "anger", "f1": 0.25, "low": 0.0, "high": 0.5},
+        ],
+        **common,
+    )
+    ModelVersion.objects.create(
+        number=2,
+        is_serving=True,
+        artifact_path="x/v2",
+        n_annotations=40,
+        metrics={"micro_f1": 0.45, "macro_f1": 0.35, "P@1": 0.55, "n_val": 59.0},
+        evaluation={"n_documents": 50, "metrics": {"micro_f1": _measured(0.36, 0.1), "macro_f1": _measured(0.2, 0.1)}},
+        evaluation_per_label=[
+            {"label": "joy", "f1": 0.6, "low": 0.4, "high": 0.8},
+            {"label": "fear", "f1": 0.0, "low": 0.0, "high": 0.0},
+            {"label": "anger", "f1": 0.25, "low": 0.0, "high": 0.5},
+        ],
+        **common,
+    )
+
+
+def _page(user, path):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client.get(path).content.decode()
+
+
+def test_compare_hides_unchanged_labels_and_gives_every_change_an_interval(project, manager, manager_client):
+    _two_versions(project)
+    body = manager_client.get(f"/api/v1/projects/{project.pk}/models/compare/", {"a": 1, "b": 2}).json()
+    assert [row["label"] for row in body["per_label"]] == ["joy"] and body["unchanged_labels"] == 2
+    joy = body["per_label"][0]
+    half = (0.2**2 + 0.2**2) ** 0.5  # the two 95 % half-widths combined as if independent (conservative)
+    assert (joy["a_low"], joy["a_high"], joy["b_low"], joy["b_high"]) == (0.3, 0.7, 0.4, 0.8)
+    assert joy["delta_low"] == pytest.approx(0.1 - half, abs=1e-5)
+    assert joy["delta_high"] == pytest.approx(0.1 + half, abs=1e-5)
+    micro = body["evaluation"]["micro_f1"]
+    assert micro["name"] == "micro-F1" and micro["delta"] == pytest.approx(0.06)
+    assert micro["delta_low"] <= micro["delta"] <= micro["delta_high"]
+    assert micro["delta_low"] == pytest.approx(0.06 - (0.1**2 * 2) ** 0.5, abs=1e-5)
+    page = _page(manager, f"/projects/{project.pk}/?a=1&b=2")
+    comparison = page[page.index('id="comparison"') :]
+    assert "0.000 → 0.000" not in comparison and "fear" not in comparison and "anger:" not in comparison
+    assert 'joy: 0.500 <span class="hint">(0.300–0.700)</span> → 0.600' in comparison
+    assert "2 labels with the same F1 in both versions not listed." in comparison
+    assert '<td>micro-F1</td><td>0.300 <span class="hint">(0.200–0.400)</span></td>' in comparison
+
+
+def test_the_model_card_names_its_metrics_and_where_each_was_measured(project, manager):
+    _two_versions(project)
+    page = _page(manager, f"/projects/{project.pk}/")
+    card = page[page.index('data-stat="model"') : page.index('id="learning-curve"')]
+    assert "n_val" not in card and "59.000" not in card and "P@1" not in card
+    assert 'On validation <span class="hint">(59 validation documents)</span>' in card
+    assert 'On the evaluation set <span class="hint">(50 documents, 95% intervals)</span>' in card
+    assert "<dt>precision at 1</dt><dd>0.550</dd>" in card
+    assert '<dt>micro-F1</dt><dd>0.360 <span class="hint">(0.260–0.460)</span></dd>' in card
+    glossary = card[card.index('id="card-glossary"') :]
+    # Each metric explained once, whichever measurement shows it.
+    assert [glossary.count(f"<dt>{name}</dt>") for name in ("micro-F1", "macro-F1", "precision at 1")] == [1, 1, 1]
+
+
+def test_the_strategy_row_names_the_strategy_actually_used(project, manager):
+    from annotator.text import fold
+    from learner.strategies import DEFAULT_STRATEGY, DEFAULT_STRATEGY_LARGE, LARGE_LABEL_SPACE
+
+    def row():
+        page = _page(manager, f"/projects/{project.pk}/")
+        start = page.index('data-stat="strategy">') + len('data-stat="strategy">')
+        return page[start : page.index("</dd>", start)]
+
+    cold = "cold start (documents picked for diversity) until the first model"
+    assert row() == f"{cold}, then {DEFAULT_STRATEGY} (the default for 5 labels)"
+    Label.objects.bulk_create(
+        [Label(project=project, name=f"topic {i}", search_key=fold(f"topic {i}")) for i in range(LARGE_LABEL_SPACE)]
+    )
+    ModelVersion.objects.create(
+        project=project,
+        number=1,
+        is_serving=True,
+        artifact_path="x/v1",
+        n_annotations=20,
+        n_labels=LARGE_LABEL_SPACE + 5,
+        data_cutoff=timezone.now(),
+    )
+    assert row() == f"{DEFAULT_STRATEGY_LARGE} (the default for {LARGE_LABEL_SPACE + 5:,} labels)"
+    project.strategy = "random"
+    project.save()
+    assert row() == "random"

@@ -322,7 +322,7 @@ def test_annotators_may_not_change_labels_and_outsiders_see_nothing(
     assert getattr(client_for(outsider), method)(url, body, format="json").status_code == 404
     joy.refresh_from_db()
     assert (joy.description, joy.deprecated_at) == ("", None)
-    assert not Activity.objects.filter(project=project).exists()
+    assert not Activity.objects.filter(project=project, kind=Activity.Kind.LABELS).exists()
 
 
 # The hierarchy API and the manager's label list -------------------------------------------------------------------
@@ -379,3 +379,68 @@ def test_tree_and_import_queries_do_not_grow_with_the_labels(
         roots = annotator_client.get(f"/api/v1/projects/{project.pk}/labels/tree/").json()
     assert roots["count"] == 15  # 10 roots of the file and the project's 5 labels
     assert next(row for row in roots["labels"] if row["name"] == "Label 3")["children"] == 29
+
+
+# A taxonomy at project creation --------------------------------------------------------------------------------------
+
+
+def test_the_create_page_takes_a_label_file(manager):
+    from django.test import Client
+
+    from annotator.models import Project
+
+    client = Client()
+    client.force_login(manager)
+    page = client.get("/projects/new/")
+    assert b'enctype="multipart/form-data"' in page.content and b'name="label_file"' in page.content
+    response = client.post(
+        "/projects/new/",
+        {
+            "name": "GND subjects",
+            "retrain_every": 20,
+            "strategy": "default",
+            "label_file": SimpleUploadedFile("gnd.csv", GND_CSV.encode()),
+        },
+    )
+    assert response.status_code == 302, response.content[:2000]
+    project = Project.objects.get(name="GND subjects")
+    soziologie = Label.objects.get(project=project, name="Soziologie")
+    assert soziologie.external_id == "gnd:4077624-4" and soziologie.parent.name == "Sozialwissenschaften"
+    assert sorted(soziologie.aliases.values_list("name", flat=True)) == ["Gesellschaftslehre", "Sociology"]
+    assert Activity.objects.filter(project=project, kind=Activity.Kind.LABELS).exists()
+
+    # A bad file: the page names the line, and no project is created.
+    bad = client.post(
+        "/projects/new/",
+        {
+            "name": "Broken",
+            "retrain_every": 20,
+            "strategy": "default",
+            "label_file": SimpleUploadedFile("bad.csv", b"name,parent\nA,Nowhere\n"),
+        },
+    )
+    assert bad.status_code == 200
+    assert "unknown parent" in bad.content.decode()
+    assert not Project.objects.filter(name="Broken").exists()
+
+
+def test_the_api_creates_a_project_with_a_taxonomy_all_or_nothing(manager):
+    from annotator.models import Project
+
+    client = client_for(manager)
+    labels = [
+        {"name": "Soziologie", "alt_names": ["Sociology"], "external_id": "gnd:4077624-4"},
+        {"name": "Desintegration (Soziologie)", "parent": "gnd:4077624-4"},
+    ]
+    response = client.post("/api/v1/projects/", {"name": "GND", "labels": labels}, format="json")
+    assert response.status_code == 201, response.content
+    project = Project.objects.get(pk=response.json()["id"])
+    child = Label.objects.get(project=project, name="Desintegration (Soziologie)")
+    assert child.parent.external_id == "gnd:4077624-4"
+    assert LabelAlias.objects.filter(label__project=project, name="Sociology").exists()
+
+    bad = [*labels, {"name": "Orphan", "parent": "Nowhere"}]
+    response = client.post("/api/v1/projects/", {"name": "GND 2", "labels": bad}, format="json")
+    assert response.status_code == 400
+    assert "unknown parent 'Nowhere'" in json.dumps(response.json())
+    assert not Project.objects.filter(name="GND 2").exists()

@@ -152,7 +152,8 @@ def test_manager_page_shows_budget_notices_burn_rate_and_activity(project, manag
     page = client.get(f"/projects/{project.pk}/").content.decode()
     assert "50% of the label budget spent (1 of 2 documents)" in page  # the notice
     assert "50% of the label budget spent: 1 of 2 documents." in page  # the activity feed
-    assert "documents a day (last 7 days)" in page and "2.50 EUR spent, 2.50 EUR left" in page
+    assert "documents a day (over the 1 minute since the first answer, counted as an hour)" in page
+    assert "2.50 EUR spent, 2.50 EUR left" in page
 
 
 def test_bad_budget_form_input_is_named_and_changes_nothing(project, manager):

@@ -84,3 +84,48 @@ def test_upload_a_label_file_and_rename_a_label_on_the_manage_page(page, live_se
     expect(page.locator("#taxonomy-status")).to_have_text('Deprecated "Soziologie (Wissenschaft)".')
     label.refresh_from_db()
     assert label.deprecated_at is not None
+
+
+def test_merge_a_duplicate_label_on_the_manage_page_and_its_answers_follow(page, live_server, taxonomy_project):
+    from playwright.sync_api import expect
+
+    from annotator.importing import ImportRecord
+    from annotator.models import Activity, AnnotationLabel
+
+    project = taxonomy_project
+    services.labels_add(project=project, labels=["Soziologie", "Sociology (duplicate)"])
+    user = get_user_model().objects.get(username="curator")
+    services.documents_import(
+        project=project,
+        user=user,
+        records=[ImportRecord(1, "d1", "A history of sociology", ["Sociology (duplicate)", "joy"])],
+    )
+    login(page, live_server, "curator", PASSWORD)
+    page.goto(f"{live_server.url}/projects/{project.pk}/")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+
+    page.get_by_role("button", name="Edit Sociology (duplicate)").click()
+    editor = page.locator("#label-edit-form")
+    editor.locator("input[name=into]").fill("Nowhere")
+    editor.get_by_role("button", name="Merge").click()
+    expect(page.locator("#taxonomy-status")).to_contain_text(
+        'merge into: no label is named or has the external id "Nowhere"'
+    )
+    assert Label.objects.filter(project=project, name="Sociology (duplicate)").exists()  # nothing changed
+
+    editor.locator("input[name=into]").fill("Soziologie")
+    editor.get_by_role("button", name="Merge").click()
+    expect(page.locator("#taxonomy-status")).to_have_text('Merged "Sociology (duplicate)" into "Soziologie".')
+    assert dialogs == ['Merge "Sociology (duplicate)" into "Soziologie"?']
+    expect(page.locator("#taxonomy-labels tbody tr").filter(has_text="Sociology (duplicate)")).to_contain_text(
+        "Soziologie"
+    )  # the kept label's row lists the merged name as an alternative name
+    assert not Label.objects.filter(project=project, name="Sociology (duplicate)").exists()
+    answered = AnnotationLabel.objects.filter(annotation__document__external_id="d1", annotation__project=project)
+    assert sorted(answered.values_list("label__name", flat=True)) == ["Soziologie", "joy"]  # the answer followed
+    assert Activity.objects.filter(project=project, message__contains="merged into 'Soziologie'").exists()
+    page.reload()
+    expect(page.locator("#activity")).to_contain_text(
+        "Label 'Sociology (duplicate)' merged into 'Soziologie' (1 answer(s) moved)"
+    )

@@ -64,3 +64,62 @@ def test_stabilised_needs_three_successive_agreements_above_the_threshold():
     assert not stabilised([0.999, 0.995])
     assert not stabilised([0.999, 0.98, 0.995, 0.999])
     assert stabilised([0.9, 0.995, 0.993, 0.999])
+
+
+# --- never misleading: forecasts in [0, 1], every point inside its own interval, on tiny and pathological inputs ---
+def _noisy(n, seed=3):
+    return np.clip(0.5 - 0.6 * np.power(n, -0.5) + np.random.default_rng(seed).normal(0, 0.08, n.size), 0, 1)
+
+
+FIVE = np.array([10, 20, 40, 80, 160], dtype=float)
+FOURTEEN = np.arange(1, 15, dtype=float) * 25
+SMALL_INPUTS = {
+    "0 points": (np.array([], dtype=float), np.array([], dtype=float)),
+    "1 point": (np.array([20.0]), np.array([0.3])),
+    "5 flat": (FIVE, np.full(5, 0.42)),
+    "5 noisy": (FIVE, _noisy(FIVE)),
+    "5 decreasing": (FIVE, np.array([0.6, 0.5, 0.45, 0.3, 0.2])),
+    "5 perfect": (FIVE, np.ones(5)),
+    "5 zero": (FIVE, np.zeros(5)),
+    # Rising so steeply that an unbounded power law levels off far above 1.
+    "5 steep": (FIVE, np.array([0.2, 0.45, 0.7, 0.9, 0.99])),
+    "14 flat": (FOURTEEN, np.full(14, 0.7)),
+    "14 noisy": (FOURTEEN, _noisy(FOURTEEN)),
+    "14 decreasing": (FOURTEEN, np.linspace(0.8, 0.3, 14)),
+    "14 perfect": (FOURTEEN, np.ones(14)),
+    "14 steep": (FOURTEEN, np.minimum(1.0, 0.05 * np.sqrt(FOURTEEN))),
+}
+
+
+def _inside(forecast, low=0.0, high=1.0):
+    assert forecast.low <= forecast.value <= forecast.high, forecast
+    assert low <= forecast.low and forecast.high <= high, forecast
+
+
+@pytest.mark.parametrize("with_sigma", [False, True], ids=["residual bootstrap", "parametric bootstrap"])
+@pytest.mark.parametrize("name", list(SMALL_INPUTS))
+def test_forecasts_stay_in_0_1_with_the_point_inside_its_interval(name, with_sigma):
+    n, y = SMALL_INPUTS[name]
+    sigma = np.full(n.size, 0.06) if with_sigma else None
+    curve = fit(n, y, sigma=sigma, n_boot=60)
+    if np.unique(n).size < 3:
+        assert curve is None  # no forecast rather than a made-up one
+        return
+    assert curve is not None
+    assert 0.0 <= curve.a <= 1.0 and np.all(curve.refits[:, 0] <= 1.0)
+    last = float(n.max())
+    for at in (1.0, float(n.min()), last, 2 * last, last + 500, 1e12):
+        _inside(curve.predict(at))
+    for start, end in ((last, last + 100), (last, last + 500), (1.0, 1e12)):
+        _inside(curve.gain(start, end))
+    best = float(y.max())
+    for target in (best + 0.02, best + 0.05, 0.5, 0.99, 1.0, 1.2):
+        reach = curve.labels_to_reach(target)
+        if reach is not None:
+            assert target <= 1.0
+            assert reach.value > 0 and reach.low <= reach.value <= reach.high, (target, reach)
+
+
+def test_scores_outside_0_1_are_refused():
+    with pytest.raises(ValueError, match=r"in \[0, 1"):
+        fit([10, 20, 40], [0.2, 0.5, 1.3])

@@ -329,6 +329,7 @@
     el("empty-message").textContent = {
       budget: "The label budget of this project is spent. Thank you!",
       quota: "You have labelled your quota of documents in this project. Thank you!",
+      archived: "This project is archived: nothing is served. Thank you!",
     }[reason] || "Nothing left to label right now. Thank you!";
     el("empty-summary").textContent = session.done
       ? "You labelled " + session.done + " document(s) in this session, " +
