@@ -170,6 +170,22 @@ def model_card(*, project: Project) -> dict[str, Any] | None:
     }
 
 
+def _change_row(x: dict | None, y: dict | None, key: str, delta: float | None) -> dict[str, Any]:
+    """One row of a comparison: both versions' values (`key`) with their intervals, the change and its interval."""
+    low, high = _change_interval(x, y, delta)
+    return {
+        "a": x[key] if x else None,
+        "b": y[key] if y else None,
+        "delta": delta,
+        "a_low": x.get("low") if x else None,
+        "a_high": x.get("high") if x else None,
+        "b_low": y.get("low") if y else None,
+        "b_high": y.get("high") if y else None,
+        "delta_low": low,
+        "delta_high": high,
+    }
+
+
 def _change_interval(x: dict | None, y: dict | None, delta: float | None) -> tuple[float | None, float | None]:
     """An approximate 95 % interval for y - x from each value's own 95 % interval (`low`, `high`): the delta plus
     or minus the root of the summed squared half-widths (normal approximation, as if the two were independent).
@@ -204,19 +220,7 @@ def version_compare(*, project: Project, a: object, b: object, limit: int = 50) 
     for name in _ordered(set(ma) | set(mb)):
         x, y = ma.get(name), mb.get(name)
         delta = round(y["value"] - x["value"], 5) if x and y else None
-        low, high = _change_interval(x, y, delta)
-        evaluation[name] = {
-            "name": metric_name(name),
-            "a": x["value"] if x else None,
-            "b": y["value"] if y else None,
-            "delta": delta,
-            "a_low": x.get("low") if x else None,
-            "a_high": x.get("high") if x else None,
-            "b_low": y.get("low") if y else None,
-            "b_high": y.get("high") if y else None,
-            "delta_low": low,
-            "delta_high": high,
-        }
+        evaluation[name] = {"name": metric_name(name), **_change_row(x, y, "value", delta)}
 
     def per_label(version: ModelVersion) -> dict[str, dict]:
         return {row["label"]: row for row in version.evaluation_per_label or []}
@@ -226,21 +230,7 @@ def version_compare(*, project: Project, a: object, b: object, limit: int = 50) 
     for name in set(fa) | set(fb):
         x, y = fa.get(name), fb.get(name)
         delta = round((y["f1"] if y else 0.0) - (x["f1"] if x else 0.0), 5)
-        low, high = _change_interval(x, y, delta)
-        rows.append(
-            {
-                "label": name,
-                "a": x["f1"] if x else None,
-                "b": y["f1"] if y else None,
-                "delta": delta,
-                "a_low": x.get("low") if x else None,
-                "a_high": x.get("high") if x else None,
-                "b_low": y.get("low") if y else None,
-                "b_high": y.get("high") if y else None,
-                "delta_low": low,
-                "delta_high": high,
-            }
-        )
+        rows.append({"label": name, **_change_row(x, y, "f1", delta)})
     changed_labels = sorted(
         (row for row in rows if round(row["delta"], 3) != 0), key=lambda row: (-abs(row["delta"]), row["label"])
     )
