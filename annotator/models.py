@@ -197,6 +197,8 @@ class Project(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         MANAGER = "manager", "Manager"
+        # Between the two: annotates, and browses and reviews every answer of the project (not its settings).
+        REVIEWER = "reviewer", "Reviewer"
         ANNOTATOR = "annotator", "Annotator"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
@@ -210,7 +212,9 @@ class Membership(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "user"], name="membership_one_per_user_and_project"),
-            models.CheckConstraint(condition=Q(role__in=["manager", "annotator"]), name="membership_role_valid"),
+            models.CheckConstraint(
+                condition=Q(role__in=["manager", "reviewer", "annotator"]), name="membership_role_valid"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -21,6 +21,7 @@ from .. import selectors, services
 from ..exceptions import NotFound, ProjectError
 from ..importing import parse_label_items, parse_label_upload, parse_records, parse_upload
 from ..models import Annotation, Job, Membership, TrainingSchedule
+from ..selectors.browse import BROWSE_MAX_LIMIT
 from ..selectors.taxonomy import label_detail, label_tree, labels_taxonomy, taxonomy_labels
 from ..services.taxonomy import label_deprecate, label_merge, label_update, labels_import
 from ..validation import ID_MAX, INT_MAX, spreadsheet_safe, text_problem, whole_number
@@ -33,6 +34,12 @@ def _valid(serializer_class: type, data: object, **kwargs: object) -> dict:
         problems = [f"{field}: {' '.join(str(m) for m in messages)}" for field, messages in serializer.errors.items()]
         raise ProjectError("invalid request: " + "; ".join(problems), errors=problems)
     return dict(serializer.validated_data)
+
+
+DATE_PARAMETERS = [
+    OpenApiParameter("date_from", str, description="YYYY-MM-DD, inclusive"),
+    OpenApiParameter("date_to", str, description="YYYY-MM-DD, inclusive"),
+]
 
 
 class ProjectListView(APIView):
@@ -137,6 +144,50 @@ class DocumentImportView(APIView):
         responses={201: s.ImportResultSerializer},
         summary="Import documents (JSON list, or a JSONL / CSV file); all or nothing",
     )
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("annotator", str, description="documents with an answer by this username"),
+            OpenApiParameter("label", str, description="documents with this label (a name) in an answer"),
+            *DATE_PARAMETERS,
+            OpenApiParameter("evaluation", bool, description="in the evaluation set or not (managers only)"),
+            OpenApiParameter("answered", bool, description="answered or not"),
+            OpenApiParameter("after", int, description="the previous page's `next` (a document id)"),
+            OpenApiParameter("limit", int, description=f"documents per page, 1-{BROWSE_MAX_LIMIT} (default 50)"),
+        ],
+        responses={200: OpenApiResponse(description='{"documents": [...], "next": id or null}')},
+        summary="Browse documents and their answers (reviewers and managers), paged by id",
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project, role = selectors.project_get_for(project_id=project_id, user=request.user, reviewer=True)
+        manager = role == Membership.Role.MANAGER
+        date_from, date_to = _date_range(request)
+        flags: dict[str, bool | None] = {}
+        for name in ("evaluation", "answered"):
+            raw = request.query_params.get(name, "").lower()
+            if raw not in {"", "1", "0", "true", "false", "yes", "no"}:
+                raise ProjectError(f"{name} must be 1 or 0")
+            flags[name] = None if raw == "" else raw in {"1", "true", "yes"}
+        if flags["evaluation"] is not None and not manager:
+            raise ProjectError("only managers may filter by the evaluation set", status=403)
+        filters = selectors.BrowseFilters(
+            annotator=_text_param(request, "annotator") or None,
+            label=_text_param(request, "label") or None,
+            date_from=date_from,
+            date_to=date_to,
+            evaluation=flags["evaluation"],
+            answered=flags["answered"],
+        )
+        page = selectors.documents_browse(
+            project=project,
+            filters=filters,
+            after=_int_param(request, "after", None, maximum=ID_MAX),
+            limit=_int_param(request, "limit", 50, maximum=BROWSE_MAX_LIMIT) or 1,
+        )
+        if not manager:  # a reviewer does not learn which documents measure the model
+            for document in page["documents"]:
+                document["evaluation"] = None
+        return Response(page)
+
     def post(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         upload = request.FILES.get("file")
@@ -632,12 +683,6 @@ def _text_param(request: Request, name: str) -> str:
     if problem:
         raise ProjectError(f"{name} {problem}")
     return value
-
-
-DATE_PARAMETERS = [
-    OpenApiParameter("date_from", str, description="YYYY-MM-DD, inclusive"),
-    OpenApiParameter("date_to", str, description="YYYY-MM-DD, inclusive"),
-]
 
 
 class LabelCoverageView(APIView):

@@ -1,6 +1,7 @@
 """Reads: permission look-ups, search, statistics, export, and what the jobs read. No writes here, and no import of
 `annotator.services`: one module per topic, mirroring the services; every read is importable from here."""
 
+from .browse import BrowseFilters, documents_browse
 from .budgets import (
     Budget,
     annotations_new_since,

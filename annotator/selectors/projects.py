@@ -27,8 +27,9 @@ def projects_for_user(*, user) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user).distinct().order_by("-id")
 
 
-def project_get_for(*, project_id: int, user, manager: bool = False) -> tuple[Project, str]:
-    """The project if the user is a member (and a manager when asked); NotFound / PermissionDenied otherwise.
+def project_get_for(*, project_id: int, user, manager: bool = False, reviewer: bool = False) -> tuple[Project, str]:
+    """The project if the user is a member (a manager when `manager`, a manager or a reviewer when `reviewer`);
+    NotFound / PermissionDenied otherwise.
 
     Non-members get the same 404 as for a missing project, so project ids leak nothing.
     """
@@ -41,6 +42,8 @@ def project_get_for(*, project_id: int, user, manager: bool = False) -> tuple[Pr
         raise NotFound(f"project {project_id} does not exist or you are not a member of it")
     if manager and membership.role != Membership.Role.MANAGER:
         raise PermissionDenied("only managers of this project may do this")
+    if reviewer and membership.role not in (Membership.Role.MANAGER, Membership.Role.REVIEWER):
+        raise PermissionDenied("only reviewers and managers of this project may do this")
     return membership.project, membership.role
 
 
