@@ -473,3 +473,24 @@ class AnnotatorStatsSerializer(serializers.Serializer):
     median_seconds = serializers.FloatField(allow_null=True)
     suggestions_shown = serializers.IntegerField()
     accepted_share = serializers.FloatField(allow_null=True)
+
+
+class BrowseAnswerSerializer(serializers.Serializer):
+    annotator = serializers.CharField()
+    labels = serializers.ListField(child=serializers.CharField())
+    source = serializers.CharField()
+    seconds_spent = serializers.FloatField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+
+
+class BrowseDocumentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    external_id = serializers.CharField()
+    text = serializers.CharField(help_text="The first 300 characters.")
+    evaluation = serializers.BooleanField(allow_null=True, help_text="In the evaluation set (null for reviewers).")
+    answers = BrowseAnswerSerializer(many=True)
+
+
+class BrowsePageSerializer(serializers.Serializer):
+    documents = BrowseDocumentSerializer(many=True)
+    next = serializers.IntegerField(allow_null=True, help_text="Pass as `after` for the next page; null: the last.")

@@ -133,18 +133,6 @@ class DocumentImportView(APIView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
     @extend_schema(
-        request={
-            "application/json": s.DocumentRecordSerializer(many=True),
-            "multipart/form-data": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            },
-        },
-        parameters=[OpenApiParameter("create_labels", bool, description="Add labels the project does not have yet")],
-        responses={201: s.ImportResultSerializer},
-        summary="Import documents (JSON list, or a JSONL / CSV file); all or nothing",
-    )
-    @extend_schema(
         parameters=[
             OpenApiParameter("annotator", str, description="documents with an answer by this username"),
             OpenApiParameter("label", str, description="documents with this label (a name) in an answer"),
@@ -154,7 +142,7 @@ class DocumentImportView(APIView):
             OpenApiParameter("after", int, description="the previous page's `next` (a document id)"),
             OpenApiParameter("limit", int, description=f"documents per page, 1-{BROWSE_MAX_LIMIT} (default 50)"),
         ],
-        responses={200: OpenApiResponse(description='{"documents": [...], "next": id or null}')},
+        responses={200: s.BrowsePageSerializer},
         summary="Browse documents and their answers (reviewers and managers), paged by id",
     )
     def get(self, request: Request, project_id: int) -> Response:
@@ -188,6 +176,18 @@ class DocumentImportView(APIView):
                 document["evaluation"] = None
         return Response(page)
 
+    @extend_schema(
+        request={
+            "application/json": s.DocumentRecordSerializer(many=True),
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            },
+        },
+        parameters=[OpenApiParameter("create_labels", bool, description="Add labels the project does not have yet")],
+        responses={201: s.ImportResultSerializer},
+        summary="Import documents (JSON list, or a JSONL / CSV file); all or nothing",
+    )
     def post(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         upload = request.FILES.get("file")
