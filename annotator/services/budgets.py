@@ -140,6 +140,14 @@ def activity_record(
     return activity
 
 
+def activity_record_by(*, project: Project, kind: str, user, message: str, data: dict | None = None) -> Activity:
+    """A line in the activity feed naming who did it ("... by <username>", and `by` in its data)."""
+    by = getattr(user, "username", "") or ""
+    return activity_record(
+        project=project, kind=kind, message=message + (f" by {by}" if by else ""), data={**(data or {}), "by": by}
+    )
+
+
 def budget_alerts_check(*, project: Project, spent: int | None = None) -> list[BudgetAlert]:
     """Fires every threshold of `project.budget_alerts` the spent share has reached and that has not fired yet: a
     notice on the dashboard, a record in the activity feed and an email to the managers, each exactly once (a

@@ -11,7 +11,7 @@ from ..importing import ImportRecord
 from ..models import Activity, Annotation, AnnotationLabel, Document, Job, Label, Project
 from ..text import fold
 from .annotations import labels_recount
-from .budgets import activity_record
+from .budgets import activity_record_by
 from .evaluation import evaluation_set_sync
 from .jobs import job_request
 
@@ -117,15 +117,14 @@ def documents_import(
         if annotations:
             labels_recount(label_ids=[known[name] for _, record in labelled for name in record.labels or []])
         evaluation_set_sync(project=project)  # a uniform sample of the pool, new documents included
-        by = getattr(user, "username", "") or ""
-        activity_record(
+        activity_record_by(
             project=project,
             kind=Activity.Kind.DATA,
+            user=user,
             message=f"{len(documents)} document(s) imported ({len(annotations)} with answers"
             + (f", {len(created_labels)} new label(s)" if created_labels else "")
-            + ")"
-            + (f" by {by}" if by else ""),
-            data={"documents": len(documents), "answers": len(annotations), "by": by},
+            + ")",
+            data={"documents": len(documents), "answers": len(annotations)},
         )
         job_request(project=project, kind=Job.Kind.ENCODE, reason="documents imported", requested_by=user)
         if annotations:

@@ -9,7 +9,7 @@ so a rebuild embeds only new or changed texts (a renamed label, a new alternativ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .. import ml
 from ..models import Job, Project
@@ -29,12 +29,15 @@ def label_vectors_refresh(*, project: Project, label_ids: Iterable[int] = (), re
     return job
 
 
-def label_index_rebuild(*, project_id: int) -> int:
+def label_index_rebuild(
+    *, project_id: int, documents: tuple[Sequence[int], Sequence[Sequence[int]]] | None = None
+) -> int:
     """Worker side (the encoder is loaded here): embeds the label texts not embedded yet and writes the project's
     semantic label index: the label texts and, per label, the centroid of the training documents answered with it
     (the latest answer per document; the evaluation set never feeds anything learned). Returns how many texts were
-    embedded. Run by the encode job and after each published model (answers added since are in it then)."""
-    project = Project.objects.get(pk=project_id)
-    return ml.label_index_build(
-        project_id, label_search_texts(project_id), documents=latest_answers(project, evaluation=False)
-    )
+    embedded. Run by the encode job and after each published model (answers added since are in it then).
+    `documents`: (document ids, label ids of each) when the caller has just read them (the training snapshot);
+    else read here."""
+    if documents is None:
+        documents = latest_answers(Project.objects.get(pk=project_id), evaluation=False)
+    return ml.label_index_build(project_id, label_search_texts(project_id), documents=documents)

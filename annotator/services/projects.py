@@ -218,17 +218,26 @@ def _clean_labels(labels: Iterable[Any]) -> list[tuple[str, str]]:
     return cleaned
 
 
+def _clean_name(name: object) -> str:
+    """A project's name, stripped: 1-200 characters of text."""
+    cleaned = name.strip() if isinstance(name, str) else ""
+    if not cleaned:
+        raise ProjectError("a project needs a name")
+    if len(cleaned) > 200:
+        raise ProjectError("the project name is longer than 200 characters")
+    problem = text_problem(cleaned)
+    if problem:
+        raise ProjectError(f"the project name {problem}")
+    return cleaned
+
+
 @transaction.atomic
 def project_create(*, user, name: str, labels: Sequence[Any] = (), **project_settings: Any) -> Project:
     """Creates a project with its labels (names or {"name", "description"} objects); the creator becomes its manager.
     With a taxonomy (alternative names, external ids, parents): `taxonomy.project_create_with_taxonomy`."""
     if not user.has_perm("annotator.add_project"):
         raise ProjectError("you may not create projects; ask an administrator for the permission", status=403)
-    name = (name or "").strip() if isinstance(name, str) else ""
-    if not name:
-        raise ProjectError("a project needs a name")
-    if len(name) > 200:
-        raise ProjectError("the project name is longer than 200 characters")
+    name = _clean_name(name)
     values = _clean_settings(project_settings)
     cleaned_labels = _clean_labels(labels)
     project = Project.objects.create(name=name, created_by=user, **values)
@@ -329,15 +338,9 @@ def _jsonable(changed: dict[str, list[Any]]) -> dict[str, list[Any]]:
 
 def _admin_record(project: Project, user, message: str, **data: Any) -> None:
     """An administration line in the project's activity feed, naming who did it."""
-    from .budgets import activity_record
+    from .budgets import activity_record_by
 
-    by = getattr(user, "username", "") or ""
-    activity_record(
-        project=project,
-        kind=Activity.Kind.ADMIN,
-        message=message + (f" by {by}" if by else ""),
-        data={**data, "by": by},
-    )
+    activity_record_by(project=project, kind=Activity.Kind.ADMIN, user=user, message=message, data=data)
 
 
 @transaction.atomic
@@ -422,12 +425,8 @@ def member_remove(*, project: Project, username: str, user=None) -> None:
 
 @transaction.atomic
 def project_rename(*, project: Project, name: object, user=None) -> Project:
-    """Renames the project (1-200 characters)."""
-    cleaned = name.strip() if isinstance(name, str) else ""
-    if not cleaned:
-        raise ProjectError("a project needs a name")
-    if len(cleaned) > 200 or text_problem(cleaned):
-        raise ProjectError("the project name must be text of at most 200 characters")
+    """Renames the project (the rules of `_clean_name`)."""
+    cleaned = _clean_name(name)
     before = project.name
     if cleaned != before:
         Project.objects.filter(pk=project.pk).update(name=cleaned)

@@ -47,12 +47,9 @@ def _vectors_refresh(*, project: Project, label_ids: Iterable[int]) -> None:
 
 
 def _record(*, project: Project, user, message: str, data: dict[str, Any]) -> None:
-    from .budgets import activity_record
+    from .budgets import activity_record_by
 
-    by = getattr(user, "username", "") or ""
-    activity_record(
-        project=project, kind=ACTIVITY_KIND, message=message + (f" by {by}" if by else ""), data={**data, "by": by}
-    )
+    activity_record_by(project=project, kind=ACTIVITY_KIND, user=user, message=message, data=data)
 
 
 def _fail(summary: str, problems: list[str]) -> ProjectError:

@@ -203,7 +203,7 @@ def training_run(*, job_id: int) -> None:
         return
     learning_curve_refresh(project=project)
     try:  # label search's meaning rows follow the answers the model was trained on
-        label_index_rebuild(project_id=project.pk)
+        label_index_rebuild(project_id=project.pk, documents=(doc_ids, rows))  # the snapshot it trained on
     except JOB_ERRORS as exc:  # the previous index stays: search still works, the model is published
         logger.warning("project %s: label index not rebuilt after v%s: %s", project.pk, version.number, exc)
     job_request(
