@@ -152,6 +152,18 @@ class Project(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # Archived: kept read-only (no document is served, no training is scheduled), listed apart, restorable.
     archived_at = models.DateTimeField(null=True, blank=True)
+    # Overlap (issue 18): a share of the documents is answered by `overlap_k` different experts, for agreement and
+    # adjudication (services.overlap assigns Document.answers_wanted; the queue routes the further answers).
+    overlap_share = models.FloatField(
+        default=0.0,
+        help_text="Share of the pool's documents (0 to 1) answered by overlap_k experts each; the rest by one.",
+    )
+    overlap_k = models.PositiveSmallIntegerField(
+        default=2, help_text="How many different experts answer an overlap document (2 to 10)."
+    )
+    overlap_evaluation = models.BooleanField(
+        default=False, help_text="Every evaluation-set document is answered by overlap_k experts."
+    )
 
     class Meta:
         ordering = ["id"]
@@ -187,6 +199,12 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(cost_per_document__isnull=True) | Q(cost_per_document__gte=0),
                 name="project_cost_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(overlap_share__gte=0) & Q(overlap_share__lte=1), name="project_overlap_share_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(overlap_k__gte=2) & Q(overlap_k__lte=10), name="project_overlap_k_range"
             ),
         ]
 
@@ -335,11 +353,27 @@ class Document(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     # In the project's unbiased evaluation set: labelled like the others, never trained on.
     is_evaluation = models.BooleanField(default=False)
+    # Overlap: how many different experts should answer it (1, or the project's overlap_k), and how many have
+    # (kept by the services that write answers). A document with 0 < answers_count < answers_wanted waits for its
+    # further answers, which the queue serves first, never to someone who answered it.
+    answers_wanted = models.PositiveSmallIntegerField(default=1)
+    answers_count = models.PositiveSmallIntegerField(default=0)
+    # With two or more answers: the mean pairwise Jaccard agreement of their label sets (1 = all agree; two empty
+    # answers agree); None below two answers. The review queue serves documents below 1 without gold.
+    agreement = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["project", "is_evaluation"], name="document_evaluation_idx")]
+        indexes = [
+            models.Index(fields=["project", "is_evaluation"], name="document_evaluation_idx"),
+            models.Index(
+                fields=["project", "answers_count"],
+                condition=Q(answers_wanted__gt=1),
+                name="document_overlap_open_idx",
+            ),
+            models.Index(fields=["project", "agreement", "id"], name="document_agreement_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["project", "external_id"], name="document_external_id_unique"),
             models.CheckConstraint(condition=~Q(external_id=""), name="document_external_id_not_empty"),
@@ -440,6 +474,9 @@ class Annotation(models.Model):
         default=list, blank=True, help_text='Shown, best first: [{"label": name, "score": p, "preselected": bool}]'
     )
     seconds_spent = models.FloatField(null=True, blank=True)
+    # Jaccard agreement of the answer with what the model pre-ticked when it was served (None: nothing was shown):
+    # the browse page's "model disagreement" filter (below 1).
+    model_agreement = models.FloatField(null=True, blank=True)
     # How many suggestions were shown and accepted (a summary of its SuggestionDecision rows, for the per-annotator
     # acceptance share without aggregating every decision).
     suggestions_shown = models.PositiveSmallIntegerField(default=0)
@@ -508,6 +545,107 @@ class SuggestionDecision(models.Model):
         return f"{self.annotation_id}:{self.label_id} {self.decision}"
 
 
+class Adjudication(models.Model):
+    """A reviewer's decision on a document's labels: its gold answer. Training and evaluation read gold before the
+    majority of the answers, and the majority before a single answer (selectors.training.resolved_answers)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, related_name="adjudication")
+    # PROTECT, like an annotator: deleting a user must never silently delete the gold they decided.
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="adjudications")
+    labels = models.ManyToManyField(Label, through="AdjudicationLabel", related_name="adjudications")
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "updated_at"], name="adjudication_project_idx")]
+
+    def __str__(self) -> str:
+        return f"gold of {self.document_id} by {self.reviewer_id}"
+
+
+class AdjudicationLabel(models.Model):
+    adjudication = models.ForeignKey(Adjudication, on_delete=models.CASCADE, related_name="label_links")
+    label = models.ForeignKey(Label, on_delete=models.PROTECT, related_name="adjudication_links")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["adjudication", "label"], name="adjudication_label_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.adjudication_id}:{self.label_id}"
+
+
+class AuditEntry(models.Model):
+    """The audit log: every change to answers, gold, labels, members and settings, with who, when, before and
+    after (services.audit.audit_record). Kept when the user is deleted (their name stays)."""
+
+    class Target(models.TextChoices):
+        ANSWER = "answer", "Answer"
+        GOLD = "gold", "Gold answer"
+        LABEL = "label", "Label"
+        MEMBER = "member", "Member"
+        SETTINGS = "settings", "Settings"
+        PROJECT = "project", "Project"
+
+    class Action(models.TextChoices):
+        CREATE = "create", "Created"
+        UPDATE = "update", "Changed"
+        DELETE = "delete", "Deleted"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="audit_entries")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)
+    target = models.CharField(max_length=10, choices=Target.choices)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    object_ref = models.CharField(max_length=300, blank=True, help_text="What changed: a document id, a label, a user.")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["project", "-id"], name="audit_project_idx"),
+            models.Index(fields=["project", "target", "-id"], name="audit_project_target_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(target__in=["answer", "gold", "label", "member", "settings", "project"]),
+                name="audit_target_valid",
+            ),
+            models.CheckConstraint(condition=Q(action__in=["create", "update", "delete"]), name="audit_action_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} {self.target} {self.action} {self.object_ref}"
+
+
+class AgreementReport(models.Model):
+    """Inter-annotator agreement of a project's overlap documents, computed by a worker (services.agreement):
+    learner.agreement's result (JSON) with what it was computed on. The newest one is shown."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="agreement_reports")
+    job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    documents = models.PositiveIntegerField(help_text="Documents with two or more answers.")
+    answers = models.PositiveIntegerField(help_text="Answers to those documents.")
+    fingerprint = models.CharField(max_length=64, help_text="Of the answers it was computed on.")
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["project", "-id"], name="agreement_project_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} agreement report {self.pk}"
+
+
 class DocumentSkip(models.Model):
     """An annotator skipped a document: it is not served to them again."""
 
@@ -529,6 +667,7 @@ class Job(models.Model):
         SCORE = "score", "Score the pool and refill the queue"
         ADAPT = "adapt", "Adapt the encoder to the labelled documents"
         ESTIMATE = "estimate", "Estimate labels saved against random"
+        AGREEMENT = "agreement", "Compute inter-annotator agreement"
 
     class Status(models.TextChoices):
         PENDING = "PENDING", "Pending"
@@ -586,7 +725,8 @@ class Job(models.Model):
                 name="job_status_valid",
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["encode", "train", "score", "adapt", "estimate"]), name="job_kind_valid"
+                condition=Q(kind__in=["encode", "train", "score", "adapt", "estimate", "agreement"]),
+                name="job_kind_valid",
             ),
             models.CheckConstraint(condition=Q(mode__in=["", "auto", "incremental", "full"]), name="job_mode_valid"),
         ]
