@@ -82,6 +82,18 @@ class AnnotationSettingsForm(ProjectFieldsForm):
     stop_min_gain = forms.FloatField(
         min_value=0, max_value=1, label="Advise stopping below (micro-F1 per 100 labels)", help_text="e.g. 0.005"
     )
+    overlap_share = forms.FloatField(
+        min_value=0,
+        max_value=1,
+        label="Overlap: share of documents answered by several experts",
+        help_text="0.1 = every tenth document gets overlap_k answers, for agreement and review; 0: one answer each.",
+    )
+    overlap_k = forms.IntegerField(min_value=2, max_value=10, label="Experts per overlap document")
+    overlap_evaluation = forms.BooleanField(
+        required=False,
+        label="Overlap the whole evaluation set",
+        help_text="Every evaluation document gets overlap_k answers (its gold then rests on more than one expert).",
+    )
 
 
 class RetrainingForm(ProjectFieldsForm):

@@ -72,7 +72,7 @@ from .training import (
     encoder_unseen,
     evaluation_labels,
     label_texts,
-    latest_answers,
+    resolved_answers,
     training_label_counts,
     training_snapshot,
 )

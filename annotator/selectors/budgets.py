@@ -169,10 +169,15 @@ def budget_overview(*, project: Project, days: int = 30) -> dict[str, Any]:
         else {}
     )
     quotas = [{"username": name, "quota": quota, "spent": done.get(user_id, 0)} for user_id, name, quota in members]
+    answers = experts.count()
     return {
         "label_budget": budget.budget,
         "mode": project.budget_mode,
         "spent": budget.spent,
+        # Answers, apart from documents: with overlap a document gets several answers, each an expert's time; the
+        # budget counts documents, a quota counts its member's answers.
+        "answers": answers,
+        "further_answers": max(answers - budget.spent, 0),
         "remaining": budget.remaining,
         "in_progress": budget.in_progress,
         "exhausted": budget.exhausted,

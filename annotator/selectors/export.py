@@ -1,4 +1,5 @@
-"""Reads for the export: one row per document with its latest answer and every answer given to it."""
+"""Reads for the export: one row per document with the labels training reads, its gold, and every answer given
+to it."""
 
 from __future__ import annotations
 
@@ -8,26 +9,35 @@ from typing import Any
 from django.db.models import Exists, OuterRef
 
 from ..models import (
+    Adjudication,
+    AdjudicationLabel,
     Annotation,
     AnnotationLabel,
     Document,
     Project,
     SuggestionDecision,
 )
+from .training import resolve_labels
 
 
 def export_rows(*, project: Project, include_unlabelled: bool = False, chunk: int = 1000) -> Iterator[dict[str, Any]]:
     """One row per document, streamed in chunks of `chunk` documents (a few queries each):
 
     - `id`, `text`, `evaluation` (whether the document is in the blind evaluation set);
-    - `labels`, `annotator`, `annotated_at`: its latest answer (what training reads; None when unlabelled);
+    - `labels`: what training reads (`selectors.training.resolved_answers`: gold > strict majority > latest
+      answer; None when unlabelled) and `labels_from` ("gold", "majority", "single" or None);
+    - `annotator`, `annotated_at`: who gave the latest answer and when;
+    - `gold`: the reviewer's adjudication (`labels`, `reviewer`, `note`, `updated_at`) or None;
     - `answers`: every answer, oldest first, each with `annotator`, `labels`, `source` (ui, api, import),
       `seconds_spent`, `created_at`, `updated_at`, what picked the document (`model_version` number and `strategy`),
       and the `suggestions` shown, best first, each with its `score`, whether it was `preselected` and the expert's
       `decision` (accepted, rejected, not_chosen)."""
     docs = Document.objects.filter(project=project).order_by("id")
     if not include_unlabelled:
-        docs = docs.filter(Exists(Annotation.objects.filter(document=OuterRef("pk"))))
+        docs = docs.filter(
+            Exists(Annotation.objects.filter(document=OuterRef("pk")))
+            | Exists(Adjudication.objects.filter(document=OuterRef("pk")))
+        )
     ids = list(docs.values_list("id", flat=True))
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
@@ -50,13 +60,37 @@ def export_rows(*, project: Project, include_unlabelled: bool = False, chunk: in
             annotation_id__in=annotation_ids
         ).values_list("annotation_id", "label__name", "decision"):
             decisions.setdefault(annotation_id, {})[name] = decision
+        golds = {
+            gold.document_id: gold
+            for gold in Adjudication.objects.filter(document_id__in=part).select_related("reviewer")
+        }
+        gold_labels: dict[int, list[str]] = {}
+        for document_id, name in AdjudicationLabel.objects.filter(adjudication__document_id__in=part).values_list(
+            "adjudication__document_id", "label__name"
+        ):
+            gold_labels.setdefault(document_id, []).append(name)
         for row in rows:
             given = answers.get(row["id"], [])
             latest = given[-1] if given else None
+            gold = golds.get(row["id"])
+            resolved, source = (
+                resolve_labels(gold_labels.get(row["id"], []) if gold else None, [labels.get(a.pk, []) for a in given])
+                if given or gold
+                else (None, None)
+            )
             yield {
                 "id": row["external_id"],
                 "text": row["text"],
-                "labels": sorted(labels.get(latest.pk, [])) if latest else None,
+                "labels": resolved,
+                "labels_from": source,
+                "gold": None
+                if gold is None
+                else {
+                    "labels": sorted(gold_labels.get(row["id"], [])),
+                    "reviewer": gold.reviewer.username,
+                    "note": gold.note,
+                    "updated_at": gold.updated_at.isoformat(),
+                },
                 "annotator": latest.annotator.username if latest else None,
                 "annotated_at": latest.updated_at.isoformat() if latest else None,
                 "evaluation": row["is_evaluation"],

@@ -12,7 +12,7 @@ from ..models import (
 )
 from .jobs import job_summary
 
-NOT_PICKED = ("import", "evaluation", "")  # Annotation.strategy of answers no strategy picked (seeds, blind, unserved)
+NOT_PICKED = ("import", "evaluation", "overlap", "")  # answers no strategy picked: seeds, blind, further, unserved
 
 
 SAVINGS_JOB_FIELDS = ("id", "status", "progress", "message", "error", "reason", "created_at", "finished_at")

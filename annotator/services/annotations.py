@@ -12,6 +12,7 @@ from ..exceptions import ProjectError
 from ..models import (
     Annotation,
     AnnotationLabel,
+    AuditEntry,
     Document,
     DocumentSkip,
     Label,
@@ -21,7 +22,9 @@ from ..models import (
     SuggestionDecision,
 )
 from ..selectors import item_suggestions, lease_held_by_other
+from .audit import audit_record
 from .budgets import budget_alerts_check, budget_check, quota_check
+from .overlap import jaccard, pairwise_agreement
 
 MAX_SECONDS = 24 * 3600
 
@@ -155,6 +158,8 @@ def annotation_submit(
         if annotation.pk
         else []
     )
+    preticked = {s["label"] for s in shown if s.get("preselected")}
+    annotation.model_agreement = jaccard(preticked, {label.name for label in chosen}) if shown else None
 
     annotation.source = source
     if seconds_spent is not None:  # a revised answer adds the time spent revising it
@@ -170,9 +175,22 @@ def annotation_submit(
     for version_id in sorted({previous_version_id, annotation.model_version_id} - {None}):
         version_decisions_refresh(version_id=version_id)
     labels_recount(label_ids=previous_label_ids + [label.pk for label in chosen])
-    # The document is answered: it leaves the queue (all versions) and any skip by this user is void.
-    QueueItem.objects.filter(project=project, document=document).delete()
-    DocumentSkip.objects.filter(document=document, user=user).delete()
+    _answer_audit(project, user, document, annotation, previous_label_ids, chosen, first_answer)
+    if first_answer:
+        Document.objects.filter(pk=document.pk).update(answers_count=F("answers_count") + 1)
+    answers, wanted = Document.objects.filter(pk=document.pk).values_list("answers_count", "answers_wanted").get()
+    if answers >= 2:
+        document_agreement_refresh(document_id=document.pk)
+    if answers >= wanted:
+        # The document has all its answers: it leaves the queue (all versions).
+        QueueItem.objects.filter(project=project, document=document).delete()
+    else:
+        # An overlap document waiting for further answers keeps its queue rows (and their suggestions) for the next
+        # expert; this one's lease ends.
+        QueueItem.objects.filter(project=project, document=document, leased_to=user).update(
+            leased_to=None, lease_expires_at=None
+        )
+    DocumentSkip.objects.filter(document=document, user=user).delete()  # any skip by this user is void
 
     from .training import training_maybe_request
 
@@ -185,6 +203,45 @@ def annotation_submit(
         budget_alerts_check(project=project, spent=budget.spent if budget is not None else None)
         quota_check(project=project, user=user)
     return annotation
+
+
+def _answer_audit(
+    project: Project,
+    user,
+    document: Document,
+    annotation: Annotation,
+    previous_label_ids: list[int],
+    chosen: list[Label],
+    first_answer: bool,
+) -> None:
+    """The audit row of an answer: who, which document, the labels before (none for a first answer) and after."""
+    before = None
+    if not first_answer:
+        before = {"labels": sorted(Label.objects.filter(pk__in=previous_label_ids).values_list("name", flat=True))}
+    audit_record(
+        project=project,
+        user=user,
+        target=AuditEntry.Target.ANSWER,
+        action=AuditEntry.Action.CREATE if first_answer else AuditEntry.Action.UPDATE,
+        object_ref=f"document {document.pk}",
+        before=before,
+        after={"labels": sorted(label.name for label in chosen), "source": annotation.source},
+    )
+
+
+def document_agreement_refresh(*, document_id: int) -> float | None:
+    """Recomputes Document.agreement: the mean pairwise Jaccard agreement of its answers' label sets (None below
+    two answers). A few rows per document: the answers and their labels."""
+    answers: dict[int, set[int]] = {
+        pk: set() for pk in Annotation.objects.filter(document_id=document_id).values_list("id", flat=True)
+    }
+    for annotation_id, label_id in AnnotationLabel.objects.filter(annotation_id__in=list(answers)).values_list(
+        "annotation_id", "label_id"
+    ):
+        answers[annotation_id].add(label_id)
+    agreement = pairwise_agreement(list(answers.values()))
+    Document.objects.filter(pk=document_id).update(agreement=agreement)
+    return agreement
 
 
 def _decisions_record(

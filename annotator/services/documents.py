@@ -87,7 +87,16 @@ def documents_import(
         )
         known.update({label.name: label.pk for label in created_labels})
         documents = Document.objects.bulk_create(
-            [Document(project=project, external_id=r.external_id, text=r.text, metadata=r.metadata) for r in records],
+            [
+                Document(
+                    project=project,
+                    external_id=r.external_id,
+                    text=r.text,
+                    metadata=r.metadata,
+                    answers_count=0 if r.labels is None else 1,
+                )
+                for r in records
+            ],
             batch_size=1000,
         )
         if any(doc.pk is None for doc in documents):  # backends without RETURNING

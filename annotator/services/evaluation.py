@@ -84,6 +84,9 @@ def evaluation_set_sync(*, project: Project) -> int:
         Document.objects.filter(pk__in=released).update(is_evaluation=False)
         QueueItem.objects.filter(document_id__in=released, strategy="evaluation").delete()
         size -= len(released)
+    from .overlap import overlap_apply
+
+    overlap_apply(project=project)  # new documents and evaluation members take the overlap settings
     return size
 
 

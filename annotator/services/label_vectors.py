@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from .. import ml
 from ..models import Job, Project
 from ..selectors.labels import label_search_texts
-from ..selectors.training import latest_answers
+from ..selectors.training import resolved_answers
 from .jobs import job_request
 
 
@@ -34,10 +34,10 @@ def label_index_rebuild(
 ) -> int:
     """Worker side (the encoder is loaded here): embeds the label texts not embedded yet and writes the project's
     semantic label index: the label texts and, per label, the centroid of the training documents answered with it
-    (the latest answer per document; the evaluation set never feeds anything learned). Returns how many texts were
-    embedded. Run by the encode job and after each published model (answers added since are in it then).
+    (one label set per document, `resolved_answers`; the evaluation set never feeds anything learned). Returns how
+    many texts were embedded. Run by the encode job and after each published model (answers added since are in it then).
     `documents`: (document ids, label ids of each) when the caller has just read them (the training snapshot);
     else read here."""
     if documents is None:
-        documents = latest_answers(Project.objects.get(pk=project_id), evaluation=False)
+        documents = resolved_answers(Project.objects.get(pk=project_id), evaluation=False)
     return ml.label_index_build(project_id, label_search_texts(project_id), documents=documents)

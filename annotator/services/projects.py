@@ -16,8 +16,10 @@ from ..exceptions import ProjectError
 from ..importing import LABEL_SEPARATOR, MAX_LABELS
 from ..models import (
     Activity,
+    AdjudicationLabel,
     Annotation,
     AnnotationLabel,
+    AuditEntry,
     Job,
     Label,
     Membership,
@@ -29,6 +31,7 @@ from ..models import (
 )
 from ..text import fold
 from ..validation import INT_MAX, text_problem
+from .audit import audit_record
 
 logger = logging.getLogger(__name__)
 MAX_LABEL_LENGTH = 255
@@ -59,7 +62,11 @@ PROJECT_SETTINGS = (
     "eval_fraction",
     "eval_share",
     "stop_min_gain",
+    "overlap_share",
+    "overlap_k",
+    "overlap_evaluation",
 )
+OVERLAP_SETTINGS = ("overlap_share", "overlap_k", "overlap_evaluation")
 
 
 def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +161,15 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
         or not 0 <= float(cleaned["stop_min_gain"]) <= 1
     ):
         problems.append("stop_min_gain must be a number between 0 and 1 (micro-F1 per 100 labels)")
+    if "overlap_share" in cleaned and (
+        isinstance(cleaned["overlap_share"], bool)
+        or not isinstance(cleaned["overlap_share"], int | float)
+        or not 0 <= float(cleaned["overlap_share"]) <= 1
+    ):
+        problems.append("overlap_share must be a share between 0 and 1 (0.1: every tenth document)")
+    positive_int("overlap_k", minimum=2, maximum=10)
+    if "overlap_evaluation" in cleaned and not isinstance(cleaned["overlap_evaluation"], bool):
+        problems.append("overlap_evaluation must be true or false")
     if "guidelines" in cleaned and not isinstance(cleaned["guidelines"], str):
         problems.append("guidelines must be text")
     if "retrain_mode" in cleaned and cleaned["retrain_mode"] not in TrainMode.values:
@@ -267,10 +283,24 @@ def project_update(*, project: Project, user=None, record: bool = True, **projec
     if changed and record:
         shown = ", ".join(f"{key} {_shown(before)} -> {_shown(after)}" for key, (before, after) in changed.items())
         _admin_record(project, user, f"settings changed: {shown}"[:250], changed=_jsonable(changed))
+    if changed:
+        audit_record(
+            project=project,
+            user=user,
+            target=AuditEntry.Target.SETTINGS,
+            action=AuditEntry.Action.UPDATE,
+            object_ref=", ".join(changed),
+            before={key: pair[0] for key, pair in changed.items()},
+            after={key: pair[1] for key, pair in changed.items()},
+        )
     if any(key in values for key in ("eval_size", "eval_fraction")):
         from .evaluation import evaluation_set_sync
 
-        evaluation_set_sync(project=project)
+        evaluation_set_sync(project=project)  # applies the overlap settings too
+    elif any(key in changed for key in OVERLAP_SETTINGS):
+        from .overlap import overlap_apply
+
+        overlap_apply(project=project)
     if budget_changed or "budget_alerts" in values:
         from .budgets import budget_alerts_check, budget_alerts_reset
 
@@ -364,6 +394,7 @@ def member_add(
     membership, created = Membership.objects.get_or_create(
         project=project, user=member, defaults={"role": role or Membership.Role.ANNOTATOR}
     )
+    before_state = None if created else {"role": membership.role, "quota": membership.quota}
     if created:
         _admin_record(project, user, f"{username} added as {membership.role}", member=username, role=membership.role)
     elif role is not None and membership.role != role:
@@ -384,6 +415,16 @@ def member_add(
             member=username,
             quota=[before_quota, quota],
         )
+    after_state = {"role": membership.role, "quota": membership.quota}
+    audit_record(
+        project=project,
+        user=user,
+        target=AuditEntry.Target.MEMBER,
+        action=AuditEntry.Action.CREATE if created else AuditEntry.Action.UPDATE,
+        object_ref=username,
+        before=before_state,
+        after=after_state,
+    )
     return membership
 
 
@@ -411,6 +452,15 @@ def member_remove(*, project: Project, username: str, user=None) -> None:
         leased_to=None, lease_expires_at=None
     )
     answers = Annotation.objects.filter(project=project, annotator=membership.user_id).count()
+    audit_record(
+        project=project,
+        user=user,
+        target=AuditEntry.Target.MEMBER,
+        action=AuditEntry.Action.DELETE,
+        object_ref=username,
+        before={"role": membership.role, "quota": membership.quota},
+        after={"answers_kept": answers},
+    )
     membership.delete()
     _admin_record(
         project,
@@ -432,6 +482,15 @@ def project_rename(*, project: Project, name: object, user=None) -> Project:
         Project.objects.filter(pk=project.pk).update(name=cleaned)
         project.name = cleaned
         _admin_record(project, user, f"project renamed from {before!r} to {cleaned!r}", name=[before, cleaned])
+        audit_record(
+            project=project,
+            user=user,
+            target=AuditEntry.Target.PROJECT,
+            action=AuditEntry.Action.UPDATE,
+            object_ref="name",
+            before={"name": before},
+            after={"name": cleaned},
+        )
     return project
 
 
@@ -439,6 +498,7 @@ def project_rename(*, project: Project, name: object, user=None) -> Project:
 def project_archive(*, project: Project, user=None, archived: bool = True) -> Project:
     """Archives the project (nothing is served or trained; answers, models and exports stay) or restores it."""
     locked = Project.objects.select_for_update().get(pk=project.pk)
+    was_archived = locked.archived_at is not None
     if archived and locked.archived_at is None:
         locked.archived_at = timezone.now()
         _admin_record(locked, user, "project archived")
@@ -446,6 +506,15 @@ def project_archive(*, project: Project, user=None, archived: bool = True) -> Pr
         locked.archived_at = None
         _admin_record(locked, user, "project restored from the archive")
     Project.objects.filter(pk=locked.pk).update(archived_at=locked.archived_at)
+    audit_record(
+        project=project,
+        user=user,
+        target=AuditEntry.Target.PROJECT,
+        action=AuditEntry.Action.UPDATE,
+        object_ref="archived",
+        before={"archived": was_archived},
+        after={"archived": locked.archived_at is not None},
+    )
     project.archived_at = locked.archived_at
     return project
 
@@ -467,6 +536,7 @@ def project_delete(*, project: Project, user, confirm: object) -> None:
         # Answers' label links and suggestion decisions protect their labels (a label is never deleted under an
         # answer by accident): here everything goes, so they go first.
         AnnotationLabel.objects.filter(annotation__project_id=project_id).delete()
+        AdjudicationLabel.objects.filter(adjudication__project_id=project_id).delete()
         SuggestionDecision.objects.filter(annotation__project_id=project_id).delete()
         Project.objects.filter(pk=project_id).delete()
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from ..exceptions import ProjectError
@@ -43,6 +43,13 @@ class NothingToServe:
 
 def _annotated() -> Exists:
     return Exists(Annotation.objects.filter(document=OuterRef("document")))
+
+
+def _open_to(user) -> Q:
+    """On queue rows: the document still wants an answer, and not from `user` (who gave theirs)."""
+    return Q(document__answers_count__lt=F("document__answers_wanted")) & ~Q(
+        Exists(Annotation.objects.filter(document=OuterRef("document"), annotator=user))
+    )
 
 
 def _lease(item: QueueItem, user, project: Project) -> QueueItem:
@@ -110,6 +117,30 @@ def _queue_row(
     return None
 
 
+def _overlap_item(project: Project, user, version: ModelVersion | None, now) -> QueueItem | None:
+    """A document that has some of its overlap answers and waits for more, which the user has not answered, skipped
+    or seen held by someone else: served before new picks, so that overlap documents are completed (and their
+    agreement known) while the project goes on. Its queue row keeps the suggestions the first expert saw (scoring
+    refreshes them with each model), so every expert sees the same help."""
+    candidates = (
+        Document.objects.filter(project=project, answers_wanted__gt=1, answers_count__gte=1)
+        .filter(answers_count__lt=F("answers_wanted"))
+        .filter(~Exists(Annotation.objects.filter(document=OuterRef("pk"), annotator=user)))
+        .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("pk"), user=user)))
+        .filter(
+            ~Exists(QueueItem.objects.filter(live_lease_filter(now), document=OuterRef("pk")).exclude(leased_to=user))
+        )
+    )
+    count = candidates.count()
+    if count == 0:
+        return None
+    item = _queue_row(project, user, now, candidates, count, version, "overlap")
+    if item is not None and item.strategy != "overlap":  # the row the first answer was served from
+        item.strategy = "overlap"  # what picked it for this expert: its answer is no strategy's pick
+        QueueItem.objects.filter(pk=item.pk).update(strategy="overlap")
+    return item
+
+
 def _random_unserved(project: Project, user, version: ModelVersion | None, now) -> QueueItem | None:
     """Fallback when the queue is empty: a random unlabelled document of the pool nobody holds."""
     candidates = _free_documents(project, user, now, evaluation=False)
@@ -138,7 +169,7 @@ def _version_queued(project: Project, version: ModelVersion) -> bool:
     """Whether scoring has put any document of the pool into `version`'s queue yet."""
     return (
         QueueItem.objects.filter(project=project, model_version=version)
-        .exclude(strategy__in=["evaluation", "random"])
+        .exclude(strategy__in=["evaluation", "overlap", "random"])
         .exists()
     )
 
@@ -148,6 +179,9 @@ def _choose(project: Project, user, now) -> QueueItem | None:
     else the highest-scoring free item of the serving version's queue (the cold-start queue without a model),
     falling back to a random unlabelled document."""
     version = serving_version(project=project)
+    item = _overlap_item(project, user, version, now)
+    if item is not None:
+        return item
     if evaluation_turn(project=project):
         item = _evaluation_item(project, user, version, now)
         if item is not None:
@@ -165,6 +199,15 @@ def _choose(project: Project, user, now) -> QueueItem | None:
     return item
 
 
+def _still_open(document_id: int, user) -> bool:
+    """Read after the row lock: the document still wants an answer, and the user has not given one."""
+    return (
+        Document.objects.filter(pk=document_id, answers_count__lt=F("answers_wanted"))
+        .filter(~Exists(Annotation.objects.filter(document=OuterRef("pk"), annotator=user)))
+        .exists()
+    )
+
+
 @transaction.atomic
 def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     """The next document for the user, leased to them for `project.lease_seconds`.
@@ -178,7 +221,7 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     now = timezone.now()
     held = (
         QueueItem.objects.filter(live_lease_filter(now), project=project, leased_to=user)
-        .filter(~_annotated())
+        .filter(_open_to(user))
         .select_related("document", "model_version")
         .order_by("-score", "id")
         .first()
@@ -189,9 +232,10 @@ def queue_lease_next(*, project: Project, user) -> Served | NothingToServe:
     with lease_within_budget(project=project, user=user) as verdict:
         for _ in range(3):
             item = _choose(project, user, now)
-            # The row is ours now (locked). If another expert's answer committed while we waited for the lock (their
-            # submit released their lease on it), this statement sees it: choose again (the locked row is skipped).
-            if item is None or not Annotation.objects.filter(document_id=item.document_id).exists():
+            # The row is ours now (locked). If another expert's answer completed the document while we waited for the
+            # lock (their submit released their lease on it), this statement sees it: choose again (the locked row is
+            # skipped).
+            if item is None or _still_open(item.document_id, user):
                 break
             item = None
         if item is None:
@@ -225,7 +269,7 @@ def lease_renew(*, project: Project, user, document_id: object) -> QueueItem | N
     if isinstance(document_id, bool) or not str(document_id).isdigit():
         raise ProjectError("document must be the numeric id returned by `next`")
     now = timezone.now()
-    items = QueueItem.objects.filter(project=project, document_id=int(document_id)).filter(~_annotated())
+    items = QueueItem.objects.filter(project=project, document_id=int(document_id)).filter(_open_to(user))
     if connection.features.has_select_for_update:
         items = items.select_for_update()
     items = list(items.order_by("-created_at"))

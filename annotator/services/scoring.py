@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 
 from .. import ml
 from ..exceptions import ProjectError
@@ -17,7 +17,7 @@ from ..selectors import (
     document_texts,
     effective_threshold,
     label_texts,
-    latest_answers,
+    resolved_answers,
     serving_version,
     training_label_counts,
     unlabelled_document_ids,
@@ -170,7 +170,7 @@ def _model_items(
     strategy, scorer, rule = ml.resolve_strategy(project.strategy, n_labels)
     arm = strategy  # what scores and picks: the strategy, or the arm `auto` runs this time
     if ml.is_auto(strategy):
-        doc_ids, rows = latest_answers(project, evaluation=False)
+        doc_ids, rows = resolved_answers(project, evaluation=False)
         arm = chooser.auto_arm(project=project, doc_ids=doc_ids, rows=rows, n_labels=n_labels, seed=version.number)
         _, scorer, rule = ml.resolve_strategy(arm, n_labels)
     # The rule's per-label thresholds, unless the manager set one threshold for every label.
@@ -266,14 +266,19 @@ def _model_items(
 
 
 def _evaluation_items(project: Project, version: ModelVersion, store) -> list[QueueItem]:
-    """Queue rows for the unlabelled evaluation documents: the model's suggestions, so that they are served looking
-    like every other document, and strategy "evaluation" (never picked by the active-learning order)."""
-    doc_ids = list(
-        Document.objects.filter(project=project, is_evaluation=True)
-        .filter(~Exists(Annotation.objects.filter(document=OuterRef("pk"))))
+    """Queue rows for the unlabelled evaluation documents and for the overlap documents waiting for further answers:
+    the model's suggestions, so that they are served looking like every other document, and strategy "evaluation"
+    or "overlap" (never picked by the active-learning order; services.queue serves them on their own turns)."""
+    unanswered_evaluation = Q(is_evaluation=True) & ~Q(Exists(Annotation.objects.filter(document=OuterRef("pk"))))
+    overlap_open = Q(answers_wanted__gt=1, answers_count__gte=1, answers_count__lt=F("answers_wanted"))
+    rows = list(
+        Document.objects.filter(project=project)
+        .filter(unanswered_evaluation | overlap_open)
         .order_by("id")
-        .values_list("id", flat=True)
+        .values_list("id", "answers_count")
     )
+    kind = {doc_id: "overlap" if answered else "evaluation" for doc_id, answered in rows}
+    doc_ids = [doc_id for doc_id, _ in rows]
     encoded = set(store.ids().tolist())
     doc_ids = [doc_id for doc_id in doc_ids if doc_id in encoded]
     if not doc_ids:
@@ -288,7 +293,7 @@ def _evaluation_items(project: Project, version: ModelVersion, store) -> list[Qu
             project=project,
             document_id=doc_id,
             model_version=version,
-            strategy="evaluation",
+            strategy=kind[doc_id],
             score=-1.0,
             suggestions=_suggestions(column_label, idx[row], probs[row]),
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from annotator import services
-from annotator.models import Document, Label, QueueItem
+from annotator.models import Adjudication, AdjudicationLabel, Document, Label, QueueItem
 
 from .conftest import client_for, make_user, records
 
@@ -64,7 +64,25 @@ def test_every_answer_is_exported_with_suggestions_decisions_and_provenance(proj
 
     response = client_for(manager).get(f"/api/v1/projects/{project.pk}/export/", {"format": "csv"})
     lines = b"".join(response.streaming_content).decode().splitlines()
-    assert lines[1].endswith(",anger|joy,second," + row["annotated_at"] + ",1,2,16.5")
+    assert lines[1].endswith(",anger|joy,majority,,second," + row["annotated_at"] + ",1,2,16.5")
+
+
+def test_the_export_carries_gold_and_the_labels_training_reads(project, manager, annotator_user, documents):
+    """A reviewer's gold overrides the answers in `labels` (what training reads) and is exported with who/when."""
+    doc = documents[0]
+    services.annotation_submit(project=project, user=annotator_user, document_id=doc.pk, labels=["joy"])
+    gold = Adjudication.objects.create(project=project, document=doc, reviewer=manager, note="sarcasm")
+    AdjudicationLabel.objects.create(adjudication=gold, label=Label.objects.get(project=project, name="anger"))
+    response = client_for(manager).get(f"/api/v1/projects/{project.pk}/export/", {"format": "jsonl"})
+    row = json.loads(b"".join(response.streaming_content).decode().splitlines()[0])
+    assert (row["labels"], row["labels_from"]) == (["anger"], "gold")
+    assert row["gold"]["labels"] == ["anger"] and row["gold"]["reviewer"] == "manager"
+    assert row["gold"]["note"] == "sarcasm"
+    assert row["answers"][0]["labels"] == ["joy"]  # the answer itself is kept as given
+    response = client_for(manager).get(f"/api/v1/projects/{project.pk}/export/", {"format": "csv"})
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert lines[0].startswith("id,text,labels,labels_from,gold_reviewer,")
+    assert ",anger,gold,manager,annotator," in lines[1]
 
 
 def test_annotators_cannot_export(project, annotator_user):
