@@ -90,9 +90,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queue-items", type=int, default=5_000, help="queue rows of the serving model version")
     parser.add_argument("--warmup", type=int, default=50, help="request cycles discarded before measuring")
     parser.add_argument("--iterations", type=int, default=500, help="measured next -> annotation cycles")
+    parser.add_argument(
+        "--overlap-share",
+        type=float,
+        default=0.0,
+        help="the project's overlap share (issue 18): with --annotators 2 half the `next` calls serve further answers",
+    )
+    parser.add_argument(
+        "--annotators", type=int, choices=[1, 2], default=1, help="annotators taking turns in the measured cycle"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--out", type=Path, help="JSON result (default bench/results/api-<vendor>[-alone][-analyze-yes|no].json)"
+        "--out",
+        type=Path,
+        help="JSON result (default bench/results/api-<vendor>[-alone][-analyze-yes|no][-overlap].json)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder and the PostgreSQL database")
     parser.add_argument(
@@ -216,8 +227,15 @@ def build_project(args: argparse.Namespace, watch: Stopwatch) -> dict[str, Any]:
         retrain_every=1_000_000,  # training never becomes due: no task is sent while measuring
         label_budget=args.label_budget or None,  # with a budget, `next` counts spent and leased documents
         queue_size=args.queue_items,
+        overlap_share=args.overlap_share,
+        eval_size=0,  # the earlier answers are given directly, which the blind evaluation set refuses
     )
     services.member_add(project=project, username=annotator.username, role="annotator")
+    annotator_ids = [annotator.pk]
+    if args.annotators == 2:
+        second = User.objects.create_user(username="bench-annotator-2", password=secrets.token_urlsafe(16))
+        services.member_add(project=project, username=second.username, role="annotator")
+        annotator_ids.append(second.pk)
 
     rows = read_dataset(args.dataset, args.docs)
     gold_by_external = {row["id"]: row["labels"] for row in rows}
@@ -273,7 +291,13 @@ def build_project(args: argparse.Namespace, watch: Stopwatch) -> dict[str, Any]:
                     )
                 )
             QueueItem.objects.bulk_create(items, batch_size=1000)
-    return {"project_id": project.pk, "annotator_id": annotator.pk, "gold": gold, "labels": len(label_ids)}
+    return {
+        "project_id": project.pk,
+        "annotator_ids": annotator_ids,
+        "labelled": labelled,
+        "gold": gold,
+        "labels": len(label_ids),
+    }
 
 
 def measure(args: argparse.Namespace, built: dict[str, Any]) -> dict[str, Any]:
@@ -282,8 +306,12 @@ def measure(args: argparse.Namespace, built: dict[str, Any]) -> dict[str, Any]:
     from rest_framework.test import APIClient
     from tqdm import tqdm
 
-    client = APIClient()
-    client.force_login(get_user_model().objects.get(pk=built["annotator_id"]))
+    clients = []
+    for annotator_id in built["annotator_ids"]:  # taking turns, one cycle each
+        client = APIClient()
+        client.force_login(get_user_model().objects.get(pk=annotator_id))
+        clients.append(client)
+    strategies: dict[str, int] = {}
     base = f"/api/v1/projects/{built['project_id']}"
     gold = built["gold"]
     samples: dict[str, dict[str, list[float]]] = {
@@ -313,21 +341,26 @@ def measure(args: argparse.Namespace, built: dict[str, Any]) -> dict[str, Any]:
         return response
 
     total = args.warmup + args.iterations
+    answered = set(built["labelled"])  # a document served again is served for a further (overlap) answer
     with connection.execute_wrapper(counter):
         for i in tqdm(range(total), desc="next -> annotation", unit="cycle"):
             measured = i >= args.warmup
             record = i == args.warmup
-            served = timed("next", lambda: client.get(f"{base}/next/"), measured, record)
+            client = clients[i % len(clients)]
+            served = timed("next", lambda client=client: client.get(f"{base}/next/"), measured, record)
             if served.status_code != 200:
                 raise RuntimeError(f"`next` answered {served.status_code}: {served.content[:300]!r}")
             body = served.json()
             served_versions[str(body["model_version"])] = served_versions.get(str(body["model_version"]), 0) + 1
+            strategy = "overlap" if body["document"]["id"] in answered else "first answer"
+            strategies[strategy] = strategies.get(strategy, 0) + 1
+            answered.add(body["document"]["id"])
             without_suggestions += not body["suggestions"]
             doc_id = body["document"]["id"]
             payload = {"document": doc_id, "labels": gold[doc_id], "seconds_spent": 4.2}
             answer = timed(
                 "annotations",
-                lambda payload=payload: client.post(f"{base}/annotations/", payload, format="json"),
+                lambda payload=payload, client=client: client.post(f"{base}/annotations/", payload, format="json"),
                 measured,
                 record,
             )
@@ -342,6 +375,7 @@ def measure(args: argparse.Namespace, built: dict[str, Any]) -> dict[str, Any]:
         "raw_close_ms": {name: [round(v, 3) for v in m["previous_close_ms"]] for name, m in samples.items()},
         "served_model_versions": served_versions,
         "served_without_suggestions": without_suggestions,
+        "served": strategies,
         "sample_queries": sample_queries,
     }
 
@@ -414,6 +448,8 @@ def main() -> None:
     print(
         f"{db['vendor']} {db['version']}{alone}: {args.docs} documents, {args.labelled} answered before, "
         f"{args.queue_items} queue items, {args.iterations} measured cycles after {args.warmup} warm-up"
+        + (f", overlap share {args.overlap_share}, {args.annotators} annotator(s)" if args.overlap_share else "")
+        + f"; served: {measured['served']}"
     )
     print(table(["request", "n", "p50 ms", "p95 ms", "mean ms", "queries", "SQL p50 ms"], rows))
     closes = [v for name in endpoints for v in measured["raw_close_ms"][name]]
@@ -443,6 +479,7 @@ def main() -> None:
     }
     suffix = "-alone" if db["vendor"] == "sqlite" and args.sqlite_alone else ""
     suffix += "" if args.analyze == "auto" else f"-analyze-{args.analyze}"
+    suffix += f"-overlap-{args.annotators}" if args.overlap_share else ""
     out = args.out or RESULTS_DIR / f"api-{db['vendor']}{suffix}.json"
     print(f"wrote {write_json(out, payload)}")
 
