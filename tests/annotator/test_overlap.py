@@ -61,9 +61,9 @@ def test_the_evaluation_set_can_be_fully_overlapped(manager):
     evaluation = Document.objects.filter(project=project, is_evaluation=True)
     assert evaluation.count() == 20
     assert set(evaluation.values_list("answers_wanted", flat=True)) == {2}
-    assert set(Document.objects.filter(project=project, is_evaluation=False).values_list("answers_wanted", flat=True)) == {
-        1
-    }
+    assert set(
+        Document.objects.filter(project=project, is_evaluation=False).values_list("answers_wanted", flat=True)
+    ) == {1}
 
 
 def test_an_overlap_document_goes_to_a_second_expert_first_and_never_back_to_the_first(manager):

@@ -10,7 +10,17 @@ from django.test import Client
 
 from annotator import ml, services
 from annotator.exceptions import ProjectError
-from annotator.models import Activity, Annotation, Document, Job, Label, Membership, Project, QueueItem
+from annotator.models import (
+    Activity,
+    Annotation,
+    AuditEntry,
+    Document,
+    Job,
+    Label,
+    Membership,
+    Project,
+    QueueItem,
+)
 
 from .conftest import client_for, make_user, records
 
@@ -154,14 +164,54 @@ def test_the_page_deletes_after_the_name_and_goes_back_to_the_list(project, mana
     ],
 )
 def test_only_managers_administer_and_outsiders_see_nothing(project, annotator_user, outsider, method, path, body):
+    reviewer = make_user("reviewer")
+    services.member_add(project=project, username="reviewer", role="reviewer")
     url = f"/api/v1/projects/{project.pk}/{path}"
-    for user, expected in ((annotator_user, 403), (outsider, 404)):
+    for user, expected in ((annotator_user, 403), (reviewer, 403), (outsider, 404)):
         response = getattr(client_for(user), method)(url, body, format="json")
         assert response.status_code == expected, (user.username, response.content)
     project.refresh_from_db()
     assert project.name == "Emotions" and project.archived_at is None
     assert Membership.objects.get(project=project, user=annotator_user).role == "annotator"
-    assert Membership.objects.filter(project=project).count() == 2
+    assert Membership.objects.filter(project=project).count() == 3
+
+
+def test_admin_actions_are_in_the_audit_log_with_before_and_after(project, manager, annotator_user):
+    first = AuditEntry.objects.get(project=project, target="member", action="create", object_ref="annotator")
+    assert first.after == {"role": "annotator", "quota": None}  # the fixture added them
+    services.member_add(project=project, username="annotator", role="reviewer", user=manager)
+    services.member_add(project=project, username="annotator", quota=50, user=manager)
+    services.project_rename(project=project, name="Feelings", user=manager)
+    services.project_archive(project=project, user=manager)
+    services.project_archive(project=project, user=manager)  # already archived: nothing changes, no row
+    services.project_update(project=project, user=manager, suggestions_k=7)
+    services.member_remove(project=project, username="annotator", user=manager)
+    rows = [
+        (e.target, e.action, e.object_ref, e.before, e.after, e.username)
+        for e in AuditEntry.objects.filter(project=project, id__gt=first.pk).order_by("id")
+    ]
+    assert rows == [
+        (
+            "member",
+            "update",
+            "annotator",
+            {"role": "annotator", "quota": None},
+            {"role": "reviewer", "quota": None},
+            "manager",
+        ),
+        (
+            "member",
+            "update",
+            "annotator",
+            {"role": "reviewer", "quota": None},
+            {"role": "reviewer", "quota": 50},
+            "manager",
+        ),
+        ("project", "update", "name", {"name": "Emotions"}, {"name": "Feelings"}, "manager"),
+        ("project", "update", "archived", {"archived": False}, {"archived": True}, "manager"),
+        ("settings", "update", "suggestions_k", {"suggestions_k": 10}, {"suggestions_k": 7}, "manager"),
+        ("member", "delete", "annotator", {"role": "reviewer", "quota": 50}, {"answers_kept": 0}, "manager"),
+    ]
 
 
 def test_an_annotator_posting_the_admin_forms_changes_nothing(project, annotator_user):
