@@ -912,3 +912,63 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"token {self.prefix}… of {self.user}"
+
+
+class Webhook(models.Model):
+    """A URL a manager registered to hear about a project's events (services.webhooks): each delivery is a POST of
+    JSON, signed with HMAC-SHA256 over the timestamp and the body with the hook's own secret."""
+
+    class Event(models.TextChoices):
+        ANSWER_CREATED = "answer.created", "An answer was given"
+        ANSWER_UPDATED = "answer.updated", "An answer was changed"
+        MODEL_PUBLISHED = "model.published", "A model version was published"
+        JOB_FAILED = "job.failed", "A job failed"
+        BUDGET_THRESHOLD = "budget.threshold", "A budget threshold was reached"
+        PROJECT_EXPORTED = "project.exported", "The project was exported"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list, help_text="Event names; see Webhook.Event.")
+    # The HMAC key: shown to managers (they configure their receiver with it), never to anyone else.
+    secret = models.CharField(max_length=64)
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"webhook {self.pk} of project {self.project_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One event sent (or to be sent) to one hook: the delivery log, with every attempt's outcome."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed (gave up)"
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["webhook", "-id"], name="webhook_delivery_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "delivered", "failed"]), name="webhook_delivery_status_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to webhook {self.webhook_id} ({self.status})"
