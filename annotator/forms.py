@@ -7,7 +7,7 @@ from typing import Any, Self
 
 from django import forms
 
-from .models import Membership, Project, TrainingSchedule, TrainMode, strategy_choices
+from .models import Membership, Project, TrainingSchedule, TrainMode, Webhook, strategy_choices
 from .validation import ColumnBoundedMixin, whole_number
 
 
@@ -145,7 +145,11 @@ class TrainForm(forms.Form):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text='JSONL lines {"id", "text", "labels"?} or CSV id,text[,labels].')
+    file = forms.FileField(
+        help_text='JSONL lines {"id", "text", "labels"?}, CSV id,text[,labels] or one 0/1 column per label, Label '
+        "Studio JSON (tasks with data.text and choices answers) or Parquet. A Hugging Face dataset folder: "
+        "manage.py import_documents."
+    )
     create_labels = forms.BooleanField(required=False, help_text="Add labels the project does not have yet.")
 
 
@@ -184,3 +188,12 @@ class BudgetForm(ProjectFieldsForm):
         if None in percents:
             raise forms.ValidationError("a comma-separated list of whole percentages, e.g. 50, 80, 100")
         return [p for p in percents if p is not None]
+
+
+class WebhookForm(forms.Form):
+    """A webhook to register; services.webhook_create validates the URL (http/https, a host, no credentials)."""
+
+    url = forms.CharField(
+        max_length=500, label="URL", widget=forms.URLInput(attrs={"placeholder": "https://example.org/hooks/alabel"})
+    )
+    events = forms.MultipleChoiceField(choices=Webhook.Event.choices, widget=forms.CheckboxSelectMultiple)

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from django.core.files.uploadedfile import UploadedFile
 
 MAX_ID_LENGTH = 255
+# Fields of our own JSONL export that an import reads past (`labels`, what training read, is imported as the answer),
+# so that an export imports back as it is.
+EXPORT_ONLY_FIELDS = {"labels_from", "gold", "annotator", "annotated_at", "evaluation", "answers"}
 LABEL_SEPARATOR = "|"
 
 
@@ -27,6 +30,19 @@ class ImportRecord:
     text: str
     labels: list[str] | None  # None: unlabelled; []: labelled "none apply"
     metadata: dict[str, Any] = field(default_factory=dict)
+    predictions: int = 0  # Label Studio predictions the record carried: checked and counted, not stored yet
+
+
+def import_notes(records: list[ImportRecord]) -> list[str]:
+    """What an import read but did not keep, for the result message (never dropped silently)."""
+    predictions = sum(record.predictions for record in records)
+    tasks = sum(1 for record in records if record.predictions)
+    if not predictions:
+        return []
+    return [
+        f"{predictions} Label Studio prediction(s) in {tasks} task(s) were checked but not imported yet "
+        "(pre-annotations are not stored; the answers were imported)"
+    ]
 
 
 def _decode(data: bytes) -> str:
@@ -42,7 +58,7 @@ def validate_record(raw: Any, line: int, where: str = "line") -> tuple[ImportRec
     prefix = f"{where} {line}"
     if not isinstance(raw, dict):
         return None, [f'{prefix}: expected an object with "id" and "text", got {type(raw).__name__}']
-    unknown = sorted(set(raw) - {"id", "text", "labels", "metadata"})
+    unknown = sorted(set(raw) - {"id", "text", "labels", "metadata"} - EXPORT_ONLY_FIELDS)
     if unknown:
         errors.append(f"{prefix}: unknown field(s) {', '.join(unknown)}")
     ext_id = raw.get("id")
@@ -90,6 +106,10 @@ def validate_record(raw: Any, line: int, where: str = "line") -> tuple[ImportRec
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+decode_text = _decode  # for annotator.formats
+refuse_constant = _refuse_constant
 
 
 def parse_jsonl(data: bytes) -> tuple[list[ImportRecord], list[str]]:
@@ -166,12 +186,34 @@ def parse_records(items: Any) -> tuple[list[ImportRecord], list[str]]:
 
 
 def parse_file(name: str, data: bytes) -> tuple[list[ImportRecord], list[str]]:
+    """By extension: .jsonl / .ndjson; .json (Label Studio tasks when its top level is a list of objects with
+    "data", else JSON lines); .csv (a header `id,text` followed by columns other than `labels`: multi-hot label
+    columns); .parquet (annotator.formats)."""
+    from . import formats
+
     lowered = name.lower()
+    if lowered.endswith(".json") and (tasks := formats.label_studio_tasks(data)) is not None:
+        return formats.parse_label_studio_tasks(tasks)
     if lowered.endswith((".jsonl", ".json", ".ndjson")):
         return parse_jsonl(data)
     if lowered.endswith(".csv"):
+        if _multi_hot_header(data):
+            return formats.parse_csv_table(data, multi_hot=True)
         return parse_csv(data)
-    raise ProjectError(f"unsupported file type {name!r}: upload a .jsonl or .csv file")
+    if lowered.endswith(".parquet"):
+        return formats.parse_parquet(data, multi_hot=True)  # 0/1 columns are labels when there is no "labels"
+    raise ProjectError(f"unsupported file type {name!r}: upload a .jsonl, .json (Label Studio), .csv or .parquet file")
+
+
+def _multi_hot_header(data: bytes) -> bool:
+    """Whether a CSV starts with a header row `id,text,...` naming columns beyond `labels` (multi-hot labels, or our
+    own CSV export)."""
+    first = data[:65536].removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].decode("utf-8", "replace")
+    try:
+        header = [cell.strip().lower() for cell in next(csv.reader([first]))]
+    except (csv.Error, StopIteration):
+        return False
+    return len(header) > 2 and header[:2] == ["id", "text"] and header != ["id", "text", "labels"]
 
 
 def parse_upload(upload: UploadedFile) -> tuple[list[ImportRecord], list[str]]:

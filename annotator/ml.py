@@ -543,6 +543,25 @@ def agreement(first: Sequence[Sequence[int]], second: Sequence[Sequence[int]]) -
     return float(kappa(a, b))
 
 
+def agreement_compute(
+    *,
+    units: Sequence[dict[str, set[int]]],
+    gold: Sequence[set[int] | None],
+    label_ids: Sequence[int],
+    names: dict[int, str],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Inter-annotator agreement (learner.agreement) of answers per document (username -> label ids), with the
+    label ids of the per-label rows replaced by their names (a JSON-able dict)."""
+    from learner.agreement import agreement as compute
+
+    result = compute(units, labels=label_ids, gold=gold, n_boot=n_boot, seed=seed)
+    for row in result["labels"]:
+        row["label"] = names.get(row["label"], str(row["label"]))
+    return result
+
+
 def learning_curve(points: Sequence[tuple[float, float, float]], *, n_boot: int = 300) -> Any:
     """learner.curves.fit over (labels, value, half interval width) points; None when it cannot be fitted."""
     from learner.curves import fit

@@ -37,6 +37,13 @@ def estimate_savings(job_id: int) -> None:
     savings_run(job_id=job_id)
 
 
+@shared_task(name="annotator.tasks.compute_agreement")  # default queue: numpy on the answers, seconds
+def compute_agreement(job_id: int) -> None:
+    from .services.agreement import agreement_run
+
+    agreement_run(job_id=job_id)
+
+
 @shared_task(name="annotator.tasks.score_pool")
 def score_pool(job_id: int) -> None:
     from .services.scoring import scoring_run
@@ -58,3 +65,13 @@ def scheduled_training(schedule_id: int) -> None:
     from .services.schedules import training_scheduled
 
     training_scheduled(schedule_id=schedule_id)
+
+
+# Default queue (CPU, one HTTP request). The service claims each attempt on the delivery row and re-dispatches the
+# next one itself after its back-off: a delivered delivery is never sent again, and a second message for an attempt
+# already made is put off until the next attempt is due.
+@shared_task(name="annotator.tasks.deliver_webhook")
+def deliver_webhook(delivery_id: int) -> None:
+    from .services.webhooks import webhook_deliver
+
+    webhook_deliver(delivery_id=delivery_id)

@@ -19,4 +19,8 @@ urlpatterns = [
     ),
     path("projects/<int:project_id>/delete/", views.project_delete, name="project-delete"),
     path("projects/<int:project_id>/annotate/", views.annotate, name="annotate"),
+    path("projects/<int:project_id>/browse/", views.browse, name="browse"),
+    path("projects/<int:project_id>/review/", views.review_next, name="review"),
+    path("projects/<int:project_id>/review/<int:document_id>/", views.review_document, name="review-document"),
+    path("projects/<int:project_id>/audit/", views.audit, name="audit"),
 ]

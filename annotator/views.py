@@ -7,6 +7,7 @@ The annotate page and the live job status talk to the REST API from vendored Jav
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date
 from functools import wraps
@@ -37,9 +38,12 @@ from .forms import (
     ScheduleForm,
     StrategyForm,
     TrainForm,
+    WebhookForm,
 )
-from .importing import parse_label_upload, parse_upload
+from .importing import import_notes, parse_label_upload, parse_upload
 from .models import Job, Membership, Project, TrainingSchedule
+from .selectors.webhooks import webhook_get, webhooks_overview
+from .services.adjudication import adjudication_save
 from .services.savings import SAVINGS_MIN_EVALUATION, SAVINGS_MIN_PICKS
 from .services.schedules import describe as describe_schedule
 from .validation import text_problem
@@ -158,7 +162,8 @@ def project_import(request: HttpRequest, project: Project, data: dict[str, Any])
     result = services.documents_import(
         project=project, user=request.user, records=records, parse_errors=errors, create_labels=data["create_labels"]
     )
-    return f"Imported {result.documents} documents with {result.annotations} seed annotations."
+    notes = "".join(f" {note}." for note in import_notes(records))
+    return f"Imported {result.documents} documents with {result.annotations} seed annotations.{notes}"
 
 
 @manager_action(MemberForm, inline="member_form")
@@ -255,6 +260,12 @@ def project_savings_adopt(request: HttpRequest, project: Project, data: dict[str
 
 
 @manager_action()
+def project_agreement_compute(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
+    job = services.agreement_request(project=project, requested_by=request.user)
+    return f"Inter-annotator agreement is being computed (job {job.pk})."
+
+
+@manager_action()
 def project_train(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
     train_form = TrainForm(request.POST)  # a mode that does not validate means the project's default
     mode = train_form.cleaned_data["mode"] if train_form.is_valid() else ""
@@ -285,6 +296,26 @@ def project_job_cancel(request: HttpRequest, project: Project, data: dict[str, A
     return f"Job {job.pk} cancelled." if job.status == "CANCELLED" else f"Job {job.pk} is stopping."
 
 
+@manager_action(WebhookForm)
+def project_webhook_add(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
+    webhook = services.webhook_create(project=project, user=request.user, url=data["url"], events=data["events"])
+    return f"Webhook {webhook.pk} added: its secret is under “Secret” in the Webhooks card."
+
+
+@manager_action()
+def project_webhook_delete(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
+    webhook = webhook_get(project=project, webhook_id=_int(request.POST.get("webhook")))
+    services.webhook_delete(webhook=webhook, user=request.user)
+    return f"Webhook {webhook.pk} deleted: nothing more is sent to it."
+
+
+@manager_action()
+def project_webhook_test(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
+    webhook = webhook_get(project=project, webhook_id=_int(request.POST.get("webhook")))
+    delivery = services.webhook_send_test(webhook=webhook, user=request.user)
+    return f"Test delivery {delivery.pk} queued for webhook {webhook.pk}: its outcome shows in the log below."
+
+
 # The manager page's POST views by name: their URL is projects/<id>/manage/<name>/ (URL name project-manage-<name>).
 MANAGER_ACTIONS: dict[str, PageView] = {
     "import": project_import,
@@ -300,10 +331,14 @@ MANAGER_ACTIONS: dict[str, PageView] = {
     "adapt": project_adapt,
     "estimate": project_savings_estimate,
     "adopt-strategy": project_savings_adopt,
+    "agreement": project_agreement_compute,
     "train": project_train,
     "schedule": project_schedule_save,
     "schedule-delete": project_schedule_delete,
     "cancel": project_job_cancel,
+    "webhook": project_webhook_add,
+    "webhook-delete": project_webhook_delete,
+    "webhook-test": project_webhook_test,
 }
 
 
@@ -366,6 +401,7 @@ def _manage_page(
         "model_card": selectors.model_card(project=project),
         "strategy_in_use": selectors.strategy_in_use(project=project),
         "savings": savings,
+        "agreement": selectors.agreement_overview(project=project),
         "adaptation": selectors.adaptation_summary(project=project),
         "savings_svg": savings_svg(savings["estimate"]["result"]) if savings["estimate"] else "",
         "savings_minimum": {"evaluation": SAVINGS_MIN_EVALUATION, "picks": SAVINGS_MIN_PICKS},
@@ -378,6 +414,8 @@ def _manage_page(
         "train_form": TrainForm(auto_id="id_train_%s"),
         "workers": selectors.worker_health(details=True),
         "settings_form": AnnotationSettingsForm.for_project(project),
+        "webhooks": webhooks_overview(project=project),
+        "webhook_form": WebhookForm(auto_id="id_webhook_%s"),
     }
     return render(request, "annotator/project_manage.html", context)
 
@@ -401,6 +439,146 @@ def annotate(request: HttpRequest, project_id: int) -> HttpResponse:
         "has_hierarchy": selectors.labels_have_hierarchy(project=project),
     }
     return render(request, "annotator/annotate.html", context)
+
+
+# Review and adjudication (reviewers and managers) --------------------------------------------------------------
+
+
+def _reviewer_or_403(request: HttpRequest, project_id: int) -> tuple[Project, str] | HttpResponse:
+    """The project and role of a reviewer or manager; a 403 page for an annotator, 404 for anyone else."""
+    project, role = _project_or_404(request, project_id)
+    if role not in (Membership.Role.MANAGER, Membership.Role.REVIEWER):
+        message = "Only reviewers and managers of this project may browse and review answers."
+        return render(request, "annotator/error.html", {"message": message}, status=403)
+    return project, role
+
+
+def _flag(request: HttpRequest, name: str) -> bool | None:
+    raw = request.GET.get(name, "").lower()
+    return None if raw not in {"1", "0", "true", "false", "yes", "no"} else raw in {"1", "true", "yes"}
+
+
+@login_required
+@require_GET
+def browse(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Documents with their answers side by side, filtered, paged by document id (keyset `after`)."""
+    found = _reviewer_or_403(request, project_id)
+    if isinstance(found, HttpResponse):
+        return found
+    project, role = found
+    manager = role == Membership.Role.MANAGER
+    form: dict[str, Any] = {name: request.GET.get(name, "")[:255] for name in ("annotator", "label")}
+    agreement_raw = request.GET.get("agreement_below", "")
+    page: dict[str, Any] = {"documents": [], "next": None}
+    try:
+        agreement = float(agreement_raw) if agreement_raw else None
+        if agreement is not None and not 0 <= agreement <= 1:
+            raise ValueError
+    except ValueError:
+        messages.error(request, "agreement_below must be a number from 0 to 1; ignored.")
+        agreement = None
+    date_from, date_to = _date_param(request, "date_from"), _date_param(request, "date_to")
+    try:
+        for name in ("annotator", "label"):
+            if problem := text_problem(form[name]):
+                raise ProjectError(f"{name} {problem}")
+        if date_from and date_to and date_from > date_to:
+            raise ProjectError("date_from must not be after date_to")
+        filters = selectors.BrowseFilters(
+            annotator=form["annotator"] or None,
+            label=form["label"] or None,
+            date_from=date_from,
+            date_to=date_to,
+            evaluation=_flag(request, "evaluation") if manager else None,
+            agreement_below=agreement,
+            model_disagreement=_flag(request, "model_disagreement"),
+            gold=_flag(request, "gold"),
+        )
+        after = _int(request.GET.get("after")) or None
+        page = selectors.documents_browse(project=project, filters=filters, after=after, limit=25)
+    except ProjectError as exc:
+        messages.error(request, exc.message)
+    query = request.GET.copy()
+    query.pop("after", None)
+    context = {
+        "project": project,
+        "manager": manager,
+        "page": page,
+        "form": {
+            **form,
+            "date_from": date_from.isoformat() if date_from else "",
+            "date_to": date_to.isoformat() if date_to else "",
+            "agreement_below": "" if agreement is None else agreement_raw,
+            "model_disagreement": request.GET.get("model_disagreement", ""),
+            "gold": request.GET.get("gold", ""),
+            "evaluation": request.GET.get("evaluation", ""),
+        },
+        "query": query.urlencode(),
+        "labels": list(project.labels.order_by("name").values_list("name", flat=True)[:2000]),
+    }
+    return render(request, "annotator/browse.html", context)
+
+
+@login_required
+@require_GET
+def review_next(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The next document of the review queue (after `after`, the one just skipped), or the empty-queue state."""
+    found = _reviewer_or_403(request, project_id)
+    if isinstance(found, HttpResponse):
+        return found
+    project, _ = found
+    document_id = selectors.review_next(project=project, after=_int(request.GET.get("after")) or None)
+    if document_id is not None:
+        return redirect("review-document", project_id=project.pk, document_id=document_id)
+    return render(request, "annotator/review.html", {"project": project, "item": None})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def review_document(request: HttpRequest, project_id: int, document_id: int) -> HttpResponse:
+    """One document's answers side by side and the gold form; a saved decision goes on to the next disagreement."""
+    found = _reviewer_or_403(request, project_id)
+    if isinstance(found, HttpResponse):
+        return found
+    project, _ = found
+    try:
+        item = selectors.review_item(project=project, document_id=document_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    if request.method == "POST":
+        labels = request.POST.getlist("labels")
+        labels += [line.strip() for line in request.POST.get("labels_extra", "").splitlines() if line.strip()]
+        try:
+            adjudication_save(
+                project=project,
+                reviewer=request.user,
+                document_id=document_id,
+                labels=labels,
+                note=request.POST.get("note", ""),
+            )
+        except ProjectError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Gold answer of {item['external_id']} saved.")
+            return redirect("review", project_id=project.pk)
+    queued = selectors.review_queue(project=project, limit=1)["remaining"]
+    return render(request, "annotator/review.html", {"project": project, "item": item, "remaining": queued})
+
+
+@login_required
+@require_GET
+def audit(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The last 50 rows of the project's audit log (managers); the API pages through all of them."""
+    project, _ = _project_or_404(request, project_id)
+    try:
+        project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+    except ProjectError as exc:
+        return render(request, "annotator/error.html", {"message": exc.message}, status=403)
+    entries = selectors.audit_entries(project=project, limit=50)["entries"]
+    for entry in entries:  # shown as JSON text (escaped by the template)
+        for side in ("before", "after"):
+            entry[f"{side}_text"] = "" if entry[side] is None else json.dumps(entry[side], ensure_ascii=False)
+    return render(request, "annotator/audit.html", {"project": project, "entries": entries})
 
 
 FAVICON = Path(__file__).resolve().parent / "static" / "annotator" / "favicon.ico"

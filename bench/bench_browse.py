@@ -4,9 +4,11 @@ page and deep in the project (keyset paging), through the whole Django stack in 
 What it builds, in a throw-away database: one project with the 28 GoEmotions labels, --documents documents (texts
 of the GoEmotions train split, repeated with a suffix when more are asked than the split has), three annotators
 and a reviewer; --answered of the documents answered (each by one annotator in turn, a second answer on every tenth,
-the gold labels of the text), answers spread over 30 days; a tenth of the documents in the evaluation set. Then,
-for each request, --repeats timed calls (after `close_old_connections()`, as `request_started` does): the first
-page and a page after the middle document (half of the ids), unfiltered and filtered by annotator, label, dates,
+the gold labels of the text; the second answer of every twentieth adds a label, so those documents disagree, and a
+gold answer settles every fifth of them), answers spread over 30 days, a third of them with a model agreement below
+1; a tenth of the documents in the evaluation set. Then, for each request, --repeats timed calls (after
+`close_old_connections()`, as `request_started` does): the first page and a page after the middle document (half of
+the ids), unfiltered and filtered by annotator, label, dates, model disagreement, agreement below 1, gold,
 answered=0 and evaluation=1.
 
     .venv/bin/python bench/bench_browse.py --database-url postgres://postgres@127.0.0.1:5432/postgres
@@ -50,6 +52,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--answered", type=int, default=60_000, help="documents with at least one answer")
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per request")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database (to EXPLAIN queries)")
     parser.add_argument("--out", type=Path, help="JSON result (default bench/results/browse-<vendor>.json)")
     return parser.parse_args()
 
@@ -73,7 +76,7 @@ def build(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
     from annotator import services
-    from annotator.models import Annotation, AnnotationLabel, Document, Label
+    from annotator.models import Adjudication, AdjudicationLabel, Annotation, AnnotationLabel, Document, Label
 
     rng = random.Random(args.seed)
     users = get_user_model().objects
@@ -86,7 +89,7 @@ def build(args: argparse.Namespace) -> dict:
     annotators = [users.create_user(username=f"annotator{i}", password=secrets.token_urlsafe(16)) for i in range(3)]
     for user in annotators:
         services.member_add(project=project, username=user.username, user=manager)
-    users.create_user(username="reviewer", password=secrets.token_urlsafe(16))
+    reviewer = users.create_user(username="reviewer", password=secrets.token_urlsafe(16))
     services.member_add(project=project, username="reviewer", role="reviewer", user=manager)
     label_ids = dict(Label.objects.filter(project=project).values_list("name", "id"))
     now = timezone.now()
@@ -101,6 +104,10 @@ def build(args: argparse.Namespace) -> dict:
                         external_id=f"d{start + i}",
                         text=record["text"],
                         is_evaluation=(start + i) % 10 == 3,
+                        answers_count=0 if start + i >= args.answered else 1 + ((start + i) % 10 == 0),
+                        agreement=None
+                        if start + i >= args.answered or (start + i) % 10
+                        else (1.0 if (start + i) % 20 else 0.5),
                     )
                     for i, record in enumerate(part)
                 ]
@@ -113,13 +120,13 @@ def build(args: argparse.Namespace) -> dict:
                 )
                 for doc in docs:
                     doc.pk = by_ext[doc.external_id]
-            answers, links = [], []
+            answers, links, golds = [], [], []
             for i, (doc, record) in enumerate(zip(docs, part, strict=True)):
                 n = start + i
                 if n >= args.answered:
                     continue
                 who = [annotators[n % 3]] + ([annotators[(n + 1) % 3]] if n % 10 == 0 else [])
-                for user in who:
+                for k, user in enumerate(who):
                     answers.append(
                         Annotation(
                             document=doc,
@@ -127,9 +134,13 @@ def build(args: argparse.Namespace) -> dict:
                             annotator=user,
                             source=Annotation.Source.API,
                             seconds_spent=rng.uniform(2, 30),
+                            model_agreement=rng.choice([None, 1.0, 0.5]),
                         )
                     )
-                    links.append(record["labels"])
+                    extra = [labels[n % len(labels)]] if k == 1 and n % 20 == 0 else []
+                    links.append(sorted(set(record["labels"]) | set(extra)))
+                if n % 100 == 0:
+                    golds.append((doc, record["labels"]))
             created = Annotation.objects.bulk_create(answers)
             if any(a.pk is None for a in created):
                 raise RuntimeError("the database gave no ids back for bulk-created answers")
@@ -143,11 +154,27 @@ def build(args: argparse.Namespace) -> dict:
             for answer in created:  # spread over 30 days
                 answer.updated_at = now - timedelta(days=rng.uniform(0, 30))
             Annotation.objects.bulk_update(created, ["updated_at"], batch_size=1000)
+            settled = Adjudication.objects.bulk_create(
+                [Adjudication(project=project, document=doc, reviewer=reviewer) for doc, _ in golds]
+            )
+            AdjudicationLabel.objects.bulk_create(
+                [
+                    AdjudicationLabel(adjudication=gold, label_id=label_ids[name])
+                    for gold, (_, names) in zip(settled, golds, strict=True)
+                    for name in names
+                ]
+            )
+    from annotator.services.annotations import labels_recount
+
+    labels_recount(label_ids=list(label_ids.values()))  # Label.frequency, as answering keeps it
     ids = list(Document.objects.filter(project=project).order_by("id").values_list("id", flat=True))
     return {
         "project_id": project.pk,
         "deep": ids[len(ids) // 2],
         "label": labels[len(labels) // 2],
+        "frequent_label": Label.objects.filter(project=project)
+        .order_by("-frequency")
+        .values_list("name", flat=True)[0],
         "annotations": Annotation.objects.filter(project=project).count(),
     }
 
@@ -167,8 +194,12 @@ def measure(args: argparse.Namespace, built: dict) -> list[dict]:
         "no filter": {},
         "annotator": {"annotator": "annotator1"},
         "label": {"label": built["label"]},
+        "most frequent label": {"label": built["frequent_label"]},
         "last 7 days": week,
         "annotator + label + 7 days": {"annotator": "annotator1", "label": built["label"], **week},
+        "model disagreement": {"model_disagreement": "1"},
+        "agreement below 1": {"agreement_below": "1"},
+        "agreement below 1, no gold": {"agreement_below": "1", "gold": "0"},
         "answered=0": {"answered": "0"},
         "evaluation=1": {"evaluation": "1"},
     }
@@ -192,7 +223,9 @@ def measure(args: argparse.Namespace, built: dict) -> list[dict]:
 def main() -> None:
     args = parse_args()
     folder = Path(tempfile.mkdtemp(prefix="alabel-browse-"))
-    with throwaway_database(database_url=args.database_url, data_dir=folder, pg_name=args.pg_name) as url:
+    with throwaway_database(
+        database_url=args.database_url, data_dir=folder, pg_name=args.pg_name, keep=args.keep
+    ) as url:
         django_setup(
             DATABASE_URL=url,
             ALABEL_DATA_DIR=str(folder / "data"),
@@ -214,7 +247,7 @@ def main() -> None:
         connection.close()
     print(
         f"\n{db['vendor']} {db['version']}: {args.documents:,} documents, {built['annotations']:,} answers, "
-        f"label {built['label']!r}"
+        f"label {built['label']!r}, most frequent label {built['frequent_label']!r}"
     )
     print(
         table(

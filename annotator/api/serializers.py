@@ -71,6 +71,16 @@ class ProjectCreateSerializer(serializers.Serializer):
     eval_size = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000)
     eval_fraction = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
     eval_share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    overlap_share = serializers.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="Share of the pool's documents answered by overlap_k different experts each (0: one answer each).",
+    )
+    overlap_k = serializers.IntegerField(required=False, min_value=2, max_value=10)
+    overlap_evaluation = serializers.BooleanField(
+        required=False, help_text="Every evaluation document is answered by overlap_k experts."
+    )
     stop_min_gain = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
 
 
@@ -123,6 +133,11 @@ class ImportResultSerializer(serializers.Serializer):
     documents = serializers.IntegerField()
     annotations = serializers.IntegerField()
     labels_created = serializers.IntegerField()
+    notes = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Present when the file carried something not imported (Label Studio predictions): what and how many",
+    )
 
 
 class AnnotationInputSerializer(serializers.Serializer):
@@ -480,6 +495,17 @@ class BrowseAnswerSerializer(serializers.Serializer):
     labels = serializers.ListField(child=serializers.CharField())
     source = serializers.CharField()
     seconds_spent = serializers.FloatField(allow_null=True)
+    model_agreement = serializers.FloatField(
+        allow_null=True, help_text="Jaccard agreement with the model's pre-ticks (null: nothing was pre-ticked)."
+    )
+    updated_at = serializers.DateTimeField()
+
+
+class BrowseGoldSerializer(serializers.Serializer):
+    labels = serializers.ListField(child=serializers.CharField())
+    reviewer = serializers.CharField()
+    note = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
 
@@ -488,9 +514,19 @@ class BrowseDocumentSerializer(serializers.Serializer):
     external_id = serializers.CharField()
     text = serializers.CharField(help_text="The first 300 characters.")
     evaluation = serializers.BooleanField(allow_null=True, help_text="In the evaluation set (null for reviewers).")
+    agreement = serializers.FloatField(allow_null=True, help_text="Mean pairwise Jaccard of its answers (null: < 2).")
+    gold = BrowseGoldSerializer(allow_null=True, help_text="The reviewer's decision (null: none).")
     answers = BrowseAnswerSerializer(many=True)
 
 
 class BrowsePageSerializer(serializers.Serializer):
     documents = BrowseDocumentSerializer(many=True)
     next = serializers.IntegerField(allow_null=True, help_text="Pass as `after` for the next page; null: the last.")
+
+
+class LabelStudioTaskSerializer(serializers.Serializer):
+    """One Label Studio task of the export (annotator.formats.label_studio_export)."""
+
+    data = serializers.DictField(help_text='{"text": ..., "id": our external id, other metadata}')
+    annotations = serializers.ListField(child=serializers.DictField(), help_text="One per answer, and the gold.")
+    predictions = serializers.ListField(child=serializers.DictField(), help_text="The suggestions shown, scored.")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import tokens, views
+from . import agreement, review, tokens, views, webhooks
 
 urlpatterns = [
     path("auth/token/", tokens.TokenObtainView.as_view(), name="api-token"),
@@ -21,6 +21,14 @@ urlpatterns = [
         name="api-member",
     ),
     path("projects/<int:project_id>/documents/", views.DocumentImportView.as_view(), name="api-documents"),
+    path(
+        "projects/<int:project_id>/documents/<int:document_id>/",
+        review.ReviewItemView.as_view(),
+        name="api-review-item",
+    ),
+    path("projects/<int:project_id>/documents/<int:document_id>/gold/", review.GoldView.as_view(), name="api-gold"),
+    path("projects/<int:project_id>/review/", review.ReviewQueueView.as_view(), name="api-review"),
+    path("projects/<int:project_id>/audit/", review.AuditView.as_view(), name="api-audit"),
     path("projects/<int:project_id>/next/", views.NextView.as_view(), name="api-next"),
     path("projects/<int:project_id>/skip/", views.SkipView.as_view(), name="api-skip"),
     path("projects/<int:project_id>/lease/", views.LeaseView.as_view(), name="api-lease"),
@@ -55,6 +63,7 @@ urlpatterns = [
     path("projects/<int:project_id>/adapt/", views.AdaptView.as_view(), name="api-adapt"),
     path("projects/<int:project_id>/savings/", views.SavingsView.as_view(), name="api-savings"),
     path("projects/<int:project_id>/savings/adopt/", views.SavingsAdoptView.as_view(), name="api-savings-adopt"),
+    path("projects/<int:project_id>/agreement/", agreement.AgreementView.as_view(), name="api-agreement"),
     path("projects/<int:project_id>/models/", views.ModelListView.as_view(), name="api-models"),
     path("projects/<int:project_id>/models/compare/", views.ModelCompareView.as_view(), name="api-models-compare"),
     path(
@@ -73,4 +82,20 @@ urlpatterns = [
         name="api-schedule",
     ),
     path("projects/<int:project_id>/export/", views.ExportView.as_view(), name="api-export"),
+    path("projects/<int:project_id>/webhooks/", webhooks.WebhookListView.as_view(), name="api-webhooks"),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/",
+        webhooks.WebhookDetailView.as_view(),
+        name="api-webhook",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/test/",
+        webhooks.WebhookTestView.as_view(),
+        name="api-webhook-test",
+    ),
+    path(
+        "projects/<int:project_id>/webhooks/<int:webhook_id>/deliveries/",
+        webhooks.WebhookDeliveriesView.as_view(),
+        name="api-webhook-deliveries",
+    ),
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from datetime import date
 
@@ -17,14 +16,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import selectors, services
+from .. import formats, selectors, services
 from ..exceptions import NotFound, ProjectError
-from ..importing import parse_label_items, parse_label_upload, parse_records, parse_upload
+from ..importing import import_notes, parse_label_items, parse_label_upload, parse_records, parse_upload
 from ..models import Annotation, Job, Membership, TrainingSchedule
 from ..selectors.browse import BROWSE_MAX_LIMIT
+from ..selectors.export import export_label_names
 from ..selectors.taxonomy import label_detail, label_tree, labels_taxonomy, taxonomy_labels
 from ..services.taxonomy import label_deprecate, label_merge, label_update, labels_import
-from ..validation import ID_MAX, INT_MAX, spreadsheet_safe, text_problem, whole_number
+from ..validation import ID_MAX, INT_MAX, text_problem, whole_number
 from . import serializers as s
 
 
@@ -139,6 +139,13 @@ class DocumentImportView(APIView):
             *DATE_PARAMETERS,
             OpenApiParameter("evaluation", bool, description="in the evaluation set or not (managers only)"),
             OpenApiParameter("answered", bool, description="answered or not"),
+            OpenApiParameter(
+                "agreement_below", float, description="documents whose answers agree less than this (0-1)"
+            ),
+            OpenApiParameter(
+                "model_disagreement", bool, description="with an answer that differs from the model's pre-ticks"
+            ),
+            OpenApiParameter("gold", bool, description="with a gold answer (adjudicated) or not"),
             OpenApiParameter("after", int, description="the previous page's `next` (a document id)"),
             OpenApiParameter("limit", int, description=f"documents per page, 1-{BROWSE_MAX_LIMIT} (default 50)"),
         ],
@@ -150,13 +157,21 @@ class DocumentImportView(APIView):
         manager = role == Membership.Role.MANAGER
         date_from, date_to = _date_range(request)
         flags: dict[str, bool | None] = {}
-        for name in ("evaluation", "answered"):
+        for name in ("evaluation", "answered", "model_disagreement", "gold"):
             raw = request.query_params.get(name, "").lower()
             if raw not in {"", "1", "0", "true", "false", "yes", "no"}:
                 raise ProjectError(f"{name} must be 1 or 0")
             flags[name] = None if raw == "" else raw in {"1", "true", "yes"}
         if flags["evaluation"] is not None and not manager:
             raise ProjectError("only managers may filter by the evaluation set", status=403)
+        agreement_below = None
+        if raw_agreement := request.query_params.get("agreement_below", ""):
+            try:
+                agreement_below = float(raw_agreement)
+            except ValueError:
+                agreement_below = -1.0
+            if not 0 <= agreement_below <= 1:
+                raise ProjectError("agreement_below must be a number from 0 to 1")
         filters = selectors.BrowseFilters(
             annotator=_text_param(request, "annotator") or None,
             label=_text_param(request, "label") or None,
@@ -164,6 +179,9 @@ class DocumentImportView(APIView):
             date_to=date_to,
             evaluation=flags["evaluation"],
             answered=flags["answered"],
+            agreement_below=agreement_below,
+            model_disagreement=flags["model_disagreement"],
+            gold=flags["gold"],
         )
         page = selectors.documents_browse(
             project=project,
@@ -203,7 +221,10 @@ class DocumentImportView(APIView):
             parse_errors=errors,
             create_labels=create_labels,
         )
-        return Response(s.ImportResultSerializer(result).data, status=status.HTTP_201_CREATED)
+        data = dict(s.ImportResultSerializer(result).data)
+        if notes := import_notes(records):  # what the file carried that was not imported, never dropped silently
+            data["notes"] = notes
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
 class NextView(APIView):
@@ -391,7 +412,7 @@ class LabelView(APIView):
         items = request.data.get("labels") if isinstance(request.data, dict) else request.data
         if not isinstance(items, list):
             raise ProjectError('expected a JSON list of label names or {"labels": [...]}')
-        labels = services.labels_add(project=project, labels=items)
+        labels = services.labels_add(project=project, labels=items, user=request.user)
         return Response([{"id": x.pk, "name": x.name, "description": x.description} for x in labels], status=201)
 
 
@@ -567,55 +588,66 @@ class JobListView(APIView):
 
 
 def _jsonl(rows: Iterator[dict]) -> Iterator[str]:
-    for row in rows:
-        yield json.dumps(row, ensure_ascii=False) + "\n"
+    return formats.jsonl_export(rows)
 
 
 def _csv(rows: Iterator[dict]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["id", "text", "labels", "annotator", "annotated_at", "evaluation", "answers", "seconds_spent"])
-    for row in rows:
-        answers = row["answers"]
-        seconds = [a["seconds_spent"] for a in answers if a["seconds_spent"] is not None]
-        cells = (
-            row["id"],
-            row["text"],
-            "|".join(row["labels"] or []),
-            row["annotator"] or "",
-            row["annotated_at"] or "",
-            "1" if row["evaluation"] else "0",
-            str(len(answers)),
-            f"{sum(seconds):.1f}" if seconds else "",
-        )
-        writer.writerow([spreadsheet_safe(cell) for cell in cells])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
+    return formats.csv_export(rows)
+
+
+EXPORT_FORMATS = ["jsonl", "csv", "labelstudio", "parquet"]
 
 
 class ExportView(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("format", str, enum=["jsonl", "csv"]),
+            OpenApiParameter("format", str, enum=EXPORT_FORMATS),
             OpenApiParameter("include_unlabelled", bool),
+            OpenApiParameter("multi_hot", bool, description="format=csv: one 0/1 column per label instead of labels"),
         ],
-        responses={(200, "application/x-ndjson"): str, (200, "text/csv"): str},
-        summary="Export documents with their labels, one line per document",
+        responses={
+            (200, "application/x-ndjson"): str,
+            (200, "text/csv"): str,
+            (200, "application/json"): s.LabelStudioTaskSerializer(many=True),
+            (200, "application/vnd.apache.parquet"): bytes,
+        },
+        summary="Export documents with their labels: JSONL, CSV (labels or multi-hot), Label Studio JSON or Parquet",
     )
-    def get(self, request: Request, project_id: int) -> StreamingHttpResponse:
+    def get(self, request: Request, project_id: int) -> StreamingHttpResponse | HttpResponse:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         fmt = request.query_params.get("format", "jsonl")
-        if fmt not in {"jsonl", "csv"}:
-            raise ProjectError("format must be jsonl or csv")
+        if fmt not in EXPORT_FORMATS:
+            raise ProjectError(f"format must be one of {', '.join(EXPORT_FORMATS)}")
         include = request.query_params.get("include_unlabelled", "").lower() in {"1", "true", "yes"}
+        multi_hot = request.query_params.get("multi_hot", "").lower() in {"1", "true", "yes"}
+        if multi_hot and fmt != "csv":
+            raise ProjectError("multi_hot applies to format=csv only")
+        services.webhook_emit_export(project=project, user=request.user, fmt=fmt, include_unlabelled=include)
         rows = selectors.export_rows(project=project, include_unlabelled=include)
-        if fmt == "csv":
+        name = f"project-{project.pk}"
+        if fmt == "parquet":  # built in memory: Parquet is written whole, not streamed
+            response: HttpResponse | StreamingHttpResponse = HttpResponse(
+                formats.parquet_bytes(rows), content_type="application/vnd.apache.parquet"
+            )
+            name += ".parquet"
+        elif fmt == "labelstudio":
+            response = StreamingHttpResponse(
+                formats.label_studio_export(rows), content_type="application/json; charset=utf-8"
+            )
+            name += "-labelstudio.json"
+        elif fmt == "csv" and multi_hot:
+            names = export_label_names(project=project)
+            response = StreamingHttpResponse(
+                formats.csv_multi_hot_export(rows, names), content_type="text/csv; charset=utf-8"
+            )
+            name += "-multi-hot.csv"
+        elif fmt == "csv":
             response = StreamingHttpResponse(_csv(rows), content_type="text/csv; charset=utf-8")
+            name += ".csv"
         else:
             response = StreamingHttpResponse(_jsonl(rows), content_type="application/x-ndjson; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="project-{project.pk}.{fmt}"'
+            name += ".jsonl"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 
 

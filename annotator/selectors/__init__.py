@@ -1,6 +1,16 @@
 """Reads: permission look-ups, search, statistics, export, and what the jobs read. No writes here, and no import of
 `annotator.services`: one module per topic, mirroring the services; every read is importable from here."""
 
+from .agreement import (
+    AGREEMENT_MAX_LIMIT,
+    AgreementData,
+    agreement_counts,
+    agreement_data,
+    agreement_fingerprint,
+    agreement_latest,
+    agreement_overview,
+)
+from .audit import audit_entries
 from .browse import BrowseFilters, documents_browse
 from .budgets import (
     Budget,
@@ -62,6 +72,7 @@ from .registry import (
     version_compare,
     version_get,
 )
+from .review import review_item, review_next, review_queue
 from .savings import NOT_PICKED, SAVINGS_JOB_FIELDS, savings_latest, savings_overview, savings_pick_ids
 from .taxonomy import label_detail, label_tree, labels_taxonomy, taxonomy_labels
 from .tokens import token_digest, token_for_key, tokens_for_user

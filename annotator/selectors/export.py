@@ -119,3 +119,13 @@ def _answer(annotation: Annotation, labels: list[str], decisions: dict[str, str]
             if isinstance(shown, dict)
         ],
     }
+
+
+def export_label_names(*, project: Project) -> list[str]:
+    """The names of the labels used in the project's answers or gold answers, sorted: the columns of a multi-hot
+    export (a label nobody chose would be a column of zeros)."""
+    answered = AnnotationLabel.objects.filter(annotation__project=project).values_list("label__name", flat=True)
+    gold = AdjudicationLabel.objects.filter(adjudication__document__project=project).values_list(
+        "label__name", flat=True
+    )
+    return sorted(set(answered.distinct()) | set(gold.distinct()))

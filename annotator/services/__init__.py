@@ -1,6 +1,8 @@
 """State changes (writes). Views, tasks and commands call these; each validates first and raises ProjectError."""
 
 from .adaptation import adaptation_due, adaptation_maybe_request, adaptation_request, adaptation_run
+from .adjudication import adjudication_delete, adjudication_save
+from .agreement import agreement_maybe_request, agreement_request, agreement_run
 from .annotations import annotation_submit, document_skip, labels_recount, version_decisions_refresh
 from .documents import ImportResult, documents_import
 from .encoding import encode_run
@@ -24,6 +26,15 @@ from .scoring import scoring_run
 from .taxonomy import label_deprecate, label_merge, label_update, labels_import, project_create_with_taxonomy
 from .tokens import token_create, token_revoke
 from .training import training_maybe_request, training_request, training_run
+from .webhooks import (
+    webhook_create,
+    webhook_delete,
+    webhook_deliver,
+    webhook_emit,
+    webhook_emit_export,
+    webhook_send_test,
+    webhook_update,
+)
 
 __all__ = [
     "ImportResult",
@@ -33,6 +44,11 @@ __all__ = [
     "adaptation_maybe_request",
     "adaptation_request",
     "adaptation_run",
+    "adjudication_delete",
+    "adjudication_save",
+    "agreement_maybe_request",
+    "agreement_request",
+    "agreement_run",
     "annotation_submit",
     "document_skip",
     "documents_import",
@@ -74,4 +90,11 @@ __all__ = [
     "training_scheduled",
     "version_decisions_refresh",
     "version_promote",
+    "webhook_create",
+    "webhook_delete",
+    "webhook_deliver",
+    "webhook_emit",
+    "webhook_emit_export",
+    "webhook_send_test",
+    "webhook_update",
 ]

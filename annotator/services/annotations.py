@@ -32,7 +32,9 @@ MAX_SECONDS = 24 * 3600
 def _document_in_project(project: Project, document_id: object) -> Document:
     if isinstance(document_id, bool) or not isinstance(document_id, int | str) or not str(document_id).isdigit():
         raise ProjectError("document must be the numeric id returned by `next`")
-    document = Document.objects.filter(pk=int(document_id)).only("id", "project_id", "is_evaluation").first()
+    document = (
+        Document.objects.filter(pk=int(document_id)).only("id", "project_id", "is_evaluation", "external_id").first()
+    )
     if document is None or document.project_id != project.pk:
         raise ProjectError(f"document {document_id} is not in project {project.pk}")
     return document
@@ -176,11 +178,26 @@ def annotation_submit(
         version_decisions_refresh(version_id=version_id)
     labels_recount(label_ids=previous_label_ids + [label.pk for label in chosen])
     _answer_audit(project, user, document, annotation, previous_label_ids, chosen, first_answer)
+    from .webhooks import webhook_emit  # sent after the commit; nothing when the answer rolls back (a 409)
+
+    webhook_emit(
+        project=project,
+        event="answer.created" if first_answer else "answer.updated",
+        payload={
+            "document": {"id": document.pk, "external_id": document.external_id},
+            "annotator": user.username,
+            "labels": sorted(label.name for label in chosen),
+            "source": annotation.source,
+        },
+    )
     if first_answer:
         Document.objects.filter(pk=document.pk).update(answers_count=F("answers_count") + 1)
     answers, wanted = Document.objects.filter(pk=document.pk).values_list("answers_count", "answers_wanted").get()
     if answers >= 2:
         document_agreement_refresh(document_id=document.pk)
+        from .agreement import agreement_maybe_request
+
+        agreement_maybe_request(project=project)  # the inter-annotator agreement report (coalesced, rate-limited)
     if answers >= wanted:
         # The document has all its answers: it leaves the queue (all versions).
         QueueItem.objects.filter(project=project, document=document).delete()

@@ -175,6 +175,11 @@ def budget_alerts_check(*, project: Project, spent: int | None = None) -> list[B
             data={"percent": percent, "spent": spent, "budget": budget},
             mail=True,
         )
+        from .webhooks import webhook_emit
+
+        webhook_emit(
+            project=project, event="budget.threshold", payload={"percent": percent, "spent": spent, "budget": budget}
+        )
         fired.append(alert)
     return fired
 

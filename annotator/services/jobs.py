@@ -31,6 +31,7 @@ TASKS = {  # the Celery task of each job kind, by name: services never import th
     Job.Kind.SCORE: "annotator.tasks.score_pool",
     Job.Kind.ADAPT: "annotator.tasks.adapt_encoder",
     Job.Kind.ESTIMATE: "annotator.tasks.estimate_savings",
+    Job.Kind.AGREEMENT: "annotator.tasks.compute_agreement",
 }
 # Errors a job reports as FAILED with its message (bad data, model errors, disk). Anything else is a bug: it
 # propagates, and the reconciler marks the job failed when its heartbeat stops.
@@ -170,9 +171,16 @@ def job_succeed(*, job: Job, message: str = "", model_version=None) -> None:
 
 def job_fail(*, job_id: int, error: str) -> None:
     logger.error("job %s failed: %s", job_id, error)
-    Job.objects.filter(pk=job_id, status__in=Job.ACTIVE).update(
+    failed = Job.objects.filter(pk=job_id, status__in=Job.ACTIVE).update(
         status=Job.Status.FAILED, error=error[:5000], finished_at=timezone.now()
     )
+    if failed:  # once per failure: a job already finished is not failed again
+        from .webhooks import webhook_emit
+
+        project_id, kind = Job.objects.filter(pk=job_id).values_list("project_id", "kind").get()
+        webhook_emit(
+            project=project_id, event="job.failed", payload={"job": job_id, "kind": kind, "error": error[:300]}
+        )
 
 
 def job_mark_cancelled(*, job_id: int) -> None:

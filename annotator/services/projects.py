@@ -331,8 +331,8 @@ def _labels_insert(project: Project, labels: list[tuple[str, str]]) -> list[Labe
 
 
 @transaction.atomic
-def labels_add(*, project: Project, labels: Sequence[Any]) -> list[Label]:
-    """Adds labels; a name the project already has is an error (nothing is added)."""
+def labels_add(*, project: Project, labels: Sequence[Any], user=None) -> list[Label]:
+    """Adds labels; a name the project already has is an error (nothing is added). One audit row names them."""
     cleaned = _clean_labels(labels)
     names = [name for name, _ in cleaned]
     existing: set[str] = set()
@@ -344,6 +344,14 @@ def labels_add(*, project: Project, labels: Sequence[Any]) -> list[Label]:
         shown = ", ".join(sorted(existing)[:20])
         raise ProjectError(f"{len(existing)} label(s) already exist in this project: {shown}")
     created = _labels_insert(project, cleaned)
+    audit_record(
+        project=project,
+        user=user,
+        target=AuditEntry.Target.LABEL,
+        action=AuditEntry.Action.CREATE,
+        object_ref=f"{len(created)} label(s)",
+        after={"count": len(created), "labels": [label.name for label in created[:100]]},
+    )
     if project.documents.exists():  # the encode run embeds the new names (their prior), then re-scores
         from .jobs import job_request
 

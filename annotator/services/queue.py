@@ -179,9 +179,10 @@ def _choose(project: Project, user, now) -> QueueItem | None:
     else the highest-scoring free item of the serving version's queue (the cold-start queue without a model),
     falling back to a random unlabelled document."""
     version = serving_version(project=project)
-    item = _overlap_item(project, user, version, now)
-    if item is not None:
-        return item
+    if project.overlap_share > 0 or project.overlap_evaluation:  # else no document wants a further answer
+        item = _overlap_item(project, user, version, now)
+        if item is not None:
+            return item
     if evaluation_turn(project=project):
         item = _evaluation_item(project, user, version, now)
         if item is not None:

@@ -91,6 +91,22 @@ def version_publish(
             device=device,
         )
         job_succeed(job=job, message=f"model v{number} trained on {n_annotations} documents", model_version=version)
+        from .webhooks import webhook_emit
+
+        micro_f1 = (evaluation.get("metrics") or {}).get("micro_f1")  # {value, low, high} on the evaluation set
+        webhook_emit(
+            project=project,
+            event="model.published",
+            payload={
+                "version": number,
+                "n_annotations": n_annotations,
+                "n_labels": n_labels,
+                "job": job_id,
+                "evaluation": {"documents": evaluation.get("n_documents", 0), "micro_f1": micro_f1}
+                if micro_f1
+                else None,
+            },
+        )
     return version
 
 

@@ -1,6 +1,6 @@
 """The taxonomy: label files (create and update labels in bulk), and a manager's edits of one label: description,
 alternative names, external id, parent, rename, merge, deprecate and restore. Every change is recorded in the
-project's activity feed."""
+project's activity feed and in its audit log (target "label", before and after; one row per label file)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from ..exceptions import NotFound, ProjectError
 from ..importing import MAX_LABELS, LabelFile, LabelRecord, parse_label_items, validate_label_record
 from ..models import (
     Activity,
+    AdjudicationLabel,
     Annotation,
     AnnotationLabel,
+    AuditEntry,
     Job,
     Label,
     LabelAlias,
@@ -24,6 +26,7 @@ from ..models import (
     SuggestionDecision,
 )
 from ..text import fold
+from .audit import audit_changes, audit_record
 from .label_vectors import label_vectors_refresh
 from .projects import project_create
 
@@ -260,6 +263,15 @@ def labels_import(
         message=f"Label file imported: {len(created):,} label(s) created, {updated:,} updated",
         data=result,
     )
+    audit_record(
+        project=project,
+        user=user,
+        target=AuditEntry.Target.LABEL,
+        action=AuditEntry.Action.CREATE if created else AuditEntry.Action.UPDATE,
+        object_ref=f"label file ({len(records):,} line(s))",
+        before={"labels": len(rows)},
+        after={**result, "renamed": [[old, label.name] for label, old in renamed[:100]]},
+    )
     if created and project.documents.exists():  # the encode run embeds the new names (their prior), then re-scores
         from .jobs import job_request
 
@@ -329,6 +341,34 @@ def _clean(label: Label, values: dict[str, Any]) -> LabelRecord:
 
 def _alias_names(label: Label) -> list[str]:
     return list(label.aliases.order_by("id").values_list("name", flat=True))
+
+
+def _audit_state(label: Label) -> dict[str, Any]:
+    """A label's fields as its audit rows show them."""
+    parent = (
+        Label.objects.filter(pk=label.parent_id).values_list("name", flat=True).first() if label.parent_id else None
+    )
+    return {
+        "name": label.name,
+        "description": label.description,
+        "external_id": label.external_id,
+        "parent": parent,
+        "alt_names": sorted(_alias_names(label)),
+    }
+
+
+def _audit_changed(project: Project, user, label: Label, before: dict[str, Any]) -> None:
+    """An audit row with the fields of `label` that changed since `before` (both sides)."""
+    old, new = audit_changes(before, _audit_state(label))
+    audit_record(
+        project=project,
+        user=user,
+        target=AuditEntry.Target.LABEL,
+        action=AuditEntry.Action.UPDATE,
+        object_ref=f"label {label.pk} ({label.name})",
+        before=old,
+        after=new,
+    )
 
 
 def _aliases_add(project: Project, label: Label, names: Iterable[str]) -> None:
@@ -404,6 +444,7 @@ def label_update(
     record = _clean(label, given)
     problems: list[str] = []
     old_name = label.name
+    before = _audit_state(label)
     renamed = record.name != old_name
     if renamed and Label.objects.filter(project=project, name=record.name).exclude(pk=label.pk).exists():
         problems.append(f"name: another label of this project is called {record.name!r}")
@@ -454,6 +495,7 @@ def label_update(
             message=f"Label {label.name!r} edited: {', '.join(changes)}",
             data={"label": label.pk, "changes": changes},
         )
+        _audit_changed(project, user, label, before)
     if renamed or "description" in changes or "alternative names" in changes:
         _vectors_refresh(project=project, label_ids=[label.pk])
     return label
@@ -489,6 +531,10 @@ def label_merge(*, project: Project, user, label_id: int, into_id: int) -> Label
     ).exclude(decision=SuggestionDecision.Decision.ACCEPTED).update(decision=SuggestionDecision.Decision.ACCEPTED)
     _suggestion_names_replace(affected, source.name, target.name)
     _queue_suggestions_merge(project, source.pk, target.pk)
+    # Gold answers: the target once per gold answer, like the answers.
+    gold_both = AdjudicationLabel.objects.filter(label=target).values("adjudication_id")
+    gold_doubled, _ = AdjudicationLabel.objects.filter(label=source, adjudication_id__in=gold_both).delete()
+    gold_moved = gold_doubled + AdjudicationLabel.objects.filter(label=source).update(label=target)
 
     # The hierarchy: the source's children move under the target (never making the target its own ancestor).
     ancestor = target.parent
@@ -503,8 +549,18 @@ def label_merge(*, project: Project, user, label_id: int, into_id: int) -> Label
     _aliases_add(project, target, [source.name, *_alias_names(source)])
     LabelAlias.objects.filter(label=target, name=target.name).delete()
     source_name, source_external = source.name, source.external_id
+    merged_state = _audit_state(source)
     source.delete()
     labels_recount(label_ids=[target.pk])
+    audit_record(
+        project=project,
+        user=user,
+        target=AuditEntry.Target.LABEL,
+        action=AuditEntry.Action.DELETE,
+        object_ref=f"label {label_id} ({source_name}) merged into {target.pk} ({target.name})",
+        before=merged_state,
+        after={"merged_into": target.name, "answers_moved": moved, "gold_moved": gold_moved},
+    )
     _record(
         project=project,
         user=user,
@@ -548,6 +604,15 @@ def label_deprecate(*, project: Project, user, label_id: int, deprecated: bool =
         return label
     label.deprecated_at = timezone.now() if deprecated else None
     label.save(update_fields=["deprecated_at"])
+    audit_record(
+        project=project,
+        user=user,
+        target=AuditEntry.Target.LABEL,
+        action=AuditEntry.Action.UPDATE,
+        object_ref=f"label {label.pk} ({label.name})",
+        before={"deprecated": not deprecated},
+        after={"deprecated": deprecated},
+    )
     _vectors_refresh(project=project, label_ids=[label.pk])
     _record(
         project=project,

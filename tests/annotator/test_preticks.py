@@ -199,7 +199,9 @@ def test_the_rule_costs_next_no_query(project, annotator_client, documents, djan
         served = annotator_client.get(_url(project, "next")).json()
     # 0.60-0.65 right (24 + 1 + 1) / (28 + 2 + 1) with the stored decisions, not enough for 0.7: pre-ticks from 0.66
     assert served["pretick"]["threshold"] == 0.66 and _ticked(served) == {labels[0], labels[1], labels[2]}
-    with django_assert_max_num_queries(28):  # + the version's decision counts: one aggregate, one update; + quota
+    # + the version's decision counts: one aggregate, one update; + quota; + the audit row, the answer count (raised and
+    # read) and the webhook look-up (issues 18, 19), as in tests/annotator/test_api.py
+    with django_assert_max_num_queries(32):
         response = annotator_client.post(
             _url(project, "annotations"), {"document": served["document"]["id"], "labels": labels}, format="json"
         )
@@ -261,6 +263,8 @@ def _settings_post(**changes) -> dict:
         "eval_fraction": "",
         "eval_share": "0.2",
         "stop_min_gain": "0.005",
+        "overlap_share": "0",
+        "overlap_k": "2",
     }
     form.update(changes)
     return {k: v for k, v in form.items() if v is not None}

@@ -231,3 +231,11 @@ def test_an_annotator_posting_the_admin_forms_changes_nothing(project, annotator
 def test_an_import_is_in_the_feed(project, manager):
     services.documents_import(project=project, user=manager, records=records(3, labels=[["joy"], [], ["anger"]]))
     assert _feed(project)[-1] == "3 document(s) imported (3 with answers) by manager"
+
+
+def test_labels_added_through_the_api_are_one_audit_row(project, manager_client):
+    response = manager_client.post(f"/api/v1/projects/{project.pk}/labels/", {"labels": ["awe", "envy"]}, format="json")
+    assert response.status_code == 201, response.content
+    entry = AuditEntry.objects.get(project=project, target="label")
+    assert (entry.action, entry.username, entry.object_ref) == ("create", "manager", "2 label(s)")
+    assert entry.after == {"count": 2, "labels": ["awe", "envy"]}

@@ -33,10 +33,13 @@ def test_manager_changes_the_annotation_settings(project, manager):
             "eval_fraction": "",
             "eval_share": "0.25",
             "stop_min_gain": "0.01",
+            "overlap_share": "0.1",
+            "overlap_k": "3",
         },
     )
     assert response.status_code == 302
     project.refresh_from_db()
+    assert (project.overlap_share, project.overlap_k, project.overlap_evaluation) == (0.1, 3, False)
     assert (project.guidelines, project.suggestions_k, project.decision_threshold, project.lease_seconds) == (
         "Tick every emotion.",
         5,
