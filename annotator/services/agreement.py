@@ -18,7 +18,7 @@ from .. import ml
 from ..exceptions import ProjectError
 from ..models import AgreementReport, Job, Project
 from ..selectors import AgreementData, agreement_counts, agreement_data, agreement_fingerprint
-from .jobs import JOB_ERRORS, Heartbeat, JobCancelled, JobLiveness, job_abandon, job_claim, job_request, job_succeed
+from .jobs import Heartbeat, job_request, job_run_publishing, job_succeed
 
 AGREEMENT_BOOTSTRAP = 1000
 AGREEMENT_EVERY_SECONDS = 300  # automatic requests: at most one per this many seconds
@@ -67,35 +67,23 @@ def agreement_maybe_request(*, project: Project) -> Job | None:
 def agreement_run(*, job_id: int) -> None:
     """Computes the agreement of the project's answers and stores the report with the job's success. A cancelled
     or failed run stores nothing."""
-    job = job_claim(job_id=job_id)
-    if job is None:
-        return
-    attempt = job.attempts
-    try:
-        with JobLiveness(job.pk):
-            project = Project.objects.get(pk=job.project_id)
-            beat = Heartbeat(job.pk)
-            beat(0.0, "loading the answers")
-            data = agreement_data(project=project)
-            beat(0.2, f"computing agreement on {len(data.units)} documents")
-            result = ml.agreement_compute(
-                units=data.units,
-                gold=data.gold,
-                label_ids=data.label_ids,
-                names=data.names,
-                n_boot=AGREEMENT_BOOTSTRAP,
-                seed=project.pk,
-            )
-            beat(0.95, "saving the report")
-            report = _publish(job_id=job.pk, attempt=attempt, project=project, result=result, data=data)
-    except JobCancelled:
-        job_abandon(job_id=job_id, folder=None, cancelled=True)
-        return
-    except JOB_ERRORS as exc:
-        job_abandon(job_id=job_id, folder=None, error=f"agreement failed: {exc}")
-        return
-    if report is None:  # another delivery took the job over, or it was cancelled
-        job_abandon(job_id=job_id, folder=None)
+
+    def work(job: Job, project: Project, beat: Heartbeat) -> AgreementReport | None:
+        beat(0.0, "loading the answers")
+        data = agreement_data(project=project)
+        beat(0.2, f"computing agreement on {len(data.units)} documents")
+        result = ml.agreement_compute(
+            units=data.units,
+            gold=data.gold,
+            label_ids=data.label_ids,
+            names=data.names,
+            n_boot=AGREEMENT_BOOTSTRAP,
+            seed=project.pk,
+        )
+        beat(0.95, "saving the report")
+        return _publish(job_id=job.pk, attempt=job.attempts, project=project, result=result, data=data)
+
+    job_run_publishing(job_id=job_id, what="agreement", work=work)
 
 
 def _publish(

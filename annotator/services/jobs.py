@@ -7,6 +7,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -268,3 +269,25 @@ class JobLiveness:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+
+
+def job_run_publishing(*, job_id: int, what: str, work: Callable[[Job, Project, Heartbeat], object | None]) -> None:
+    """The frame of a job that computes one result and publishes it with its success (the savings estimate, the
+    agreement report): claims the job (nothing when another delivery has it), keeps its heartbeat alive while
+    `work(job, project, beat)` runs, and abandons it when nothing was published: CANCELLED on a cancel request,
+    FAILED with "<what> failed: <error>" on a JOB_ERRORS exception, or left to whoever took it over when `work`
+    returned None."""
+    job = job_claim(job_id=job_id)
+    if job is None:
+        return
+    try:
+        with JobLiveness(job.pk):
+            published = work(job, Project.objects.get(pk=job.project_id), Heartbeat(job.pk))
+    except JobCancelled:
+        job_abandon(job_id=job_id, folder=None, cancelled=True)
+        return
+    except JOB_ERRORS as exc:
+        job_abandon(job_id=job_id, folder=None, error=f"{what} failed: {exc}")
+        return
+    if published is None:  # another delivery took the job over, or it was cancelled
+        job_abandon(job_id=job_id, folder=None)

@@ -27,7 +27,7 @@ from ..selectors import (
 )
 from .budgets import activity_record
 from .encoding import encode_missing, label_prior
-from .jobs import JOB_ERRORS, Heartbeat, JobCancelled, JobLiveness, job_abandon, job_claim, job_request, job_succeed
+from .jobs import Heartbeat, job_request, job_run_publishing, job_succeed
 from .projects import project_update
 
 SAVINGS_MIN_EVALUATION = 20  # labelled evaluation documents (half of them train the random arm)
@@ -87,54 +87,42 @@ def savings_maybe_request(*, project: Project) -> Job | None:
 def savings_run(*, job_id: int) -> None:
     """Replays the picks against random picks on the project's data and stores the estimate with the job's
     success. A cancelled or failed run stores nothing."""
-    job = job_claim(job_id=job_id)
-    if job is None:
-        return
-    attempt = job.attempts
-    try:
-        with JobLiveness(job.pk):
-            project = Project.objects.get(pk=job.project_id)
-            beat = Heartbeat(job.pk)
-            beat(0.0, "gathering the picks and the evaluation documents")
-            train_ids, labels, train_rows = training_snapshot(project)
-            if not labels:
-                raise ProjectError("the project has no labels")
-            rows_of = dict(zip(train_ids, train_rows, strict=True))
-            pick_ids = [doc_id for doc_id in savings_pick_ids(project=project) if doc_id in rows_of]
-            eval_ids, eval_rows = evaluation_labels(project)
-            encoder_path = newest_encoder_path(project=project)  # what the next training reads
-            encode_missing(project.pk, pick_ids + eval_ids, beat.sub(0.0, 0.1), encoder_path)
-            store = ml.embedding_store(project.pk, encoder_path)
-            label_ids = [label_id for label_id, _ in labels]
-            estimate_beat = beat.sub(0.1, 0.89)
-            result = ml.savings_estimate(
-                picks_texts=document_texts(pick_ids),
-                picks_X=store.get(pick_ids),
-                Y_picks=ml.multi_hot([rows_of[doc_id] for doc_id in pick_ids], label_ids),  # (P, L)
-                eval_texts=document_texts(eval_ids),
-                eval_X=store.get(eval_ids),
-                Y_eval=ml.multi_hot(eval_rows, label_ids),  # (E, L)
-                labels=[name for _, name in labels],
-                config=ml.fast_config(loss=project.loss, seed=0),
-                prior=label_prior(project.pk, encode=True, encoder_path=encoder_path),
-                strategy=project.strategy,
-                seed=project.pk,
-                min_evaluation=SAVINGS_MIN_EVALUATION,
-                min_picks=SAVINGS_MIN_PICKS,
-                orders=SAVINGS_ORDERS,
-                n_boot=SAVINGS_BOOTSTRAP,
-                on_progress=lambda fraction: estimate_beat(fraction, "training both arms"),
-            )
-            beat(0.99, "saving the estimate")
-            estimate = _publish(job_id=job.pk, attempt=attempt, project=project, result=result)
-    except JobCancelled:
-        job_abandon(job_id=job_id, folder=None, cancelled=True)
-        return
-    except JOB_ERRORS as exc:
-        job_abandon(job_id=job_id, folder=None, error=f"estimate failed: {exc}")
-        return
-    if estimate is None:  # another delivery took the job over, or it was cancelled
-        job_abandon(job_id=job_id, folder=None)
+
+    def work(job: Job, project: Project, beat: Heartbeat) -> SavingsEstimate | None:
+        beat(0.0, "gathering the picks and the evaluation documents")
+        train_ids, labels, train_rows = training_snapshot(project)
+        if not labels:
+            raise ProjectError("the project has no labels")
+        rows_of = dict(zip(train_ids, train_rows, strict=True))
+        pick_ids = [doc_id for doc_id in savings_pick_ids(project=project) if doc_id in rows_of]
+        eval_ids, eval_rows = evaluation_labels(project)
+        encoder_path = newest_encoder_path(project=project)  # what the next training reads
+        encode_missing(project.pk, pick_ids + eval_ids, beat.sub(0.0, 0.1), encoder_path)
+        store = ml.embedding_store(project.pk, encoder_path)
+        label_ids = [label_id for label_id, _ in labels]
+        estimate_beat = beat.sub(0.1, 0.89)
+        result = ml.savings_estimate(
+            picks_texts=document_texts(pick_ids),
+            picks_X=store.get(pick_ids),
+            Y_picks=ml.multi_hot([rows_of[doc_id] for doc_id in pick_ids], label_ids),  # (P, L)
+            eval_texts=document_texts(eval_ids),
+            eval_X=store.get(eval_ids),
+            Y_eval=ml.multi_hot(eval_rows, label_ids),  # (E, L)
+            labels=[name for _, name in labels],
+            config=ml.fast_config(loss=project.loss, seed=0),
+            prior=label_prior(project.pk, encode=True, encoder_path=encoder_path),
+            strategy=project.strategy,
+            seed=project.pk,
+            min_evaluation=SAVINGS_MIN_EVALUATION,
+            min_picks=SAVINGS_MIN_PICKS,
+            orders=SAVINGS_ORDERS,
+            n_boot=SAVINGS_BOOTSTRAP,
+            on_progress=lambda fraction: estimate_beat(fraction, "training both arms"),
+        )
+        beat(0.99, "saving the estimate")
+        return _publish(job_id=job.pk, attempt=job.attempts, project=project, result=result)
+
+    job_run_publishing(job_id=job_id, what="estimate", work=work)
 
 
 def _publish(*, job_id: int, attempt: int, project: Project, result: dict) -> SavingsEstimate | None:
