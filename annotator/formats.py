@@ -33,8 +33,11 @@ LS_CONFIG = (
     "</View>"
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # the first characters `spreadsheet_safe` escapes with a quote
-# The columns of our own CSV export besides id, text, labels: read past when it is imported back.
-CSV_EXPORT_ONLY = {
+# Our own CSV export's header; its columns besides id, text and labels are read past when it is imported back.
+CSV_EXPORT_COLUMNS = [
+    "id",
+    "text",
+    "labels",
     "labels_from",
     "gold_reviewer",
     "annotator",
@@ -42,7 +45,8 @@ CSV_EXPORT_ONLY = {
     "evaluation",
     "answers",
     "seconds_spent",
-}
+]
+CSV_EXPORT_ONLY = set(CSV_EXPORT_COLUMNS) - {"id", "text", "labels"}
 TABLE_COLUMNS = {"id", "text", "labels", "label_ids", "metadata"}
 FALSE_VALUES = (0, False, "0", "false", "False")
 TRUE_VALUES = (1, True, "1", "true", "True")
@@ -488,20 +492,7 @@ def csv_export(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     spreadsheet would run as formulas get a leading `'`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(
-        [
-            "id",
-            "text",
-            "labels",
-            "labels_from",
-            "gold_reviewer",
-            "annotator",
-            "annotated_at",
-            "evaluation",
-            "answers",
-            "seconds_spent",
-        ]
-    )
+    writer.writerow(CSV_EXPORT_COLUMNS)
     for row in rows:
         answers = row["answers"]
         seconds = [a["seconds_spent"] for a in answers if a["seconds_spent"] is not None]
