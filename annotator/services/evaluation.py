@@ -39,8 +39,8 @@ def evaluation_turn(*, project: Project) -> bool:
     """Whether the next document served should come from the evaluation set: it does whenever fewer than
     `eval_share` of the documents labelled so far (this one counted) are evaluation documents, so with a share of
     0.2 every fifth document is one, as long as unlabelled ones remain. Deterministic: the mix is exact."""
-    if project.eval_share <= 0:
-        return False
+    if project.eval_share <= 0 or (project.eval_size == 0 and not project.eval_fraction):
+        return False  # no evaluation set: nothing to serve from it (and no query to find that out)
     counts = (
         Annotation.objects.filter(project=project)
         .exclude(source=Annotation.Source.IMPORT)
