@@ -32,6 +32,12 @@ def _wanted(project: Project) -> Case:
     return Case(When(overlap, then=Value(project.overlap_k)), default=Value(1), output_field=IntegerField())
 
 
+def overlap_waiting() -> Q:
+    """On documents: answered, and waiting for further answers (0 < answers_count < answers_wanted); the first term
+    matches the partial index document_overlap_open_idx."""
+    return Q(answers_wanted__gt=1, answers_count__gte=1, answers_count__lt=F("answers_wanted"))
+
+
 def overlap_apply(*, project: Project) -> int:
     """Sets every document's answers_wanted from the project's overlap settings (one UPDATE of the rows that
     change). Called after imports, settings changes and evaluation-set changes. Returns the rows changed."""

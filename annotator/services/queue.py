@@ -25,6 +25,7 @@ from ..selectors import (
 from .budgets import lease_within_budget
 from .evaluation import evaluation_turn
 from .jobs import job_request
+from .overlap import overlap_waiting
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,7 @@ def _overlap_item(project: Project, user, version: ModelVersion | None, now) -> 
     agreement known) while the project goes on. Its queue row keeps the suggestions the first expert saw (scoring
     refreshes them with each model), so every expert sees the same help."""
     candidates = (
-        Document.objects.filter(project=project, answers_wanted__gt=1, answers_count__gte=1)
-        .filter(answers_count__lt=F("answers_wanted"))
+        Document.objects.filter(overlap_waiting(), project=project)
         .filter(~Exists(Annotation.objects.filter(document=OuterRef("pk"), annotator=user)))
         .filter(~Exists(DocumentSkip.objects.filter(document=OuterRef("pk"), user=user)))
         .filter(

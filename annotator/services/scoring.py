@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q
 
 from .. import ml
 from ..exceptions import ProjectError
@@ -37,6 +37,7 @@ from .jobs import (
     job_request,
     job_succeed,
 )
+from .overlap import overlap_waiting
 from .queue import QueueChunkPublisher, queue_replace, queue_statistics_refresh
 
 SCORE_CELLS = 20_000_000  # documents x shortlisted labels held at once while scoring
@@ -270,10 +271,9 @@ def _evaluation_items(project: Project, version: ModelVersion, store) -> list[Qu
     the model's suggestions, so that they are served looking like every other document, and strategy "evaluation"
     or "overlap" (never picked by the active-learning order; services.queue serves them on their own turns)."""
     unanswered_evaluation = Q(is_evaluation=True) & ~Q(Exists(Annotation.objects.filter(document=OuterRef("pk"))))
-    overlap_open = Q(answers_wanted__gt=1, answers_count__gte=1, answers_count__lt=F("answers_wanted"))
     rows = list(
         Document.objects.filter(project=project)
-        .filter(unanswered_evaluation | overlap_open)
+        .filter(unanswered_evaluation | overlap_waiting())
         .order_by("id")
         .values_list("id", "answers_count")
     )
