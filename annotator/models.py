@@ -164,6 +164,9 @@ class Project(models.Model):
     overlap_evaluation = models.BooleanField(
         default=False, help_text="Every evaluation-set document is answered by overlap_k experts."
     )
+    # The sources of imported pre-annotations (PreAnnotation.source), kept by the import: empty means `next` never
+    # looks for them (no query on the hot path of projects without any).
+    preannotation_sources = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -410,6 +413,31 @@ class EncoderVersion(models.Model):
         return f"{self.project_id}/encoder e{self.number}"
 
 
+class PreAnnotation(models.Model):
+    """A label with a score that an external model gave a document (imported from JSONL / CSV `predictions` or
+    Label Studio `predictions`), kept per source. Shown as suggestions, marked with their source, until the
+    project's own model does better on the evaluation set (ModelVersion.preannotation_comparison)."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="preannotations")
+    label = models.ForeignKey(Label, on_delete=models.CASCADE, related_name="preannotations")
+    source = models.CharField(max_length=100, help_text="The external model's name (Label Studio: model_version).")
+    score = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["document_id", "-score", "label_id"]
+        indexes = [models.Index(fields=["project", "source"], name="preannotation_source_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "label", "source"], name="preannotation_unique"),
+            models.CheckConstraint(condition=Q(score__gte=0) & Q(score__lte=1), name="preannotation_score_range"),
+            models.CheckConstraint(condition=~Q(source=""), name="preannotation_source_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}:{self.label_id} {self.score:.2f} ({self.source})"
+
+
 class ModelVersion(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
     number = models.PositiveIntegerField()
@@ -429,6 +457,10 @@ class ModelVersion(models.Model):
     # each answer): {"decisions": n, "bins": [[j, shown, accepted], ...]}, suggestions shown with a score in
     # [j / 100, (j + 1) / 100). With config["tick_curve"] it sets the pre-tick threshold (selectors.pretick_rule).
     decision_counts = models.JSONField(default=dict, blank=True)
+    # This version against the imported pre-annotations on the evaluation set (services.preannotations): per
+    # source the metrics of both on the evaluation documents the source covers, and whether the model does better.
+    # Until it does, documents with pre-annotations show the external suggestions (selectors.preannotations).
+    preannotation_comparison = models.JSONField(default=dict, blank=True)
     n_annotations = models.PositiveIntegerField(help_text="Annotated documents the model was trained on.")
     n_labels = models.PositiveIntegerField()
     data_cutoff = models.DateTimeField(help_text="Annotations saved after this moment are new to this model.")
