@@ -34,6 +34,7 @@ from .webhooks import (
     webhook_emit_export,
     webhook_send_test,
     webhook_update,
+    webhooks_redispatch,
 )
 
 __all__ = [
@@ -97,4 +98,5 @@ __all__ = [
     "webhook_emit_export",
     "webhook_send_test",
     "webhook_update",
+    "webhooks_redispatch",
 ]

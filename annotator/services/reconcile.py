@@ -14,6 +14,7 @@ from ..models import Job, Project
 from .jobs import job_dispatch, job_fail, job_mark_cancelled, job_request, job_retry_depth
 from .registry import artifacts_sweep
 from .training import training_maybe_request
+from .webhooks import webhooks_redispatch
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,18 @@ def jobs_reconcile() -> dict[str, int]:
     - PENDING jobs never sent (broker was down) or sent long ago without starting are sent again (a duplicate
       delivery is harmless: only one claims the job);
     - projects due for training without a queued run get one;
-    - model folders no version refers to (left by a killed run) are removed after an hour.
+    - model folders no version refers to (left by a killed run) are removed after an hour;
+    - webhook deliveries whose message was never sent (broker down) or lost are sent again.
     """
     now = timezone.now()
-    counts = {"failed_stale": 0, "retried": 0, "redispatched": 0, "training_requested": 0, "orphans_removed": 0}
+    counts = {
+        "failed_stale": 0,
+        "retried": 0,
+        "redispatched": 0,
+        "training_requested": 0,
+        "orphans_removed": 0,
+        "webhooks_redispatched": 0,
+    }
     stale = now - timedelta(seconds=settings.ALABEL_JOB_STALE_SECONDS)
     for job in Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale).select_related("project"):
         if job.cancel_requested:
@@ -64,6 +73,7 @@ def jobs_reconcile() -> dict[str, int]:
         if training_maybe_request(project=project) is not None:
             counts["training_requested"] += 1
     counts["orphans_removed"] = artifacts_sweep()
+    counts["webhooks_redispatched"] = webhooks_redispatch()
     if connection.vendor == "sqlite":  # SQLite keeps no planner statistics unless asked to
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA optimize")

@@ -39,6 +39,9 @@ MAX_REDIRECTS = 3  # followed only within the hook's own origin (scheme, host, p
 BACKOFF_SECONDS = (10, 60, 300, 1800, 7200)
 MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
 USER_AGENT = "alabel-webhooks/1"
+# A pending delivery this late past its due attempt lost its message (broker down at dispatch, or a lost
+# message): the reconciler sends it again (webhooks_redispatch).
+REDISPATCH_GRACE_SECONDS = 300
 
 
 # --- hooks -----------------------------------------------------------------------------------------------------------
@@ -199,13 +202,48 @@ def webhook_emit(*, project: Project | int, event: str, payload: dict[str, Any])
     return deliveries
 
 
-def webhook_emit_export(*, project: Project, user, fmt: str, include_unlabelled: bool) -> list[WebhookDelivery]:
-    """The "project.exported" event of an export (the export views call it once the request is valid)."""
+def webhook_emit_export(
+    *, project: Project, user, fmt: str, include_unlabelled: bool, via: str = "api"
+) -> list[WebhookDelivery]:
+    """The "project.exported" event of an export: the export views call it once the request is valid
+    (`via` "api"), `manage.py export_project` once the file is written (`via` "command", no user)."""
     return webhook_emit(
         project=project,
         event=Webhook.Event.PROJECT_EXPORTED,
-        payload={"format": fmt, "include_unlabelled": include_unlabelled, "by": getattr(user, "username", "")},
+        payload={
+            "format": fmt,
+            "include_unlabelled": include_unlabelled,
+            "by": getattr(user, "username", "") or "",
+            "via": via,
+        },
     )
+
+
+def webhooks_redispatch(*, grace_seconds: int = REDISPATCH_GRACE_SECONDS, limit: int = 500) -> int:
+    """The reconciler's part: pending deliveries whose attempt is overdue by more than `grace_seconds` (their
+    message was never sent, the broker being down, or was lost) are sent again; returns how many. A duplicate
+    message is harmless: an attempt is made only by the one that claims it (`_claim`)."""
+    now = timezone.now()
+    overdue: list[int] = []
+    rows = (
+        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, webhook__active=True)
+        .order_by("created_at")
+        .values_list("pk", "attempts", "created_at", "last_attempt_at")[:limit]
+    )
+    for pk, attempts, created_at, last_attempt_at in rows:
+        if attempts == 0 or last_attempt_at is None:
+            due = created_at
+        else:
+            wait = webhook_backoff(attempts)
+            if wait is None:
+                continue  # its last attempt is being recorded: never sent again
+            due = last_attempt_at + timedelta(seconds=wait)
+        if due < now - timedelta(seconds=grace_seconds):
+            overdue.append(pk)
+    sent = sum(webhook_dispatch(delivery_id=pk) for pk in overdue)
+    if sent:
+        logger.info("re-sent %s overdue webhook deliveries", sent)
+    return sent
 
 
 @transaction.atomic

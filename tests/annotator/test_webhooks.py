@@ -381,8 +381,60 @@ def test_an_export_fires(project, manager, manager_client):
     assert response.status_code == 200
     b"".join(response.streaming_content)
     assert _events(project) == [
-        ("project.exported", {"format": "csv", "include_unlabelled": False, "by": manager.username})
+        ("project.exported", {"format": "csv", "include_unlabelled": False, "by": manager.username, "via": "api"})
     ]
+
+
+def test_the_export_command_fires_too(project, manager, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    _hook(project, manager, "https://a.example/hook", ["project.exported"])
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("export_project", project.pk, str(tmp_path), "--format", "jsonl", "--no-progress")
+    assert _events(project) == []  # a refused export is no export
+    call_command("export_project", project.pk, str(tmp_path / "out.jsonl"), "--format", "jsonl", "--no-progress")
+    assert _events(project) == [
+        ("project.exported", {"format": "jsonl", "include_unlabelled": False, "by": "", "via": "command"})
+    ]
+
+
+def test_the_reconciler_resends_deliveries_whose_message_was_lost(project, manager, receiver_factory, dispatched):
+    """The broker was down when the answer was saved: the delivery stayed pending; the reconciler sends it again
+    once it is overdue, and the receiver gets it exactly once."""
+    from annotator.services.reconcile import jobs_reconcile
+
+    receiver = receiver_factory()
+    _hook(project, manager, receiver.url)
+    (delivery,) = services.webhook_emit(project=project, event="model.published", payload={"version": 1})
+    dispatched.clear()  # its message never reached the broker
+    assert jobs_reconcile()["webhooks_redispatched"] == 0  # not overdue yet: its message may still be on its way
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    assert jobs_reconcile()["webhooks_redispatched"] == 1
+    assert dispatched == [(delivery.pk, None)]
+    services.webhook_deliver(delivery_id=delivery.pk)
+    services.webhook_deliver(delivery_id=delivery.pk)  # a duplicate message: nothing sent twice
+    assert len(receiver.requests) == 1
+    delivery.refresh_from_db()
+    assert delivery.status == WebhookDelivery.Status.DELIVERED
+    dispatched.clear()
+    assert jobs_reconcile()["webhooks_redispatched"] == 0  # delivered: never again
+    assert dispatched == []
+
+
+def test_the_reconciler_leaves_a_retry_alone_until_its_back_off_is_overdue(
+    project, manager, receiver_factory, dispatched
+):
+    from annotator.services.reconcile import jobs_reconcile
+
+    receiver = receiver_factory([(500, {})])
+    _hook(project, manager, receiver.url)
+    (delivery,) = services.webhook_emit(project=project, event="model.published", payload={"version": 1})
+    services.webhook_deliver(delivery_id=delivery.pk)  # attempt 1 fails: attempt 2 is due in 10 s
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    dispatched.clear()
+    assert jobs_reconcile()["webhooks_redispatched"] == 0
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(last_attempt_at=timezone.now() - timedelta(minutes=6))
+    assert jobs_reconcile()["webhooks_redispatched"] == 1
 
 
 # --- API ---------------------------------------------------------------------------------------------------------

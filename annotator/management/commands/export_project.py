@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from annotator import formats, selectors
+from annotator import formats, selectors, services
 from annotator.models import Annotation, Document, Project
 from annotator.selectors.export import export_label_names
 
@@ -81,5 +81,8 @@ class Command(BaseCommand):
             os.replace(temporary / "out", path)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
+        services.webhook_emit_export(
+            project=project, user=None, fmt=fmt, include_unlabelled=include, via="command"
+        )  # the "project.exported" webhooks, like an export through the API
         answers = Annotation.objects.filter(project=project).count()
         self.stdout.write(f"Exported {written[0]} documents ({answers} answers in the project) to {path} as {fmt}.")
