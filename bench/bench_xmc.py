@@ -15,6 +15,7 @@ Measures, on this machine:
     .venv/bin/python bench/bench_xmc.py                               # the default configuration
     .venv/bin/python bench/bench_xmc.py --xr '{"beam": 20}' --tfidf '{"char_ngrams": [3, 5]}' --name beam20
     .venv/bin/python bench/bench_xmc.py --n-trees 2                   # ensemble of trees with seeds 0, 1
+    .venv/bin/python bench/bench_xmc.py --overlap-lambda 2 --overlap-merge mean --name overlap2  # overlapping leaves
 
 Prints a Markdown table and writes bench/results/xmc-<name>.json. The machine is shared: the load
 average before and after is recorded; compare numbers measured back to back only.
@@ -45,6 +46,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tfidf", default="{}", help="TfidfConfig fields as JSON (default: TfidfConfig())")
     parser.add_argument("--xr", default="{}", help="XRConfig fields as JSON (default: XRConfig())")
     parser.add_argument("--n-trees", type=int, default=1, help="ensemble of this many trees (seeds 0, 1, ...)")
+    # overlapping leaf clusters (XRConfig.overlap_*); each one given overrides the same key of --xr
+    parser.add_argument("--overlap-lambda", type=int, help="leaf clusters per label (1: plain tree)")
+    parser.add_argument("--overlap-rounds", type=int, help="assignment/retraining rounds")
+    parser.add_argument("--overlap-merge", choices=("max", "mean"), help="how a label's slot scores merge")
+    parser.add_argument("--overlap-min-count", type=int, help="documents routed to a leaf to earn a slot there")
+    parser.add_argument("--overlap-beam", type=int, help="leaves counted per training document (its best ones)")
     parser.add_argument(
         "--lexical-weight",
         type=float,
@@ -165,7 +172,12 @@ def main() -> None:
 
     progress = not args.no_progress
     tfidf_config = TfidfConfig.from_dict(json.loads(args.tfidf))
-    xr_config = XRConfig.from_dict(json.loads(args.xr))
+    overrides = {
+        key: getattr(args, key)
+        for key in ("overlap_lambda", "overlap_rounds", "overlap_merge", "overlap_min_count", "overlap_beam")
+        if getattr(args, key) is not None
+    }
+    xr_config = XRConfig.from_dict({**json.loads(args.xr), **overrides})
     load_before = os.getloadavg()
     result = header("xmc", {**vars(args), "tfidf": tfidf_config.to_dict(), "xr": xr_config.to_dict()})
     result["source_sha256"] = source_hash(("learner",))

@@ -7,7 +7,7 @@
 Also: ``XREnsemble`` (several trees, mean score) and ``LabelNameMatcher`` + ``blend_topk`` (a label whose
 name occurs in the text gets a bonus learned from the training data; it also reaches labels without
 training documents). Modules: ``config``, ``tree``, ``solver`` (liblinear per node, forked workers),
-``model``, ``ensemble``, ``lexical``.
+``model``, ``ensemble``, ``lexical``, ``overlap`` (overlapping leaf clusters: ``XRConfig.overlap_lambda``).
 """
 
 from learner.xmc.config import TreeConfig, XRConfig

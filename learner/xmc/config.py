@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 
 from learner.config import Params, check_float, check_int
 
-__all__ = ["LOSSES", "NEGATIVES", "TRANSFORMS", "TreeConfig", "XRConfig"]
+__all__ = ["LOSSES", "MERGES", "NEGATIVES", "TRANSFORMS", "TreeConfig", "XRConfig"]
 
 NEGATIVES: tuple[str, ...] = ("tfn", "tfn+man", "tfn+led", "tfn+man+led")
 LOSSES: tuple[str, ...] = ("squared_hinge", "hinge", "logistic")
 TRANSFORMS: tuple[str, ...] = ("l1-hinge", "l2-hinge", "l3-hinge", "l4-hinge", "sigmoid")
+MERGES: tuple[str, ...] = ("max", "mean")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,17 @@ class XRConfig(Params):
     ``pifa_weight`` > 0 keeps the labels' PIFA vectors z_l (entries below ``pifa_threshold`` dropped)
     and re-ranks the labels of the beam by (path score + pifa_weight * max(cos(x, z_l), 0)) / (1 + pifa_weight),
     still in [0, 1]: a nearest-centroid vote that helps tail labels with one or two training documents.
+
+    Overlapping leaf clusters (label disentanglement, Liu et al., NeurIPS 2021; ``learner.xmc.overlap``):
+    with ``overlap_lambda`` > 1, after training, the training documents are beam-searched through the
+    matcher and every label gets up to ``overlap_lambda`` leaf clusters: its own plus the other leaves
+    its positive documents are routed to most often (at least ``overlap_min_count`` of them; a document
+    counts the best ``overlap_beam`` leaves of its beam: 1, its top leaf, by default; PECOS's example
+    counts its whole beam of 10, which with a few hundred leaves also counts near misses). Each extra
+    leaf holds a duplicate *slot* of the label (trained on all the label's positives); the rankers are
+    retrained, and this alternates ``overlap_rounds`` times. At inference the scores of a label's slots
+    that the beam reached are merged into one by ``overlap_merge`` (``"max"`` or ``"mean"``), so outputs
+    keep one column per label. ``overlap_lambda`` = 1 (the default) is the plain non-overlapping tree.
     """
 
     tree: TreeConfig = field(default_factory=TreeConfig)
@@ -93,6 +105,11 @@ class XRConfig(Params):
     pifa_weight: float = 0.05
     pifa_threshold: float = 0.01
     n_jobs: int = -1
+    overlap_lambda: int = 1
+    overlap_rounds: int = 1
+    overlap_merge: str = "max"
+    overlap_min_count: int = 1
+    overlap_beam: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.tree, dict):  # from JSON
@@ -118,6 +135,17 @@ class XRConfig(Params):
         check_float(self, "pifa_threshold", 0.0, 1.0, low_open=False, high_open=True)
         if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs == 0 or self.n_jobs < -1:
             raise ValueError(f"n_jobs must be a positive integer or -1 (all cores); got {self.n_jobs!r}")
+        check_int("overlap_lambda", self.overlap_lambda, 1)
+        check_int("overlap_rounds", self.overlap_rounds, 1)
+        if self.overlap_merge not in MERGES:
+            raise ValueError(f"overlap_merge must be one of {', '.join(MERGES)}; got {self.overlap_merge!r}")
+        check_int("overlap_min_count", self.overlap_min_count, 1)
+        check_int("overlap_beam", self.overlap_beam, 1)
+
+    @property
+    def overlapping(self) -> bool:
+        """Whether training gives labels extra leaf clusters (``overlap_lambda`` > 1)."""
+        return self.overlap_lambda > 1
 
     @property
     def matcher_aware(self) -> bool:

@@ -11,6 +11,9 @@ negatives) and, with ``"+led"``, those with a label whose nearest labels by PIFA
 (``label_neighbours``) lie under the parent (label-embedding negatives, LightDXML's hard negatives).
 Inference keeps the ``beam`` best nodes per level and scores only their children, so the
 work per document is O(depth * beam * branching) dot products, never O(L).
+
+With ``overlap_lambda`` > 1 the leaves overlap (``learner.xmc.overlap``): the tree's last layer holds
+S >= L label *slots*, ``slot_label`` maps each to its label, and predictions merge a label's slots.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from tqdm.auto import tqdm
 
 from learner.artifacts import header, read_header, write_folder, write_json
 from learner.config import check_positive_int
-from learner.xmc import solver
+from learner.xmc import overlap, solver
 from learner.xmc.config import XRConfig
 from learner.xmc.solver import LayerTask, LayerWeights, fork_map, train_layer
 from learner.xmc.tree import LabelTree, pifa
@@ -237,9 +240,11 @@ class _ScoringLayer:
 class XRLinear:
     """A trained XR-Linear model (see the module docstring).
 
-    Attributes: ``config`` (``XRConfig``), ``tree`` (``LabelTree``), ``layers`` (one ``LayerWeights`` per
-    tree level, then the labels; rows in tree order), ``label_features`` (the (L, F) PIFA rows in tree
-    order when ``config.pifa_weight`` > 0, else None), ``n_features``, ``n_labels``, ``train_info``.
+    Attributes: ``config`` (``XRConfig``), ``tree`` (``LabelTree`` over the S label slots; S = L without
+    overlap), ``layers`` (one ``LayerWeights`` per tree level, then the slots; rows in tree order),
+    ``label_features`` (the (S, F) PIFA rows in tree order when ``config.pifa_weight`` > 0, else None),
+    ``slot_label`` (S,) slot id -> label id (the identity without overlap), ``n_features``, ``n_labels``
+    (L), ``n_slots`` (S), ``train_info``.
     """
 
     def __init__(
@@ -251,7 +256,17 @@ class XRLinear:
         n_features: int,
         label_features: sp.csr_matrix | None = None,
         train_info: dict[str, Any] | None = None,
+        slot_label: np.ndarray | None = None,
     ) -> None:
+        if slot_label is None:
+            slot_label = np.arange(tree.n_labels, dtype=np.int64)
+        slot_label = np.asarray(slot_label, dtype=np.int64)
+        if slot_label.shape != (tree.n_labels,):
+            raise ValueError(f"slot_label must have one entry per tree slot ({tree.n_labels}); got {slot_label.shape}")
+        n_labels = int(slot_label.max()) + 1
+        copies = np.bincount(slot_label.clip(0), minlength=n_labels)  # (L,) slots per label
+        if slot_label.min() < 0 or copies.min() < 1:
+            raise ValueError("slot_label must map the slots onto labels 0 .. L-1, every label at least once")
         if len(layers) != tree.n_layers:
             raise ValueError(f"the tree has {tree.n_layers} layers but {len(layers)} were given")
         for t, layer in enumerate(layers):
@@ -268,6 +283,9 @@ class XRLinear:
         self.n_features = n_features
         self.label_features = label_features  # (L, F) PIFA rows in tree order, or None
         self.train_info: dict[str, Any] = dict(train_info or {})
+        self.slot_label = slot_label  # (S,) slot id -> label id
+        self._n_labels = n_labels
+        self._max_copies = int(copies.max())
         self._scoring: dict[int, _ScoringLayer] = {}  # built on first use
 
     def __repr__(self) -> str:
@@ -278,7 +296,18 @@ class XRLinear:
 
     @property
     def n_labels(self) -> int:
+        """Labels L (the columns of Y and of the predictions)."""
+        return self._n_labels
+
+    @property
+    def n_slots(self) -> int:
+        """Label slots S of the tree's last layer (S = L without overlapping clusters)."""
         return self.tree.n_labels
+
+    @property
+    def overlapped(self) -> bool:
+        """Whether some label has more than one slot (leaf cluster)."""
+        return self.n_slots > self.n_labels
 
     @property
     def nnz(self) -> int:
@@ -304,6 +333,11 @@ class XRLinear:
         Labels without a positive document are allowed (they score ~0). ``on_progress(fraction)`` is
         called as the work advances. Deterministic for a given config (whatever ``n_jobs``). Raises
         ``ValueError`` on mismatched shapes, no documents, NaN or non-0/1 targets.
+
+        With ``config.overlap_lambda`` > 1, ``config.overlap_rounds`` times: the training documents are
+        beam-searched through the model's matcher, every label gets up to lambda leaves
+        (``overlap.assign_slots``, from the first tree's leaves) and the model is retrained on the slot
+        tree, every slot of a label with all the label's positives (PECOS's overlap-xmc recipe).
         """
         config = config or XRConfig()
         features = check_features(X)
@@ -314,9 +348,65 @@ class XRLinear:
             raise ValueError("X has 0 columns")
         targets = check_targets(Y, n_docs)
         n_labels = targets.shape[1]
-        info: dict[str, Any] = {"n_documents": n_docs, "n_features": n_features, "n_labels": n_labels}
         if tree is not None and tree.n_labels != n_labels:
             raise ValueError(f"the tree covers {tree.n_labels} labels but Y has {n_labels} columns")
+        if not config.overlapping:
+            return cls._fit(features, targets, config, tree, None, on_progress, progress)
+        rounds = config.overlap_rounds
+        total = rounds + 1  # progress shares: the first fit, then one per round
+
+        def scaled(offset: int) -> Callable[[float], None] | None:
+            if on_progress is None:
+                return None
+            callback = on_progress
+            return lambda fraction: callback((offset + fraction) / total)
+
+        model = cls._fit(features, targets, config, tree, None, scaled(0), progress)
+        base = model.tree
+        if base.n_layers < 2:  # one leaf holds every label: nothing to overlap
+            logger.info("overlap_lambda=%d ignored: the tree has a single leaf", config.overlap_lambda)
+            model.train_info["overlap_slots"] = model.n_slots
+            return model
+        home = base.leaf_of_label()  # (L,)
+        n_leaves = len(base.leaf_bounds) - 1
+        history = []
+        for r in range(rounds):
+            started = time.perf_counter()
+            width = max(config.beam, config.overlap_beam)
+            leaves = model._beam_through(features, base.n_layers - 2, width)[:, : config.overlap_beam]  # (N, b)
+            counts = overlap.route_counts(targets, leaves, n_leaves)  # (L, n_leaves)
+            slot_label, slot_leaf = overlap.assign_slots(counts, home, config.overlap_lambda, config.overlap_min_count)
+            slots = overlap.slot_tree(base, slot_label, slot_leaf)
+            assign_seconds = time.perf_counter() - started
+            model = cls._fit(
+                features, targets[:, slot_label].tocsr(), config, slots, slot_label, scaled(r + 1), progress
+            )
+            history.append({"slots": len(slot_label), "assign_seconds": round(assign_seconds, 3)})
+            logger.info("overlap round %d: %d labels in %d slots", r + 1, n_labels, len(slot_label))
+        model.train_info["overlap_slots"] = model.n_slots
+        model.train_info["overlap_rounds"] = history
+        return model
+
+    @classmethod
+    def _fit(
+        cls,
+        features: sp.csr_matrix,
+        targets: sp.csr_matrix,
+        config: XRConfig,
+        tree: LabelTree | None,
+        slot_label: np.ndarray | None,
+        on_progress: Callable[[float], None] | None,
+        progress: bool,
+    ) -> XRLinear:
+        """Train the rankers on checked features (N, F) and targets (N, S) of the S slots of ``tree``
+        (built from the targets' PIFA when None); ``slot_label`` (S,) maps slots to labels (None: S = L)."""
+        n_docs, n_features = features.shape
+        n_labels = targets.shape[1]
+        info: dict[str, Any] = {
+            "n_documents": n_docs,
+            "n_features": n_features,
+            "n_labels": n_labels if slot_label is None else int(slot_label.max()) + 1,
+        }
         started = time.perf_counter()
         Z = pifa(features, targets) if tree is None or config.pifa_weight > 0 or config.label_embedding else None
         if tree is None:
@@ -396,6 +486,7 @@ class XRLinear:
             n_features=n_features,
             label_features=label_features,
             train_info=info,
+            slot_label=slot_label,
         )
         info["weights_nnz"] = model.nnz
         info["pifa_nnz"] = int(label_features.nnz) if label_features is not None else 0
@@ -475,15 +566,24 @@ class XRLinear:
         is kept. With every old document replayed this is what a full retrain on the same tree fits for those
         labels; with a sample, their old evidence is what the replay keeps. New labels get PIFA rows from the
         update documents. The cost is O(retrained labels x documents routed to their leaves), no tree build.
+        With overlapping clusters the same runs on slots: every slot of a label with new positives is
+        retrained (on the documents routed to its own leaf), and a new label gets one slot.
         """
         features = check_features(X, self.n_features)
         n_docs = features.shape[0]
         if n_docs == 0:
             raise ValueError("X has no documents: an update needs at least one labelled document")
         targets = check_targets(Y, n_docs)
-        n_old, n_all = self.n_labels, targets.shape[1]
-        if n_all < n_old:
-            raise ValueError(f"Y has {n_all} columns but the model has {n_old} labels; an update cannot drop labels")
+        n_old_labels, n_all_labels = self.n_labels, targets.shape[1]
+        if n_all_labels < n_old_labels:
+            raise ValueError(
+                f"Y has {n_all_labels} columns but the model has {n_old_labels} labels; an update cannot drop labels"
+            )
+        # Work on slots: a label's duplicates share its targets (retrained together); a new label gets one slot.
+        slot_label = np.concatenate([self.slot_label, np.arange(n_old_labels, n_all_labels, dtype=np.int64)])
+        if self.overlapped:
+            targets = targets[:, slot_label].tocsr()  # (N, S') columns = slots
+        n_old, n_all = self.n_slots, len(slot_label)
         new = np.ones(n_docs, dtype=bool) if new_rows is None else np.zeros(n_docs, dtype=bool)
         if new_rows is not None:
             rows = np.asarray(new_rows, dtype=np.int64).ravel()
@@ -604,12 +704,12 @@ class XRLinear:
         info.update(
             {
                 "incremental": True,
-                "n_labels": n_all,
+                "n_labels": n_all_labels,
                 "update_documents": n_docs,
                 "update_new_documents": int(new.sum()),
                 "level_sizes": grown.level_sizes,
                 "update_added_labels": n_all - n_old,
-                "update_retrained_labels": len(retrain),
+                "update_retrained_labels": len(np.unique(slot_label[retrain])),
                 "update_seconds": round(time.perf_counter() - started, 3),
                 "update_beam_seconds": round(beam_seconds, 3),
                 "update_train_seconds": round(train_seconds, 3),
@@ -623,6 +723,7 @@ class XRLinear:
             n_features=self.n_features,
             label_features=label_features,
             train_info=info,
+            slot_label=slot_label,
         )
         info["weights_nnz"] = model.nnz
         report(1.0)
@@ -728,6 +829,7 @@ class XRLinear:
         *,
         beam: int | None = None,
         pifa_weight: float | None = None,
+        merge: str | None = None,
         chunk_size: int = 8192,
         progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -739,14 +841,22 @@ class XRLinear:
         re-weights the PIFA re-ranking of a model trained with it (0 switches it off). Works
         ``chunk_size`` documents at a time: the memory is O(chunk_size * beam * branching), never
         O(N * L), and the result does not depend on ``chunk_size``.
+
+        With overlapping clusters the last step keeps k * (most slots of a label) slots and merges each
+        label's slots by ``merge`` (default ``config.overlap_merge``: ``"max"`` or ``"mean"`` of the slots
+        the beam reached), so the result still has one entry per label, k distinct labels per row.
         """
+        how = self.config.overlap_merge if merge is None else merge
+        if how not in ("max", "mean"):
+            raise ValueError(f"merge must be 'max' or 'mean'; got {merge!r}")
         weight = self.config.pifa_weight if pifa_weight is None else pifa_weight
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < float("inf"):
             raise ValueError(f"pifa_weight must be a number >= 0; got {pifa_weight!r}")
         if weight > 0 and self.label_features is None:
             raise ValueError("pifa_weight > 0 needs a model trained with XRConfig.pifa_weight > 0 (no PIFA stored)")
         k = min(check_positive_int(k), self.n_labels)
-        width = self._effective_beam(k, check_positive_int(beam if beam is not None else self.config.beam, "beam"))
+        keep = min(k * self._max_copies, self.n_slots)  # slots kept at the last step: >= k distinct labels
+        width = self._effective_beam(keep, check_positive_int(beam if beam is not None else self.config.beam, "beam"))
         chunk_size = check_positive_int(chunk_size, "chunk_size")
         features = check_features(X, self.n_features)
         n_docs = features.shape[0]
@@ -761,12 +871,17 @@ class XRLinear:
                 scores = np.ones((n, 1), dtype=np.float32)
                 for t in range(last + 1):
                     if t == last:
-                        nodes, scores = self._step(chunk, t, nodes, scores, k, float(weight))
+                        nodes, scores = self._step(chunk, t, nodes, scores, keep, float(weight))
                     else:
                         nodes, scores = self._step(chunk, t, nodes, scores, width)
-                if nodes.shape[1] < k or (nodes < 0).any():  # cannot happen with the widened beam
+                if nodes.shape[1] < keep or (nodes < 0).any():  # cannot happen with the widened beam
                     raise RuntimeError("beam search found fewer than k labels")
-                indices[start : start + n] = self.tree.order[nodes]
+                slots = self.tree.order[nodes]  # (n, keep) slot ids
+                if self.overlapped:
+                    labels, scores = overlap.merge_slots(slots, scores, self.slot_label, k, how)
+                else:
+                    labels = slots  # slot id = label id
+                indices[start : start + n] = labels
                 values[start : start + n] = scores
                 bar.update(n)
         return indices, values
@@ -784,6 +899,7 @@ class XRLinear:
             "config": self.config.to_dict(),
             "n_features": self.n_features,
             "n_labels": self.n_labels,
+            "n_slots": self.n_slots,
             "level_sizes": self.tree.level_sizes,
             "train_info": self.train_info,
         }
@@ -794,6 +910,8 @@ class XRLinear:
             arrays[f"layer{t}_indices"] = W.indices.astype(np.int32)
             arrays[f"layer{t}_indptr"] = W.indptr.astype(np.int64)
             arrays[f"layer{t}_bias"] = layer.bias.astype(np.float32)
+        if self.overlapped:
+            arrays["slot_label"] = self.slot_label.astype(np.int64)
         if self.label_features is not None:
             Z = self.label_features
             arrays["pifa_data"] = Z.data.astype(np.float32)
@@ -835,6 +953,7 @@ class XRLinear:
                         shape=(n_nodes, n_features),
                     )
                     layers.append(LayerWeights(W, np.asarray(arrays[f"layer{t}_bias"], dtype=np.float32)))
+                slot_label = np.asarray(arrays["slot_label"]) if "slot_label" in arrays.files else None
                 label_features = None
                 if "pifa_data" in arrays:
                     label_features = sp.csr_matrix(
@@ -848,6 +967,7 @@ class XRLinear:
                 n_features=n_features,
                 label_features=label_features,
                 train_info=payload.get("train_info"),
+                slot_label=slot_label,
             )
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise ValueError(f"corrupt XR-Linear model in {folder}: {exc}") from exc
