@@ -15,6 +15,7 @@ __all__ = ["APLC_CUTOFF_BY", "HEADS", "PRECISIONS", "TREE_FEATURES", "FullTierCo
 HEADS = ("auto", "flat", "tree", "aplc")
 PRECISIONS = ("auto", "bf16", "fp32")
 TREE_FEATURES = ("tfidf", "encoder")
+RANKERS = ("none", "xr")
 APLC_CUTOFF_BY = ("labels", "frequency")
 
 
@@ -57,6 +58,11 @@ class FullTierConfig(Params):
     shortlist: int = 100  # candidates per document used for tuning and calibration (and by predict)
     seed: int = 0
     max_train_seconds: float | None = None  # wall-time budget of the optimisation; None: no limit
+    # The XR-Transformer final ranker (learner.full.ranker), tree head only: "xr" trains XR-Linear on [TF-IDF ⊕
+    # fine-tuned embedding] over the head's label tree and ranks with it; "none" ranks with the head.
+    ranker: str = "none"
+    ranker_embedding_weight: float = 1.0  # the embedding part's weight next to the (unit) TF-IDF part
+    ranker_xr: dict[str, Any] = field(default_factory=dict)  # learner.xmc.XRConfig fields to override
     predict_batch_size: int = 128  # documents per forward pass when scoring or embedding
     max_score_cells: int = 67_108_864  # floats of scores (and a tree's gathered weight rows) alive when scoring
 
@@ -106,12 +112,24 @@ class FullTierConfig(Params):
         if not isinstance(self.tree, dict):
             raise ValueError(f"tree must be a dict of learner.xmc.TreeConfig settings; got {self.tree!r}")
         self.tree_config()  # unknown keys or bad values raise here, not after the encoder has loaded
+        if self.ranker not in RANKERS:
+            raise ValueError(f"ranker must be one of {', '.join(RANKERS)}; got {self.ranker!r}")
+        check_float(self, "ranker_embedding_weight", 0.0, float("inf"), low_open=False, high_open=True)
+        if not isinstance(self.ranker_xr, dict):
+            raise ValueError(f"ranker_xr must be a dict of learner.xmc.XRConfig settings; got {self.ranker_xr!r}")
+        self.ranker_xr_config()
 
     def tree_config(self) -> Any:
         """The ``learner.xmc.TreeConfig`` of the label tree (defaults overridden by ``tree``)."""
         from learner.xmc.config import TreeConfig
 
         return TreeConfig.from_dict({**TreeConfig().to_dict(), **self.tree})
+
+    def ranker_xr_config(self) -> Any:
+        """The ``learner.xmc.XRConfig`` of the final ranker (defaults overridden by ``ranker_xr``)."""
+        from learner.xmc.config import XRConfig
+
+        return XRConfig.from_dict({**XRConfig().to_dict(), **self.ranker_xr})
 
     def resolve(self, n_labels: int) -> FullTierConfig:
         """The concrete `head` for a label set of `n_labels` labels: flat up to `flat_max_labels`, else tree (an

@@ -26,6 +26,7 @@ from learner.device import retry_on_oom, run_batches
 from learner.full.aplc import AplcHead
 from learner.full.config import FullTierConfig
 from learner.full.heads import TreeHead, batch_loss, targets_per_layer, tree_parents
+from learner.full.ranker import FinalRanker
 from learner.tier import (
     Inputs,
     label_names,
@@ -47,6 +48,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "full_tier.json"
 HEAD_FILE = "head.safetensors"
 ENCODER_DIR = "encoder"
+RANKER_DIR = "ranker"  # the final ranker's folder (learner.full.ranker), when the model has one
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -74,6 +76,7 @@ class FullTier(RuleBasedPredictions):
         rules: dict[str, DecisionRule],
         metrics: dict[str, float],
         train_info: dict[str, Any],
+        ranker: FinalRanker | None = None,
     ) -> None:
         self.labels = labels
         self.config = config
@@ -86,6 +89,7 @@ class FullTier(RuleBasedPredictions):
         self.rules = rules
         self.metrics = metrics
         self.train_info = train_info
+        self.ranker = ranker  # the XR-Transformer final ranker (config.ranker "xr"), else None
         self.train_batch_cap: int | None = None
         self.inference_batch_cap: int | None = None
         self._fingerprint: str | None = None
@@ -216,6 +220,10 @@ class FullTier(RuleBasedPredictions):
         """
         names = label_names(labels)
         config = (config or FullTierConfig()).resolve(len(names))
+        if config.ranker != "none" and config.head != "tree":
+            raise ValueError(f"ranker {config.ranker!r} needs the tree head; this model's head is {config.head!r}")
+        tree: Any = None
+        featurizer: Any = None
         texts = _input_texts(inputs)
         if not texts:
             raise ValueError("no training documents")
@@ -234,7 +242,7 @@ class FullTier(RuleBasedPredictions):
             logger.info("full tier APLC clusters: %s labels, widths %s", head.sizes, head.widths)
         else:
             if config.head == "tree":
-                parents = cls._build_tree(texts, targets, config, base, progress)
+                parents, tree, featurizer = cls._build_tree(texts, targets, config, base, progress)
             else:
                 parents = [np.zeros(len(names), dtype=np.int64)]
             head = cls._new_head(parents, targets, config, base.dim, base.device)
@@ -265,6 +273,20 @@ class FullTier(RuleBasedPredictions):
             texts, targets, stages, bootstrap=True, report=lambda f: report(0.9 * f), progress=progress
         )
         model.train_info.update(info)
+        report(0.85)
+        if config.ranker == "xr":
+            ranker_started = time.monotonic()
+            model.ranker = FinalRanker.train(
+                texts,
+                model.embed(texts, progress=progress),
+                targets,
+                tree=tree,
+                featurizer=featurizer,
+                xr=config.ranker_xr_config(),
+                embedding_weight=config.ranker_embedding_weight,
+                progress=progress,
+            )
+            model.train_info["ranker_seconds"] = round(time.monotonic() - ranker_started, 3)
         report(0.9)
         if val_texts is not None and val_targets is not None and len(val_texts) >= 2:
             model._tune(val_texts, val_targets)
@@ -281,19 +303,22 @@ class FullTier(RuleBasedPredictions):
     @staticmethod
     def _build_tree(
         texts: list[str], targets: sp.csr_matrix, config: FullTierConfig, base: Any, progress: bool
-    ) -> list[np.ndarray]:
-        """The label tree's parent arrays, from PIFA label features of TF-IDF or frozen-encoder embeddings."""
+    ) -> tuple[list[np.ndarray], Any, Any]:
+        """(the label tree's parent arrays, the ``LabelTree``, the TF-IDF featurizer fitted on `texts` or None), the
+        tree from PIFA label features of TF-IDF or frozen-encoder embeddings."""
         from learner.xmc.tree import LabelTree, pifa
 
+        featurizer: Any = None
         if config.tree_features == "tfidf":
             from learner.features import TfidfConfig, TfidfFeaturizer
 
-            features: Any = TfidfFeaturizer.fit(texts, TfidfConfig(min_df=1), progress=progress).transform(texts)
+            featurizer = TfidfFeaturizer.fit(texts, TfidfConfig(min_df=1), progress=progress)
+            features: Any = featurizer.transform(texts)
         else:
             features = base.encode(texts, progress=progress)  # (N, H)
         tree = LabelTree.build(pifa(features, targets), config.tree_config(), progress=progress)
         logger.info("full tier label tree: %s", tree)
-        return tree_parents(tree)
+        return tree_parents(tree), tree, featurizer
 
     @staticmethod
     def _new_head(
@@ -570,9 +595,13 @@ class FullTier(RuleBasedPredictions):
             texts = texts + replay_texts
         if not texts:
             raise ValueError("no documents to update on")
+        n_rows = len(texts)
         texts, targets, val_texts, val_targets = _held_out(
             texts, targets, validation, len(names), self.config, self.config.seed + 1
         )
+        if len(texts) < n_rows:  # a held-out share left: the fit rows are sorted, so the new documents come first
+            fit_rows, _ = split_rows(n_rows, self.config.val_fraction, self.config.seed + 1)
+            n_new = int((fit_rows < n_new).sum())
         report = on_progress or (lambda fraction: None)
         started = time.monotonic()
 
@@ -604,6 +633,11 @@ class FullTier(RuleBasedPredictions):
             progress=progress,
             shuffle_key=updates,  # another shuffle than the training's and the earlier updates'
         )
+        report(0.85)
+        if self.ranker is not None:  # the ranker continues on the updated encoder's embeddings
+            model.ranker = self.ranker.update(
+                texts, model.embed(texts, progress=progress), targets, old_to_new, n_new_rows=n_new
+            )
         report(0.9)
         if val_texts is not None and val_targets is not None and len(val_texts) >= 2:
             model._tune(val_texts, val_targets)
@@ -706,6 +740,8 @@ class FullTier(RuleBasedPredictions):
         progress: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(N, k) label indices (-1: none) and uncalibrated probabilities (0 for none), best first."""
+        if self.ranker is not None:
+            return self._ranker_topk(self.ranker, texts, k, beam=beam, progress=progress)
         import torch
 
         head = self.head
@@ -731,6 +767,20 @@ class FullTier(RuleBasedPredictions):
                 bar.update(len(rows))
 
             self._inference_batches(self._longest_first(texts), size, score_rows, what="scoring batch")
+        return idx, raw
+
+    def _ranker_topk(
+        self, ranker: FinalRanker, texts: list[str], k: int, *, beam: int | None, progress: bool, chunk: int = 4096
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The final ranker's (N, k) label indices and scores, `chunk` documents at a time (their embeddings and
+        features alive at once, never all of them)."""
+        idx = np.full((len(texts), k), -1, dtype=np.int64)  # (N, k)
+        raw = np.zeros((len(texts), k), dtype=np.float32)  # (N, k)
+        for start in range(0, len(texts), chunk):
+            part = texts[start : start + chunk]
+            found, scores = ranker.predict_topk(part, self.embed(part, progress=progress), k, beam=beam)
+            idx[start : start + len(part), : found.shape[1]] = found
+            raw[start : start + len(part), : found.shape[1]] = scores
         return idx, raw
 
     def _calibrated(self, idx: np.ndarray, raw: np.ndarray) -> np.ndarray:
@@ -776,9 +826,12 @@ class FullTier(RuleBasedPredictions):
             self.encoder.save_pretrained(str(tmp / ENCODER_DIR))
             self.tokenizer.save_pretrained(str(tmp / ENCODER_DIR))
             save_file(self.head.state(), str(tmp / HEAD_FILE))
+            if self.ranker is not None:
+                self.ranker.save(tmp / RANKER_DIR)
             payload = {
                 **model_header(self, FORMAT, FORMAT_VERSION, "torch", "transformers"),
                 "max_length": self.max_length,
+                "ranker": self.ranker is not None,
                 "sha256": {
                     "encoder": file_sha256(tmp / ENCODER_DIR / WEIGHTS_FILE),
                     "head": file_sha256(tmp / HEAD_FILE),
@@ -826,6 +879,7 @@ class FullTier(RuleBasedPredictions):
             raise ValueError(f"cannot load the full-tier model from {folder}: {exc}") from exc
         if head.n_labels != len(labels):
             raise ValueError(f"corrupt full-tier model {folder}: {head.n_labels} label rows for {len(labels)} labels")
+        ranker = FinalRanker.load(folder / RANKER_DIR) if payload.get("ranker") else None
         encoder.eval()
         encoder.to(resolved)
         return cls(
@@ -840,6 +894,7 @@ class FullTier(RuleBasedPredictions):
             rules=rules,
             metrics=payload.get("metrics") or {},
             train_info=payload.get("train_info") or {},
+            ranker=ranker,
         )
 
 
