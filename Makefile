@@ -21,8 +21,9 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt
 
 dev-install: $(VENV)/.dev-installed
 
-$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.dev-installed: $(VENV)/.installed requirements-dev.txt clients/python/pyproject.toml
 	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -e ./clients/python
 	touch $@
 
 lint: dev-install
