@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ProjectError
-from .importing import LABEL_SEPARATOR, ImportRecord, decode_text, refuse_constant, validate_record
+from .importing import (
+    LABEL_SEPARATOR,
+    ImportRecord,
+    Prediction,
+    decode_text,
+    refuse_constant,
+    source_problem,
+    validate_record,
+)
 from .validation import spreadsheet_safe
 
 # Label Studio: the names of the control and object tags in the labeling config we export for (docs/api.md).
@@ -47,7 +55,8 @@ CSV_EXPORT_COLUMNS = [
     "seconds_spent",
 ]
 CSV_EXPORT_ONLY = set(CSV_EXPORT_COLUMNS) - {"id", "text", "labels"}
-TABLE_COLUMNS = {"id", "text", "labels", "label_ids", "metadata"}
+TABLE_COLUMNS = {"id", "text", "labels", "label_ids", "metadata", "predictions", "prediction_source"}
+LS_DEFAULT_SOURCE = "labelstudio"  # a Label Studio prediction without model_version
 FALSE_VALUES = (0, False, "0", "false", "False")
 TRUE_VALUES = (1, True, "1", "true", "True")
 
@@ -78,17 +87,51 @@ def _choices(items: Any, where: str, errors: list[str]) -> list[str] | None:
     return names
 
 
-def _ls_task(task: Any, number: int, text_key: str) -> tuple[ImportRecord | None, int, list[str]]:
-    """One task: its record, the number of predictions it carries, and the problems found (each naming the task)."""
+def _ls_prediction(prediction: dict[str, Any], where: str, errors: list[str]) -> Prediction | None:
+    """One Label Studio prediction as a pre-annotation: source its `model_version` (else "labelstudio"), each label
+    scored by its result's `score`, else the prediction's `score`, else 1.0; scores must lie in [0, 1]."""
+    before = len(errors)
+    items = prediction.get("result", [])
+    if _choices(items, where, errors) is None:
+        return None
+    version = prediction.get("model_version")
+    source = LS_DEFAULT_SOURCE if version is None or version == "" else str(version)
+    if problem := source_problem(source):
+        errors.append(f"{where}: model_version: {problem}")
+    default = prediction.get("score")
+    if default is not None and (
+        isinstance(default, bool) or not isinstance(default, int | float) or not 0 <= default <= 1
+    ):
+        errors.append(f"{where}: score must be a number between 0 and 1")
+    labels: dict[str, float] = {}
+    for number, item in enumerate(items, start=1):
+        score = item.get("score", default)
+        if score is None:
+            score = 1.0 if default is None else default
+        if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
+            errors.append(f"{where}: result {number}: score must be a number between 0 and 1")
+            continue
+        for name in item["value"]["choices"]:
+            if not name.strip() or LABEL_SEPARATOR in name or len(name) > 255:
+                errors.append(f"{where}: result {number}: label {name[:50]!r} must be 1-255 characters without '|'")
+                continue
+            labels[name.strip()] = float(score)
+    if len(errors) > before or not labels:
+        return None
+    return Prediction(source.strip(), labels)
+
+
+def _ls_task(task: Any, number: int, text_key: str) -> tuple[ImportRecord | None, list[Prediction], list[str]]:
+    """One task: its record, the pre-annotations it carries, and the problems found (each naming the task)."""
     prefix = f"task {number}"
     if not isinstance(task, dict):
-        return None, 0, [f'{prefix}: expected an object with "data", got {type(task).__name__}']
+        return None, [], [f'{prefix}: expected an object with "data", got {type(task).__name__}']
     errors: list[str] = []
     data = task.get("data")
     if not isinstance(data, dict):
-        return None, 0, [f'{prefix}: "data" must be an object with "{text_key}"']
+        return None, [], [f'{prefix}: "data" must be an object with "{text_key}"']
     if text_key not in data:
-        return None, 0, [f'{prefix}: "data" has no "{text_key}" (the text to label)']
+        return None, [], [f'{prefix}: "data" has no "{text_key}" (the text to label)']
     ext_id: Any = data.get("id")
     if ext_id is None:
         task_id = task.get("id")
@@ -116,32 +159,33 @@ def _ls_task(task: Any, number: int, text_key: str) -> tuple[ImportRecord | None
     if not isinstance(predictions, list):
         errors.append(f'{prefix}: "predictions" must be a list')
         predictions = []
+    found: dict[str, dict[str, float]] = {}  # by source; a later prediction of the same source adds to it
     for index, prediction in enumerate(predictions, start=1):
         where = f"{prefix}: prediction {index}"
         if not isinstance(prediction, dict):
             errors.append(f"{where} must be an object")
             continue
-        _choices(prediction.get("result", []), where, errors)
-        score = prediction.get("score")
-        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
-            errors.append(f"{where}: score must be a number")
+        parsed = _ls_prediction(prediction, where, errors)
+        if parsed is not None and parsed.source is not None:
+            found.setdefault(parsed.source, {}).update(parsed.labels)
     metadata = {key: value for key, value in data.items() if key not in {text_key, "id"}}
     raw: dict[str, Any] = {"id": ext_id, "text": data[text_key], "metadata": metadata}
     if labels is not None:
         raw["labels"] = labels
     record, problems = validate_record(raw, number, where="task")
-    return record, len(predictions), errors + problems
+    return record, [Prediction(source, labels) for source, labels in found.items()], errors + problems
 
 
 def parse_label_studio(data: bytes, *, text_key: str = "text") -> tuple[list[ImportRecord], list[str]]:
     """A Label Studio JSON export: a list of tasks (or one task object). Returns the records and the messages naming
-    every bad task ("task N: ...", numbered from 1). Predictions are checked and counted in each record's
-    `predictions`, not stored (`importing.import_notes` says so).
+    every bad task ("task N: ...", numbered from 1). Predictions become each record's `predictions` (pre-annotations:
+    source the prediction's `model_version`, else "labelstudio"; a label's score its result's `score`, else the
+    prediction's, else 1.0).
 
     Each task: `data.<text_key>` (required), `data.id` (our external id; else "ls-<task id>", else "ls-<N>"), the
     other `data` keys as metadata, `annotations` (`result` items of type `choices`, several merged; cancelled ones
     skipped; a `ground_truth` one wins, else the latest by `updated_at`/`created_at`, else the last) and
-    `predictions` (the same results, checked and counted)."""
+    `predictions` (the same results, with scores in [0, 1])."""
     try:
         tasks = json.loads(decode_text(data), parse_constant=refuse_constant)
     except json.JSONDecodeError as exc:
@@ -189,8 +233,10 @@ def label_studio_task(row: dict[str, Any], *, from_name: str = LS_FROM_NAME, to_
     """One export row (`selectors.export_rows`) as a Label Studio task: `data.text` and `data.id` (our external id),
     one annotation per answer (oldest first; `lead_time` the seconds spent), the reviewer's gold as a further
     annotation with `ground_truth: true`, who answered in `meta.annotators` (Label Studio's `completed_by` is one of
-    its own user ids), and one prediction: the suggestions the first answer was shown, each label a result with its
-    score, `model_version` our version number ("cold-start" before the first model)."""
+    its own user ids), one prediction: the suggestions the first answer was shown, each label a result with its
+    score, `model_version` our version number ("cold-start" before the first model) (none when they were an external
+    source's pre-annotations: those follow), and one prediction per stored pre-annotation source (`row["predictions"]`,
+    `model_version` the source, one result per label with its score, best first)."""
     annotations = [
         {
             "result": [_ls_result(answer["labels"], from_name, to_name)],
@@ -219,6 +265,8 @@ def label_studio_task(row: dict[str, Any], *, from_name: str = LS_FROM_NAME, to_
         annotations.append({"result": [_ls_result(row["labels"], from_name, to_name)], "was_cancelled": False})
     task: dict[str, Any] = {"data": {"text": row["text"], "id": row["id"]}, "annotations": annotations, "meta": meta}
     shown = next((answer for answer in row.get("answers", []) if answer.get("suggestions")), None)
+    if shown is not None and any(item.get("source") not in (None, "model") for item in shown["suggestions"]):
+        shown = None  # an external source's suggestions: exported below with the source's pre-annotations
     if shown is not None:
         suggestions = [item for item in shown["suggestions"] if item.get("label")]
         scores = [item["score"] for item in suggestions if isinstance(item.get("score"), int | float)]
@@ -235,6 +283,15 @@ def label_studio_task(row: dict[str, Any], *, from_name: str = LS_FROM_NAME, to_
         ]
     else:
         task["predictions"] = []
+    for stored in row.get("predictions") or []:
+        scored = sorted(stored["labels"].items(), key=lambda pair: (-pair[1], pair[0]))
+        task["predictions"].append(
+            {
+                "model_version": stored["source"],
+                "score": scored[0][1] if scored else None,
+                "result": [{**_ls_result([name], from_name, to_name), "score": score} for name, score in scored],
+            }
+        )
     return task
 
 
@@ -275,8 +332,10 @@ def records_from_columns(
     """Records from a column table (`{name: values}`): `id`, `text`, and either `labels` (a list of names; or of
     integers when `class_names` maps them, a `ClassLabel` feature) or multi-hot columns (`label_columns`, or with
     `multi_hot` every 0/1 column, unless there is a `labels` column). In multi-hot rows an empty cell counts as 0,
-    and a row whose label cells are all empty is unlabelled. Rows are numbered from `first` and named "<where> N";
-    any other column is an error."""
+    and a row whose label cells are all empty is unlabelled. A `predictions` column holds pre-annotations
+    (`importing.parse_predictions`: `joy:0.91|anger:0.2`, `{"joy": 0.91}` or a list of `{"source", "labels"}`), of
+    the source in `prediction_source` when there is one. Rows are numbered from `first` and named "<where> N"; any
+    other column is an error."""
     if "text" not in columns:
         return [], [f'the table has no "text" column (it has: {", ".join(sorted(columns)) or "none"})']
     if "id" not in columns:
@@ -286,7 +345,7 @@ def records_from_columns(
         return [], ['the table has a "labels" column and label columns: use one or the other']
     if not hot and multi_hot and "labels" not in columns:
         hot = detect_label_columns(columns)
-        if not hot:
+        if not hot and "predictions" not in columns:  # with predictions alone: unlabelled documents
             return [], ["no multi-hot label columns found (columns other than id and text with only 0/1 values)"]
     missing = [name for name in hot if name not in columns]
     if missing:
@@ -303,11 +362,16 @@ def records_from_columns(
     ids, texts = columns["id"], columns["text"]
     listed = None if hot else columns.get("labels")
     metadata = columns.get("metadata")
+    predictions, sources = columns.get("predictions"), columns.get("prediction_source")
     for index in range(count):
         number = first + index
         raw: dict[str, Any] = {"id": ids[index], "text": texts[index]}
         if metadata is not None and metadata[index] is not None:
             raw["metadata"] = metadata[index]
+        if predictions is not None and predictions[index] is not None:
+            raw["predictions"] = predictions[index]
+            if sources is not None and sources[index]:
+                raw["prediction_source"] = sources[index]
         if hot:
             cells = [columns[name][index] for name in hot]
             bad = [name for name, value in zip(hot, cells, strict=True) if not _is_flag(value)]
@@ -473,6 +537,7 @@ def parse_csv_table(
             columns.pop(name, None)
     elif multi_hot and not label_columns and "labels" not in columns:  # the header names the labels: a bad cell named
         label_columns = [name for name in header if name not in TABLE_COLUMNS]
+        multi_hot = bool(label_columns)  # `id,text,predictions`: unlabelled documents with pre-annotations
     records, problems = records_from_columns(
         columns, label_columns=label_columns, multi_hot=multi_hot, where="row", first=0
     )

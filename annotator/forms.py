@@ -151,6 +151,11 @@ class ImportForm(forms.Form):
         "manage.py import_documents."
     )
     create_labels = forms.BooleanField(required=False, help_text="Add labels the project does not have yet.")
+    prediction_source = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="The model that made the file's predictions (pre-annotations) when it names none; empty: import.",
+    )
 
 
 class MemberForm(forms.Form):

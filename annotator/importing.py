@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,17 @@ MAX_ID_LENGTH = 255
 # so that an export imports back as it is.
 EXPORT_ONLY_FIELDS = {"labels_from", "gold", "annotator", "annotated_at", "evaluation", "answers"}
 LABEL_SEPARATOR = "|"
+SCORE_SEPARATOR = ":"  # CSV `predictions` cells: `joy:0.91|anger:0.2`
+MAX_SOURCE_LENGTH = 100  # PreAnnotation.source
+
+
+@dataclass
+class Prediction:
+    """An external model's scores for one document (a pre-annotation): `source` None means the import's default
+    source (the upload's `prediction_source`, else "import")."""
+
+    source: str | None
+    labels: dict[str, float]
 
 
 @dataclass
@@ -30,19 +42,105 @@ class ImportRecord:
     text: str
     labels: list[str] | None  # None: unlabelled; []: labelled "none apply"
     metadata: dict[str, Any] = field(default_factory=dict)
-    predictions: int = 0  # Label Studio predictions the record carried: checked and counted, not stored yet
+    predictions: list[Prediction] = field(default_factory=list)  # pre-annotations, stored by the import
 
 
 def import_notes(records: list[ImportRecord]) -> list[str]:
-    """What an import read but did not keep, for the result message (never dropped silently)."""
-    predictions = sum(record.predictions for record in records)
-    tasks = sum(1 for record in records if record.predictions)
-    if not predictions:
-        return []
-    return [
-        f"{predictions} Label Studio prediction(s) in {tasks} task(s) were checked but not imported yet "
-        "(pre-annotations are not stored; the answers were imported)"
-    ]
+    """What an import read but did not keep, for the result message (never dropped silently). Pre-annotations are
+    stored (the result's `preannotations`): nothing is left out today."""
+    return []
+
+
+def source_problem(source: Any) -> str | None:
+    """Why `source` cannot name a pre-annotation source, or None."""
+    if not isinstance(source, str) or not source.strip():
+        return "a prediction source must be a non-empty string"
+    if len(source.strip()) > MAX_SOURCE_LENGTH:
+        return f"a prediction source is at most {MAX_SOURCE_LENGTH} characters"
+    if problem := text_problem(source):
+        return f"the prediction source {problem}"
+    return None
+
+
+def _score_problem(name: Any, score: Any) -> str | None:
+    if not isinstance(name, str) or not name.strip():
+        return "a predicted label must be a non-empty name"
+    if LABEL_SEPARATOR in name or len(name) > 255 or text_problem(name):
+        return f"predicted label {name[:50]!r} must be at most 255 characters of text without {LABEL_SEPARATOR!r}"
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        return f"the score of {name[:50]!r} must be a number between 0 and 1"
+    if not 0 <= score <= 1:
+        return f"the score of {name[:50]!r} is {score}; scores must be between 0 and 1"
+    return None
+
+
+def _scores(value: Any, what: str) -> tuple[dict[str, float], list[str]]:
+    """`{"joy": 0.91, ...}` checked: names stripped, every score a number in [0, 1]."""
+    if not isinstance(value, dict):
+        return {}, [f'{what} must be an object {{"label": score}}']
+    scores: dict[str, float] = {}
+    errors: list[str] = []
+    for name, score in value.items():
+        if score is None:  # a column table's struct of every label: a label this row did not score
+            continue
+        if problem := _score_problem(name, score):
+            errors.append(f"{what}: {problem}")
+        else:
+            scores[name.strip()] = float(score)
+    return scores, errors
+
+
+def parse_predictions(value: Any, source: Any = None) -> tuple[list[Prediction], list[str]]:
+    """Pre-annotations of one record: `{"joy": 0.91, "anger": 0.2}` (of `source`, else the import's default), or
+    a list of `{"source": "bert-v3", "labels": {"joy": 0.91}}`, or (a CSV or table cell) `joy:0.91|anger:0.2` or
+    either JSON shape as a string. Returns the predictions and the problems (each to be prefixed by the record)."""
+    if value is None or value == "" or value == [] or value == {}:
+        return [], []
+    if source is not None and source != "":
+        if problem := source_problem(source):
+            return [], [problem]
+        source = source.strip()
+    else:
+        source = None
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in ("{", "["):
+            try:
+                value = json.loads(text, parse_constant=_refuse_constant)
+            except (ValueError, RecursionError) as exc:
+                return [], [f"predictions are not valid JSON ({exc})"]
+        else:
+            pairs: dict[str, Any] = {}
+            for part in text.split(LABEL_SEPARATOR):
+                name, separator, score = part.rpartition(SCORE_SEPARATOR)
+                if not separator or not name.strip():
+                    return [], [f"predictions must be label:score pairs separated by {LABEL_SEPARATOR!r}, got {part!r}"]
+                try:
+                    pairs[name.strip()] = float(score)
+                except ValueError:
+                    return [], [f"the score of {name.strip()[:50]!r} must be a number between 0 and 1, got {score!r}"]
+            value = pairs
+    if isinstance(value, dict):
+        scores, errors = _scores(value, "predictions")
+        return ([Prediction(source, scores)] if scores and not errors else []), errors
+    if not isinstance(value, list | tuple):
+        return [], ['predictions must be {"label": score} or a list of {"source", "labels"}']
+    found: list[Prediction] = []
+    errors = []
+    for number, item in enumerate(value, start=1):
+        what = f"prediction {number}"
+        if not isinstance(item, dict) or set(item) - {"source", "labels"} or "labels" not in item:
+            errors.append(f'{what} must be an object {{"source", "labels": {{"label": score}}}}')
+            continue
+        named = item.get("source")
+        if named is not None and (problem := source_problem(named)):
+            errors.append(f"{what}: {problem}")
+            continue
+        scores, problems = _scores(item["labels"], f"{what} labels")
+        errors.extend(problems)
+        if scores and not problems:
+            found.append(Prediction(named.strip() if named is not None else source, scores))
+    return (found if not errors else []), errors
 
 
 def _decode(data: bytes) -> str:
@@ -58,7 +156,8 @@ def validate_record(raw: Any, line: int, where: str = "line") -> tuple[ImportRec
     prefix = f"{where} {line}"
     if not isinstance(raw, dict):
         return None, [f'{prefix}: expected an object with "id" and "text", got {type(raw).__name__}']
-    unknown = sorted(set(raw) - {"id", "text", "labels", "metadata"} - EXPORT_ONLY_FIELDS)
+    known = {"id", "text", "labels", "metadata", "predictions", "prediction_source"}
+    unknown = sorted(set(raw) - known - EXPORT_ONLY_FIELDS)
     if unknown:
         errors.append(f"{prefix}: unknown field(s) {', '.join(unknown)}")
     ext_id = raw.get("id")
@@ -99,9 +198,13 @@ def validate_record(raw: Any, line: int, where: str = "line") -> tuple[ImportRec
         metadata = {}
     elif problem := json_text_problem(metadata):
         errors.append(f'{prefix}: "metadata" {problem}')
+    predictions, problems = parse_predictions(raw.get("predictions"), raw.get("prediction_source"))
+    errors.extend(f"{prefix}: {problem}" for problem in problems)
     if errors:
         return None, errors
-    return ImportRecord(line=line, external_id=ext_id, text=text, labels=labels, metadata=metadata), []
+    record = ImportRecord(line=line, external_id=ext_id, text=text, labels=labels, metadata=metadata)
+    record.predictions = predictions
+    return record, []
 
 
 def _refuse_constant(name: str) -> Any:

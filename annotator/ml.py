@@ -529,6 +529,33 @@ def label_decisions(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarr
     return [predicted.indices[predicted.indptr[i] : predicted.indptr[i + 1]].tolist() for i in range(idx.shape[0])]
 
 
+def decisions_with_top(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarray | None) -> tuple[list, list]:
+    """The model's positive labels per document (column indices, at its micro-F1 decision rule) and its best label
+    per document (a column index), from one prediction."""
+    n_labels = len(model.labels)
+    idx, probs = shortlists(model, texts=texts, X=X, k=max(1, min(n_labels, model.config.shortlist)))
+    predicted = model.rules["micro_f1"].apply(idx, probs, n_labels).tocsr()
+    decided = [predicted.indices[predicted.indptr[i] : predicted.indptr[i + 1]].tolist() for i in range(idx.shape[0])]
+    return decided, [int(best) for best in idx[:, 0]]
+
+
+def decision_scores(
+    true: Sequence[Sequence[int]], decided: Sequence[Sequence[int]], top: Sequence[int], n_labels: int
+) -> dict[str, float]:
+    """Micro-F1, macro-F1, micro precision of label decisions and P@1 of a best label (-1: none) against the true
+    labels, all as column indices in [0, n_labels) per document (learner.metrics)."""
+    from learner.metrics import macro_f1, micro_f1, micro_precision, precision_at_k
+
+    Y_true, Y_pred = multi_hot(true, list(range(n_labels))), multi_hot(decided, list(range(n_labels)))
+    best = np.asarray(list(top), dtype=np.int64).reshape(-1, 1)  # (N, 1)
+    return {
+        "micro_f1": round(micro_f1(Y_true, Y_pred), 4),
+        "macro_f1": round(macro_f1(Y_true, Y_pred), 4),
+        "precision": round(micro_precision(Y_true, Y_pred), 4),
+        "p_at_1": round(precision_at_k(Y_true, best, 1), 4),
+    }
+
+
 def agreement(first: Sequence[Sequence[int]], second: Sequence[Sequence[int]]) -> float:
     """Cohen's kappa between two models' decisions on the same documents (label ids per document)."""
     from learner.curves import agreement as kappa

@@ -6,9 +6,11 @@ from __future__ import annotations
 import math
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from rest_framework.throttling import BaseThrottle
+
+from .api.errors import problem_response
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -20,12 +22,12 @@ def client_ip(request: HttpRequest) -> str:
 def lockout_response(
     request: HttpRequest, original_response: HttpResponse | None = None, credentials: dict | None = None
 ) -> HttpResponse:
-    """429 with Retry-After: JSON `{"detail"}` on the API, the login form with the message in the browser."""
+    """429 with Retry-After: problem details (`detail`, `retry_after`) on the API, the login form in the browser."""
     seconds = math.ceil(settings.AXES_COOLOFF_TIME.total_seconds())
     minutes = max(1, math.ceil(seconds / 60))
     message = f"Too many failed logins: this account is locked here for {minutes} minutes. Try again later."
     if request.path.startswith("/api/"):
-        response: HttpResponse = JsonResponse({"detail": message}, status=429)
+        response: HttpResponse = problem_response(request, 429, message, retry_after=seconds)
     else:
         next_url = request.POST.get("next", "") if request.method == "POST" else ""
         response = render(request, "annotator/login.html", {"locked": message, "next": next_url}, status=429)

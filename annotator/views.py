@@ -160,10 +160,16 @@ def _field_errors(form: forms.Form) -> list[str]:
 def project_import(request: HttpRequest, project: Project, data: dict[str, Any]) -> str:
     records, errors = parse_upload(data["file"])
     result = services.documents_import(
-        project=project, user=request.user, records=records, parse_errors=errors, create_labels=data["create_labels"]
+        project=project,
+        user=request.user,
+        records=records,
+        parse_errors=errors,
+        create_labels=data["create_labels"],
+        prediction_source=data.get("prediction_source") or services.DEFAULT_PREDICTION_SOURCE,
     )
     notes = "".join(f" {note}." for note in import_notes(records))
-    return f"Imported {result.documents} documents with {result.annotations} seed annotations.{notes}"
+    stored = f" {result.preannotations} pre-annotation(s) stored." if result.preannotations else ""
+    return f"Imported {result.documents} documents with {result.annotations} seed annotations.{stored}{notes}"
 
 
 @manager_action(MemberForm, inline="member_form")

@@ -302,6 +302,14 @@ def micro_f1(Y_true: Any, Y_pred: Any) -> float:
     return 2.0 * tp / denominator if denominator > 0 else 0.0
 
 
+def micro_precision(Y_true: Any, Y_pred: Any) -> float:
+    """Micro-averaged precision: of every (document, label) decision made, the share that is a true label;
+    TP / (TP + FP). Returns 0.0 when nothing was decided."""
+    true, pred = _pair(Y_true, Y_pred)
+    decided = float(pred.sum())
+    return float(true.multiply(pred).sum()) / decided if decided > 0 else 0.0
+
+
 def macro_f1(Y_true: Any, Y_pred: Any) -> float:
     """Macro-averaged F1: the mean of per-label F1 over the labels present in ``Y_true``.
 

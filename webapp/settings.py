@@ -228,7 +228,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"auth": os.environ.get("ALABEL_AUTH_RATE", "10/minute")},
     "NUM_PROXIES": DJANGO_NUM_PROXIES,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, with every operation's error answers described as RFC 9457 problem details.
+    "DEFAULT_SCHEMA_CLASS": "annotator.api.schema.ProblemAutoSchema",
+    # Every API error as problem details (`application/problem+json`); list paging: annotator/api/paging.py.
     "EXCEPTION_HANDLER": "annotator.api.errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": None,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

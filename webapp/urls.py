@@ -8,3 +8,9 @@ urlpatterns = [
     path("api/v1/", include("annotator.api.urls")),
     path("", include("annotator.urls")),
 ]
+
+# Django's own error pages (DEBUG off): problem details (application/problem+json) under /api/, HTML elsewhere.
+handler400 = "annotator.api.errors.handler400"
+handler403 = "annotator.api.errors.handler403"
+handler404 = "annotator.api.errors.handler404"
+handler500 = "annotator.api.errors.handler500"

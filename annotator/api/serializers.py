@@ -127,12 +127,16 @@ class DocumentRecordSerializer(serializers.Serializer):
     text = serializers.CharField()
     labels = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
     metadata = serializers.DictField(required=False)
+    predictions = serializers.JSONField(
+        required=False, help_text='pre-annotations: {"label": score} or [{"source", "labels": {"label": score}}]'
+    )
 
 
 class ImportResultSerializer(serializers.Serializer):
     documents = serializers.IntegerField()
     annotations = serializers.IntegerField()
     labels_created = serializers.IntegerField()
+    preannotations = serializers.IntegerField(help_text="pre-annotations stored: (document, label, source) scores")
     notes = serializers.ListField(
         child=serializers.CharField(),
         required=False,
@@ -189,6 +193,9 @@ class SuggestionSerializer(serializers.Serializer):
     description = serializers.CharField()
     score = serializers.FloatField()
     preselected = serializers.BooleanField()
+    source = serializers.CharField(
+        required=False, help_text='"model", or the external source of a pre-annotation; absent before the first model'
+    )
 
 
 class DecidedSuggestionSerializer(serializers.Serializer):

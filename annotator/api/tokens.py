@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from .. import selectors, services
 from ..exceptions import ProjectError
 from ..models import ApiToken
+from .paging import PAGE_PARAMETERS, paged
 from .views import _valid
 
 
@@ -67,9 +68,14 @@ class TokenObtainView(APIView):
 
 
 class TokenListView(APIView):
-    @extend_schema(responses=TokenSerializer(many=True), summary="Your tokens (never their keys), newest first")
+    @extend_schema(
+        parameters=PAGE_PARAMETERS,
+        responses=TokenSerializer(many=True),
+        summary="Your tokens (never their keys), newest first",
+    )
     def get(self, request: Request) -> Response:
-        return Response(TokenSerializer(selectors.tokens_for_user(user=request.user), many=True).data)
+        tokens = selectors.tokens_for_user(user=request.user)
+        return paged(request, tokens, lambda page: TokenSerializer(page, many=True).data)
 
 
 class TokenDetailView(APIView):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import agreement, review, tokens, views, webhooks
+from . import agreement, preannotations, review, tokens, views, webhooks
 
 urlpatterns = [
     path("auth/token/", tokens.TokenObtainView.as_view(), name="api-token"),
@@ -64,6 +64,7 @@ urlpatterns = [
     path("projects/<int:project_id>/savings/", views.SavingsView.as_view(), name="api-savings"),
     path("projects/<int:project_id>/savings/adopt/", views.SavingsAdoptView.as_view(), name="api-savings-adopt"),
     path("projects/<int:project_id>/agreement/", agreement.AgreementView.as_view(), name="api-agreement"),
+    path("projects/<int:project_id>/preannotations/", preannotations.PreAnnotationsView.as_view(), name="api-pre"),
     path("projects/<int:project_id>/models/", views.ModelListView.as_view(), name="api-models"),
     path("projects/<int:project_id>/models/compare/", views.ModelCompareView.as_view(), name="api-models-compare"),
     path(

@@ -21,11 +21,24 @@ from ..exceptions import NotFound, ProjectError
 from ..importing import import_notes, parse_label_items, parse_label_upload, parse_records, parse_upload
 from ..models import Annotation, Job, Membership, TrainingSchedule
 from ..selectors.browse import BROWSE_MAX_LIMIT
+from ..selectors.budgets import members_spent
 from ..selectors.export import export_label_names
 from ..selectors.taxonomy import label_detail, label_tree, labels_taxonomy, taxonomy_labels
 from ..services.taxonomy import label_deprecate, label_merge, label_update, labels_import
 from ..validation import ID_MAX, INT_MAX, text_problem, whole_number
 from . import serializers as s
+from .paging import (
+    PAGE_PARAMETERS,
+    bool_filter,
+    bool_parameter,
+    choice_filter,
+    page_bounds,
+    page_headers,
+    page_parameters,
+    paged,
+)
+
+SEARCH_MAX_HITS = 100  # selectors.label_search ranks at most this many
 
 
 def _valid(serializer_class: type, data: object, **kwargs: object) -> dict:
@@ -43,11 +56,31 @@ DATE_PARAMETERS = [
 
 
 class ProjectListView(APIView):
-    @extend_schema(responses=s.ProjectSerializer(many=True), summary="Projects you are a member of")
+    @extend_schema(
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter("q", str, description="text the project's name contains (case ignored)"),
+            bool_parameter("archived", "archived projects (1) or the others (0)"),
+            OpenApiParameter("role", str, enum=Membership.Role.values, description="projects where you have this role"),
+        ],
+        responses=s.ProjectSerializer(many=True),
+        summary="Projects you are a member of, newest first",
+    )
     def get(self, request: Request) -> Response:
-        projects = list(selectors.projects_for_user(user=request.user))
+        query = _text_param(request, "q")
+        archived = bool_filter(request, "archived")
+        role = choice_filter(request, "role", Membership.Role.values)
         roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
-        return Response(s.ProjectSerializer(projects, many=True, context={"roles": roles}).data)
+        projects = selectors.projects_for_user(user=request.user)
+        if query:
+            projects = projects.filter(name__icontains=query)
+        if archived is not None:
+            projects = projects.filter(archived_at__isnull=not archived)
+        if role is not None:
+            projects = projects.filter(pk__in=[pk for pk, their_role in roles.items() if their_role == role])
+        return paged(
+            request, projects, lambda page: s.ProjectSerializer(page, many=True, context={"roles": roles}).data
+        )
 
     @extend_schema(request=s.ProjectCreateSerializer, responses={201: s.ProjectSerializer}, summary="Create a project")
     def post(self, request: Request) -> Response:
@@ -105,11 +138,23 @@ class MemberView(APIView):
         membership = services.member_add(project=project, user=request.user, **data)
         return Response(_member_out(project, membership), status=201)
 
-    @extend_schema(responses=s.MemberOutSerializer(many=True), summary="The project's members, quotas and counts")
+    @extend_schema(
+        parameters=[*PAGE_PARAMETERS, OpenApiParameter("role", str, enum=Membership.Role.values)],
+        responses=s.MemberOutSerializer(many=True),
+        summary="The project's members, quotas and counts, by username",
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        role = choice_filter(request, "role", Membership.Role.values)
         members = project.memberships.select_related("user").order_by("user__username")
-        return Response([_member_out(project, m) for m in members])
+        if role is not None:
+            members = members.filter(role=role)
+
+        def render(page: list[Membership]) -> list[dict]:
+            spent = members_spent(project=project, user_ids=[m.user_id for m in page])  # one query for the page
+            return [_member_out(project, m, spent=spent.get(m.user_id, 0)) for m in page]
+
+        return paged(request, members, render)
 
 
 class MemberDetailView(APIView):
@@ -120,12 +165,12 @@ class MemberDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-def _member_out(project, membership) -> dict:
+def _member_out(project, membership, *, spent: int | None = None) -> dict:
     return {
         "username": membership.user.username,
         "role": membership.role,
         "quota": membership.quota,
-        "spent": selectors.member_spent(project=project, user=membership.user),
+        "spent": selectors.member_spent(project=project, user=membership.user) if spent is None else spent,
     }
 
 
@@ -202,7 +247,12 @@ class DocumentImportView(APIView):
                 "properties": {"file": {"type": "string", "format": "binary"}},
             },
         },
-        parameters=[OpenApiParameter("create_labels", bool, description="Add labels the project does not have yet")],
+        parameters=[
+            OpenApiParameter("create_labels", bool, description="Add labels the project does not have yet"),
+            OpenApiParameter(
+                "prediction_source", str, description='The source of predictions that name none (default "import")'
+            ),
+        ],
         responses={201: s.ImportResultSerializer},
         summary="Import documents (JSON list, or a JSONL / CSV file); all or nothing",
     )
@@ -220,6 +270,9 @@ class DocumentImportView(APIView):
             records=records,
             parse_errors=errors,
             create_labels=create_labels,
+            prediction_source=request.query_params.get("prediction_source")
+            or (request.data.get("prediction_source") if upload is not None else None)
+            or services.DEFAULT_PREDICTION_SOURCE,
         )
         data = dict(s.ImportResultSerializer(result).data)
         if notes := import_notes(records):  # what the file carried that was not imported, never dropped silently
@@ -260,7 +313,7 @@ class NextView(APIView):
                 "score": item.score if role == Membership.Role.MANAGER else None,
                 "suggestions": served.suggestions,
                 "threshold": selectors.effective_threshold(project=project, version=item.model_version),
-                "pretick": selectors.pretick_rule(project=project, version=item.model_version),
+                "pretick": served.pretick or selectors.pretick_rule(project=project, version=item.model_version),
                 "lease_expires_at": item.lease_expires_at,
                 "lease_seconds": project.lease_seconds,
                 "budget": _budget_out(served.budget or selectors.budget_for(project=project)),
@@ -355,7 +408,7 @@ class LabelView(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("q", str, description="words to find in label names (case and accents ignored)"),
-            OpenApiParameter("limit", int, description="1-100, default 20"),
+            *page_parameters(default=20, maximum=SEARCH_MAX_HITS),
             OpenApiParameter(
                 "document", int, description="break ties within a tier by the model's scores for this document"
             ),
@@ -372,7 +425,7 @@ class LabelView(APIView):
     )
     def get(self, request: Request, project_id: int) -> Response:
         project, role = selectors.project_get_for(project_id=project_id, user=request.user)
-        limit = _int_param(request, "limit", 20) or 1  # at least one hit
+        limit, offset = page_bounds(request, default=20, maximum=SEARCH_MAX_HITS)
         document = _int_param(request, "document", None, maximum=ID_MAX)
         scores = (
             selectors.document_label_scores(project=project, user=request.user, document_id=document)
@@ -380,9 +433,14 @@ class LabelView(APIView):
             else None
         )
         semantic = request.query_params.get("semantic", "").lower() in {"1", "true", "yes"}
-        hits = selectors.label_search(
-            project=project, query=_text_param(request, "q"), limit=limit, scores=scores, semantic=semantic
+        # The search ranks as far as this page (at most SEARCH_MAX_HITS labels), so a keystroke's first page costs
+        # what it did before paging; the total is known once fewer hits than asked for were found.
+        wanted = min(SEARCH_MAX_HITS, offset + limit)
+        ranked = selectors.label_search(
+            project=project, query=_text_param(request, "q"), limit=wanted, scores=scores, semantic=semantic
         )
+        exact = len(ranked) < wanted or wanted == SEARCH_MAX_HITS
+        hits = ranked[offset : offset + limit]
         out = [
             {
                 "id": h.id,
@@ -400,7 +458,10 @@ class LabelView(APIView):
             for row in out:
                 taxonomy = extra.get(row["id"], {})
                 row.update({key: taxonomy.get(key) for key in ("external_id", "parent", "alt_names", "deprecated")})
-        return Response(out)
+        headers = page_headers(
+            request, total=len(ranked) if exact else None, limit=limit, offset=offset, more=len(ranked) == wanted
+        )
+        return Response(out, headers=headers)
 
     @extend_schema(
         request={"application/json": {"type": "array", "items": {"type": "string"}}},
@@ -481,11 +542,18 @@ class SavingsAdoptView(APIView):
 
 
 class ModelListView(APIView):
-    @extend_schema(responses=s.ModelVersionSerializer(many=True), summary="Model versions, newest first")
+    @extend_schema(
+        parameters=[*PAGE_PARAMETERS, bool_parameter("serving", "the serving version (1) or the others (0)")],
+        responses=s.ModelVersionSerializer(many=True),
+        summary="Model versions, newest first",
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
+        serving = bool_filter(request, "serving")
         versions = project.model_versions.order_by("-number").defer("stop_predictions", "evaluation_per_label")
-        return Response(s.ModelVersionSerializer(versions, many=True).data)
+        if serving is not None:
+            versions = versions.filter(is_serving=serving)
+        return paged(request, versions, lambda page: s.ModelVersionSerializer(page, many=True).data)
 
 
 class ModelPromoteView(APIView):
@@ -544,10 +612,18 @@ class JobCancelView(APIView):
 
 
 class ScheduleListView(APIView):
-    @extend_schema(responses=s.ScheduleSerializer(many=True), summary="Training schedules")
+    @extend_schema(
+        parameters=[*PAGE_PARAMETERS, bool_parameter("enabled", "enabled schedules (1) or disabled ones (0)")],
+        responses=s.ScheduleSerializer(many=True),
+        summary="Training schedules, oldest first",
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
-        return Response(s.ScheduleSerializer(selectors.training_schedules(project=project), many=True).data)
+        enabled = bool_filter(request, "enabled")
+        schedules = selectors.training_schedules(project=project).order_by("id")
+        if enabled is not None:
+            schedules = schedules.filter(enabled=enabled)
+        return paged(request, schedules, lambda page: s.ScheduleSerializer(page, many=True).data)
 
     @extend_schema(request=s.ScheduleSerializer, responses={201: s.ScheduleSerializer}, summary="Add a schedule")
     def post(self, request: Request, project_id: int) -> Response:
@@ -580,11 +656,25 @@ class ScheduleDetailView(APIView):
 
 
 class JobListView(APIView):
-    @extend_schema(responses=s.JobSerializer(many=True), summary="Recent jobs, newest first")
+    @extend_schema(
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter("kind", str, enum=Job.Kind.values),
+            OpenApiParameter("status", str, enum=Job.Status.values),
+        ],
+        responses=s.JobSerializer(many=True),
+        summary="Jobs, newest first",
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
-        jobs = selectors.recent_jobs(project=project, limit=20).select_related("model_version")
-        return Response(s.JobSerializer(jobs, many=True).data)
+        kind = choice_filter(request, "kind", Job.Kind.values)
+        status_ = choice_filter(request, "status", Job.Status.values)
+        jobs = Job.objects.filter(project=project).select_related("model_version").order_by("-id")
+        if kind is not None:
+            jobs = jobs.filter(kind=kind)
+        if status_ is not None:
+            jobs = jobs.filter(status=status_)
+        return paged(request, jobs, lambda page: s.JobSerializer(page, many=True).data)
 
 
 def _jsonl(rows: Iterator[dict]) -> Iterator[str]:
@@ -747,14 +837,14 @@ class LabelCoverageView(APIView):
 
 class AnnotatorStatsView(APIView):
     @extend_schema(
-        parameters=DATE_PARAMETERS,
+        parameters=[*PAGE_PARAMETERS, *DATE_PARAMETERS],
         responses={200: s.AnnotatorStatsSerializer(many=True)},
         summary="Per annotator: documents, documents per hour, median seconds, share of suggestions accepted",
     )
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = selectors.project_get_for(project_id=project_id, user=request.user, manager=True)
         date_from, date_to = _date_range(request)
-        return Response(selectors.annotator_stats(project=project, date_from=date_from, date_to=date_to))
+        return paged(request, selectors.annotator_stats(project=project, date_from=date_from, date_to=date_to))
 
 
 # The taxonomy -------------------------------------------------------------------------------------------------------

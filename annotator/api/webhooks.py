@@ -11,10 +11,11 @@ from rest_framework.views import APIView
 
 from .. import services
 from ..exceptions import ProjectError
-from ..models import Webhook
+from ..models import Webhook, WebhookDelivery
 from ..selectors import project_get_for
 from ..selectors.webhooks import DELIVERIES_MAX_LIMIT, webhook_deliveries, webhook_get, webhooks_for
 from ..validation import ID_MAX
+from .paging import PAGE_PARAMETERS, choice_filter, paged
 from .strict import StrictPatchMixin
 from .views import _int_param
 
@@ -64,10 +65,21 @@ def _input(data: object, *, partial: bool = False) -> dict:
 
 
 class WebhookListView(APIView):
-    @extend_schema(responses={200: WebhookSerializer(many=True)}, summary="The project's webhooks (managers)")
+    @extend_schema(
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter("event", str, enum=Webhook.Event.values, description="hooks that hear this event"),
+        ],
+        responses={200: WebhookSerializer(many=True)},
+        summary="The project's webhooks, oldest first (managers)",
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project, _ = project_get_for(project_id=project_id, user=request.user, manager=True)
-        return Response(WebhookSerializer(webhooks_for(project=project), many=True).data)
+        event = choice_filter(request, "event", Webhook.Event.values)
+        hooks = list(webhooks_for(project=project))  # at most 20 per project; `events` is a JSON list
+        if event is not None:
+            hooks = [hook for hook in hooks if event in hook.events]
+        return paged(request, hooks, lambda page: WebhookSerializer(page, many=True).data)
 
     @extend_schema(
         request=WebhookInputSerializer,
@@ -124,6 +136,7 @@ class WebhookDeliveriesView(APIView):
         parameters=[
             OpenApiParameter("limit", int, description=f"deliveries per page, 1-{DELIVERIES_MAX_LIMIT} (20)"),
             OpenApiParameter("after", int, description="the previous page's `next` (a delivery id)"),
+            OpenApiParameter("status", str, enum=WebhookDelivery.Status.values),
         ],
         responses={200: WebhookDeliveryPageSerializer},
         summary="The webhook's delivery log, newest first (managers)",
@@ -133,6 +146,7 @@ class WebhookDeliveriesView(APIView):
         webhook = webhook_get(project=project, webhook_id=webhook_id)
         page = webhook_deliveries(
             webhook=webhook,
+            status=choice_filter(request, "status", WebhookDelivery.Status.values),
             limit=_int_param(request, "limit", 20, maximum=DELIVERIES_MAX_LIMIT) or 1,
             after=_int_param(request, "after", None, maximum=ID_MAX),
         )

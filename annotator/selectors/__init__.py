@@ -47,10 +47,20 @@ from .labels import (
     labels_have_hierarchy,
     labels_on_screen,
 )
+from .preannotations import (
+    DECISION_SCORE,
+    MODEL_BETTER_MIN_DOCUMENTS,
+    PRETICK_MIN_DOCUMENTS,
+    preannotation_suggestions,
+    preannotations_overview,
+    source_beaten,
+    source_pretick_rule,
+)
 from .projects import activities, project_get_for, project_stats, projects_for_user, training_schedules
 from .queue import (
     effective_threshold,
     item_suggestions,
+    item_suggestions_served,
     lease_free_filter,
     lease_held_by_other,
     live_lease_filter,

@@ -14,6 +14,7 @@ from ..models import (
     Annotation,
     AnnotationLabel,
     Document,
+    PreAnnotation,
     Project,
     SuggestionDecision,
 )
@@ -31,7 +32,10 @@ def export_rows(*, project: Project, include_unlabelled: bool = False, chunk: in
     - `answers`: every answer, oldest first, each with `annotator`, `labels`, `source` (ui, api, import),
       `seconds_spent`, `created_at`, `updated_at`, what picked the document (`model_version` number and `strategy`),
       and the `suggestions` shown, best first, each with its `score`, whether it was `preselected` and the expert's
-      `decision` (accepted, rejected, not_chosen)."""
+      `decision` (accepted, rejected, not_chosen), and its `source` when it was not our model's (an external
+      source's pre-annotation, `selectors.preannotations`);
+    - `predictions`, only when the document has pre-annotations: `[{"source", "labels": {name: score}}]`, one per
+      source (by name), each the way an import reads it back."""
     docs = Document.objects.filter(project=project).order_by("id")
     if not include_unlabelled:
         docs = docs.filter(
@@ -69,6 +73,14 @@ def export_rows(*, project: Project, include_unlabelled: bool = False, chunk: in
             "adjudication__document_id", "label__name"
         ):
             gold_labels.setdefault(document_id, []).append(name)
+        predictions: dict[int, dict[str, dict[str, float]]] = {}
+        if project.preannotation_sources:  # a project without pre-annotations pays no query for them
+            for document_id, source, name, score in (
+                PreAnnotation.objects.filter(document_id__in=part)
+                .order_by("document_id", "source", "-score", "label__name")
+                .values_list("document_id", "source", "label__name", "score")
+            ):
+                predictions.setdefault(document_id, {}).setdefault(source, {})[name] = score
         for row in rows:
             given = answers.get(row["id"], [])
             latest = given[-1] if given else None
@@ -95,7 +107,11 @@ def export_rows(*, project: Project, include_unlabelled: bool = False, chunk: in
                 "annotated_at": latest.updated_at.isoformat() if latest else None,
                 "evaluation": row["is_evaluation"],
                 "answers": [_answer(a, labels.get(a.pk, []), decisions.get(a.pk, {})) for a in given],
-            }
+            } | (
+                {"predictions": [{"source": name, "labels": scored} for name, scored in predictions[row["id"]].items()]}
+                if row["id"] in predictions
+                else {}
+            )
 
 
 def _answer(annotation: Annotation, labels: list[str], decisions: dict[str, str]) -> dict[str, Any]:
@@ -115,6 +131,7 @@ def _answer(annotation: Annotation, labels: list[str], decisions: dict[str, str]
                 "preselected": bool(shown.get("preselected")),
                 "decision": decisions.get(shown.get("label", "")),
             }
+            | ({"source": shown["source"]} if shown.get("source") not in (None, "model") else {})
             for shown in annotation.suggestions or []
             if isinstance(shown, dict)
         ],

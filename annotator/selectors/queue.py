@@ -16,6 +16,7 @@ from ..models import (
     Project,
     QueueItem,
 )
+from .preannotations import preannotation_suggestions
 
 
 def unlabelled_document_ids(*, project: Project) -> list[int]:
@@ -122,13 +123,28 @@ def suggestions_named(*, pairs: list[list[float]], threshold: float | None) -> l
     ]
 
 
-def item_suggestions(*, project: Project, item: QueueItem) -> list[dict[str, Any]]:
-    """What a queue item shows as suggestions: the first `suggestions_k` of its shortlist, named, pre-ticked by the
-    pre-tick rule of the version that scored it (`pretick_rule`)."""
-    return suggestions_named(
+def item_suggestions_served(*, project: Project, item: QueueItem) -> tuple[list[dict[str, Any]], dict | None]:
+    """What a queue item shows as suggestions, and the pre-tick rule when it is not the model's (None: `pretick_rule`
+    of the item's version). An external source's pre-annotations while the item's model has not beaten it
+    (`selectors.preannotations`, each suggestion marked with its `source`); else the first `suggestions_k` of the
+    item's shortlist, named, pre-ticked by the pre-tick rule of the version that scored it (`pretick_rule`), marked
+    `"source": "model"` (the label-name prior's before the first model are not marked)."""
+    external = preannotation_suggestions(project=project, item=item)
+    if external is not None:
+        return external
+    named = suggestions_named(
         pairs=item.suggestions[: project.suggestions_k],
         threshold=pretick_rule(project=project, version=item.model_version)["threshold"],
     )
+    if item.model_version_id is not None:
+        for suggestion in named:
+            suggestion["source"] = "model"
+    return named, None
+
+
+def item_suggestions(*, project: Project, item: QueueItem) -> list[dict[str, Any]]:
+    """What a queue item shows as suggestions (`item_suggestions_served`)."""
+    return item_suggestions_served(project=project, item=item)[0]
 
 
 def live_lease_filter(now=None) -> Q:

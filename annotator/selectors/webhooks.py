@@ -24,10 +24,15 @@ def webhook_get(*, project: Project, webhook_id: int) -> Webhook:
     return webhook
 
 
-def webhook_deliveries(*, webhook: Webhook, limit: int = 20, after: int | None = None) -> dict[str, Any]:
-    """A page of the hook's delivery log, newest first: {"results", "next"}; pass `next` as `after` for older ones."""
+def webhook_deliveries(
+    *, webhook: Webhook, limit: int = 20, after: int | None = None, status: str | None = None
+) -> dict[str, Any]:
+    """A page of the hook's delivery log, newest first: {"results", "next"}; pass `next` as `after` for older ones.
+    `status`: only the deliveries in it (pending, delivered, failed)."""
     limit = max(1, min(int(limit), DELIVERIES_MAX_LIMIT))
     rows = WebhookDelivery.objects.filter(webhook=webhook)
+    if status is not None:
+        rows = rows.filter(status=status)
     if after is not None:
         rows = rows.filter(pk__lt=after)
     page = list(rows.order_by("-id")[: limit + 1])

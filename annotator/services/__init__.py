@@ -7,6 +7,8 @@ from .annotations import annotation_submit, document_skip, labels_recount, versi
 from .documents import ImportResult, documents_import
 from .encoding import encode_run
 from .jobs import job_cancel, job_claim, job_dispatch, job_request
+from .preannotations import DEFAULT_SOURCE as DEFAULT_PREDICTION_SOURCE
+from .preannotations import preannotations_delete, preannotations_store
 from .projects import (
     labels_add,
     member_add,
@@ -38,6 +40,7 @@ from .webhooks import (
 )
 
 __all__ = [
+    "DEFAULT_PREDICTION_SOURCE",
     "ImportResult",
     "NothingToServe",
     "Served",
@@ -68,6 +71,8 @@ __all__ = [
     "lease_renew",
     "member_add",
     "member_remove",
+    "preannotations_delete",
+    "preannotations_store",
     "project_archive",
     "project_create",
     "project_create_with_taxonomy",

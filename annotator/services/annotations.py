@@ -67,10 +67,12 @@ def labels_recount(*, label_ids: Sequence[int]) -> None:
 
 def _shown_suggestions(project: Project, served: QueueItem | None, annotation: Annotation) -> list[dict]:
     """The suggestions the expert saw: from the queue item the document was served from, else (a revised answer:
-    the item left the queue with the first answer) the ones recorded with the first answer."""
+    the item left the queue with the first answer) the ones recorded with the first answer. Each keeps its `source`
+    when it has one ("model", or an external source's name: `selectors.preannotations`)."""
     if served is not None:
         return [
             {"label": s["label"], "score": s["score"], "preselected": s["preselected"]}
+            | ({"source": s["source"]} if "source" in s else {})
             for s in item_suggestions(project=project, item=served)
         ]
     return list(annotation.suggestions or [])
@@ -298,9 +300,11 @@ def version_decisions_refresh(*, version_id: int) -> None:
     `selectors.pretick_rule`): one aggregate query over score bins and one update (a single write: no transaction
     of its own; `annotation_submit` calls it in its). Accepted suggestions were right pre-ticks; rejected and not
     chosen ones wrong. Two answers committed at the same moment may each miss the other's decisions; the next
-    answer counts them."""
+    answer counts them. Decisions on an external source's suggestions (pre-annotations shown instead of the model's:
+    the answer's suggestions carry that source) say nothing about this version and are left out."""
+    own = Q(annotation__suggestions__0__source__isnull=True) | Q(annotation__suggestions__0__source="model")
     rows = (
-        SuggestionDecision.objects.filter(annotation__model_version_id=version_id)
+        SuggestionDecision.objects.filter(own, annotation__model_version_id=version_id)
         .annotate(bin=Floor(F("score") * 100 + 0.0001))
         .values("bin")
         .annotate(shown=Count("id"), accepted=Count("id", filter=Q(decision=SuggestionDecision.Decision.ACCEPTED)))

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from ..exceptions import ProjectError
-from ..importing import ImportRecord
+from ..importing import ImportRecord, source_problem
 from ..models import Activity, Annotation, AnnotationLabel, Document, Job, Label, Project
 from ..text import fold
 from .annotations import labels_recount
 from .budgets import activity_record_by
 from .evaluation import evaluation_set_sync
 from .jobs import job_request
+from .preannotations import DEFAULT_SOURCE, preannotations_store
 
 MAX_ERRORS_SHOWN = 200
 
@@ -23,6 +24,7 @@ class ImportResult:
     documents: int
     annotations: int
     labels_created: int
+    preannotations: int = 0  # pre-annotation rows stored (document, label, source)
 
 
 def documents_import(
@@ -32,13 +34,20 @@ def documents_import(
     records: list[ImportRecord],
     parse_errors: list[str] | None = None,
     create_labels: bool = False,
+    prediction_source: str = DEFAULT_SOURCE,
 ) -> ImportResult:
-    """Imports documents; labels in a record become an annotation of the importing user (a seed set).
+    """Imports documents; labels in a record become an annotation of the importing user (a seed set), and its
+    `predictions` pre-annotations (`services.preannotations_store`; those without a source of their own are
+    `prediction_source`'s).
 
     Every problem in the whole input is collected first; if there is any, nothing is imported and the
-    ProjectError lists them (up to 200). Unknown labels are an error unless `create_labels` is set.
+    ProjectError lists them (up to 200). Unknown labels (answers or predictions) are an error unless
+    `create_labels` is set.
     """
     errors = list(parse_errors or [])
+    if problem := source_problem(prediction_source):
+        raise ProjectError(f"prediction_source: {problem}")
+    prediction_source = prediction_source.strip()
     if not records and not errors:
         raise ProjectError("the import is empty: no documents found")
     seen: dict[str, int] = {}
@@ -60,7 +69,12 @@ def documents_import(
     for record in records:
         if record.external_id in existing:
             errors.append(f"line {record.line}: id {record.external_id!r} is already in the project")
-    wanted = sorted({name for record in records for name in (record.labels or [])})
+
+    def named(record: ImportRecord) -> list[str]:  # the labels a record's answer and predictions name
+        predicted = [name for prediction in record.predictions for name in prediction.labels]
+        return list(dict.fromkeys([*(record.labels or []), *predicted]))
+
+    wanted = sorted({name for record in records for name in named(record)})
     known: dict[str, int] = {}
     for start in range(0, len(wanted), 2000):
         known.update(
@@ -70,7 +84,7 @@ def documents_import(
     if unknown and not create_labels:
         unknown_set = set(unknown)
         for record in records:
-            bad = [name for name in record.labels or [] if name in unknown_set]
+            bad = [name for name in named(record) if name in unknown_set]
             if bad:
                 errors.append(f"line {record.line}: unknown label(s) {', '.join(repr(n) for n in bad)}")
     for name in unknown:
@@ -125,6 +139,15 @@ def documents_import(
         )
         if annotations:
             labels_recount(label_ids=[known[name] for _, record in labelled for name in record.labels or []])
+        preannotations = preannotations_store(
+            project=project,
+            rows=[
+                (doc.pk, known[name], prediction.source or prediction_source, score)
+                for doc, record in zip(documents, records, strict=True)
+                for prediction in record.predictions
+                for name, score in prediction.labels.items()
+            ],
+        )
         evaluation_set_sync(project=project)  # a uniform sample of the pool, new documents included
         activity_record_by(
             project=project,
@@ -132,12 +155,18 @@ def documents_import(
             user=user,
             message=f"{len(documents)} document(s) imported ({len(annotations)} with answers"
             + (f", {len(created_labels)} new label(s)" if created_labels else "")
+            + (f", {preannotations} pre-annotation(s)" if preannotations else "")
             + ")",
-            data={"documents": len(documents), "answers": len(annotations)},
+            data={"documents": len(documents), "answers": len(annotations), "preannotations": preannotations},
         )
         job_request(project=project, kind=Job.Kind.ENCODE, reason="documents imported", requested_by=user)
         if annotations:
             from .training import training_maybe_request
 
             training_maybe_request(project=project)
-    return ImportResult(documents=len(documents), annotations=len(annotations), labels_created=len(created_labels))
+    return ImportResult(
+        documents=len(documents),
+        annotations=len(annotations),
+        labels_created=len(created_labels),
+        preannotations=preannotations,
+    )

@@ -13,8 +13,14 @@ from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
 from .. import ml
-from ..models import Annotation, Document, Label, ModelVersion, Project, QueueItem
-from ..selectors import document_texts, evaluation_labels, training_label_counts
+from ..models import Annotation, Document, Label, ModelVersion, PreAnnotation, Project, QueueItem
+from ..selectors import (
+    DECISION_SCORE,
+    MODEL_BETTER_MIN_DOCUMENTS,
+    document_texts,
+    evaluation_labels,
+    training_label_counts,
+)
 from .encoding import encode_missing
 
 logger = logging.getLogger(__name__)
@@ -127,18 +133,112 @@ def evaluate_model(
     )
 
 
+def _source_predictions(project: Project, doc_ids: list[int]) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """The pre-annotations of these documents: {source: {document id: [(label id, score), ...] best first}}."""
+    found: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    for start in range(0, len(doc_ids), 2000):
+        for document_id, source, label_id, score in (
+            PreAnnotation.objects.filter(project=project, document_id__in=doc_ids[start : start + 2000])
+            .order_by("document_id", "-score", "label_id")
+            .values_list("document_id", "source", "label_id", "score")
+        ):
+            found.setdefault(source, {}).setdefault(document_id, []).append((label_id, score))
+    return found
+
+
+def _compare_source(
+    true: list[list[int]], model: list[list[int]], model_top: list[int], scored: list[list[tuple[int, float]]]
+) -> dict:
+    """One source against the model on the documents it covers (label ids per document; `scored` the source's
+    labels with scores, best first): micro-F1, macro-F1, precision and P@1 of each (the source decides a label at
+    DECISION_SCORE), and whether the model is better."""
+    source = [sorted({label for label, score in row if score >= DECISION_SCORE}) for row in scored]
+    source_top = [row[0][0] if row else -1 for row in scored]
+    named = {label for rows in (true, model, source) for row in rows for label in row}
+    ids = sorted(named | set(model_top) | set(source_top))
+    column = {label_id: j for j, label_id in enumerate(i for i in ids if i >= 0)}
+
+    def columns(rows: list[list[int]]) -> list[list[int]]:
+        return [sorted({column[label] for label in row}) for row in rows]
+
+    def best(labels: list[int]) -> list[int]:
+        return [column[label] if label >= 0 else -1 for label in labels]
+
+    n_labels = max(len(column), 1)
+    truth = columns(true)
+    model_scores = ml.decision_scores(truth, columns(model), best(model_top), n_labels)
+    source_scores = ml.decision_scores(truth, columns(source), best(source_top), n_labels)
+    n = len(true)
+    result: dict = {"n_documents": n, "model": model_scores, "source": source_scores, "model_better": False}
+    if n < MODEL_BETTER_MIN_DOCUMENTS:
+        result["reason"] = (
+            f"the source covers {n} labelled evaluation document(s); the comparison needs {MODEL_BETTER_MIN_DOCUMENTS}"
+        )
+    elif model_scores["micro_f1"] > source_scores["micro_f1"]:
+        result["model_better"] = True
+    else:
+        result["reason"] = (
+            f"the model's micro-F1 ({model_scores['micro_f1']}) is not above the source's ({source_scores['micro_f1']})"
+        )
+    return result
+
+
+def preannotations_compare(*, model, project: Project, doc_ids: list[int], rows: list[list[int]]) -> dict:
+    """`model` against each pre-annotation source on the labelled evaluation documents the source covers
+    (`ModelVersion.preannotation_comparison`): {source: {"n_documents", "model": {...}, "source": {...},
+    "model_better", "reason"?}} with micro_f1, macro_f1, precision and p_at_1 each (`_compare_source`). The model
+    is better when its micro-F1 is above the source's on at least MODEL_BETTER_MIN_DOCUMENTS covered documents.
+    Empty when the project has no pre-annotations (no query)."""
+    project.refresh_from_db(fields=["preannotation_sources"])
+    if not project.preannotation_sources:
+        return {}
+    predictions = _source_predictions(project, doc_ids) if doc_ids else {}
+    gold = {doc_id: sorted(set(row)) for doc_id, row in zip(doc_ids, rows, strict=True)}
+    covered = sorted({doc_id for by_doc in predictions.values() for doc_id in by_doc})
+    decided: dict[int, tuple[list[int], int]] = {}
+    if covered:
+        label_ids = dict(Label.objects.filter(project=project).values_list("name", "id"))
+        names = ml.model_labels(model)
+        texts, X = _model_inputs(model, project, covered)
+        columns, top = ml.decisions_with_top(model, texts=texts, X=X)
+        for doc_id, row, best in zip(covered, columns, top, strict=True):
+            decisions = sorted({label_ids[names[j]] for j in row if names[j] in label_ids})
+            decided[doc_id] = (decisions, label_ids.get(names[best], -1) if best >= 0 else -1)
+    comparison: dict = {}
+    for source in project.preannotation_sources:
+        by_doc = predictions.get(source, {})
+        docs = sorted(by_doc)
+        if not docs:
+            comparison[source] = {
+                "n_documents": 0,
+                "model_better": False,
+                "reason": "the source covers no labelled evaluation document yet",
+            }
+            continue
+        comparison[source] = _compare_source(
+            [gold[doc] for doc in docs],
+            [decided[doc][0] for doc in docs],
+            [decided[doc][1] for doc in docs],
+            [by_doc[doc] for doc in docs],
+        )
+    return comparison
+
+
 def evaluation_refresh(*, project: Project) -> int:
     """Measures again the latest versions whose evaluation is on fewer labelled evaluation documents than the set
-    now has (by REEVALUATE_GROWTH), so the learning curve compares versions on (nearly) the same documents.
-    Returns how many versions were measured."""
+    now has (by REEVALUATE_GROWTH), so the learning curve compares versions on (nearly) the same documents, and
+    the serving version when it was not compared with a pre-annotation source the project has now. Returns how
+    many versions were measured."""
     doc_ids, rows = evaluation_labels(project)
     if not doc_ids:
         return 0
+    sources = set(project.preannotation_sources or [])
     stale = [
         version
         for version in ModelVersion.objects.filter(project=project).order_by("-number")[:REEVALUATE_VERSIONS]
         if version.evaluation.get("n_documents", 0) * REEVALUATE_GROWTH < len(doc_ids)
         or (version.evaluation.get("n_documents", 0) < len(doc_ids) and version.is_serving)
+        or (version.is_serving and not sources <= set(version.preannotation_comparison or {}))
     ]
     done = 0
     counts: tuple[int, np.ndarray] | None = None  # (training documents, positives per model label)
@@ -155,7 +255,10 @@ def evaluation_refresh(*, project: Project) -> int:
             model=model, project=project, doc_ids=doc_ids, rows=rows, label_counts=counts[1], n_train=counts[0]
         )
         per_label = result.pop("per_label", [])
-        ModelVersion.objects.filter(pk=version.pk).update(evaluation=result, evaluation_per_label=per_label)
+        comparison = preannotations_compare(model=model, project=project, doc_ids=doc_ids, rows=rows)
+        ModelVersion.objects.filter(pk=version.pk).update(
+            evaluation=result, evaluation_per_label=per_label, preannotation_comparison=comparison
+        )
         done += 1
     return done
 

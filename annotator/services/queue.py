@@ -16,7 +16,7 @@ from ..exceptions import ProjectError
 from ..models import Annotation, Document, DocumentSkip, Job, ModelVersion, Project, QueueItem
 from ..selectors import (
     Budget,
-    item_suggestions,
+    item_suggestions_served,
     lease_free_filter,
     lease_held_by_other,
     live_lease_filter,
@@ -34,6 +34,9 @@ class Served:
     document: Document
     suggestions: list[dict[str, Any]]
     budget: Budget | None = None  # when serving had to count it (a hard budget): the page shows it
+    # The pre-tick rule of an external source's suggestions (`selectors.preannotations`); None: the model's
+    # (`selectors.pretick_rule` of the item's version).
+    pretick: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ def _lease(item: QueueItem, user, project: Project) -> QueueItem:
 
 def _served(item: QueueItem, project: Project, budget: Budget | None = None) -> Served:
     document = item.document  # fetched with the item (select_related)
-    return Served(item=item, document=document, suggestions=item_suggestions(project=project, item=item), budget=budget)
+    suggestions, pretick = item_suggestions_served(project=project, item=item)
+    return Served(item=item, document=document, suggestions=suggestions, budget=budget, pretick=pretick)
 
 
 def _free_documents(project: Project, user, now, *, evaluation: bool):

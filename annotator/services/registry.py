@@ -64,6 +64,7 @@ def version_publish(
     cutoff,
     seconds: float,
     device: str,
+    preannotation_comparison: dict | None = None,
 ) -> ModelVersion | None:
     """One transaction: the new version becomes the serving one and the job SUCCEEDED, or nothing changes."""
     with transaction.atomic():
@@ -81,6 +82,7 @@ def version_publish(
             metrics=metrics,
             evaluation=evaluation,
             evaluation_per_label=evaluation_per_label,
+            preannotation_comparison=preannotation_comparison or {},
             stop_predictions=stop_predictions,
             agreement=agreement,
             config=config,

@@ -21,6 +21,7 @@ from ..models import (
     Job,
     Label,
     LabelAlias,
+    PreAnnotation,
     Project,
     QueueItem,
     SuggestionDecision,
@@ -535,6 +536,7 @@ def label_merge(*, project: Project, user, label_id: int, into_id: int) -> Label
     gold_both = AdjudicationLabel.objects.filter(label=target).values("adjudication_id")
     gold_doubled, _ = AdjudicationLabel.objects.filter(label=source, adjudication_id__in=gold_both).delete()
     gold_moved = gold_doubled + AdjudicationLabel.objects.filter(label=source).update(label=target)
+    _preannotations_merge(source, target)
 
     # The hierarchy: the source's children move under the target (never making the target its own ancestor).
     ancestor = target.parent
@@ -576,6 +578,31 @@ def label_merge(*, project: Project, user, label_id: int, into_id: int) -> Label
     _vectors_refresh(project=project, label_ids=[target.pk])
     target.refresh_from_db()
     return target
+
+
+def _preannotations_merge(source: Label, target: Label) -> None:
+    """An external model's scores for the source label become scores for the target; where the source model scored
+    both for a document, the higher score is kept."""
+    if not PreAnnotation.objects.filter(label=source).exists():
+        return
+    both = {
+        (document_id, origin): score
+        for document_id, origin, score in PreAnnotation.objects.filter(label=target).values_list(
+            "document_id", "source", "score"
+        )
+    }
+    clash: list[int] = []
+    for pk, document_id, origin, score in PreAnnotation.objects.filter(label=source).values_list(
+        "pk", "document_id", "source", "score"
+    ):
+        kept = both.get((document_id, origin))
+        if kept is None:
+            continue
+        clash.append(pk)
+        if score > kept:
+            PreAnnotation.objects.filter(document_id=document_id, source=origin, label=target).update(score=score)
+    PreAnnotation.objects.filter(pk__in=clash).delete()
+    PreAnnotation.objects.filter(label=source).update(label=target)
 
 
 def _queue_suggestions_merge(project: Project, source_id: int, target_id: int) -> None:

@@ -33,7 +33,7 @@ from ..selectors import (
 from .adaptation import adaptation_maybe_request
 from .curves import learning_curve_refresh
 from .encoding import encode_missing, label_prior
-from .evaluation import evaluate_model, stop_decisions, stop_set_for
+from .evaluation import evaluate_model, preannotations_compare, stop_decisions, stop_set_for
 from .jobs import JOB_ERRORS, Heartbeat, JobCancelled, JobLiveness, job_abandon, job_claim, job_request
 from .label_vectors import label_index_rebuild
 from .registry import version_publish
@@ -155,6 +155,7 @@ def training_run(*, job_id: int) -> None:
                 label_counts=np.asarray(Y.sum(axis=0)).ravel(),
                 n_train=len(doc_ids),
             )
+            comparison = preannotations_compare(model=model, project=project, doc_ids=eval_ids, rows=eval_rows)
             stop_ids = stop_set_for(project=project)
             stop_predictions = stop_decisions(model=model, project=project, doc_ids=stop_ids)
             previous = serving_version(project=project)
@@ -172,6 +173,7 @@ def training_run(*, job_id: int) -> None:
                 metrics=saved["metrics"],
                 evaluation={k: v for k, v in evaluation.items() if k != "per_label"},
                 evaluation_per_label=evaluation.get("per_label", []),
+                preannotation_comparison=comparison,
                 stop_predictions=stop_predictions,
                 agreement=agreement,
                 config={

@@ -176,7 +176,7 @@ def test_import_json_list(project, manager_client):
     body = [{"id": "a", "text": "first", "labels": ["joy"]}, {"id": "b", "text": "second"}]
     response = manager_client.post(_url(project, "documents"), body, format="json")
     assert response.status_code == 201
-    assert response.json() == {"documents": 2, "annotations": 1, "labels_created": 0}
+    assert response.json() == {"documents": 2, "annotations": 1, "labels_created": 0, "preannotations": 0}
 
 
 def test_import_jsonl_file(project, manager_client):

@@ -16,8 +16,8 @@ from django.core.management import CommandError, call_command
 
 from annotator import formats, selectors, services
 from annotator.exceptions import ProjectError
-from annotator.importing import ImportRecord, import_notes, parse_file
-from annotator.models import Adjudication, AdjudicationLabel, Annotation, Document, Label, QueueItem
+from annotator.importing import ImportRecord, Prediction, import_notes, parse_file
+from annotator.models import Adjudication, AdjudicationLabel, Annotation, Document, Label, PreAnnotation, QueueItem
 
 from .conftest import client_for, make_user, records
 
@@ -149,10 +149,11 @@ def test_label_studio_export_carries_every_answer_gold_and_the_suggestions_as_a_
     assert prediction["model_version"] == "cold-start"
     assert [(r["value"]["choices"], r["score"]) for r in prediction["result"]] == [(["joy"], 0.8)]
     (record,) = formats.parse_label_studio(json.dumps(tasks).encode())[0]
-    assert record.labels == ["anger"] and record.predictions == 1  # the gold answer wins on the way back
+    assert record.labels == ["anger"]  # the gold answer wins on the way back
+    assert record.predictions == [Prediction("cold-start", {"joy": 0.8})]  # read back as a pre-annotation source
 
 
-def test_label_studio_import_takes_the_latest_answer_and_reports_predictions_not_imported(project, manager):
+def test_label_studio_import_takes_the_latest_answer_and_stores_the_predictions(project, manager):
     tasks = [
         {
             "id": 7,
@@ -173,10 +174,9 @@ def test_label_studio_import_takes_the_latest_answer_and_reports_predictions_not
     )
     assert response.status_code == 201, response.json()
     assert response.json()["documents"] == 2 and response.json()["annotations"] == 1
-    assert response.json()["notes"] == [
-        "1 Label Studio prediction(s) in 1 task(s) were checked but not imported yet (pre-annotations are not "
-        "stored; the answers were imported)"
-    ]
+    assert response.json()["preannotations"] == 1 and "notes" not in response.json()
+    stored = PreAnnotation.objects.get(document__external_id="ls-7")
+    assert (stored.source, stored.label.name, stored.score) == ("m1", "joy", 0.4)  # the prediction's score
     assert _content(project) == {
         "ls-7": ("the cat and the game", frozenset({"anger", "fear"})),
         "mine": ("nobody answered", None),
@@ -318,7 +318,7 @@ def test_the_export_command_writes_every_format_and_never_overwrites(project, ma
     assert Annotation.objects.filter(project=again).count() == 3
 
 
-def test_the_manage_page_imports_label_studio_and_says_the_predictions_were_not_imported(client, project, manager):
+def test_the_manage_page_imports_label_studio_and_says_how_many_predictions_were_stored(client, project, manager):
     tasks = [{"data": {"text": "one"}, "predictions": [{"result": [_choice(["joy"])]}]}]
     client.force_login(manager)
     response = client.post(
@@ -328,7 +328,8 @@ def test_the_manage_page_imports_label_studio_and_says_the_predictions_were_not_
     )
     page = response.content.decode()
     assert "Imported 1 documents with 0 seed annotations." in page
-    assert "1 Label Studio prediction(s) in 1 task(s) were checked but not imported yet" in page
+    assert "1 pre-annotation(s) stored." in page
+    assert PreAnnotation.objects.get(document__project=project).source == "labelstudio"  # no model_version
     assert 'format=labelstudio">Label Studio JSON</a>' in page
 
 

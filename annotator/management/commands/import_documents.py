@@ -31,6 +31,11 @@ class Command(BaseCommand):
         parser.add_argument("--multi-hot", action="store_true", help="labels as 0/1 columns, detected")
         parser.add_argument("--label-columns", help="labels as these 0/1 columns (comma-separated)")
         parser.add_argument("--text-key", default="text", help="Label Studio: the data key holding the text")
+        parser.add_argument(
+            "--prediction-source",
+            default=services.DEFAULT_PREDICTION_SOURCE,
+            help='the source of predictions (pre-annotations) that name none (default "import")',
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = self._user(options["project_id"], options["user"])
@@ -59,12 +64,14 @@ class Command(BaseCommand):
                 records=records,
                 parse_errors=errors,
                 create_labels=options["create_labels"],
+                prediction_source=options["prediction_source"],
             )
         except ProjectError as exc:
             raise CommandError("\n".join([exc.message, *exc.errors])) from exc
         self.stdout.write(
             f"Imported {result.documents} documents with {result.annotations} answers"
             f" ({result.labels_created} new labels) into project {project.pk}."
+            + (f" {result.preannotations} pre-annotations stored." if result.preannotations else "")
         )
         for note in import_notes(records):
             self.stdout.write(f"Note: {note}.")

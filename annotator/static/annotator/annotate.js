@@ -191,6 +191,14 @@
     });
   }
 
+  // Who made the suggestions when it is not our model: an external source's pre-annotations (`source` on each).
+  function renderSource(suggestions) {
+    const box = el("suggestion-source");
+    const external = suggestions.find((s) => s.source && s.source !== "model");
+    box.hidden = !external;
+    box.textContent = external ? "Suggested by " + external.source + " (imported pre-annotations)" : "";
+  }
+
   // Why some suggestions come pre-ticked (the `pretick` rule of `next`); hidden while revising and without suggestions.
   function renderPretick(rule) {
     const box = el("pretick-rule");
@@ -303,6 +311,7 @@
     textEl.textContent = payload.document.text;
     textEl.scrollTop = 0;
     renderSuggestions(payload.suggestions);
+    renderSource(payload.suggestions);
     renderNoSuggestions(payload, revising);
     renderPretick(revising || !payload.suggestions.length ? null : payload.pretick);
     renderChosen();

@@ -53,7 +53,8 @@
     try {
       const [stats, jobs] = await Promise.all([
         fetch(root.dataset.statsUrl, { credentials: "same-origin" }).then((r) => r.json()),
-        fetch(root.dataset.jobsUrl, { credentials: "same-origin" }).then((r) => r.json()),
+        // The 20 newest jobs (the table shows 10; the savings panel looks for the newest estimate among them).
+        fetch(root.dataset.jobsUrl + "?limit=20", { credentials: "same-origin" }).then((r) => r.json()),
       ]);
       set("spent", stats.budget.spent);
       set("remaining", stats.budget.remaining);
