@@ -37,6 +37,8 @@ from typing import Any
 from common import RESULTS_DIR, ROOT, header, source_hash, table, write_json
 
 DATA = Path("/work/shared/datasets/tibkat-gnd")
+# A reference quoted by SCIENCE.md, with no split or source and not reproduced here: PECOS XR-Linear measured on the
+# same splits in the same run is bench/bench_xmc_honest.py's (dev P@1 0.4451 on 2026-12-06, docs/benchmarks.md).
 PECOS = {"p_at_1": 0.488, "p_at_3": 0.298, "p_at_5": 0.210, "train_seconds": 332.0, "peak_rss_gib": 2.4}
 
 
