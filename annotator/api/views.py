@@ -201,12 +201,7 @@ class DocumentImportView(APIView):
         project, role = selectors.project_get_for(project_id=project_id, user=request.user, reviewer=True)
         manager = role == Membership.Role.MANAGER
         date_from, date_to = _date_range(request)
-        flags: dict[str, bool | None] = {}
-        for name in ("evaluation", "answered", "model_disagreement", "gold"):
-            raw = request.query_params.get(name, "").lower()
-            if raw not in {"", "1", "0", "true", "false", "yes", "no"}:
-                raise ProjectError(f"{name} must be 1 or 0")
-            flags[name] = None if raw == "" else raw in {"1", "true", "yes"}
+        flags = {name: bool_filter(request, name) for name in ("evaluation", "answered", "model_disagreement", "gold")}
         if flags["evaluation"] is not None and not manager:
             raise ProjectError("only managers may filter by the evaluation set", status=403)
         agreement_below = None
