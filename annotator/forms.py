@@ -97,8 +97,14 @@ class AnnotationSettingsForm(ProjectFieldsForm):
 
 
 class RetrainingForm(ProjectFieldsForm):
-    """When and how the model is retrained as labels arrive."""
+    """Which model is trained, and when and how it is retrained as labels arrive."""
 
+    model_tier = forms.ChoiceField(
+        choices=Project.Tier.choices,
+        label="Model",
+        help_text="The full tier fine-tunes the encoder on the gpu worker: minutes per run on a GPU, far longer on a "
+        "CPU. The next run after a change is a full retrain.",
+    )
     retrain_every = CountField(min_value=1, label="Train after every N new labels")
     retrain_mode = forms.ChoiceField(choices=TrainMode.choices, label="Those runs do")
     full_retrain_growth = forms.FloatField(

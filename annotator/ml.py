@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from learner.embeddings import EmbeddingStore
     from learner.encoder import Encoder
     from learner.fast import FastTier
+    from learner.full import FullTier, FullTierConfig
     from learner.prior import LabelPrior
+
+    Model = FastTier | FullTier  # what a training run builds: the project's tier (Project.model_tier)
 
 logger = logging.getLogger(__name__)
 
@@ -298,26 +301,28 @@ def check_adaptation(
     )
 
 
-def model_encoder(model: FastTier) -> str | None:
+def model_encoder(model: Model) -> str | None:
     """The encoder a model was trained on (`encoder_path` as `encoder_config` takes it; None: the base one)."""
     value = model.train_info.get("encoder_path")
     return str(value) if value else None
 
 
-def set_model_encoder(model: FastTier, encoder_path: str | None) -> None:
+def set_model_encoder(model: Model, encoder_path: str | None) -> None:
     """Records in the model (saved with it) which encoder it reads, so every later use embeds with that one."""
     model.train_info["encoder_path"] = encoder_path
 
 
-def prior_info(model: FastTier) -> dict[str, Any] | None:
-    """How the model's label-name prior is calibrated and handed over (None: the model has no prior)."""
-    if model.prior is None:
+def prior_info(model: Model) -> dict[str, Any] | None:
+    """How the model's label-name prior is calibrated and handed over (None: the model has no prior, as a full-tier
+    model never has)."""
+    prior = getattr(model, "prior", None)
+    if prior is None:
         return None
     return {
-        "scale": round(model.prior.scale, 4),
-        "offset": round(model.prior.offset, 4),
-        "pseudo_positives": model.prior.config.pseudo_positives,
-        "labels_with_vectors": int((~model.prior.missing).sum()),
+        "scale": round(prior.scale, 4),
+        "offset": round(prior.offset, 4),
+        "pseudo_positives": prior.config.pseudo_positives,
+        "labels_with_vectors": int((~prior.missing).sum()),
     }
 
 
@@ -331,21 +336,69 @@ def fast_config(*, loss: str, seed: int) -> FastTierConfig:
     return FastTierConfig(loss=loss, seed=seed, device=settings.ALABEL_DEVICE)
 
 
+# What a project and the machine decide in the full tier's settings; ALABEL_FULL_TIER sets the rest.
+FULL_TIER_FIXED = ("loss", "seed", "device", "encoder")
+
+
+def full_config(*, loss: str, seed: int, encoder_path: str | None) -> FullTierConfig:
+    """The full tier's settings for a project: learner defaults, the operator's ALABEL_FULL_TIER (FullTierConfig
+    fields as a JSON object: epochs, max_length, batch_size, head, ...), the project's loss, the run's seed, this
+    machine's device and the encoder it fine-tunes (`encoder_path`: the newest adapted one, else the base one, as
+    `encoder_config` takes it). The head stays "auto" unless the operator sets one: flat up to flat_max_labels
+    labels, the label tree above. Raises ValueError naming a bad or unknown key (the training job fails with it)."""
+    from learner.full import FullTierConfig
+
+    overrides = settings.ALABEL_FULL_TIER
+    if not isinstance(overrides, dict):
+        raise ValueError(f"ALABEL_FULL_TIER must be a JSON object of FullTierConfig fields; got {overrides!r}")
+    fixed = sorted(set(overrides) & set(FULL_TIER_FIXED))
+    if fixed:
+        raise ValueError(
+            f"ALABEL_FULL_TIER may not set {', '.join(fixed)}: the project's loss, the run's seed, ALABEL_DEVICE and "
+            "the project's encoder decide them"
+        )
+    try:
+        return FullTierConfig.from_dict(
+            {
+                **overrides,
+                "loss": loss,
+                "seed": seed,
+                "device": settings.ALABEL_DEVICE,
+                "encoder": encoder_config(encoder_path).path,
+            }
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"ALABEL_FULL_TIER: {exc}") from exc
+
+
+def model_tier(model: Model) -> str:
+    """ "full" for a full-tier model (learner.full: the fine-tuned encoder and its head), else "fast"."""
+    from learner.full import FullTier
+
+    return "full" if isinstance(model, FullTier) else "fast"
+
+
 def train(
     *,
     texts: Sequence[str],
-    X: np.ndarray,
+    X: np.ndarray | None,
     Y: Any,
     labels: Sequence[str],
-    config: FastTierConfig,
+    config: FastTierConfig | FullTierConfig,
     prior: LabelPrior | None = None,
     evidence: np.ndarray | None = None,
     on_progress: Callable[[float], None] | None = None,
-) -> FastTier:
-    """FastTier.train; `evidence` (N,) bools: the documents whose out-of-fold predictions may count as pre-tick
-    evidence (those the encoder did not adapt on), None: all."""
+) -> Model:
+    """The tier `config` names, trained: FastTier.train on texts and embeddings `X` (N, D) with the label-name
+    `prior`; `evidence` (N,) bools: the documents whose out-of-fold predictions may count as pre-tick evidence
+    (those the encoder did not adapt on), None: all. FullTier.train (a FullTierConfig) fine-tunes the encoder on
+    the texts alone: `X`, `prior` and `evidence` are not used (it holds out val_fraction of the documents for
+    calibration and thresholds from min_tune_documents on)."""
     from learner.fast import FastTier, Inputs
+    from learner.full import FullTier, FullTierConfig
 
+    if isinstance(config, FullTierConfig):
+        return FullTier.train(Inputs(texts=list(texts)), Y, labels, config, on_progress=on_progress)
     return FastTier.train(
         Inputs(texts=list(texts), embeddings=X),
         Y,
@@ -377,10 +430,12 @@ def savings_estimate(
     on_progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     """learner.replay.estimate: the labels the picks (in pick order) saved against random picks, the random arm
-    cross-fitted on the labelled evaluation documents, with the project's learner (`config`, `prior`). JSON."""
+    cross-fitted on the labelled evaluation documents, with the project's learner (`config`, `prior`). JSON, with
+    "tier": "fast": the replay trains the fast tier dozens of times, also for a project whose model_tier is "full"
+    (fine-tuning the encoder that often would hold the gpu queue for hours)."""
     from learner.replay import Labelled, estimate
 
-    return estimate(
+    result = estimate(
         picks=Labelled(Y_picks, texts=list(picks_texts), embeddings=picks_X),
         evaluation=Labelled(Y_eval, texts=list(eval_texts), embeddings=eval_X),
         labels=list(labels),
@@ -394,10 +449,11 @@ def savings_estimate(
         min_picks=min_picks,
         on_progress=on_progress,
     )
+    return {**result, "tier": "fast"}
 
 
 def update(
-    model: FastTier,
+    model: Model,
     new: Any,
     new_y: Any,
     labels: Sequence[str],
@@ -405,8 +461,15 @@ def update(
     replay: Any,
     prior: LabelPrior | None,
     on_progress: Callable[[float], None] | None = None,
-) -> FastTier:
-    """`FastTier.update`: the model continued on new answers plus a replay (the prior gives new labels theirs)."""
+) -> Model:
+    """The model continued on new answers plus a replay: `FastTier.update` (the prior gives new labels theirs), or
+    `FullTier.update` (update_epochs more of fine-tuning; it blends no prior, so `prior` must be None)."""
+    from learner.full import FullTier
+
+    if isinstance(model, FullTier):
+        if prior is not None:
+            raise ValueError("a full-tier model blends no label-name prior: update it without one")
+        return model.update(new, new_y, labels, replay=replay, on_progress=on_progress)
     return model.update(new, new_y, labels, replay=replay, prior=prior, on_progress=on_progress)
 
 
@@ -423,33 +486,37 @@ def multi_hot(rows: Sequence[Sequence[int]], label_ids: Sequence[int]) -> Any:
     return csr_matrix((data, np.array(indices, dtype=np.int64), np.array(indptr)), shape=(len(rows), len(label_ids)))
 
 
-def model_labels(model: FastTier) -> list[str]:
+def model_labels(model: Model) -> list[str]:
     """The model's label names, one per column."""
     return list(model.labels)
 
 
-def model_reads(model: FastTier) -> tuple[bool, bool]:
+def model_reads(model: Model) -> tuple[bool, bool]:
     """What the model reads of a document: (its text, its embedding)."""
     return bool(model.uses_texts), bool(model.uses_embeddings)
 
 
-def model_has_prior(model: FastTier) -> bool:
-    """Whether the model blends a label-name prior (an update then needs the prior again)."""
-    return model.prior is not None
+def model_has_prior(model: Model) -> bool:
+    """Whether the model blends a label-name prior (an update then needs the prior again; never a full-tier one)."""
+    return getattr(model, "prior", None) is not None
 
 
-def model_save(model: FastTier, folder: Path, *, encoder_path: str | None) -> dict[str, Any]:
+def model_save(model: Model, folder: Path, *, encoder_path: str | None) -> dict[str, Any]:
     """Saves the model to `folder`, recording the encoder it reads, and returns what the model registry keeps about
-    it: held-out metrics, the device it trained on, and its decision settings (config of the fast tier, the
-    micro-F1 rule's threshold and fallback, calibration, the pre-tick curve, the label-name prior)."""
+    it: held-out metrics, the device it trained on, and its decision settings ("tier": "fast" or "full", the
+    tier's config under "fast_tier" or "full_tier" (a full tier's with its resolved head), the micro-F1 rule's
+    threshold and fallback, calibration, the pre-tick curve, the label-name prior; the last two None where the
+    model has none)."""
     set_model_encoder(model, encoder_path)
     model.save(folder)
     rule = model.rules["micro_f1"]
+    tier = model_tier(model)
     return {
         "metrics": model_metrics(model),
         "device": str(model.train_info.get("device", "")),
         "config": {
-            "fast_tier": model.config.to_dict(),
+            "tier": tier,
+            f"{tier}_tier": model.config.to_dict(),
             "threshold": rule.threshold,
             "tick_curve": tick_curve(model),  # pre-ticks: selectors.pretick_rule
             "at_least_one": rule.at_least_one,
@@ -466,19 +533,33 @@ def inputs(*, texts: Sequence[str] | None, X: np.ndarray | None) -> Any:
     return Inputs(texts=list(texts) if texts is not None else None, embeddings=X)
 
 
-def model_metrics(model: FastTier) -> dict[str, float]:
+def model_metrics(model: Model) -> dict[str, float]:
     """Held-out metrics under template-friendly names ("P@1" -> "p_at_1")."""
     return {name.replace("@", "_at_").lower(): round(float(value), 5) for name, value in model.metrics.items()}
 
 
-@functools.lru_cache(maxsize=4)
-def load_model(path: str) -> FastTier:
-    from learner.fast import FastTier
+def tier_config(config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A model version's tier and its tier config from the version's `config` (what `model_save` returned):
+    ("full", config["full_tier"]) or ("fast", config["fast_tier"]; {} for a version that recorded none)."""
+    if config.get("tier") == "full" or "full_tier" in config:
+        return "full", dict(config.get("full_tier") or {})
+    return "fast", dict(config.get("fast_tier") or {})
 
+
+@functools.lru_cache(maxsize=4)
+def load_model(path: str) -> Model:
+    """The model saved in folder `path`, of the tier its files say (a full tier writes full_tier.json, a fast tier
+    fast_tier.json), onto ALABEL_DEVICE."""
+    from learner.fast import FastTier
+    from learner.full import FullTier
+    from learner.full.tier import CONFIG_FILE as FULL_TIER_FILE
+
+    if (Path(path) / FULL_TIER_FILE).is_file():
+        return FullTier.load(path, device=settings.ALABEL_DEVICE)
     return FastTier.load(path, device=settings.ALABEL_DEVICE)
 
 
-def shortlists(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarray | None, k: int) -> tuple[Any, Any]:
+def shortlists(model: Model, *, texts: Sequence[str] | None, X: np.ndarray | None, k: int) -> tuple[Any, Any]:
     """The model's k best labels per document with calibrated probabilities, (N, k) each, best first."""
     from learner.fast import Inputs
 
@@ -490,7 +571,7 @@ def shortlists(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarray | 
 
 
 def evaluate(
-    model: FastTier,
+    model: Model,
     *,
     texts: Sequence[str] | None,
     X: np.ndarray | None,
@@ -521,7 +602,7 @@ def evaluate(
     return result
 
 
-def label_decisions(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarray | None) -> list[list[int]]:
+def label_decisions(model: Model, *, texts: Sequence[str] | None, X: np.ndarray | None) -> list[list[int]]:
     """The model's positive labels per document (column indices), at its micro-F1 decision rule."""
     n_labels = len(model.labels)
     idx, probs = shortlists(model, texts=texts, X=X, k=max(1, min(n_labels, model.config.shortlist)))
@@ -529,7 +610,7 @@ def label_decisions(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarr
     return [predicted.indices[predicted.indptr[i] : predicted.indptr[i + 1]].tolist() for i in range(idx.shape[0])]
 
 
-def decisions_with_top(model: FastTier, *, texts: Sequence[str] | None, X: np.ndarray | None) -> tuple[list, list]:
+def decisions_with_top(model: Model, *, texts: Sequence[str] | None, X: np.ndarray | None) -> tuple[list, list]:
     """The model's positive labels per document (column indices, at its micro-F1 decision rule) and its best label
     per document (a column index), from one prediction."""
     n_labels = len(model.labels)
@@ -684,7 +765,7 @@ def score_strategy(strategy: str, probs: np.ndarray, **context: Any) -> np.ndarr
 
 
 def _chunk_inputs(
-    model: FastTier,
+    model: Model,
     ids: list[int],
     texts_for: Callable[[list[int]], list[str]],
     vectors_for: Callable[[list[int]], np.ndarray],
@@ -694,7 +775,7 @@ def _chunk_inputs(
 
 
 def pool_shortlists(
-    model: FastTier,
+    model: Model,
     doc_ids: list[int],
     k: int,
     *,
@@ -714,7 +795,7 @@ def pool_shortlists(
 
 
 def score_pool(
-    model: FastTier,
+    model: Model,
     doc_ids: list[int],
     strategy: str,
     *,
@@ -763,9 +844,10 @@ def cold_start(embeddings: np.ndarray, n: int, seed: int) -> np.ndarray:
     return _cold_start(embeddings, n, seed=seed)
 
 
-def tick_curve(model: FastTier) -> dict[str, Any] | None:
+def tick_curve(model: Model) -> dict[str, Any] | None:
     """The model's pre-tick evidence (learner.decision.tick_curve on its out-of-fold or held-out calibrated
-    shortlists), JSON; None for a model whose thresholds were not tuned (too few labelled documents)."""
+    shortlists; a full-tier model's from the documents it held out), JSON; None for a model whose thresholds were
+    not tuned (too few labelled documents)."""
     curve = model.decision.get("tick_curve")
     return dict(curve) if curve else None
 

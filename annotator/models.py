@@ -50,6 +50,10 @@ class Project(models.Model):
         BCE = "bce", "Binary cross-entropy"
         ZLPR = "zlpr", "Multi-label softmax + cross-entropy (ZLPR)"
 
+    class Tier(models.TextChoices):
+        FAST = "fast", "Fast: linear heads on frozen embeddings and TF-IDF (CPU, seconds)"
+        FULL = "full", "Full: the encoder fine-tuned with the head (gpu worker; minutes on a GPU)"
+
     class BudgetMode(models.TextChoices):
         HARD = "hard", "Hard: stop serving documents when the budget or a quota is spent"
         SOFT = "soft", "Soft: keep serving, with a notice"
@@ -97,6 +101,13 @@ class Project(models.Model):
     # the last scoring run and the documents it queued, whose answers are its reward.
     chooser_state = models.JSONField(default=dict, blank=True)
     loss = models.CharField(max_length=10, choices=Loss.choices, default=Loss.BCE)
+    model_tier = models.CharField(
+        max_length=4,
+        choices=Tier.choices,
+        default=Tier.FAST,
+        help_text="Which model a training run builds: the fast tier, or the full tier (learner.full: the encoder "
+        "fine-tuned with a flat or label-tree head, XR-Transformer style), trained by the gpu worker.",
+    )
     decision_threshold = models.FloatField(
         null=True,
         blank=True,

@@ -7,6 +7,7 @@ folder (never in the repository), SQLite in the data folder unless DATABASE_URL 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from datetime import timedelta
@@ -288,6 +289,13 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The platform's own knobs.
 ALABEL_ENCODER_PATH = os.environ.get("ALABEL_ENCODER_PATH", "")  # empty: the bundled all-MiniLM-L6-v2
 ALABEL_DEVICE = os.environ.get("ALABEL_DEVICE", "auto")
+# The full tier's settings for projects whose model_tier is "full": learner.full.FullTierConfig fields as a JSON
+# object, e.g. {"epochs": 2, "max_length": 64, "batch_size": 16, "head": "tree"} (default {}: the learner's
+# defaults, head "auto"). The project's loss, the run's seed, ALABEL_DEVICE and the project's encoder set the rest;
+# a bad or unknown key fails the training run with its name (docs/operations.md).
+ALABEL_FULL_TIER = json.loads(os.environ.get("ALABEL_FULL_TIER", "").strip() or "{}")
+if not isinstance(ALABEL_FULL_TIER, dict):
+    raise ValueError(f"ALABEL_FULL_TIER must be a JSON object of FullTierConfig fields; got {ALABEL_FULL_TIER!r}")
 # A running job's worker writes its heartbeat every ALABEL_HEARTBEAT_SECONDS from a thread; the reconciler fails
 # (and retries, at most ALABEL_JOB_MAX_RETRIES times in a row) a RUNNING job silent for ALABEL_JOB_STALE_SECONDS.
 ALABEL_HEARTBEAT_SECONDS = float(os.environ.get("ALABEL_HEARTBEAT_SECONDS", "5"))

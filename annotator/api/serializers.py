@@ -54,6 +54,12 @@ class ProjectCreateSerializer(serializers.Serializer):
     timezone = serializers.CharField(required=False, max_length=64)
     strategy = serializers.ChoiceField(choices=strategy_choices(), required=False)
     loss = serializers.ChoiceField(choices=Project.Loss.choices, required=False)
+    model_tier = serializers.ChoiceField(
+        choices=Project.Tier.choices,
+        required=False,
+        help_text="What training runs build: fast (default) or full (the encoder fine-tuned with the head, on the gpu "
+        "worker); the next run after a change is a full retrain.",
+    )
     decision_threshold = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
     pretick_floor = serializers.FloatField(
         required=False,

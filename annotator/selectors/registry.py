@@ -137,6 +137,20 @@ def _ordered(keys) -> list[str]:
     return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
 
 
+def model_tier_text(version: ModelVersion) -> str:
+    """Which model a version is, in words: "full tier, tree head, fine-tuned on cuda" or "fast tier, flat head on
+    both features, trained on cpu" (what its config recorded; a head not recorded is left out)."""
+    tier, config = ml.tier_config(version.config or {})
+    head = config.get("head")
+    parts = [f"{tier} tier"]
+    if head and head != "auto":
+        features = config.get("features")
+        parts.append(f"{head} head" + (f" on {features} features" if tier == "fast" and features else ""))
+    if version.device:
+        parts.append(("fine-tuned on " if tier == "full" else "trained on ") + version.device)
+    return ", ".join(parts)
+
+
 def model_card(*, project: Project) -> dict[str, Any] | None:
     """The serving version in words: the metrics on the evaluation set (with intervals) and on validation, each
     under a human name, where each of the two measurements comes from, and each metric explained once. None without
@@ -154,6 +168,8 @@ def model_card(*, project: Project) -> dict[str, Any] | None:
         "n_annotations": version.n_annotations,
         "train_seconds": version.train_seconds,
         "device": version.device,
+        "tier": ml.tier_config(version.config or {})[0],
+        "tier_text": model_tier_text(version),
         "evaluation": {
             "documents": int(evaluation.get("n_documents") or 0),
             "rows": [{"key": k, "name": metric_name(k), **measured[k]} for k in _ordered(measured)],

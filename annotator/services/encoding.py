@@ -84,8 +84,9 @@ def encode_run(*, job_id: int) -> None:
 
 
 def _labels_unknown_to_serving(project: Project) -> bool:
-    """Whether the project uses the label prior and has labels its serving model was not trained with."""
+    """Whether the project uses the label prior and has labels its serving model was not trained with (never for
+    the full tier, which blends no prior: a new label there waits for the usual retrain)."""
     serving = ModelVersion.objects.filter(project=project, is_serving=True).only("n_labels").first()
-    if serving is None or not project.label_prior:
+    if serving is None or not project.label_prior or project.model_tier == Project.Tier.FULL:
         return False
     return Label.objects.filter(project=project).count() > serving.n_labels

@@ -50,6 +50,7 @@ PROJECT_SETTINGS = (
     "timezone",
     "strategy",
     "loss",
+    "model_tier",
     "decision_threshold",
     "pretick_floor",
     "preticks_enabled",
@@ -116,6 +117,8 @@ def _clean_settings(values: dict[str, Any]) -> dict[str, Any]:
         problems.append(f"strategy must be one of {', '.join(valid_strategies)}")
     if "loss" in cleaned and cleaned["loss"] not in Project.Loss.values:
         problems.append(f"loss must be one of {', '.join(Project.Loss.values)}")
+    if "model_tier" in cleaned and cleaned["model_tier"] not in Project.Tier.values:
+        problems.append(f"model_tier must be one of {', '.join(Project.Tier.values)}")
     if "budget_mode" in cleaned and cleaned["budget_mode"] not in Project.BudgetMode.values:
         problems.append(f"budget_mode must be one of {', '.join(Project.BudgetMode.values)}")
     if "cost_per_document" in cleaned and cleaned["cost_per_document"] is not None:
@@ -265,8 +268,9 @@ def project_create(*, user, name: str, labels: Sequence[Any] = (), **project_set
 @transaction.atomic
 def project_update(*, project: Project, user=None, record: bool = True, **project_settings: Any) -> Project:
     """Change settings; a new strategy (or queue size, or more suggestions than the queue keeps) re-scores the queue
-    with the serving model. Each setting that changed is a line in the activity feed (before and after), naming
-    `user` (unless `record` is off: a caller that writes its own line)."""
+    with the serving model; a new model tier queues a full retrain once a model exists. Each setting that changed is
+    a line in the activity feed (before and after), naming `user` (unless `record` is off: a caller that writes its
+    own line)."""
     from .jobs import job_request
     from .scoring import KEPT_SHORTLIST
 
@@ -276,6 +280,7 @@ def project_update(*, project: Project, user=None, record: bool = True, **projec
     rescore |= values.get("suggestions_k", 0) > max(project.suggestions_k, KEPT_SHORTLIST)
     budget_changed = "label_budget" in values and values["label_budget"] != project.label_budget
     prior_changed = "label_prior" in values and values["label_prior"] != project.label_prior
+    tier_changed = "model_tier" in values and values["model_tier"] != project.model_tier
     changed = {key: [getattr(project, key), value] for key, value in values.items() if getattr(project, key) != value}
     for key, value in values.items():
         setattr(project, key, value)
@@ -312,9 +317,19 @@ def project_update(*, project: Project, user=None, record: bool = True, **projec
         schedules_retime(project=project)
     if rescore and project.model_versions.filter(is_serving=True).exists():
         job_request(project=project, kind=Job.Kind.SCORE, reason="the strategy, queue size or suggestions changed")
+    if tier_changed and project.model_versions.exists():  # the serving model is of the other tier: replace it
+        job_request(
+            project=project,
+            kind=Job.Kind.TRAIN,
+            reason=f"the model tier was switched to {project.model_tier}",
+            mode="full",
+        )
     if prior_changed:  # before the first model the cold-start suggestions change; after it, the next full retrain
         if project.model_versions.exists():
-            job_request(project=project, kind=Job.Kind.TRAIN, reason="the label-name prior was switched", mode="full")
+            if project.model_tier == Project.Tier.FAST:  # the full tier blends no prior
+                job_request(
+                    project=project, kind=Job.Kind.TRAIN, reason="the label-name prior was switched", mode="full"
+                )
         elif project.documents.exists():
             job_request(project=project, kind=Job.Kind.SCORE, reason="the label-name prior was switched")
     return project

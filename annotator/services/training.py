@@ -70,17 +70,23 @@ def training_request(*, project: Project, user, mode: str = "") -> Job:
 
 
 def _decide_mode(project: Project, job: Job, base: ModelVersion | None, n_labelled: int) -> tuple[str, str]:
-    """(mode, why) of a training run: "full" or "incremental" (from `base`, the serving version)."""
+    """(mode, why) of a training run: "full" or "incremental" (from `base`, the serving version). A model of
+    another tier than the project's (Project.model_tier) is never updated: the run trains the project's tier."""
     asked = job.mode or project.retrain_mode
     if asked == "full":
         return "full", "a full retrain was asked for"
     if base is None:
         return "full", "no serving model to update"
+    base_tier, base_config = ml.tier_config(base.config)
+    if base_tier != project.model_tier:
+        return "full", f"the model tier changed from {base_tier} to {project.model_tier} since the serving model"
     if base.config.get("encoder_fingerprint") != ml.fingerprint(newest_encoder_path(project=project)):
         return "full", "the encoder changed since the serving model"
-    if base.config.get("label_prior_enabled", bool(base.config.get("label_prior"))) != project.label_prior:
+    if project.model_tier == Project.Tier.FAST and (
+        base.config.get("label_prior_enabled", bool(base.config.get("label_prior"))) != project.label_prior
+    ):  # the full tier blends no prior: switching it changes nothing there
         return "full", "the label-name prior was switched " + ("on" if project.label_prior else "off")
-    if base.config.get("fast_tier", {}).get("loss", project.loss) != project.loss:
+    if base_config.get("loss", project.loss) != project.loss:
         return "full", "the loss changed since the serving model"
     if asked == "incremental":
         return "incremental", "an incremental update was asked for"
@@ -97,7 +103,9 @@ def _decide_mode(project: Project, job: Job, base: ModelVersion | None, n_labell
 def training_run(*, job_id: int) -> None:
     """Trains on every labelled document (full retrain) or updates the serving model on the new answers plus a
     replay sample of the old ones (incremental), publishes a new serving ModelVersion atomically, queues
-    re-scoring. A cancelled run stops at its next progress report and leaves nothing behind."""
+    re-scoring. A full retrain builds the project's tier (Project.model_tier): the fast tier, or the full tier
+    (`ml.full_config`: the encoder fine-tuned with a flat or label-tree head). A cancelled run stops at its next
+    progress report and leaves nothing behind."""
     job = job_claim(job_id=job_id)
     if job is None:
         return
@@ -127,6 +135,16 @@ def training_run(*, job_id: int) -> None:
             extra: dict
             if mode == "incremental" and base is not None:
                 model, extra = _update_model(project, job, base, doc_ids, rows, label_ids, names, train_beat)
+            elif project.model_tier == Project.Tier.FULL:  # the encoder fine-tuned with the head, on the texts
+                model = ml.train(
+                    texts=document_texts(doc_ids),
+                    X=None,
+                    Y=Y,
+                    labels=names,
+                    config=ml.full_config(loss=project.loss, seed=next_number, encoder_path=encoder_path),
+                    on_progress=lambda fraction: train_beat(fraction, "fine-tuning the full tier (full retrain)"),
+                )
+                extra = {"full_base_annotations": len(doc_ids)}
             else:
                 X = ml.embedding_store(project.pk, encoder_path).get(doc_ids)  # (N, D)
                 model = ml.train(

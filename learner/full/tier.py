@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from learner.artifacts import write_folder, write_json
 from learner.config import check_int, check_positive_int
-from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt
+from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tick_curve
 from learner.device import retry_on_oom, run_batches
 from learner.full.aplc import AplcHead
 from learner.full.config import FullTierConfig
@@ -77,6 +77,7 @@ class FullTier(RuleBasedPredictions):
         metrics: dict[str, float],
         train_info: dict[str, Any],
         ranker: FinalRanker | None = None,
+        tick_curve: dict[str, Any] | None = None,
     ) -> None:
         self.labels = labels
         self.config = config
@@ -90,9 +91,18 @@ class FullTier(RuleBasedPredictions):
         self.metrics = metrics
         self.train_info = train_info
         self.ranker = ranker  # the XR-Transformer final ranker (config.ranker "xr"), else None
+        self.tick_curve = tick_curve  # pre-tick precision per threshold on the validation shortlists, when tuned
         self.train_batch_cap: int | None = None
         self.inference_batch_cap: int | None = None
         self._fingerprint: str | None = None
+
+    @property
+    def decision(self) -> dict[str, Any]:
+        """Calibration and decision rules, and the validation precision of pre-ticks per threshold when tuned."""
+        out = super().decision
+        if self.tick_curve is not None:
+            out["tick_curve"] = self.tick_curve
+        return out
 
     def __repr__(self) -> str:
         return (
@@ -554,6 +564,8 @@ class FullTier(RuleBasedPredictions):
         """Calibration (Platt) and decision rules from validation shortlists; validation metrics."""
         idx, raw = self._raw_topk(texts, min(len(self.labels), self.config.shortlist))
         self.platt, self.rules, self.metrics = tuned_decision(idx, raw, targets, self.config)
+        probs = np.where(idx >= 0, apply_platt(raw, *self.platt), np.float32(0.0)).astype(np.float32)
+        self.tick_curve = tick_curve(idx, probs, targets)
 
     # ----------------------------------------------------------------- incremental update
     def update(
@@ -895,6 +907,7 @@ class FullTier(RuleBasedPredictions):
             metrics=payload.get("metrics") or {},
             train_info=payload.get("train_info") or {},
             ranker=ranker,
+            tick_curve=payload["decision"].get("tick_curve"),
         )
 
 

@@ -71,7 +71,8 @@ class XRConfig(Params):
     with "l3-hinge": exp(-max(1 - v, 0)^3)), so scores lie in [0, 1]. An exponent below 1 discounts the
     ancestors geometrically (the root's children count ``path_exponent**depth``): the label's own
     ranker decides more (tibkat-gnd dev, PECOS's other settings: P@1 0.488 -> 0.505 with 0.4; bench/bench_xmc.py).
-    The same beam selects the matcher-aware negatives in training.
+    The matcher-aware negatives in training are the top ``negative_beam`` nodes of that beam search (0: all
+    ``beam`` of them; a smaller number routes fewer documents to each node, which is what training time grows with).
 
     ``pifa_weight`` > 0 keeps the labels' PIFA vectors z_l (entries below ``pifa_threshold`` dropped)
     and re-ranks the labels of the beam by (path score + pifa_weight * max(cos(x, z_l), 0)) / (1 + pifa_weight),
@@ -92,6 +93,7 @@ class XRConfig(Params):
     tree: TreeConfig = field(default_factory=TreeConfig)
     beam: int = 10
     negatives: str = "tfn+man"
+    negative_beam: int = 0
     led_neighbours: int = 10
     loss: str = "squared_hinge"
     C: float = 1.0
@@ -117,6 +119,7 @@ class XRConfig(Params):
         if not isinstance(self.tree, TreeConfig):
             raise ValueError(f"tree must be a TreeConfig; got {type(self.tree).__name__}")
         check_int("beam", self.beam, 1)
+        check_int("negative_beam", self.negative_beam, 0)
         if self.negatives not in NEGATIVES:
             raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}; got {self.negatives!r}")
         check_int("led_neighbours", self.led_neighbours, 1)
@@ -146,6 +149,11 @@ class XRConfig(Params):
     def overlapping(self) -> bool:
         """Whether training gives labels extra leaf clusters (``overlap_lambda`` > 1)."""
         return self.overlap_lambda > 1
+
+    @property
+    def training_beam(self) -> int:
+        """How many of the beam's nodes per document become matcher-aware negatives in training."""
+        return self.negative_beam or self.beam
 
     @property
     def matcher_aware(self) -> bool:

@@ -476,7 +476,7 @@ class XRLinear:
                         layers=layers + cls._placeholder(tree, t + 1, n_features),
                         n_features=n_features,
                     )
-                    beam_nodes = partial._beam_through(features, t, config.beam)
+                    beam_nodes = partial._beam_through(features, t, config.training_beam)
                     info[f"layer{t}_beam_seconds"] = round(time.perf_counter() - beam_started, 3)
         info["rankers_seconds"] = round(time.perf_counter() - started, 3)
         model = cls(
@@ -598,7 +598,7 @@ class XRLinear:
         by_label = targets.tocsc()  # (N, L') columns = labels
 
         # 1. The leaf of each new label: where the beam sends most of its documents.
-        beam_nodes = self._beam_through(features, last - 1, config.beam) if last > 0 else None  # (N, beam)
+        beam_nodes = self._beam_through(features, last - 1, config.training_beam) if last > 0 else None  # (N, b)
         beam_seconds = time.perf_counter() - started
         sizes = np.diff(tree.leaf_bounds).astype(np.int64)  # (n_leaves,)
         leaf_of_added = np.zeros(n_all - n_old, dtype=np.int64)

@@ -118,6 +118,7 @@ def test_the_settings_page_saves_the_policy_and_schedules(project, manager):
             "full_retrain_growth": "0.5",
             "replay_size": "2000",
             "timezone": "Europe/Berlin",
+            "model_tier": "fast",
         },
     )
     assert response.status_code == 302

@@ -764,6 +764,8 @@ def test_aplc_save_and_load_round_trip_gives_identical_topk(aplc: dict[str, Any]
 
     again = FullTier.load(model.save(tmp_path / "aplc"), device="cpu")
 
+    curve = model.decision["tick_curve"]  # tuned on held-out documents: pre-ticks have their measured precision
+    assert curve["documents"] > 0 and curve["ticked"][0] >= curve["correct"][0] > 0
     assert np.array_equal(model.predict_topk(test, 5)[0], again.predict_topk(test, 5)[0])
     assert np.array_equal(model.predict_topk(test, 5)[1], again.predict_topk(test, 5)[1])
     assert again.config == model.config and again.decision == model.decision

@@ -499,3 +499,18 @@ def test_led_modes_train_predict_round_trip_and_do_not_depend_on_workers(problem
     assert loaded.config == config and loaded.config.led_neighbours == 3
     assert np.array_equal(loaded.predict_topk(X[300:], 5)[0], one.predict_topk(X[300:], 5)[0])
     assert XRConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_a_smaller_negative_beam_routes_fewer_documents_and_still_learns(problem) -> None:
+    X, Y = problem
+    wide = XRLinear.train(X[:300], Y[:300], FAST)
+    narrow = XRLinear.train(X[:300], Y[:300], XRConfig.from_dict({**FAST.to_dict(), "negative_beam": 1}))
+
+    assert narrow.config.training_beam == 1 and wide.config.training_beam == FAST.beam
+    deepest = f"layer{len(wide.layers) - 1}_active_pairs"
+    assert narrow.train_info[deepest] < wide.train_info[deepest]  # training cost grows with the routed documents
+    assert narrow.train_info[deepest] >= 300  # every document still reaches its own labels' nodes
+    top, _ = narrow.predict_topk(X[300:], 1, beam=FAST.beam)  # inference keeps the full beam
+    assert float(np.asarray(Y[300:][np.arange(300), top[:, 0]]).mean()) > 0.6  # random: about 2 / 40
+    with pytest.raises(ValueError, match="negative_beam"):
+        XRConfig(negative_beam=-1)
