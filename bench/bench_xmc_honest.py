@@ -7,7 +7,9 @@ Splits (file order of train.jsonl.gz, no shuffling):
 
 The label vocabulary is all of labels.tsv (as bench/bench_xmc.py), so labels never seen in training count as misses.
 
-1. Tuning (one subprocess): our fast tier (TF-IDF + XR-Linear + label-name matcher, bench_xmc's default pipeline)
+1. Tuning (one subprocess): our fast tier (TF-IDF + XR-Linear + label-name matcher, with the fast tier's tree
+   defaults for this many documents: ``learner.xmc.config.large_data_settings``, whose training settings were
+   screened on a split of train by bench/bench_xmc_training.py)
    is trained on train' ONCE (``path_exponent`` 1.0, PECOS's plain product, during training: it only orders the
    beam that picks the matcher-aware negatives), the matcher is fitted with and without stemming, and the
    inference-time settings are swept on tune without retraining: path exponent x PIFA re-ranking weight x
@@ -193,16 +195,19 @@ def quality(Y_true: Any, top: Any, Y_train: Any) -> dict[str, float]:
 def train_ours(
     texts: list[str], Y: Any, labels: list[str], xr: dict[str, Any], stems: tuple[bool, ...], progress: bool
 ):
-    """TF-IDF (default) + XR-Linear + one label-name matcher per stemming option; seconds per part."""
+    """TF-IDF + XR-Linear (the fast tier's tree defaults for this many documents, learner.xmc.large_data_settings)
+    + one label-name matcher per stemming option; seconds per part."""
     from learner.features import TfidfConfig, TfidfFeaturizer
     from learner.xmc import LabelNameMatcher, LexicalConfig, XRConfig, XRLinear
+    from learner.xmc.config import large_data_settings
 
+    large_tfidf, large_xr = large_data_settings(len(texts))
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    featurizer, X = TfidfFeaturizer.fit_transform(texts, TfidfConfig(), progress=progress)
+    featurizer, X = TfidfFeaturizer.fit_transform(texts, TfidfConfig(**large_tfidf), progress=progress)
     seconds["tfidf_fit_transform"] = time.perf_counter() - started
     started = time.perf_counter()
-    model = XRLinear.train(X, Y, XRConfig.from_dict(xr), progress=progress)
+    model = XRLinear.train(X, Y, XRConfig.from_dict({**large_xr, **xr}), progress=progress)
     seconds["xr_train"] = time.perf_counter() - started
     matchers = {}
     for stem in stems:

@@ -77,8 +77,11 @@ class FastTierConfig(Params):
     embedding_weight: float = 1.0  # weight of the embedding block, whose rows are scaled to unit mean norm first
     positive_weight_power: float = 0.0  # BCE weighs label l's positives by (mean positives / positives of l) ** this
     max_flat_cells: int = 50_000_000  # TF-IDF features x labels of a flat head; TF-IDF vocabulary capped to fit
-    tfidf: dict[str, Any] = field(default_factory=dict)  # learner.features.TfidfConfig fields to override
-    tree: dict[str, Any] = field(default_factory=dict)  # learner.xmc.XRConfig fields to override
+    # Fields of learner.features.TfidfConfig / learner.xmc.XRConfig to override. A tree head trained on at least
+    # learner.xmc.config.LARGE_DATA_DOCUMENTS documents starts from the large-data settings (word unigrams with
+    # min_df 5, negatives from the beam's 5 best nodes; large_data_settings) instead of the classes' defaults.
+    tfidf: dict[str, Any] = field(default_factory=dict)
+    tree: dict[str, Any] = field(default_factory=dict)
     # Tree heads: a label-name matcher (learner.xmc.lexical) re-ranks the tree's best `lexical_candidates`; it also
     # proposes labels whose name occurs in the text even without training documents. 0 switches it off.
     lexical_weight: float = 0.1
@@ -578,12 +581,15 @@ class FastTier(RuleBasedPredictions):
         prior: LabelPrior | None = None,
     ) -> FastTier:
         from learner.device import resolve_device
+        from learner.xmc.config import large_data_settings
 
         featurizer = None
+        n_texts = len(inputs.texts or [])
+        large_tfidf, large_xr = large_data_settings(n_texts) if config.head == "tree" else ({}, {})
         if config.needs_texts:
             from learner.features import TfidfConfig, TfidfFeaturizer
 
-            tfidf = TfidfConfig.from_dict({**TfidfConfig().to_dict(), **config.tfidf})
+            tfidf = TfidfConfig.from_dict({**TfidfConfig().to_dict(), **large_tfidf, **config.tfidf})
             if config.head == "flat":  # cap the vocabulary so features x labels stays within budget
                 cap = max(1000, config.max_flat_cells // len(names))
                 if tfidf.max_features > cap:
@@ -651,7 +657,7 @@ class FastTier(RuleBasedPredictions):
         else:
             from learner.xmc import XRConfig, XRLinear
 
-            xr_config = XRConfig.from_dict({**XRConfig().to_dict(), **config.tree})
+            xr_config = XRConfig.from_dict({**XRConfig().to_dict(), **large_xr, **config.tree})
             model.tree = XRLinear.train(
                 xs, targets, xr_config, on_progress=lambda f: report(0.85 * f), progress=progress
             )
@@ -660,7 +666,7 @@ class FastTier(RuleBasedPredictions):
 
                 lexical = LexicalConfig.from_dict({**LexicalConfig().to_dict(), **config.lexical})
                 model.matcher = LabelNameMatcher.fit(names, list(inputs.texts or []), targets, lexical)
-            model.train_info.update({"device": "cpu"})
+            model.train_info.update({"device": "cpu", "large_data_settings": bool(large_tfidf or large_xr)})
         if tune and validation is not None and val_targets is not None and val_targets.shape[0] >= 2:
             model._tune(val_inputs, val_targets)  # type: ignore[arg-type]
         return model

@@ -10,7 +10,8 @@ the solve itself here. ``tests/learner/xmc/test_solver.py`` checks this call aga
 
 Parallelism: liblinear draws its random coordinate order from one process-wide generator, so
 threads would race on it; the parents are instead split over worker processes forked for the layer
-(``n_jobs``), which share X copy-on-write. Each binary problem is seeded from (layer, child), so the
+(``n_jobs``), which share X copy-on-write; a layer with less work than ``MIN_FORK_WORK`` is trained
+in-process. Each binary problem is seeded from (layer, child), so the
 result does not depend on ``n_jobs`` or on scheduling. Where fork is not available (or this is a
 daemonic process, e.g. a Celery prefork child) the layer is trained in-process.
 """
@@ -41,6 +42,10 @@ _NO_POSITIVE_BIAS = (
     -10.0
 )  # a child without any positive document: w = 0 and a score of ~0, so it never takes a beam slot from a trained child
 _STATE: dict[str, Any] = {}  # the layer's data, inherited by forked workers
+# A layer whose work (stored feature values of its routed documents x children) is below this is trained in-process:
+# forking the workers costs more than it saves there (a big parent process, e.g. a Celery worker or a test session,
+# takes up to a second per pool, and small trees, e.g. a few hundred labelled documents, train in milliseconds).
+MIN_FORK_WORK = 2_000_000
 
 
 def resolve_jobs(n_jobs: int) -> int:
@@ -246,12 +251,16 @@ def train_layer(
     [0, n_nodes) must be covered by exactly one task.
     """
     jobs = resolve_jobs(config.n_jobs)
+    row_nnz = np.diff(X.indptr)  # (N,) stored values per document
+    work = sum(int(row_nnz[t.rows].sum()) * (t.stop - t.start) for t in tasks)
+    if work < MIN_FORK_WORK:
+        jobs = 1  # in-process: the same result (each problem is seeded by its child), without forking
     # Most expensive first so that the workers finish together.
     pieces = sorted(_split_tasks(tasks, jobs), key=lambda t: -(len(t.rows) * (t.stop - t.start)))
     results = fork_map(
         train_parent,
         pieces,
-        config.n_jobs,
+        jobs,
         {"X": X, "Y": Y, "config": config, "layer": layer},
         on_result=(lambda result: on_task(len(result[1]))) if on_task is not None else None,
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -267,6 +269,28 @@ def test_large_label_sets_get_a_tree_with_label_name_matching(tmp_path):
     again = FastTier.load(tmp_path / "tree")
     idx2, probs2 = again.predict_topk(dev, 5)
     assert np.array_equal(idx, idx2) and np.allclose(probs, probs2)
+
+
+def test_a_tree_trained_on_many_documents_uses_the_large_data_settings_unless_its_config_sets_them(monkeypatch):
+    import learner.xmc.config as xmc_config
+
+    train, y_train, _, _, labels = _tibkat_sample()
+    train, y_train = train.take(np.arange(600)), y_train[:600]
+    config = FastTierConfig(flat_max_labels=500, lexical_weight=0.0, tree={"n_jobs": 1})
+    small = FastTier.train(train, y_train, labels, config)
+    monkeypatch.setattr(xmc_config, "LARGE_DATA_DOCUMENTS", 100)  # these 600 documents count as "many"
+    large = FastTier.train(train, y_train, labels, config)
+    mine = FastTier.train(
+        train, y_train, labels, dataclasses.replace(config, tfidf={"ngram_max": 2}, tree={"n_jobs": 1, "beam": 4})
+    )
+
+    assert (small.featurizer.config.ngram_max, small.featurizer.config.min_df) == (2, 2)  # TfidfConfig's defaults
+    assert small.tree.config.training_beam == 10 and not small.train_info["large_data_settings"]
+    assert (large.featurizer.config.ngram_max, large.featurizer.config.min_df) == (1, 5)  # unigrams, min_df 5
+    assert large.tree.config.training_beam == 5 and large.train_info["large_data_settings"]
+    assert large.featurizer.n_features < small.featurizer.n_features
+    assert (mine.featurizer.config.ngram_max, mine.featurizer.config.min_df) == (2, 5)  # the config's own wins
+    assert mine.tree.config.beam == 4 and mine.tree.config.training_beam == 5
 
 
 def test_tree_models_update_incrementally_with_labels_never_seen_before(tmp_path):

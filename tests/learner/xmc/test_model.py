@@ -107,7 +107,10 @@ def test_k_larger_than_the_beam_reaches_enough_labels(model, problem) -> None:
     assert model.predict_topk(X[:3], 1000)[0].shape == (3, 40)  # k is clipped to the number of labels
 
 
-def test_training_does_not_depend_on_the_number_of_workers(problem) -> None:
+def test_training_does_not_depend_on_the_number_of_workers(problem, monkeypatch) -> None:
+    from learner.xmc import solver
+
+    monkeypatch.setattr(solver, "MIN_FORK_WORK", 0)  # fork workers even for this small problem
     X, Y = problem
     one = XRLinear.train(X[:300], Y[:300], FAST)
     two = XRLinear.train(X[:300], Y[:300], XRConfig.from_dict({**FAST.to_dict(), "n_jobs": 2}))
@@ -483,7 +486,10 @@ def test_led_negatives_teach_a_ranker_to_reject_the_confusable_label() -> None:
     assert label5_decision(plain) > 0 > label5_decision(led)  # without the hard negatives, it fires
 
 
-def test_led_modes_train_predict_round_trip_and_do_not_depend_on_workers(problem, tmp_path) -> None:
+def test_led_modes_train_predict_round_trip_and_do_not_depend_on_workers(problem, tmp_path, monkeypatch) -> None:
+    from learner.xmc import solver
+
+    monkeypatch.setattr(solver, "MIN_FORK_WORK", 0)  # fork workers even for this small problem
     X, Y = problem
     config = XRConfig.from_dict({**FAST.to_dict(), "negatives": "tfn+man+led", "led_neighbours": 3})
     one = XRLinear.train(X[:300], Y[:300], config)
@@ -514,3 +520,23 @@ def test_a_smaller_negative_beam_routes_fewer_documents_and_still_learns(problem
     assert float(np.asarray(Y[300:][np.arange(300), top[:, 0]]).mean()) > 0.6  # random: about 2 / 40
     with pytest.raises(ValueError, match="negative_beam"):
         XRConfig(negative_beam=-1)
+
+
+def test_a_small_layer_is_trained_in_process_with_the_same_result(problem, monkeypatch) -> None:
+    from learner.xmc import solver
+
+    X, Y = problem
+    forks: list[int] = []
+    real = solver.fork_map
+    monkeypatch.setattr(
+        solver, "fork_map", lambda f, items, n_jobs, *a, **k: forks.append(n_jobs) or real(f, items, n_jobs, *a, **k)
+    )
+    config = XRConfig.from_dict({**FAST.to_dict(), "n_jobs": 2})
+    small = XRLinear.train(X[:300], Y[:300], config)  # far below MIN_FORK_WORK
+    assert forks and set(forks) == {1}
+    forks.clear()
+    monkeypatch.setattr(solver, "MIN_FORK_WORK", 0)
+    forked = XRLinear.train(X[:300], Y[:300], config)
+    assert set(forks) == {2}
+    for a, b in zip(small.layers, forked.layers, strict=True):
+        assert (a.weights != b.weights).nnz == 0 and np.array_equal(a.bias, b.bias)

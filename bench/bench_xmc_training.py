@@ -1,0 +1,147 @@
+"""tibkat-gnd: the label tree's TRAINING settings (features, negatives, C, trees), chosen on a split of train only.
+
+bench/bench_xmc_honest.py sweeps the inference-time settings on one trained model; the settings that need a retrain
+each (the TF-IDF vocabulary, how many matcher-aware negatives, C, an ensemble) are screened here, on a smaller
+split so that each costs a minute or two:
+
+- the first ``--docs`` documents of train.jsonl.gz (file order); every ``--stride``-th of them (rows stride-1,
+  2*stride-1, ...) is held out as "screen", the rest train. Nothing of dev is read.
+- One process, one core (``n_jobs`` 1, OMP_NUM_THREADS 1): the seconds are CPU seconds of this process
+  (``time.process_time``), so a busy machine changes them less than wall time.
+- P@1 and P@5 on the screen split (labels unseen in the training part count as misses), with the fast tier's
+  default inference settings (no label-name blend).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_xmc_training.py --out bench/results/xmc-training.json
+
+Each variant is a JSON object: "tfidf" (learner.features.TfidfConfig fields), "n_trees" (> 1: XREnsemble) and any
+learner.xmc.XRConfig fields. Writes the JSON after every variant and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from common import RESULTS_DIR, header, source_hash, table, write_json
+
+DATA = Path("/work/shared/datasets/tibkat-gnd")
+BIGRAMS = {"ngram_max": 2, "min_df": 2}  # TfidfConfig's defaults (500k columns at most)
+UNIGRAMS = {"ngram_max": 1, "min_df": 5}
+ALL = 10  # negative_beam 10: all of the beam of 10 (XRConfig's behaviour before negative_beam existed)
+VARIANTS = [  # every training setting spelled out, so that a later change of a default does not change a row
+    {"tfidf": BIGRAMS, "negative_beam": ALL},
+    {"tfidf": BIGRAMS, "negatives": "tfn"},
+    {"tfidf": BIGRAMS, "negative_beam": 3},
+    {"tfidf": {"ngram_max": 2, "min_df": 5}, "negative_beam": ALL},
+    {"tfidf": {"ngram_max": 1, "min_df": 2}, "negative_beam": ALL},
+    {"tfidf": UNIGRAMS, "negative_beam": ALL},
+    {"tfidf": {"ngram_max": 1, "min_df": 10}, "negative_beam": ALL},
+    {"tfidf": UNIGRAMS, "negatives": "tfn"},
+    {"tfidf": UNIGRAMS, "negative_beam": 3},
+    {"tfidf": UNIGRAMS, "negative_beam": 5},
+    {"tfidf": UNIGRAMS, "negative_beam": 5, "C": 0.5},
+    {"tfidf": UNIGRAMS, "negative_beam": 5, "C": 2.0},
+    {"tfidf": UNIGRAMS, "negative_beam": 5, "n_trees": 2},
+    {"tfidf": UNIGRAMS, "negative_beam": ALL, "n_trees": 2},
+]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="folder with train.jsonl.gz")
+    parser.add_argument("--docs", type=int, default=44_000, help="the first N documents of train")
+    parser.add_argument("--stride", type=int, default=11, help="every stride-th document is held out")
+    parser.add_argument("--variants", help="a JSON list of variants (default: the built-in screen)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "xmc-training.json", help="JSON result")
+    return parser.parse_args()
+
+
+def main() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from learner.features import TfidfConfig, TfidfFeaturizer
+    from learner.metrics import precision_at_k
+    from learner.xmc import XRConfig, XREnsemble, XRLinear
+
+    args = parse_args()
+    variants = json.loads(args.variants) if args.variants else VARIANTS
+    rows: list[dict[str, Any]] = []
+    with gzip.open(args.data / "train.jsonl.gz", "rt", encoding="utf-8") as handle:
+        for line in handle:
+            if len(rows) >= args.docs:
+                break
+            rows.append(json.loads(line))
+    train = [r for i, r in enumerate(rows) if i % args.stride != args.stride - 1]
+    screen = [r for i, r in enumerate(rows) if i % args.stride == args.stride - 1]
+    labels = sorted({label for r in train for label in r["labels"]})
+    column = {label: j for j, label in enumerate(labels)}
+
+    def targets(part: list[dict[str, Any]]) -> Any:
+        cols = [[column[label] for label in r["labels"] if label in column] for r in part]
+        indptr = np.cumsum([0, *map(len, cols)])
+        data = np.ones(int(indptr[-1]), dtype=np.float32)
+        return sp.csr_matrix(
+            (data, np.concatenate([np.asarray(c, np.int64) for c in cols]), indptr), (len(part), len(labels))
+        )
+
+    Y, Y_screen = targets(train), targets(screen)
+    result: dict[str, Any] = {
+        **header("xmc-training", {k: str(v) for k, v in vars(args).items()}),
+        "source_sha256": source_hash(("learner",)),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "splits": {"train": len(train), "screen": len(screen), "labels_in_train": len(labels)},
+        "rule": f"the first {args.docs} documents of train.jsonl.gz; every {args.stride}th held out as screen",
+        "rows": [],
+    }
+    for variant in variants:
+        tfidf = dict(variant.get("tfidf", {}))
+        n_trees = int(variant.get("n_trees", 1))
+        xr = {k: v for k, v in variant.items() if k not in ("tfidf", "n_trees")}
+        load_before = [round(v, 2) for v in os.getloadavg()]
+        started = time.process_time()
+        featurizer, X = TfidfFeaturizer.fit_transform([r["text"] for r in train], TfidfConfig(**tfidf))
+        featurized = time.process_time()
+        config = XRConfig(**{**xr, "n_jobs": 1})
+        model = XRLinear.train(X, Y, config) if n_trees == 1 else XREnsemble.train(X, Y, config, n_trees=n_trees)
+        trained = time.process_time()
+        top, _ = model.predict_topk(featurizer.transform([r["text"] for r in screen]), 5)
+        result["rows"].append(
+            {
+                "variant": variant,
+                "tfidf_cpu_seconds": round(featurized - started, 1),
+                "xr_cpu_seconds": round(trained - featurized, 1),
+                "features": int(X.shape[1]),
+                "nnz_per_document": round(X.nnz / X.shape[0], 1),
+                "p_at_1": round(precision_at_k(Y_screen, top, 1), 4),
+                "p_at_5": round(precision_at_k(Y_screen, top, 5), 4),
+                "load_average_before": load_before,
+            }
+        )
+        write_json(args.out, result)
+        print(json.dumps(result["rows"][-1]), flush=True)
+    print(
+        table(
+            ["variant", "tf-idf cpu s", "xr cpu s", "nnz/doc", "P@1", "P@5"],
+            [
+                [
+                    json.dumps(r["variant"]),
+                    r["tfidf_cpu_seconds"],
+                    r["xr_cpu_seconds"],
+                    r["nnz_per_document"],
+                    r["p_at_1"],
+                    r["p_at_5"],
+                ]
+                for r in result["rows"]
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
