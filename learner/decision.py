@@ -540,6 +540,7 @@ class RuleBasedPredictions:
     config: Any
     platt: tuple[float, float]
     rules: dict[str, DecisionRule]
+    tick_curve: dict[str, Any] | None = None  # pre-tick precision per threshold (``tick_curve``), where tuned
 
     def predict_topk(self, inputs: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -555,8 +556,11 @@ class RuleBasedPredictions:
 
     @property
     def decision(self) -> dict[str, Any]:
-        """The calibration and the decision rules, as JSON values."""
-        return {
+        """The calibration and the decision rules, and the pre-tick curve where the model has one, as JSON values."""
+        out: dict[str, Any] = {
             "platt": {"a": self.platt[0], "b": self.platt[1]},
             "rules": {name: rule.to_dict() for name, rule in self.rules.items()},
         }
+        if self.tick_curve is not None:
+            out["tick_curve"] = self.tick_curve
+        return out

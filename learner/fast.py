@@ -366,14 +366,6 @@ class FastTier(RuleBasedPredictions):
     def uses_embeddings(self) -> bool:
         return self.config.needs_embeddings or self.prior is not None
 
-    @property
-    def decision(self) -> dict[str, Any]:
-        """Calibration and decision rules, and the out-of-fold precision of pre-ticks per threshold when tuned."""
-        out = super().decision
-        if self.tick_curve is not None:
-            out["tick_curve"] = self.tick_curve
-        return out
-
     def _features(self, inputs: Inputs) -> tuple[sp.csr_matrix | None, np.ndarray | None]:
         xs = xd = None
         if self.uses_texts:

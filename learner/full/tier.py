@@ -96,14 +96,6 @@ class FullTier(RuleBasedPredictions):
         self.inference_batch_cap: int | None = None
         self._fingerprint: str | None = None
 
-    @property
-    def decision(self) -> dict[str, Any]:
-        """Calibration and decision rules, and the validation precision of pre-ticks per threshold when tuned."""
-        out = super().decision
-        if self.tick_curve is not None:
-            out["tick_curve"] = self.tick_curve
-        return out
-
     def __repr__(self) -> str:
         return (
             f"FullTier(head={self.config.head!r}, labels={len(self.labels)}, levels={self.head.sizes}, "
