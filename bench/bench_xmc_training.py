@@ -12,6 +12,7 @@ split so that each costs a minute or two:
   default inference settings (no label-name blend).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_xmc_training.py --out bench/results/xmc-training.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_xmc_training.py --set stem --out bench/results/xmc-training-stem.json
 
 Each variant is a JSON object: "tfidf" (learner.features.TfidfConfig fields), "n_trees" (> 1: XREnsemble) and any
 learner.xmc.XRConfig fields. Writes the JSON after every variant and prints a Markdown table.
@@ -49,6 +50,16 @@ VARIANTS = [  # every training setting spelled out, so that a later change of a 
     {"tfidf": UNIGRAMS, "negative_beam": 5, "n_trees": 2},
     {"tfidf": UNIGRAMS, "negative_beam": ALL, "n_trees": 2},
 ]
+STEMMED = {"ngram_max": 1, "min_df": 3, "stem": True}
+STEM_VARIANTS = [  # the second screen: TfidfConfig.stem (one inflection ending off every word), with negative_beam 5
+    {"tfidf": UNIGRAMS, "negative_beam": 5},  # the first screen's choice again, for the seconds of this run
+    {"tfidf": {**UNIGRAMS, "stem": True}, "negative_beam": 5},
+    {"tfidf": STEMMED, "negative_beam": 5},
+    {"tfidf": {**STEMMED, "min_df": 2}, "negative_beam": 5},
+    {"tfidf": STEMMED, "negative_beam": ALL},
+    {"tfidf": {**STEMMED, "ngram_max": 2}, "negative_beam": 5},
+]
+SETS = {"features": VARIANTS, "stem": STEM_VARIANTS}
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,7 +67,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DATA, help="folder with train.jsonl.gz")
     parser.add_argument("--docs", type=int, default=44_000, help="the first N documents of train")
     parser.add_argument("--stride", type=int, default=11, help="every stride-th document is held out")
-    parser.add_argument("--variants", help="a JSON list of variants (default: the built-in screen)")
+    parser.add_argument("--set", choices=sorted(SETS), default="features", help="a built-in screen (default: features)")
+    parser.add_argument("--variants", help="a JSON list of variants (instead of a built-in screen)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "xmc-training.json", help="JSON result")
     return parser.parse_args()
 
@@ -70,7 +82,7 @@ def main() -> None:
     from learner.xmc import XRConfig, XREnsemble, XRLinear
 
     args = parse_args()
-    variants = json.loads(args.variants) if args.variants else VARIANTS
+    variants = json.loads(args.variants) if args.variants else SETS[args.set]
     rows: list[dict[str, Any]] = []
     with gzip.open(args.data / "train.jsonl.gz", "rt", encoding="utf-8") as handle:
         for line in handle:

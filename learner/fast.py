@@ -78,8 +78,8 @@ class FastTierConfig(Params):
     positive_weight_power: float = 0.0  # BCE weighs label l's positives by (mean positives / positives of l) ** this
     max_flat_cells: int = 50_000_000  # TF-IDF features x labels of a flat head; TF-IDF vocabulary capped to fit
     # Fields of learner.features.TfidfConfig / learner.xmc.XRConfig to override. A tree head trained on at least
-    # learner.xmc.config.LARGE_DATA_DOCUMENTS documents starts from the large-data settings (word unigrams with
-    # min_df 5, negatives from the beam's 5 best nodes; large_data_settings) instead of the classes' defaults.
+    # learner.xmc.config.LARGE_DATA_DOCUMENTS documents starts from the large-data settings (stemmed word unigrams
+    # with min_df 3, negatives from the beam's 5 best nodes; large_data_settings) instead of the classes' defaults.
     tfidf: dict[str, Any] = field(default_factory=dict)
     tree: dict[str, Any] = field(default_factory=dict)
     # Tree heads: a label-name matcher (learner.xmc.lexical) re-ranks the tree's best `lexical_candidates`; it also

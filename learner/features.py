@@ -60,6 +60,8 @@ class TfidfConfig(Params):
     ``char_ngrams``: ``None`` (words only) or ``(lo, hi)``, the char n-gram lengths of padded words;
     ``char_max_features`` columns at most, from words of at least ``char_min_word_length`` characters,
     weighted ``char_weight`` against the word block (both blocks have unit norm before weighting).
+    ``stem``: every token loses one inflection ending before anything is counted (``stem_word``: words of 5+
+    letters, the stem keeps at least 4; German and English plurals and cases: Pilze/Pilzen -> pilz).
     """
 
     ngram_max: int = 2
@@ -72,6 +74,7 @@ class TfidfConfig(Params):
     char_min_word_length: int = 1
     char_weight: float = 1.0
     lowercase: bool = True
+    stem: bool = False
 
     def __post_init__(self) -> None:
         check_int("ngram_max", self.ngram_max, 1)
@@ -80,7 +83,7 @@ class TfidfConfig(Params):
         check_int("max_features", self.max_features, 1)
         check_int("min_df", self.min_df, 1)
         check_float(self, "max_df", 0.0, 1.0, low_open=True, high_open=False)
-        for name in ("sublinear_tf", "lowercase"):
+        for name in ("sublinear_tf", "lowercase", "stem"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool; got {getattr(self, name)!r}")
         if self.char_ngrams is not None:
@@ -101,6 +104,15 @@ class TfidfConfig(Params):
 
 
 # --------------------------------------------------------------------------------------------- helpers
+
+# One inflection ending off words of 5+ letters (the stem keeps at least 4): Pilze/Pilzen -> pilz.
+_ENDING = re.compile(r"(\w{4,}?)(?:ern|en|er|es|e|n|s)")
+
+
+def stem_word(word: str) -> str:
+    """``word`` without one inflection ending if it has 5+ letters (the stem keeps at least 4)."""
+    match = _ENDING.fullmatch(word)
+    return match.group(1) if match else word
 
 
 def check_texts(texts: Any) -> list[str]:
@@ -277,6 +289,8 @@ class TfidfFeaturizer:
             raise ValueError("texts is empty: cannot fit a vocabulary on no documents")
         n_docs = len(items)
         tokens = _Tokenised(items, config.lowercase, progress, "tfidf: tokenise")
+        if config.stem:
+            tokens.map_types(stem_word)
         max_df_docs = config.max_df * n_docs
         ids, doc = tokens.word_stream()
         n_types = len(tokens.types)
@@ -444,6 +458,8 @@ class TfidfFeaturizer:
         """TF-IDF rows (N, F) float32 CSR, L2-normalised, of ``texts`` (an empty list gives (0, F))."""
         items = check_texts(texts)
         tokens = _Tokenised(items, self.config.lowercase, progress, "tfidf: transform")
+        if self.config.stem:
+            tokens.map_types(stem_word)
         word_counts = self._word_counts(tokens)
         char_counts = None
         if self.config.char_ngrams is not None:
@@ -463,6 +479,8 @@ class TfidfFeaturizer:
         tokens = _Tokenised(items, self.config.lowercase, progress, "word counts")
         if word_map is not None:
             tokens.map_types(word_map)
+        elif self.config.stem:
+            tokens.map_types(stem_word)
         return self._word_counts(tokens)
 
     def _word_counts(self, tokens: _Tokenised) -> sp.csr_matrix:

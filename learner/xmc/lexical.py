@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from learner.artifacts import header, read_header, write_folder, write_json
 from learner.config import Params, check_float, check_int, check_positive_int
-from learner.features import TfidfConfig, TfidfFeaturizer, check_texts
+from learner.features import TfidfConfig, TfidfFeaturizer, check_texts, stem_word
 from learner.xmc.model import check_targets
 
 __all__ = ["BLEND_WEIGHT", "LabelNameMatcher", "LexicalConfig", "blend_topk", "label_phrase", "stem_word"]
@@ -45,8 +45,6 @@ ARRAYS_FILE = "precision.npz"
 BLEND_WEIGHT = 0.1
 _QUALIFIER = re.compile(r"\s*\([^()]*\)\s*$")
 _TOKEN = re.compile(r"\w+")
-# One inflection ending off words of 5+ letters (the stem keeps at least 4): Pilze/Pilzen -> pilz.
-_ENDING = re.compile(r"(\w{4,}?)(?:ern|en|er|es|e|n|s)")
 
 
 @dataclass(frozen=True)
@@ -70,12 +68,6 @@ class LexicalConfig(Params):
             raise ValueError(f"title_separator must be a string; got {self.title_separator!r}")
         if not isinstance(self.stem, bool):
             raise ValueError(f"stem must be a bool; got {self.stem!r}")
-
-
-def stem_word(word: str) -> str:
-    """``word`` without one inflection ending if it has 5+ letters (the stem keeps at least 4)."""
-    match = _ENDING.fullmatch(word)
-    return match.group(1) if match else word
 
 
 def label_phrase(name: str, max_words: int = 6, stem: bool = False) -> str | None:

@@ -286,10 +286,11 @@ def test_a_tree_trained_on_many_documents_uses_the_large_data_settings_unless_it
 
     assert (small.featurizer.config.ngram_max, small.featurizer.config.min_df) == (2, 2)  # TfidfConfig's defaults
     assert small.tree.config.training_beam == 10 and not small.train_info["large_data_settings"]
-    assert (large.featurizer.config.ngram_max, large.featurizer.config.min_df) == (1, 5)  # unigrams, min_df 5
+    assert (large.featurizer.config.ngram_max, large.featurizer.config.min_df) == (1, 3)  # unigrams, min_df 3
+    assert large.featurizer.config.stem and not small.featurizer.config.stem
     assert large.tree.config.training_beam == 5 and large.train_info["large_data_settings"]
     assert large.featurizer.n_features < small.featurizer.n_features
-    assert (mine.featurizer.config.ngram_max, mine.featurizer.config.min_df) == (2, 5)  # the config's own wins
+    assert (mine.featurizer.config.ngram_max, mine.featurizer.config.min_df) == (2, 3)  # the config's own wins
     assert mine.tree.config.beam == 4 and mine.tree.config.training_beam == 5
 
 

@@ -149,6 +149,20 @@ def test_min_df_max_df_and_max_features_select_by_document_frequency() -> None:
     ]
 
 
+def test_stemming_merges_inflected_forms_in_fit_transform_and_a_saved_featurizer(tmp_path) -> None:
+    texts = ["Pilze im Wald", "Pilzen und Moose", "Bücher über Pilz"]
+    plain = TfidfFeaturizer.fit(texts, TfidfConfig(ngram_max=1, min_df=1))
+    stemmed, X = TfidfFeaturizer.fit_transform(texts, TfidfConfig(ngram_max=1, min_df=1, stem=True))
+
+    assert {"pilze", "pilzen", "pilz"} <= set(plain.word_vocabulary)
+    assert "pilz" in stemmed.word_vocabulary and not {"pilze", "pilzen"} & set(stemmed.word_vocabulary)
+    column = stemmed.word_vocabulary.index("pilz")
+    assert (X[:, column].toarray().ravel() > 0).all()  # all three documents share the stem
+    assert (stemmed.transform(texts) != X).nnz == 0
+    again = TfidfFeaturizer.load(stemmed.save(tmp_path / "stemmed"))
+    assert again.config.stem and (again.transform(["Pilzen"]) != stemmed.transform(["Pilz"])).nnz == 0
+
+
 def test_save_and_load_give_identical_matrices_without_pickle(tmp_path) -> None:
     config = TfidfConfig(ngram_max=2, min_df=1, char_ngrams=(3, 4))
     featurizer = TfidfFeaturizer.fit(TEXTS, config)
