@@ -477,8 +477,18 @@ def print_summary(result: dict[str, Any]) -> None:
     headers = ["system", "split", "P@1", "P@3", "P@5", "nDCG@5", "PSP@5", "train s", "RSS GiB", "worker GiB", "load"]
     tune = result.get("ours_tune")
     defaults = None
-    if tune is not None:  # the product's defaults (chosen on dev in November) are one point of the grid
-        point = {"path_exponent": 0.4, "pifa_weight": 0.05, "lexical_weight": 0.1, "stem": True, "beam": 10}
+    if tune is not None:  # the product's inference defaults for a tree on this many documents: one point of the grid
+        from learner.fast import FastTierConfig
+        from learner.xmc.config import large_data_settings
+
+        xr = large_data_settings(10**9)[1]
+        point = {
+            "path_exponent": xr["path_exponent"],
+            "pifa_weight": xr["pifa_weight"],
+            "lexical_weight": FastTierConfig().large_data_lexical_weight,
+            "stem": True,
+            "beam": 10,
+        }
         match = [r for r in tune["grid"] if all(r[key] == value for key, value in point.items())]
         defaults = {**tune, "chosen_tune_quality": match[0]} if match else None
     rows = [

@@ -85,6 +85,9 @@ class FastTierConfig(Params):
     # Tree heads: a label-name matcher (learner.xmc.lexical) re-ranks the tree's best `lexical_candidates`; it also
     # proposes labels whose name occurs in the text even without training documents. 0 switches it off.
     lexical_weight: float = 0.1
+    # ... for a tree trained on learner.xmc.config.LARGE_DATA_DOCUMENTS or more (tibkat-gnd's tune splits choose it);
+    # a lexical_weight of 0 still switches the matcher off
+    large_data_lexical_weight: float = 0.2
     lexical_candidates: int = 20
     lexical: dict[str, Any] = field(default_factory=dict)  # learner.xmc.lexical.LexicalConfig fields to override
     val_fraction: float = 0.1
@@ -123,6 +126,7 @@ class FastTierConfig(Params):
         check_float(self, "embedding_weight", 0.0, 1e3, low_open=True, high_open=False)
         check_float(self, "positive_weight_power", 0.0, 2.0, low_open=False, high_open=False)
         check_float(self, "lexical_weight", 0.0, 10.0, low_open=False, high_open=False)
+        check_float(self, "large_data_lexical_weight", 0.0, 10.0, low_open=False, high_open=False)
         check_int("lexical_candidates", self.lexical_candidates, 1)
         grid = tuple(self.C_grid) if isinstance(self.C_grid, list | tuple) else None
         if not grid or not all(isinstance(c, int | float) and not isinstance(c, bool) and c > 0 for c in grid):
@@ -653,7 +657,9 @@ class FastTier(RuleBasedPredictions):
             model.tree = XRLinear.train(
                 xs, targets, xr_config, on_progress=lambda f: report(0.85 * f), progress=progress
             )
-            if config.lexical_weight > 0:
+            if large_xr and config.lexical_weight > 0:
+                model.config = dataclasses.replace(model.config, lexical_weight=config.large_data_lexical_weight)
+            if model.config.lexical_weight > 0:
                 from learner.xmc.lexical import LabelNameMatcher, LexicalConfig
 
                 lexical = LexicalConfig.from_dict({**LexicalConfig().to_dict(), **config.lexical})

@@ -276,12 +276,15 @@ def test_a_tree_trained_on_many_documents_uses_the_large_data_settings_unless_it
 
     train, y_train, _, _, labels = _tibkat_sample()
     train, y_train = train.take(np.arange(600)), y_train[:600]
-    config = FastTierConfig(flat_max_labels=500, lexical_weight=0.0, tree={"n_jobs": 1})
+    config = FastTierConfig(flat_max_labels=500, tree={"n_jobs": 1})
     small = FastTier.train(train, y_train, labels, config)
     monkeypatch.setattr(xmc_config, "LARGE_DATA_DOCUMENTS", 100)  # these 600 documents count as "many"
     large = FastTier.train(train, y_train, labels, config)
     mine = FastTier.train(
-        train, y_train, labels, dataclasses.replace(config, tfidf={"ngram_max": 2}, tree={"n_jobs": 1, "beam": 4})
+        train,
+        y_train,
+        labels,
+        dataclasses.replace(config, tfidf={"ngram_max": 2}, tree={"n_jobs": 1, "beam": 4}, lexical_weight=0.0),
     )
 
     assert (small.featurizer.config.ngram_max, small.featurizer.config.min_df) == (2, 2)  # TfidfConfig's defaults
@@ -292,6 +295,18 @@ def test_a_tree_trained_on_many_documents_uses_the_large_data_settings_unless_it
     assert large.featurizer.n_features < small.featurizer.n_features
     assert (mine.featurizer.config.ngram_max, mine.featurizer.config.min_df) == (2, 3)  # the config's own wins
     assert mine.tree.config.beam == 4 and mine.tree.config.training_beam == 5
+    # inference: the large-data path exponent, PIFA weight and label-name blend; a blend of 0 stays off
+    assert (small.tree.config.path_exponent, small.tree.config.pifa_weight, small.config.lexical_weight) == (
+        0.4,
+        0.05,
+        0.1,
+    )
+    assert (large.tree.config.path_exponent, large.tree.config.pifa_weight, large.config.lexical_weight) == (
+        0.6,
+        0.1,
+        0.2,
+    )
+    assert mine.config.lexical_weight == 0.0 and mine.matcher is None
 
 
 def test_tree_models_update_incrementally_with_labels_never_seen_before(tmp_path):
