@@ -479,12 +479,11 @@ def print_summary(result: dict[str, Any]) -> None:
     defaults = None
     if tune is not None:  # the product's inference defaults for a tree on this many documents: one point of the grid
         from learner.fast import FastTierConfig
-        from learner.xmc.config import large_data_settings
+        from learner.xmc.config import LARGE_DATA_XR
 
-        xr = large_data_settings(10**9)[1]
         point = {
-            "path_exponent": xr["path_exponent"],
-            "pifa_weight": xr["pifa_weight"],
+            "path_exponent": LARGE_DATA_XR["path_exponent"],
+            "pifa_weight": LARGE_DATA_XR["pifa_weight"],
             "lexical_weight": FastTierConfig().large_data_lexical_weight,
             "stem": True,
             "beam": 10,

@@ -32,6 +32,7 @@ __all__ = [
     "PRETICK_CONFIDENCE",
     "DecisionRule",
     "apply_platt",
+    "calibrated_tick_curve",
     "curve_add",
     "fit_platt",
     "precision_lower_bound",
@@ -393,6 +394,14 @@ def tick_curve(idx: Any, probs: Any, targets: Any) -> dict[str, Any]:
         "positives": int(truth.nnz),
         "documents": int(idx.shape[0]),
     }
+
+
+def calibrated_tick_curve(idx: Any, raw: Any, targets: Any, platt: tuple[float, float]) -> dict[str, Any]:
+    """``tick_curve`` of raw validation or out-of-fold shortlists (idx (N, k), -1 = empty; raw scores) once Platt
+    scaling ``platt`` = (a, b) has calibrated them, as a model serves them."""
+    idx = np.asarray(idx)
+    probs = np.where(idx >= 0, apply_platt(raw, *platt), np.float32(0.0)).astype(np.float32)
+    return tick_curve(idx, probs, targets)
 
 
 def _check_curve(curve: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from learner.artifacts import write_folder, write_json
 from learner.config import LOSSES, Params, check_device, check_float, check_int, check_positive_int
-from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tick_curve, tune_rule
+from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, calibrated_tick_curve, tune_rule
 from learner.device import run_batches
 from learner.prior import LabelPrior, topk_rows
 from learner.tier import (
@@ -478,7 +478,7 @@ class FastTier(RuleBasedPredictions):
                     probe_platt, probe.platt = probe.platt, (1.0, 0.0)  # raw scores, as _tune read them
                     idx, raw = probe.predict_topk(inputs.take(rows), k)
                     probe.platt = probe_platt
-                model.tick_curve = _tick_curve(idx, raw, targets[rows], probe.platt)
+                model.tick_curve = calibrated_tick_curve(idx, raw, targets[rows], probe.platt)
             model.train_info["validation_f1_by_C"] = probe.train_info.get("validation_f1_by_C", {})
         else:
             model = cls._fit(inputs, targets, names, config, None, None, report, progress, prior=prior)
@@ -555,7 +555,7 @@ class FastTier(RuleBasedPredictions):
         model.platt, model.rules, model.metrics = tuned_decision(*oof[best_C], targets, config)
         idx, raw = oof[best_C]
         counted = np.ones(n_docs, dtype=bool) if evidence is None else evidence  # the documents that may count
-        model.tick_curve = _tick_curve(idx[counted], raw[counted], targets[counted], model.platt)
+        model.tick_curve = calibrated_tick_curve(idx[counted], raw[counted], targets[counted], model.platt)
         model.train_info["tuning"] = f"{len(folds)}-fold cross-validation"
         model.train_info["validation_f1_by_C"] = {f"{C:g}": round(score, 5) for C, score in by_C.items()}
         return model
@@ -694,7 +694,7 @@ class FastTier(RuleBasedPredictions):
         self.platt = (1.0, 0.0)  # predict_topk below then returns raw scores
         idx, raw = self.predict_topk(inputs, min(len(self.labels), self.config.shortlist))
         self.platt, self.rules, self.metrics = tuned_decision(idx, raw, targets, self.config)
-        self.tick_curve = _tick_curve(idx, raw, targets, self.platt)
+        self.tick_curve = calibrated_tick_curve(idx, raw, targets, self.platt)
 
     # ----------------------------------------------------------------- incremental update
     def update(
@@ -1084,9 +1084,3 @@ class FastTier(RuleBasedPredictions):
             positives=positives,
             tick_curve=payload["decision"].get("tick_curve"),
         )
-
-
-def _tick_curve(idx: np.ndarray, raw: np.ndarray, targets: sp.csr_matrix, platt: tuple[float, float]) -> dict[str, Any]:
-    """How often a pre-tick at each threshold was right on validation / out-of-fold calibrated shortlists."""
-    probs = np.where(idx >= 0, apply_platt(raw, *platt), np.float32(0.0)).astype(np.float32)
-    return tick_curve(idx, probs, targets)

@@ -137,17 +137,17 @@ def _ordered(keys) -> list[str]:
     return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
 
 
-def model_tier_text(version: ModelVersion) -> str:
-    """Which model a version is, in words: "full tier, tree head, fine-tuned on cuda" or "fast tier, flat head on
-    both features, trained on cpu" (what its config recorded; a head not recorded is left out)."""
-    tier, config = ml.tier_config(version.config or {})
+def model_tier_text(tier: str, config: dict[str, Any], device: str) -> str:
+    """Which model a version is, in words, from its tier, tier config and device (`ml.tier_config`,
+    ModelVersion.device): "full tier, tree head, fine-tuned on cuda" or "fast tier, flat head on both features,
+    trained on cpu" (a head not recorded is left out)."""
     head = config.get("head")
     parts = [f"{tier} tier"]
     if head and head != "auto":
         features = config.get("features")
         parts.append(f"{head} head" + (f" on {features} features" if tier == "fast" and features else ""))
-    if version.device:
-        parts.append(("fine-tuned on " if tier == "full" else "trained on ") + version.device)
+    if device:
+        parts.append(("fine-tuned on " if tier == "full" else "trained on ") + device)
     return ", ".join(parts)
 
 
@@ -163,13 +163,14 @@ def model_card(*, project: Project) -> dict[str, Any] | None:
     validation = {k: v for k, v in (version.metrics or {}).items() if k != "n_val" and isinstance(v, int | float)}
     n_val = (version.metrics or {}).get("n_val")
     shown = set(measured) | set(validation)
+    tier, tier_settings = ml.tier_config(version.config or {})
     return {
         "number": version.number,
         "n_annotations": version.n_annotations,
         "train_seconds": version.train_seconds,
         "device": version.device,
-        "tier": ml.tier_config(version.config or {})[0],
-        "tier_text": model_tier_text(version),
+        "tier": tier,
+        "tier_text": model_tier_text(tier, tier_settings, version.device),
         "evaluation": {
             "documents": int(evaluation.get("n_documents") or 0),
             "rows": [{"key": k, "name": metric_name(k), **measured[k]} for k in _ordered(measured)],

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from learner.artifacts import write_folder, write_json
 from learner.config import check_int, check_positive_int
-from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, tick_curve
+from learner.decision import DecisionRule, RuleBasedPredictions, apply_platt, calibrated_tick_curve
 from learner.device import retry_on_oom, run_batches
 from learner.full.aplc import AplcHead
 from learner.full.config import FullTierConfig
@@ -556,8 +556,7 @@ class FullTier(RuleBasedPredictions):
         """Calibration (Platt) and decision rules from validation shortlists; validation metrics."""
         idx, raw = self._raw_topk(texts, min(len(self.labels), self.config.shortlist))
         self.platt, self.rules, self.metrics = tuned_decision(idx, raw, targets, self.config)
-        probs = np.where(idx >= 0, apply_platt(raw, *self.platt), np.float32(0.0)).astype(np.float32)
-        self.tick_curve = tick_curve(idx, probs, targets)
+        self.tick_curve = calibrated_tick_curve(idx, raw, targets, self.platt)
 
     # ----------------------------------------------------------------- incremental update
     def update(
