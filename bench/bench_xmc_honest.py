@@ -2,18 +2,24 @@
 
 Splits (file order of train.jsonl.gz, no shuffling):
 
-- train' = the first 90 % of train, tune = the last 10 % of train: every tuned setting is chosen here;
+- tune = every 10th document of train (rows 9, 19, ...), train' = the rest: every tuned setting is chosen here.
+  train.jsonl.gz is sorted by record type and language (Article/de, Book/de, Book/en, ..., Thesis/en), so its last
+  10 % (``--tune-split last``, the default until 2026-12-07) holds theses and reports only: a shifted sample on
+  which every system scores ~15 points of P@1 lower than on the rest;
 - train = all of train, dev = dev.jsonl.gz: measured once, with the chosen settings.
 
 The label vocabulary is all of labels.tsv (as bench/bench_xmc.py), so labels never seen in training count as misses.
 
-1. Tuning (one subprocess): our fast tier (TF-IDF + XR-Linear + label-name matcher, with the fast tier's tree
+1. Tuning (one subprocess): our fast tier (TF-IDF + XR-Linear + label-name matcher + nearest-neighbour label vote
+   (learner.xmc.neighbours), with the fast tier's tree
    defaults for this many documents: ``learner.xmc.config.large_data_settings``, whose training settings were
    screened on a split of train by bench/bench_xmc_training.py)
    is trained on train' ONCE (``path_exponent`` 1.0, PECOS's plain product, during training: it only orders the
    beam that picks the matcher-aware negatives), the matcher is fitted with and without stemming, and the
    inference-time settings are swept on tune without retraining: path exponent x PIFA re-ranking weight x
-   label-name blend weight x stemming, then beam 10 vs 20 at the best of those. Choice: P@1 on tune, ties by P@5.
+   label-name blend weight x stemming; at the best of those, the neighbour vote (its weight x k x similarity power
+   x max_df) x label-name weight; at the best of that, path exponent x PIFA weight again; then beam 10 vs 20.
+   Choice: P@1 on tune over every point tried, ties by P@5.
 2. Final (one subprocess): retrain on all of train with the chosen settings, top-10 on dev.
 3. The peer, Amazon PECOS XR-Linear (libpecos 1.2.8 in its own venv, never a dependency of the product; one
    subprocess per split pair, bench/pecos_xr_linear.py): its own TF-IDF vectorizer and ``XLinearModel.train``
@@ -60,6 +66,10 @@ PIFA_WEIGHTS = (0.0, 0.05, 0.1, 0.2)
 BLEND_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
 STEMS = (True, False)
 BEAMS = (10, 20)
+NEIGHBOUR_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4)
+NEIGHBOUR_KS = (10, 20, 50)
+NEIGHBOUR_POWERS = (1.0, 2.0, 4.0)
+NEIGHBOUR_MAX_DFS = (0.02, 0.05, 0.1)
 TRAIN_PATH_EXPONENT = 1.0  # used while training the tuning model (PECOS's value, not one chosen on dev)
 WIDE = 50  # candidates kept from the tree before the label-name blend
 
@@ -74,8 +84,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--tune-split",
         choices=("last", "stride"),
-        default="last",
-        help="tune = the last 10 %% of train in file order (default), or every 10th document (rows 9, 19, ...)",
+        default="stride",
+        help="tune = every 10th document of train (rows 9, 19, ...; default), or the last 10 %% in file order",
     )
     parser.add_argument("--tune-only", action="store_true", help="stop after the tuning phase (no dev)")
     parser.add_argument(
@@ -193,28 +203,46 @@ def quality(Y_true: Any, top: Any, Y_train: Any) -> dict[str, float]:
 
 
 def train_ours(
-    texts: list[str], Y: Any, labels: list[str], xr: dict[str, Any], stems: tuple[bool, ...], progress: bool
+    texts: list[str],
+    Y: Any,
+    labels: list[str],
+    xr: dict[str, Any],
+    stems: tuple[bool, ...],
+    max_dfs: tuple[float, ...],
+    progress: bool,
 ):
     """TF-IDF + XR-Linear (the fast tier's tree defaults for this many documents, learner.xmc.large_data_settings)
-    + one label-name matcher per stemming option; seconds per part."""
+    + one label-name matcher per stemming option (the first fitted in a forked process beside TF-IDF, as the fast
+    tier does) + one neighbour index per max_df; seconds per part."""
     from learner.features import TfidfConfig, TfidfFeaturizer
     from learner.xmc import LabelNameMatcher, LexicalConfig, XRConfig, XRLinear
     from learner.xmc.config import large_data_settings
+    from learner.xmc.neighbours import NeighbourConfig, NeighbourVoter
+    from learner.xmc.solver import ForkedCall
 
     large_tfidf, large_xr = large_data_settings(len(texts))
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    featurizer, X = TfidfFeaturizer.fit_transform(texts, TfidfConfig(**large_tfidf), progress=progress)
-    seconds["tfidf_fit_transform"] = time.perf_counter() - started
+    # as the fast tier trains a large tree: the first label-name matcher fits in a forked process beside TF-IDF
+    first = stems[0]
+    with ForkedCall(LabelNameMatcher.fit, labels, texts, Y, LexicalConfig(stem=first)) as call:
+        featurizer, X = TfidfFeaturizer.fit_transform(texts, TfidfConfig(**large_tfidf), progress=progress)
+        seconds["tfidf_fit_transform"] = time.perf_counter() - started
+        matchers = {first: call.result()}
+    seconds[f"tfidf_and_lexical_stem_{first}_side_by_side"] = time.perf_counter() - started
     started = time.perf_counter()
     model = XRLinear.train(X, Y, XRConfig.from_dict({**large_xr, **xr}), progress=progress)
     seconds["xr_train"] = time.perf_counter() - started
-    matchers = {}
-    for stem in stems:
+    for stem in stems[1:]:
         started = time.perf_counter()
         matchers[stem] = LabelNameMatcher.fit(labels, texts, Y, LexicalConfig(stem=stem))
         seconds[f"lexical_fit_stem_{stem}"] = time.perf_counter() - started
-    return featurizer, model, matchers, seconds
+    voters = {}
+    for max_df in max_dfs:
+        started = time.perf_counter()
+        voters[max_df] = NeighbourVoter.fit(X, Y, NeighbourConfig(max_df=max_df))
+        seconds[f"neighbours_fit_max_df_{max_df}"] = time.perf_counter() - started
+    return featurizer, model, matchers, voters, seconds
 
 
 def with_exponent(model: Any, exponent: float) -> Any:
@@ -227,9 +255,40 @@ def with_exponent(model: Any, exponent: float) -> Any:
     return other
 
 
+POINT_KEYS = (
+    "path_exponent",
+    "pifa_weight",
+    "lexical_weight",
+    "stem",
+    "neighbour_weight",
+    "neighbour_k",
+    "neighbour_power",
+    "neighbour_max_df",
+    "beam",
+)
+
+
+def blended_top(wide: Any, wide_scores: Any, point: dict[str, Any], lexical: Any, vote: Any) -> Any:
+    """The top-K of the tree's candidates blended with the label-name scores and the neighbour vote (as the fast
+    tier: (tree + w_lex * names + w_nn * vote) / (1 + w_lex + w_nn)); ``lexical``/``vote``: callables -> (N, L)."""
+    from learner.xmc import blend_topk
+
+    w_lex, w_nn = point["lexical_weight"], point["neighbour_weight"]
+    parts = [(w, scores) for w, scores in ((w_lex, lexical), (w_nn, vote)) if w > 0]
+    if not parts:
+        return wide[:, :K]
+    total = w_lex + w_nn
+    extra = (parts[0][0] / total) * parts[0][1]()
+    for w, scores in parts[1:]:
+        extra = extra + (w / total) * scores()
+    return blend_topk(wide, wide_scores, extra, total, K)[0]
+
+
 def phase_tune(args: argparse.Namespace) -> dict[str, Any]:
     """Subprocess: train on train' once, sweep the inference settings on tune; returns the grid."""
-    from learner.xmc import blend_topk
+    from learner.fast import FastTierConfig
+    from learner.xmc.config import LARGE_DATA_XR
+    from learner.xmc.neighbours import NeighbourConfig
 
     work, progress = args.work_dir, not args.no_progress
     labels = json.loads((work / "labels.json").read_text(encoding="utf-8"))
@@ -240,34 +299,91 @@ def phase_tune(args: argparse.Namespace) -> dict[str, Any]:
         "pifa_weight": max(PIFA_WEIGHTS),  # > 0 keeps the PIFA rows for the sweep
         "overlap_lambda": args.overlap_lambda,
     }
-    featurizer, model, matchers, seconds = train_ours(texts, Y, labels, xr, STEMS, progress)
+    featurizer, model, matchers, voters, seconds = train_ours(texts, Y, labels, xr, STEMS, NEIGHBOUR_MAX_DFS, progress)
     train_rss, workers_rss = peak_rss_gib(), peak_rss_gib(resource.RUSAGE_CHILDREN)
     X_tune = featurizer.transform(tune_texts)
-    extra = {stem: matcher.score(tune_texts) for stem, matcher in matchers.items()}
-    grid = []
+    lexical = {stem: matcher.score(tune_texts) for stem, matcher in matchers.items()}
+    found = {}
+    for max_df, voter in voters.items():
+        started = time.perf_counter()
+        found[max_df] = voter.neighbours(X_tune, max(NEIGHBOUR_KS))
+        seconds[f"neighbours_search_tune_max_df_{max_df}"] = time.perf_counter() - started
+    votes: dict[tuple[float, int, float], Any] = {}
+    wides: dict[tuple[float, float, int], Any] = {}
+
+    def evaluate(point: dict[str, Any]) -> dict[str, Any]:
+        key = (point["path_exponent"], point["pifa_weight"], point["beam"])
+        if key not in wides:
+            wides[key] = with_exponent(model, key[0]).predict_topk(X_tune, WIDE, pifa_weight=key[1], beam=key[2])
+        nn = (point["neighbour_max_df"], point["neighbour_k"], point["neighbour_power"])
+
+        def vote() -> Any:
+            if nn not in votes:
+                idx, sim = found[nn[0]]
+                votes[nn] = voters[nn[0]].vote(idx[:, : nn[1]], sim[:, : nn[1]], nn[2])
+            return votes[nn]
+
+        top = blended_top(*wides[key], point, lambda: lexical[point["stem"]], vote)
+        return {**point, **quality(Y_tune, top, Y)}
+
+    nn_defaults = NeighbourConfig()
+    off = {"neighbour_weight": 0.0, "neighbour_k": nn_defaults.k, "neighbour_power": nn_defaults.power}
+    off["neighbour_max_df"] = nn_defaults.max_df
+    grid: list[dict[str, Any]] = []
+    tried: set[tuple[Any, ...]] = set()
+
+    def add(point: dict[str, Any], stage: str) -> None:
+        key = tuple(point[k] for k in POINT_KEYS)
+        if key not in tried:
+            tried.add(key)
+            grid.append({**evaluate(point), "stage": stage})
+
+    def best() -> dict[str, Any]:
+        return max(grid, key=lambda r: (r["p_at_1"], r["p_at_5"]))
+
     started = time.perf_counter()
+    # stage 1: tree inference x label-name blend, no neighbour vote
+    for exponent, pifa, stem, weight in itertools.product(PATH_EXPONENTS, PIFA_WEIGHTS, STEMS, BLEND_WEIGHTS):
+        if weight == 0 and not stem:
+            continue  # no blend: stemming does not matter
+        point = {"path_exponent": exponent, "pifa_weight": pifa, "lexical_weight": weight, "stem": stem}
+        add({**point, **off, "beam": 10}, "1 tree x names")
+    # stage 2: the neighbour vote x label-name weight at stage 1's best tree settings
+    first = best()
+    lexical_weights = sorted({0.1, 0.2, 0.3, first["lexical_weight"]})
+    for weight, k, power, max_df, lex in itertools.product(
+        NEIGHBOUR_WEIGHTS[1:], NEIGHBOUR_KS, NEIGHBOUR_POWERS, NEIGHBOUR_MAX_DFS, lexical_weights
+    ):
+        nn = {"neighbour_weight": weight, "neighbour_k": k, "neighbour_power": power, "neighbour_max_df": max_df}
+        add({**first, **nn, "lexical_weight": lex}, "2 neighbours x names")
+    # stage 3: the tree's inference settings again, at stage 2's best blend
+    second = best()
     for exponent, pifa in itertools.product(PATH_EXPONENTS, PIFA_WEIGHTS):
-        wide, wide_scores = with_exponent(model, exponent).predict_topk(X_tune, WIDE, pifa_weight=pifa)
-        for stem, weight in itertools.product(STEMS, BLEND_WEIGHTS):
-            if weight == 0 and not stem:
-                continue  # no blend: stemming does not matter
-            top = blend_topk(wide, wide_scores, extra[stem], weight, K)[0] if weight > 0 else wide[:, :K]
-            row = {"path_exponent": exponent, "pifa_weight": pifa, "lexical_weight": weight, "stem": stem, "beam": 10}
-            grid.append({**row, **quality(Y_tune, top, Y)})
-    seconds["grid"] = time.perf_counter() - started
-    best = max(grid, key=lambda r: (r["p_at_1"], r["p_at_5"]))
-    # beam: only at the best setting (a wider beam costs prediction time linearly)
+        add({**second, "path_exponent": exponent, "pifa_weight": pifa}, "3 tree again")
+    # the product's defaults for a tree this large (one more point, so that the summary can show it)
+    large = FastTierConfig()
+    defaults = {
+        "path_exponent": LARGE_DATA_XR["path_exponent"],
+        "pifa_weight": LARGE_DATA_XR["pifa_weight"],
+        "lexical_weight": large.large_data_lexical_weight,
+        "stem": True,
+        "neighbour_weight": large.large_data_neighbour_weight,
+        "neighbour_k": nn_defaults.k,
+        "neighbour_power": nn_defaults.power,
+        "neighbour_max_df": nn_defaults.max_df,
+        "beam": 10,
+    }
+    add(defaults, "product defaults")
+    # stage 4: beam, only at the best setting (a wider beam costs prediction time linearly)
     for beam in BEAMS:
-        if beam == best["beam"]:
-            continue
-        m = with_exponent(model, best["path_exponent"])
-        wide, wide_scores = m.predict_topk(X_tune, WIDE, pifa_weight=best["pifa_weight"], beam=beam)
-        weight = best["lexical_weight"]
-        top = blend_topk(wide, wide_scores, extra[best["stem"]], weight, K)[0] if weight > 0 else wide[:, :K]
-        grid.append({**best, "beam": beam, **quality(Y_tune, top, Y)})
-    chosen = max(grid, key=lambda r: (r["p_at_1"], r["p_at_5"]))
+        add({**{k: v for k, v in best().items() if k in POINT_KEYS}, "beam": beam}, "4 beam")
+    seconds["grid"] = time.perf_counter() - started
+    chosen = best()
     seconds["train_incl_tfidf_and_lexical"] = (
-        seconds["tfidf_fit_transform"] + seconds["xr_train"] + seconds[f"lexical_fit_stem_{chosen['stem']}"]
+        seconds[f"tfidf_and_lexical_stem_{STEMS[0]}_side_by_side"]
+        + seconds["xr_train"]
+        + (seconds[f"lexical_fit_stem_{chosen['stem']}"] if chosen["stem"] != STEMS[0] else 0.0)
+        + seconds[f"neighbours_fit_max_df_{chosen['neighbour_max_df']}"]
     )
     return {
         "train_xr_config": model.config.to_dict(),
@@ -275,7 +391,8 @@ def phase_tune(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_gib": train_rss,
         "peak_rss_gib_largest_worker": workers_rss,
         "grid": grid,
-        "chosen": {key: chosen[key] for key in ("path_exponent", "pifa_weight", "lexical_weight", "stem", "beam")},
+        "product_defaults": defaults,
+        "chosen": {key: chosen[key] for key in POINT_KEYS},
         "chosen_tune_quality": {k: v for k, v in chosen.items() if k.startswith(("p_", "ndcg", "psp", "recall"))},
     }
 
@@ -283,8 +400,6 @@ def phase_tune(args: argparse.Namespace) -> dict[str, Any]:
 def phase_final(args: argparse.Namespace) -> dict[str, Any]:
     """Subprocess: retrain on all of train with the chosen settings, write the dev top-10."""
     import numpy as np
-
-    from learner.xmc import blend_topk
 
     work, progress = args.work_dir, not args.no_progress
     chosen = json.loads(args.settings)
@@ -296,20 +411,25 @@ def phase_final(args: argparse.Namespace) -> dict[str, Any]:
         "pifa_weight": chosen["pifa_weight"],
         "overlap_lambda": args.overlap_lambda,
     }
-    featurizer, model, matchers, seconds = train_ours(texts, Y, labels, xr, (chosen["stem"],), progress)
+    max_dfs = (chosen["neighbour_max_df"],) if chosen["neighbour_weight"] > 0 else ()
+    featurizer, model, matchers, voters, seconds = train_ours(
+        texts, Y, labels, xr, (chosen["stem"],), max_dfs, progress
+    )
     train_rss, workers_rss = peak_rss_gib(), peak_rss_gib(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     X_dev = featurizer.transform(dev_texts)
-    weight = chosen["lexical_weight"]
-    wide, wide_scores = model.predict_topk(X_dev, WIDE if weight > 0 else K, beam=chosen["beam"])
-    if weight > 0:
-        top = blend_topk(wide, wide_scores, matchers[chosen["stem"]].score(dev_texts), weight, K)[0]
-    else:
-        top = wide[:, :K]
+    wide, wide_scores = model.predict_topk(X_dev, WIDE, beam=chosen["beam"])
+
+    def vote() -> Any:
+        return voters[chosen["neighbour_max_df"]].score(X_dev, chosen["neighbour_k"], chosen["neighbour_power"])
+
+    top = blended_top(wide, wide_scores, chosen, lambda: matchers[chosen["stem"]].score(dev_texts), vote)
     seconds["predict_dev_from_text"] = time.perf_counter() - started
     np.save(work / "ours.dev.top.npy", top)
     seconds["train_incl_tfidf_and_lexical"] = (
-        seconds["tfidf_fit_transform"] + seconds["xr_train"] + sum(v for n, v in seconds.items() if "lexical_fit" in n)
+        seconds[f"tfidf_and_lexical_stem_{chosen['stem']}_side_by_side"]
+        + seconds["xr_train"]
+        + sum(v for n, v in seconds.items() if "neighbours_fit" in n)
     )
     return {
         "xr_config": model.config.to_dict(),
@@ -393,6 +513,12 @@ def main() -> None:
         "lexical_weight": BLEND_WEIGHTS,
         "stem": STEMS,
         "beam": f"{BEAMS} (the second one only at the best setting of the others)",
+        "neighbour_weight": NEIGHBOUR_WEIGHTS,
+        "neighbour_k": NEIGHBOUR_KS,
+        "neighbour_power": NEIGHBOUR_POWERS,
+        "neighbour_max_df": NEIGHBOUR_MAX_DFS,
+        "stages": "1 exponent x PIFA x names x stem (no vote); 2 vote x names at 1's best; 3 exponent x PIFA at 2's "
+        "best; the product's defaults; 4 beam at the best",
         "train_path_exponent_of_the_tuning_model": TRAIN_PATH_EXPONENT,
         "choice": "max P@1 on tune, ties by P@5",
     }
@@ -448,8 +574,9 @@ def main() -> None:
 
 def print_grid(tune: dict[str, Any]) -> None:
     rows = sorted(tune["grid"], key=lambda r: (-r["p_at_1"], -r["p_at_5"]))
-    headers = ["path exp", "pifa w", "blend w", "stem", "beam", "P@1", "P@3", "P@5", "nDCG@5", "PSP@5"]
-    keys = ["path_exponent", "pifa_weight", "lexical_weight", "stem", "beam"]
+    headers = ["path exp", "pifa w", "names w", "stem", "nn w", "nn k", "nn power", "nn max_df", "beam"]
+    headers += ["P@1", "P@3", "P@5", "nDCG@5", "PSP@5"]
+    keys = list(POINT_KEYS)
     body = [
         [str(r[k]) for k in keys] + [f"{r[m]:.4f}" for m in ("p_at_1", "p_at_3", "p_at_5", "ndcg_at_5", "psp_at_5")]
         for r in rows[:15]
@@ -478,16 +605,7 @@ def print_summary(result: dict[str, Any]) -> None:
     tune = result.get("ours_tune")
     defaults = None
     if tune is not None:  # the product's inference defaults for a tree on this many documents: one point of the grid
-        from learner.fast import FastTierConfig
-        from learner.xmc.config import LARGE_DATA_XR
-
-        point = {
-            "path_exponent": LARGE_DATA_XR["path_exponent"],
-            "pifa_weight": LARGE_DATA_XR["pifa_weight"],
-            "lexical_weight": FastTierConfig().large_data_lexical_weight,
-            "stem": True,
-            "beam": 10,
-        }
+        point = tune["product_defaults"]
         match = [r for r in tune["grid"] if all(r[key] == value for key, value in point.items())]
         defaults = {**tune, "chosen_tune_quality": match[0]} if match else None
     rows = [

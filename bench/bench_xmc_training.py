@@ -8,11 +8,19 @@ split so that each costs a minute or two:
   2*stride-1, ...) is held out as "screen", the rest train. Nothing of dev is read.
 - One process, one core (``n_jobs`` 1, OMP_NUM_THREADS 1): the seconds are CPU seconds of this process
   (``time.process_time``), so a busy machine changes them less than wall time.
-- P@1 and P@5 on the screen split (labels unseen in the training part count as misses), with the fast tier's
-  default inference settings (no label-name blend).
+- P@1 and P@5 on the screen split (labels unseen in the training part count as misses), with XRConfig's
+  default inference settings (no label-name blend); and "blend" P@1/P@5: the fast tier's large-data inference
+  (learner.xmc.config.LARGE_DATA_XR's path exponent and PIFA weight, the label-name matcher and the neighbour
+  vote with FastTierConfig's large-data weights), as a tree head trained on this many documents would serve it.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_xmc_training.py --out bench/results/xmc-training.json
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_xmc_training.py --set stem --out bench/results/xmc-training-stem.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_xmc_training.py --set title \
+        --out bench/results/xmc-training-title.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_xmc_training.py --set coarse \
+        --out bench/results/xmc-training-coarse.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_xmc_training.py --set combined \
+        --out bench/results/xmc-training-combined.json
 
 Each variant is a JSON object: "tfidf" (learner.features.TfidfConfig fields), "n_trees" (> 1: XREnsemble) and any
 learner.xmc.XRConfig fields. Writes the JSON after every variant and prints a Markdown table.
@@ -21,6 +29,7 @@ learner.xmc.XRConfig fields. Writes the JSON after every variant and prints a Ma
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -59,7 +68,29 @@ STEM_VARIANTS = [  # the second screen: TfidfConfig.stem (one inflection ending 
     {"tfidf": STEMMED, "negative_beam": ALL},
     {"tfidf": {**STEMMED, "ngram_max": 2}, "negative_beam": 5},
 ]
-SETS = {"features": VARIANTS, "stem": STEM_VARIANTS}
+TITLE_VARIANTS = [  # the third screen: TfidfConfig.title_weight (a block of title features), with the blend columns
+    {"tfidf": STEMMED, "negative_beam": 5},
+    {"tfidf": {**STEMMED, "title_weight": 0.3}, "negative_beam": 5},
+    {"tfidf": {**STEMMED, "title_weight": 0.5}, "negative_beam": 5},
+    {"tfidf": {**STEMMED, "title_weight": 0.7}, "negative_beam": 5},
+    {"tfidf": {**STEMMED, "title_weight": 1.0}, "negative_beam": 5},
+]
+COARSE_VARIANTS = [  # the fourth screen: XRConfig.man_min_parents (teacher-forced negatives below small levels)
+    {"tfidf": STEMMED, "negative_beam": 5},
+    {"tfidf": STEMMED, "negative_beam": 5, "man_min_parents": 5},
+    {"tfidf": STEMMED, "negative_beam": 5, "man_min_parents": 40},
+]
+COMBINED_VARIANTS = [  # the fifth screen: the title block around the third screen's best, with man_min_parents 40
+    {"tfidf": {**STEMMED, "title_weight": 0.2}, "negative_beam": 5, "man_min_parents": 40},
+    {"tfidf": {**STEMMED, "title_weight": 0.3}, "negative_beam": 5, "man_min_parents": 40},
+]
+SETS = {
+    "features": VARIANTS,
+    "stem": STEM_VARIANTS,
+    "title": TITLE_VARIANTS,
+    "coarse": COARSE_VARIANTS,
+    "combined": COMBINED_VARIANTS,
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -69,6 +100,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--stride", type=int, default=11, help="every stride-th document is held out")
     parser.add_argument("--set", choices=sorted(SETS), default="features", help="a built-in screen (default: features)")
     parser.add_argument("--variants", help="a JSON list of variants (instead of a built-in screen)")
+    parser.add_argument(
+        "--blend", action=argparse.BooleanOptionalAction, default=True, help="also the blend columns (default: on)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "xmc-training.json", help="JSON result")
     return parser.parse_args()
 
@@ -77,9 +111,12 @@ def main() -> None:
     import numpy as np
     import scipy.sparse as sp
 
+    from learner.fast import FastTierConfig
     from learner.features import TfidfConfig, TfidfFeaturizer
     from learner.metrics import precision_at_k
-    from learner.xmc import XRConfig, XREnsemble, XRLinear
+    from learner.xmc import LabelNameMatcher, LexicalConfig, XRConfig, XREnsemble, XRLinear, blend_topk
+    from learner.xmc.config import LARGE_DATA_XR
+    from learner.xmc.neighbours import NeighbourVoter
 
     args = parse_args()
     variants = json.loads(args.variants) if args.variants else SETS[args.set]
@@ -122,7 +159,22 @@ def main() -> None:
         config = XRConfig(**{**xr, "n_jobs": 1})
         model = XRLinear.train(X, Y, config) if n_trees == 1 else XREnsemble.train(X, Y, config, n_trees=n_trees)
         trained = time.process_time()
-        top, _ = model.predict_topk(featurizer.transform([r["text"] for r in screen]), 5)
+        X_screen = featurizer.transform([r["text"] for r in screen])
+        top, _ = model.predict_topk(X_screen, 5)
+        row: dict[str, Any] = {}
+        if args.blend and n_trees == 1:
+            large = FastTierConfig()
+            model.config = dataclasses.replace(model.config, path_exponent=LARGE_DATA_XR["path_exponent"])
+            wide, wide_scores = model.predict_topk(X_screen, 50, pifa_weight=float(LARGE_DATA_XR["pifa_weight"]))
+            w_lex, w_nn = large.large_data_lexical_weight, large.large_data_neighbour_weight
+            names = LabelNameMatcher.fit(labels, [r["text"] for r in train], Y, LexicalConfig())
+            vote = NeighbourVoter.fit(X, Y).score(X_screen)
+            extra = (w_lex * names.score([r["text"] for r in screen]) + w_nn * vote) / (w_lex + w_nn)
+            blended = blend_topk(wide, wide_scores, extra, w_lex + w_nn, 5)[0]
+            row = {
+                "blend_p_at_1": round(precision_at_k(Y_screen, blended, 1), 4),
+                "blend_p_at_5": round(precision_at_k(Y_screen, blended, 5), 4),
+            }
         result["rows"].append(
             {
                 "variant": variant,
@@ -133,13 +185,14 @@ def main() -> None:
                 "p_at_1": round(precision_at_k(Y_screen, top, 1), 4),
                 "p_at_5": round(precision_at_k(Y_screen, top, 5), 4),
                 "load_average_before": load_before,
+                **row,
             }
         )
         write_json(args.out, result)
         print(json.dumps(result["rows"][-1]), flush=True)
     print(
         table(
-            ["variant", "tf-idf cpu s", "xr cpu s", "nnz/doc", "P@1", "P@5"],
+            ["variant", "tf-idf cpu s", "xr cpu s", "nnz/doc", "P@1", "P@5", "blend P@1", "blend P@5"],
             [
                 [
                     json.dumps(r["variant"]),
@@ -148,6 +201,8 @@ def main() -> None:
                     r["nnz_per_document"],
                     r["p_at_1"],
                     r["p_at_5"],
+                    r.get("blend_p_at_1"),
+                    r.get("blend_p_at_5"),
                 ]
                 for r in result["rows"]
             ],

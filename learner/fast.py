@@ -87,9 +87,15 @@ class FastTierConfig(Params):
     lexical_weight: float = 0.1
     # ... for a tree trained on learner.xmc.config.LARGE_DATA_DOCUMENTS or more (tibkat-gnd's tune splits choose it);
     # a lexical_weight of 0 still switches the matcher off
-    large_data_lexical_weight: float = 0.2
+    large_data_lexical_weight: float = 0.3
     lexical_candidates: int = 20
     lexical: dict[str, Any] = field(default_factory=dict)  # learner.xmc.lexical.LexicalConfig fields to override
+    # Tree heads: nearest-neighbour label voting (learner.xmc.neighbours: the labels of the most similar training
+    # documents) joins that blend with this weight; 0 (the default below LARGE_DATA_DOCUMENTS) switches it off ...
+    neighbour_weight: float = 0.0
+    # ... and this one for a tree trained on LARGE_DATA_DOCUMENTS or more (tibkat-gnd's tune split chooses it)
+    large_data_neighbour_weight: float = 0.2
+    neighbours: dict[str, Any] = field(default_factory=dict)  # learner.xmc.neighbours.NeighbourConfig overrides
     val_fraction: float = 0.1
     min_tune_documents: int = 20  # below this, no tuning: threshold 0.5, no calibration
     # Up to cv_max_documents documents, C, calibration and decision rules are tuned on cv_folds-fold out-of-fold
@@ -128,13 +134,15 @@ class FastTierConfig(Params):
         check_float(self, "lexical_weight", 0.0, 10.0, low_open=False, high_open=False)
         check_float(self, "large_data_lexical_weight", 0.0, 10.0, low_open=False, high_open=False)
         check_int("lexical_candidates", self.lexical_candidates, 1)
+        check_float(self, "neighbour_weight", 0.0, 10.0, low_open=False, high_open=False)
+        check_float(self, "large_data_neighbour_weight", 0.0, 10.0, low_open=False, high_open=False)
         grid = tuple(self.C_grid) if isinstance(self.C_grid, list | tuple) else None
         if not grid or not all(isinstance(c, int | float) and not isinstance(c, bool) and c > 0 for c in grid):
             raise ValueError(f"C_grid must be a non-empty list of positive numbers; got {self.C_grid!r}")
         object.__setattr__(self, "C_grid", tuple(sorted(float(c) for c in grid)))
         check_float(self, "val_fraction", 0.0, 0.5, low_open=True, high_open=False)
         check_device(self.device)
-        for name in ("tfidf", "tree", "lexical"):
+        for name in ("tfidf", "tree", "lexical", "neighbours"):
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a dict of settings")
         if self.head == "tree" and self.features in ("embeddings", "both"):
@@ -333,6 +341,7 @@ class FastTier(RuleBasedPredictions):
         tree: Any | None,
         platt: tuple[float, float],
         matcher: Any | None = None,
+        voter: Any | None = None,
         rules: dict[str, DecisionRule],
         metrics: dict[str, float],
         train_info: dict[str, Any],
@@ -347,6 +356,7 @@ class FastTier(RuleBasedPredictions):
         self.flat = flat
         self.tree = tree
         self.matcher = matcher
+        self.voter = voter  # learner.xmc.neighbours.NeighbourVoter of a tree head, or None
         self.platt = platt
         self.rules = rules
         self.metrics = metrics
@@ -370,9 +380,15 @@ class FastTier(RuleBasedPredictions):
     def uses_embeddings(self) -> bool:
         return self.config.needs_embeddings or self.prior is not None
 
-    def _features(self, inputs: Inputs) -> tuple[sp.csr_matrix | None, np.ndarray | None]:
+    def _features(
+        self, inputs: Inputs, sparse: sp.csr_matrix | None = None
+    ) -> tuple[sp.csr_matrix | None, np.ndarray | None]:
+        """(TF-IDF rows, embeddings) of `inputs`, each None where this model does not read it; `sparse`: the TF-IDF
+        rows of these texts, already computed (training: ``fit_transform`` tokenises the texts once)."""
         xs = xd = None
-        if self.uses_texts:
+        if self.uses_texts and sparse is not None:
+            xs = sparse
+        elif self.uses_texts:
             if inputs.texts is None:
                 raise ValueError("this model reads texts (TF-IDF features): pass Inputs(texts=...)")
             if self.featurizer is None:
@@ -579,18 +595,34 @@ class FastTier(RuleBasedPredictions):
         from learner.device import resolve_device
         from learner.xmc.config import large_data_settings
 
-        featurizer = None
+        featurizer = fitted = matcher = None
         n_texts = len(inputs.texts or [])
         large_tfidf, large_xr = large_data_settings(n_texts) if config.head == "tree" else ({}, {})
+        lexical_weight = config.lexical_weight
+        if large_xr and config.lexical_weight > 0:
+            lexical_weight = config.large_data_lexical_weight
         if config.needs_texts:
             from learner.features import TfidfConfig, TfidfFeaturizer
+            from learner.xmc.solver import ForkedCall
 
             tfidf = TfidfConfig.from_dict({**TfidfConfig().to_dict(), **large_tfidf, **config.tfidf})
             if config.head == "flat":  # cap the vocabulary so features x labels stays within budget
                 cap = max(1000, config.max_flat_cells // len(names))
                 if tfidf.max_features > cap:
                     tfidf = dataclasses.replace(tfidf, max_features=cap)
-            featurizer = TfidfFeaturizer.fit(list(inputs.texts or []), tfidf, progress=progress)
+            matcher_call = None
+            if config.head == "tree" and lexical_weight > 0:  # the label-name matcher fits beside TF-IDF (2 cores)
+                from learner.xmc.lexical import LabelNameMatcher, LexicalConfig
+
+                lexical = LexicalConfig.from_dict({**LexicalConfig().to_dict(), **config.lexical})
+                texts = list(inputs.texts or [])
+                matcher_call = ForkedCall(LabelNameMatcher.fit, names, texts, targets, lexical, fork=bool(large_xr))
+            try:
+                featurizer, fitted = TfidfFeaturizer.fit_transform(list(inputs.texts or []), tfidf, progress=progress)
+                matcher = matcher_call.result() if matcher_call is not None else None
+            finally:
+                if matcher_call is not None:
+                    matcher_call.stop()
         embedding_dim = (
             int(inputs.embeddings.shape[1]) if config.needs_embeddings and inputs.embeddings is not None else None
         )
@@ -610,7 +642,7 @@ class FastTier(RuleBasedPredictions):
         )
         if model.prior is not None:
             model.train_info["prior"] = {"scale": round(model.prior.scale, 4), "offset": round(model.prior.offset, 4)}
-        xs, xd = model._features(inputs)
+        xs, xd = model._features(inputs, fitted)
         validation = None
         if val_inputs is not None and val_targets is not None:
             vs, vd = model._features(val_inputs)
@@ -657,13 +689,15 @@ class FastTier(RuleBasedPredictions):
             model.tree = XRLinear.train(
                 xs, targets, xr_config, on_progress=lambda f: report(0.85 * f), progress=progress
             )
-            if large_xr and config.lexical_weight > 0:
-                model.config = dataclasses.replace(model.config, lexical_weight=config.large_data_lexical_weight)
-            if model.config.lexical_weight > 0:
-                from learner.xmc.lexical import LabelNameMatcher, LexicalConfig
+            model.config = dataclasses.replace(model.config, lexical_weight=lexical_weight)
+            model.matcher = matcher
+            neighbour_weight = config.large_data_neighbour_weight if large_xr else config.neighbour_weight
+            model.config = dataclasses.replace(model.config, neighbour_weight=neighbour_weight)
+            if neighbour_weight > 0:
+                from learner.xmc.neighbours import NeighbourConfig, NeighbourVoter
 
-                lexical = LexicalConfig.from_dict({**LexicalConfig().to_dict(), **config.lexical})
-                model.matcher = LabelNameMatcher.fit(names, list(inputs.texts or []), targets, lexical)
+                neighbours = NeighbourConfig.from_dict({**NeighbourConfig().to_dict(), **config.neighbours})
+                model.voter = NeighbourVoter.fit(xs, targets, neighbours)
             model.train_info.update({"device": "cpu", "large_data_settings": bool(large_tfidf or large_xr)})
         if tune and validation is not None and val_targets is not None and val_targets.shape[0] >= 2:
             model._tune(val_inputs, val_targets)  # type: ignore[arg-type]
@@ -881,6 +915,9 @@ class FastTier(RuleBasedPredictions):
         matcher = self.matcher
         if matcher is not None and len(ordered) > len(self.labels):
             matcher = matcher.with_labels(ordered[len(self.labels) :], texts, targets[:, len(self.labels) :])
+        voter = self.voter
+        if voter is not None:  # the update documents join the index (replayed ones are in it already)
+            voter = voter.with_documents(xs[:n_new], targets[:n_new])
         model = FastTier(
             labels=ordered,
             config=self.config,
@@ -889,6 +926,7 @@ class FastTier(RuleBasedPredictions):
             flat=None,
             tree=tree,
             matcher=matcher,
+            voter=voter,
             platt=self.platt,
             rules=dict(self.rules),  # old labels keep their indices
             metrics=dict(self.metrics),
@@ -961,13 +999,23 @@ class FastTier(RuleBasedPredictions):
         self, xs: sp.csr_matrix | None, xd: np.ndarray | None, k: int, texts: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         if self.tree is not None:
-            if self.matcher is None or texts is None or self.config.lexical_weight == 0:
+            lexical = self.matcher is not None and texts is not None and self.config.lexical_weight > 0
+            neighbours = self.voter is not None and self.config.neighbour_weight > 0
+            if not lexical and not neighbours:
                 return self.tree.predict_topk(xs, k)
             from learner.xmc.lexical import blend_topk
 
             wide = max(k, min(self.config.lexical_candidates, len(self.labels)))
             idx, raw = self.tree.predict_topk(xs, wide)  # (C, wide)
-            return blend_topk(idx, raw, self.matcher.score(list(texts)), self.config.lexical_weight, k)
+            # (tree + w_lex * names + w_nn * neighbours) / (1 + w_lex + w_nn), over the union of their candidates
+            w_lex = self.config.lexical_weight if lexical else 0.0
+            w_nn = self.config.neighbour_weight if neighbours else 0.0
+            extra = sp.csr_matrix((len(idx), len(self.labels)), dtype=np.float32)
+            if lexical and self.matcher is not None:
+                extra = extra + (w_lex / (w_lex + w_nn)) * self.matcher.score(list(texts or []))
+            if neighbours and self.voter is not None:
+                extra = extra + (w_nn / (w_lex + w_nn)) * self.voter.score(xs)
+            return blend_topk(idx, raw, extra, w_lex + w_nn, k)
         import torch
 
         assert self.flat is not None
@@ -1014,6 +1062,8 @@ class FastTier(RuleBasedPredictions):
                 self.tree.save(tmp / "tree")
             if self.matcher is not None:
                 self.matcher.save(tmp / "lexical")
+            if self.voter is not None:
+                self.voter.save(tmp / "neighbours")
             if self.prior is not None:
                 self.prior.save(tmp / "prior")
             np.save(tmp / "positives.npy", self.positives, allow_pickle=False)
@@ -1044,7 +1094,7 @@ class FastTier(RuleBasedPredictions):
             from learner.features import TfidfFeaturizer
 
             featurizer = TfidfFeaturizer.load(folder / "tfidf")
-        matcher = None
+        matcher = voter = None
         if config.head == "tree":
             from learner.xmc import XRLinear
 
@@ -1053,6 +1103,10 @@ class FastTier(RuleBasedPredictions):
                 from learner.xmc.lexical import LabelNameMatcher
 
                 matcher = LabelNameMatcher.load(folder / "lexical")
+            if (folder / "neighbours").is_dir():
+                from learner.xmc.neighbours import NeighbourVoter
+
+                voter = NeighbourVoter.load(folder / "neighbours")
         else:
             from safetensors import SafetensorError
             from safetensors.torch import load_file
@@ -1077,6 +1131,7 @@ class FastTier(RuleBasedPredictions):
             tree=tree,
             platt=platt,
             matcher=matcher,
+            voter=voter,
             rules=rules,
             metrics=payload.get("metrics") or {},
             train_info=payload.get("train_info") or {},

@@ -16,7 +16,11 @@ Conventions (close to scikit-learn's ``TfidfVectorizer``, with the differences s
   frequency (scikit-learn ranks by total count instead); ties go to the n-gram seen first;
 - tf is 1 + ln(count) with ``sublinear_tf`` (else the count), idf = ln((1 + N) / (1 + df)) + 1;
 - each block (words, chars) is L2-normalised, the char block is scaled by ``char_weight`` and the
-  concatenation [words | chars] is L2-normalised again. A text without any known feature is a zero row.
+  concatenation [words | chars] is L2-normalised again. A text without any known feature is a zero row;
+- with ``title_weight`` > 0 a second featurizer (the same settings) is fitted on the texts' titles (the text
+  before the first ``title_separator``; all of it without one) and its rows, scaled by ``title_weight``, are
+  appended: [text | title_weight * title], L2-normalised again. A word of the title then counts twice, once
+  as a title word: library records and papers put their subject in the title.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ CONFIG_FILE = "tfidf.json"
 IDF_FILE = "idf.npy"
 MAX_NGRAM = 6  # fitting cost grows with it: 2 or 3 for TF-IDF; longer phrases for label-name matching
 _TOKEN = re.compile(r"\w+")
+_WORD_CHAR = re.compile(r"\w")
 _BATCH = 2048  # texts tokenised per step of the progress bar
 
 
@@ -62,6 +67,8 @@ class TfidfConfig(Params):
     weighted ``char_weight`` against the word block (both blocks have unit norm before weighting).
     ``stem``: every token loses one inflection ending before anything is counted (``stem_word``: words of 5+
     letters, the stem keeps at least 4; German and English plurals and cases: Pilze/Pilzen -> pilz).
+    ``title_weight`` > 0 appends a block of title features (the text before the first ``title_separator``)
+    with that weight (see the module docstring).
     """
 
     ngram_max: int = 2
@@ -75,6 +82,8 @@ class TfidfConfig(Params):
     char_weight: float = 1.0
     lowercase: bool = True
     stem: bool = False
+    title_weight: float = 0.0
+    title_separator: str = "\n\n"
 
     def __post_init__(self) -> None:
         check_int("ngram_max", self.ngram_max, 1)
@@ -101,6 +110,9 @@ class TfidfConfig(Params):
         check_int("char_max_features", self.char_max_features, 1)
         check_int("char_min_word_length", self.char_min_word_length, 1)
         check_float(self, "char_weight", 0.0, float("inf"), low_open=True, high_open=True)
+        check_float(self, "title_weight", 0.0, 100.0, low_open=False, high_open=False)
+        if not isinstance(self.title_separator, str) or not self.title_separator:
+            raise ValueError(f"title_separator must be a non-empty string; got {self.title_separator!r}")
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -111,6 +123,8 @@ _ENDING = re.compile(r"(\w{4,}?)(?:ern|en|er|es|e|n|s)")
 
 def stem_word(word: str) -> str:
     """``word`` without one inflection ending if it has 5+ letters (the stem keeps at least 4)."""
+    if len(word) < 5:  # the pattern needs 4 + 1
+        return word
     match = _ENDING.fullmatch(word)
     return match.group(1) if match else word
 
@@ -160,26 +174,84 @@ def _normalize_rows(matrix: sp.csr_matrix, scale: float = 1.0) -> None:
     matrix.data *= np.repeat((scale / norms).astype(np.float32), lengths)
 
 
-class _Tokenised:
-    """Token type ids of a batch of texts: ``ids`` (T,) int64, ``doc`` (T,) int64, the type strings."""
+class _TypeIds(dict[str, int]):
+    """Token type -> id; an unseen type gets the next id (so ids follow first occurrence)."""
 
-    def __init__(self, texts: Sequence[str], lowercase: bool, progress: bool, desc: str) -> None:
-        types: dict[str, int] = {}
+    def __missing__(self, key: str) -> int:
+        value = self[key] = len(self)
+        return value
+
+
+class _Tokenised:
+    """Token type ids of a batch of texts: ``ids`` (T,) int64, ``doc`` (T,) int64, the type strings.
+
+    With ``head_separator`` it also records each text's head (the text before the first separator, all of it
+    without one, nothing when the separator is ""): ``head_tokens`` (N,) how many of a text's tokens are its
+    head's. A head whose tokens are not a prefix of its text's (only when the lower-cased text does not start
+    with the lower-cased head, or a word character follows it) is tokenised apart as an extra document
+    N + j at the end of the stream, ``odd[j]`` the text it belongs to. ``n_docs`` counts the extra documents.
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        lowercase: bool,
+        progress: bool,
+        desc: str,
+        head_separator: str | None = None,
+    ) -> None:
+        types = _TypeIds()
+        type_id = types.__getitem__
         ids = array.array("q")
-        lengths = np.zeros(len(texts), dtype=np.int64)  # (N,)
-        setdefault = types.setdefault
+        lengths = array.array("q")
+        head_tokens = np.zeros(len(texts), dtype=np.int64)  # (N,)
+        odd: list[int] = []
+        odd_tokens: list[list[str]] = []
+        findall = _TOKEN.findall
         with tqdm(total=len(texts), disable=not progress, desc=desc, unit="doc") as bar:
             for start in range(0, len(texts), _BATCH):
                 for i in range(start, min(start + _BATCH, len(texts))):
                     text = texts[i].lower() if lowercase else texts[i]
-                    tokens = _TOKEN.findall(text)
-                    ids.extend([setdefault(token, len(types)) for token in tokens])
-                    lengths[i] = len(tokens)
+                    if not head_separator:
+                        tokens = findall(text)
+                    else:
+                        cut = texts[i].find(head_separator)
+                        if cut < 0:
+                            tokens = findall(text)
+                            head_tokens[i] = len(tokens)
+                        else:
+                            head = texts[i][:cut].lower() if lowercase else texts[i][:cut]
+                            if text.startswith(head) and not _WORD_CHAR.match(text, len(head)):
+                                tokens = findall(head)
+                                head_tokens[i] = len(tokens)
+                                tokens.extend(findall(text, len(head)))
+                            else:
+                                tokens = findall(text)
+                                odd.append(i)
+                                odd_tokens.append(findall(head))
+                    ids.extend(map(type_id, tokens))
+                    lengths.append(len(tokens))
                 bar.update(min(_BATCH, len(texts) - start))
+        for tokens in odd_tokens:
+            ids.extend(map(type_id, tokens))
+            lengths.append(len(tokens))
         self.types = list(types)  # type id -> string
         self.ids = np.frombuffer(ids, dtype=np.int64) if len(ids) else np.zeros(0, dtype=np.int64)  # (T,)
-        self.doc = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)  # (T,)
-        self.n_docs = len(texts)
+        n_docs = len(texts) + len(odd)
+        counts = np.frombuffer(lengths, dtype=np.int64) if n_docs else np.zeros(0, dtype=np.int64)  # (N + odd,)
+        self.doc = np.repeat(np.arange(n_docs, dtype=np.int64), counts)  # (T,)
+        self.n_docs = n_docs
+        self.n_texts = len(texts)
+        self.head_tokens = head_tokens
+        self.odd = np.array(odd, dtype=np.int64)
+        self._lengths = counts
+
+    def in_head(self) -> np.ndarray:
+        """(T,) bool: the token belongs to its text's head (every token of an extra head document does)."""
+        starts = np.cumsum(self._lengths) - self._lengths  # (N + odd,)
+        position = np.arange(len(self.ids), dtype=np.int64) - np.repeat(starts, self._lengths)  # (T,)
+        limit = np.concatenate([self.head_tokens, np.full(len(self.odd), np.iinfo(np.int64).max, dtype=np.int64)])
+        return position < limit[self.doc]
 
     def map_types(self, word_map: Callable[[str], str]) -> None:
         """Rewrite every token type with ``word_map``, merging the types that become equal."""
@@ -251,6 +323,7 @@ class TfidfFeaturizer:
         self.word_idf = np.asarray(word_idf, dtype=np.float32)  # (Fw,)
         self.char_idf = np.asarray(char_idf, dtype=np.float32)  # (Fc,)
         self.n_train_documents = n_train_documents
+        self.title: TfidfFeaturizer | None = None  # the title block's featurizer (config.title_weight > 0)
         self._build_lookup()
 
     def __repr__(self) -> str:
@@ -261,14 +334,27 @@ class TfidfFeaturizer:
 
     @property
     def n_features(self) -> int:
-        return len(self.word_vocabulary) + len(self.char_vocabulary)
+        own = len(self.word_vocabulary) + len(self.char_vocabulary)
+        return own + (self.title.n_features if self.title is not None else 0)
+
+    def _titles(self, texts: list[str]) -> list[str]:
+        return [text.split(self.config.title_separator, 1)[0] for text in texts]
+
+    def _with_titles(self, matrix: sp.csr_matrix, titles: sp.csr_matrix) -> sp.csr_matrix:
+        """[text | title_weight * title], rows L2-normalised (each block has unit rows or zero rows)."""
+        titles = titles.copy()
+        titles.data *= np.float32(self.config.title_weight)
+        combined = sp.hstack([matrix, titles], format="csr", dtype=np.float32)  # (N, F + Ft)
+        _normalize_rows(combined)
+        combined.sort_indices()
+        return combined
 
     # ------------------------------------------------------------------ fitting
 
     @classmethod
     def fit(cls, texts: Sequence[str], config: TfidfConfig | None = None, *, progress: bool = False) -> Self:
         """Learn the vocabulary and idf weights from ``texts``; raises ``ValueError`` on no texts."""
-        featurizer, _ = cls._fit(texts, config or TfidfConfig(), progress=progress, want_matrix=False)
+        featurizer, _ = cls._fit_all(texts, config or TfidfConfig(), progress=progress, want_matrix=False)
         return featurizer
 
     @classmethod
@@ -276,8 +362,22 @@ class TfidfFeaturizer:
         cls, texts: Sequence[str], config: TfidfConfig | None = None, *, progress: bool = False
     ) -> tuple[Self, sp.csr_matrix]:
         """``fit`` and the (N, F) matrix of the same texts, without tokenising them twice."""
-        featurizer, matrix = cls._fit(texts, config or TfidfConfig(), progress=progress, want_matrix=True)
+        featurizer, matrix = cls._fit_all(texts, config or TfidfConfig(), progress=progress, want_matrix=True)
         assert matrix is not None
+        return featurizer, matrix
+
+    @classmethod
+    def _fit_all(
+        cls, texts: Sequence[str], config: TfidfConfig, *, progress: bool, want_matrix: bool
+    ) -> tuple[Self, sp.csr_matrix | None]:
+        """``_fit``, plus the title block's featurizer when ``config.title_weight`` > 0."""
+        featurizer, matrix = cls._fit(texts, config, progress=progress, want_matrix=want_matrix)
+        if config.title_weight > 0:
+            titles = featurizer._titles(check_texts(texts))
+            title_config = TfidfConfig.from_dict({**config.to_dict(), "title_weight": 0.0})
+            featurizer.title, title_matrix = cls._fit(titles, title_config, progress=progress, want_matrix=want_matrix)
+            if matrix is not None and title_matrix is not None:
+                matrix = featurizer._with_titles(matrix, title_matrix)
         return featurizer, matrix
 
     @classmethod
@@ -452,11 +552,23 @@ class TfidfFeaturizer:
             order = np.argsort(code[exact], kind="stable")
             tables.append((code[exact][order], exact[order], prefix_codes))
         self._tables = tables
+        # direct look-ups by word id: the column of each 1-gram feature, the rank of each word among the first
+        # words of the longer features (-1: none); they answer order 1 and 2 without a search
+        self._word_column = np.full(n_words, -1, dtype=np.int64)  # (n_words,)
+        self._word_column[tables[0][0][::-1]] = tables[0][1][::-1]
+        self._word_prefix_rank = np.full(n_words, -1, dtype=np.int64)  # (n_words,)
+        if len(tables) > 1:
+            self._word_prefix_rank[tables[1][2]] = np.arange(len(tables[1][2]), dtype=np.int64)
         self._char_lookup = {gram: j for j, gram in enumerate(self.char_vocabulary)}
 
     def transform(self, texts: Sequence[str], *, progress: bool = False) -> sp.csr_matrix:
         """TF-IDF rows (N, F) float32 CSR, L2-normalised, of ``texts`` (an empty list gives (0, F))."""
         items = check_texts(texts)
+        if self.title is not None:
+            return self._with_titles(self._transform(items, progress), self.title.transform(self._titles(items)))
+        return self._transform(items, progress)
+
+    def _transform(self, items: list[str], progress: bool) -> sp.csr_matrix:
         tokens = _Tokenised(items, self.config.lowercase, progress, "tfidf: transform")
         if self.config.stem:
             tokens.map_types(stem_word)
@@ -477,45 +589,96 @@ class TfidfFeaturizer:
         """
         items = check_texts(texts)
         tokens = _Tokenised(items, self.config.lowercase, progress, "word counts")
-        if word_map is not None:
-            tokens.map_types(word_map)
-        elif self.config.stem:
-            tokens.map_types(stem_word)
-        return self._word_counts(tokens)
+        return self._word_counts(tokens, word_map or (stem_word if self.config.stem else None))
 
-    def _word_counts(self, tokens: _Tokenised) -> sp.csr_matrix:
-        # Map the batch's token types to vocabulary words (-1: not a word of any feature).
-        word_of_type = np.array([self._words.get(t, -1) if len(t) >= 2 else -2 for t in tokens.types], dtype=np.int64)
+    def word_counts_with_heads(
+        self,
+        texts: Sequence[str],
+        separator: str,
+        *,
+        word_map: Callable[[str], str] | None = None,
+        progress: bool = False,
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """``word_counts`` of each text's head and of the whole texts, each text tokenised once: two (N, Fw).
+
+        The head of a text is the part before the first ``separator`` (``text.split(separator, 1)[0]``), the
+        whole text when there is none, nothing when ``separator`` is "". The result equals
+        ``(word_counts(heads, word_map=word_map), word_counts(texts, word_map=word_map))``.
+        """
+        items = check_texts(texts)
+        if not isinstance(separator, str):
+            raise ValueError(f"separator must be a string; got {separator!r}")
+        tokens = _Tokenised(items, self.config.lowercase, progress, "word counts", head_separator=separator)
+        words, doc, keep = self._word_stream(tokens, word_map or (stem_word if self.config.stem else None))
+        in_head = tokens.in_head()[keep]  # (T',)
+        starts, lasts, cols = self._ngram_hits(words, doc)
+        hit_doc = doc[starts]
+        real = hit_doc < tokens.n_texts
+        shape = (tokens.n_texts, len(self.word_vocabulary))
+        whole = self._count_matrix(hit_doc[real], cols[real], shape)
+        head_rows = np.where(
+            real, hit_doc, tokens.odd[np.maximum(hit_doc - tokens.n_texts, 0)] if len(tokens.odd) else 0
+        )
+        in_head_hit = in_head[lasts] if len(lasts) else np.zeros(0, dtype=bool)
+        head = self._count_matrix(head_rows[in_head_hit], cols[in_head_hit], shape)
+        return head, whole
+
+    def _word_counts(self, tokens: _Tokenised, word_map: Callable[[str], str] | None = None) -> sp.csr_matrix:
+        words, doc, _ = self._word_stream(tokens, word_map)
+        starts, _, cols = self._ngram_hits(words, doc)
+        return self._count_matrix(doc[starts], cols, (tokens.n_docs, len(self.word_vocabulary)))
+
+    @staticmethod
+    def _count_matrix(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+        counts = sp.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=shape)
+        counts.sum_duplicates()
+        return counts
+
+    def _word_stream(
+        self, tokens: _Tokenised, word_map: Callable[[str], str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tokens of >= 2 characters (after ``word_map``) in text order: vocabulary word ids (T',) (-1: not a
+        word of any feature), their documents (T',), and which of the batch's tokens they are (T,) bool."""
+        types = tokens.types if word_map is None else map(word_map, tokens.types)
+        word_of_type = np.array([self._words.get(t, -1) if len(t) >= 2 else -2 for t in types], dtype=np.int64)
         stream = word_of_type[tokens.ids] if len(tokens.ids) else tokens.ids  # (T,)
-        keep = stream != -2  # tokens of >= 2 characters
-        words, doc = stream[keep], tokens.doc[keep]
-        rows, cols = [], []
-        codes = words
-        known = words >= 0
+        keep = stream != -2
+        return stream[keep], tokens.doc[keep], keep
+
+    def _ngram_hits(self, words: np.ndarray, doc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every occurrence of a word n-gram feature in a word stream: (first position, last position, column),
+        by order, then by position. Only the positions whose (order - 1)-gram is a known prefix are followed."""
+        found_starts, found_lasts, found_cols = [], [], []
+        pos = np.flatnonzero(words >= 0)  # (P,) positions whose n-gram so far is a known prefix
+        codes = words[pos]  # (P,)
         for order in range(1, self.config.ngram_max + 1):
             table_codes, table_cols, prefix_codes = self._tables[order - 1]
             if order > 1:
-                # codes of the (order-1)-gram starting at each position -> rank among known prefixes
-                prev = codes[: len(codes) - 1]
-                pos = np.searchsorted(prefix_codes, prev)
-                pos_clipped = np.minimum(pos, max(len(prefix_codes) - 1, 0))
-                found = (
-                    (pos < len(prefix_codes)) & (prefix_codes[pos_clipped] == prev) if len(prefix_codes) else pos < 0
-                )
-                last = words[order - 1 :]
-                same_doc = doc[order - 1 :] == doc[: len(doc) - order + 1]
-                known = known[: len(known) - 1] & found & (last >= 0) & same_doc
-                codes = np.where(known, pos * self._n_words + np.maximum(last, 0), -1)
-            col = self._find(table_codes, table_cols, codes, known)
+                # extend each followed (order-1)-gram by its next word: its prefix rank and that word
+                inside = pos + order - 1 < len(words)
+                pos, codes = pos[inside], codes[inside]
+                if order == 2:
+                    rank = self._word_prefix_rank[codes]
+                    found = rank >= 0
+                else:
+                    rank = np.searchsorted(prefix_codes, codes)
+                    rank_clipped = np.minimum(rank, max(len(prefix_codes) - 1, 0))
+                    found = (
+                        (rank < len(prefix_codes)) & (prefix_codes[rank_clipped] == codes)
+                        if len(prefix_codes)
+                        else rank < 0
+                    )
+                last = words[pos + order - 1]
+                known = found & (last >= 0) & (doc[pos + order - 1] == doc[pos])
+                pos, codes = pos[known], rank[known] * self._n_words + last[known]
+                col = self._find(table_codes, table_cols, codes, np.ones(len(codes), dtype=bool))
+            else:
+                col = self._word_column[codes]
             hit = col >= 0
-            rows.append(doc[: len(col)][hit])
-            cols.append(col[hit])
-        counts = sp.csr_matrix(
-            (np.ones(sum(len(c) for c in cols), dtype=np.float32), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(tokens.n_docs, len(self.word_vocabulary)),
-        )
-        counts.sum_duplicates()
-        return counts
+            found_starts.append(pos[hit])
+            found_lasts.append(pos[hit] + order - 1)
+            found_cols.append(col[hit])
+        return np.concatenate(found_starts), np.concatenate(found_lasts), np.concatenate(found_cols)
 
     @staticmethod
     def _find(table_codes: np.ndarray, table_cols: np.ndarray, codes: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -554,6 +717,8 @@ class TfidfFeaturizer:
         def write(folder: Path) -> None:
             write_json(folder / CONFIG_FILE, payload)
             np.save(folder / IDF_FILE, idf, allow_pickle=False)
+            if self.title is not None:
+                self.title.save(folder / "title")
 
         target = write_folder(directory, write)
         logger.info("saved TF-IDF featurizer (%d features) to %s", self.n_features, target)
@@ -580,9 +745,14 @@ class TfidfFeaturizer:
             raise ValueError(f"corrupt TF-IDF featurizer config {config_path}: {exc}") from exc
         if idf.ndim != 1 or len(idf) != len(words) + len(chars):
             raise ValueError(f"{idf_path}: expected {len(words) + len(chars)} idf values; got shape {idf.shape}")
-        return cls(config, words, idf[: len(words)], chars, idf[len(words) :], n_train)
+        featurizer = cls(config, words, idf[: len(words)], chars, idf[len(words) :], n_train)
+        if config.title_weight > 0:
+            featurizer.title = cls.load(folder / "title")
+        return featurizer
 
     def vocabulary(self) -> Iterable[str]:
-        """The feature names in column order (word n-grams, then char n-grams)."""
+        """The feature names in column order (word n-grams, then char n-grams, then "title:" + title features)."""
         yield from self.word_vocabulary
         yield from self.char_vocabulary
+        if self.title is not None:
+            yield from (f"title:{name}" for name in self.title.vocabulary())

@@ -30,17 +30,26 @@ MERGES: tuple[str, ...] = ("max", "mean")
 # A tree head trained on many documents (tibkat-gnd, 40,000 documents of train, every 11th held out; one core;
 # bench/bench_xmc_training.py, bench/results/xmc-training*.json): stemmed word unigrams with min_df 3 instead of the
 # 1-2-grams with min_df 2 of TfidfConfig's defaults, and matcher-aware negatives from the beam's 5 best nodes instead
-# of all 10: a fifth of the training time, held-out P@1 0.518 against 0.493. Below LARGE_DATA_DOCUMENTS the defaults
-# stay (a small labelled set loses much of its vocabulary to min_df 3; the low-data benchmarks measured the defaults).
+# of all 10: a fifth of the training time, held-out P@1 0.518 against 0.493. Then (xmc-training-title/-coarse/
+# -combined.json) a block of title features with weight 0.3 (P@1 of the served blend 0.5855 against 0.564; 0.2, 0.5,
+# 0.7 and 1.0 scored lower) and teacher-forced negatives only below the levels of at most 40 nodes (the same P@1,
+# a sixth less XR-Linear time). Below LARGE_DATA_DOCUMENTS the defaults stay (a small labelled set loses much of its
+# vocabulary to min_df 3; the low-data benchmarks measured the defaults).
 LARGE_DATA_DOCUMENTS = 20_000
-LARGE_DATA_TFIDF: dict[str, int | bool] = {"ngram_max": 1, "min_df": 3, "stem": True}
-# Inference on such a tree (path exponent, PIFA re-ranking weight; the fast tier's label-name blend weight is
-# FastTierConfig.large_data_lexical_weight): the setting near the top on both tune splits of bench_xmc_honest.py
-# (stride: P@1 0.5358 against 0.5232 for the small-data values, last 10 %: 0.3844 against 0.3642).
-LARGE_DATA_XR: dict[str, int | float] = {"negative_beam": 5, "path_exponent": 0.6, "pifa_weight": 0.1}
+LARGE_DATA_TFIDF: dict[str, int | bool | float] = {"ngram_max": 1, "min_df": 3, "stem": True, "title_weight": 0.3}
+# Inference on such a tree (path exponent, PIFA re-ranking weight; the fast tier's label-name and neighbour-vote
+# weights are FastTierConfig.large_data_lexical_weight / large_data_neighbour_weight, the vote's k, power and max_df
+# learner.xmc.neighbours.NeighbourConfig's defaults): chosen together on bench_xmc_honest.py's stride tune split,
+# 2026-12-07 (P@1 0.5737; dev, measured once: 0.5812; docs/benchmarks.md).
+LARGE_DATA_XR: dict[str, int | float] = {
+    "negative_beam": 5,
+    "man_min_parents": 40,
+    "path_exponent": 0.6,
+    "pifa_weight": 0.1,
+}
 
 
-def large_data_settings(n_documents: int) -> tuple[dict[str, int | bool], dict[str, int | float]]:
+def large_data_settings(n_documents: int) -> tuple[dict[str, int | bool | float], dict[str, int | float]]:
     """(TfidfConfig fields, XRConfig fields) that a tree head trained on `n_documents` documents uses where its
     own config does not set them: the large-data settings from LARGE_DATA_DOCUMENTS on, else none."""
     if n_documents < LARGE_DATA_DOCUMENTS:
@@ -101,7 +110,9 @@ class XRConfig(Params):
     ancestors geometrically (the root's children count ``path_exponent**depth``): the label's own
     ranker decides more (tibkat-gnd dev, PECOS's other settings: P@1 0.488 -> 0.505 with 0.4; bench/bench_xmc.py).
     The matcher-aware negatives in training are the top ``negative_beam`` nodes of that beam search (0: all
-    ``beam`` of them; a smaller number routes fewer documents to each node, which is what training time grows with).
+    ``beam`` of them; a smaller number routes fewer documents to each node, which is what training time grows with),
+    and only below the levels of more than ``man_min_parents`` nodes (0: every level; at a level of 2 nodes a beam
+    of 5 routes every document to both, and the layer below trains on all documents).
 
     ``pifa_weight`` > 0 keeps the labels' PIFA vectors z_l (entries below ``pifa_threshold`` dropped)
     and re-ranks the labels of the beam by (path score + pifa_weight * max(cos(x, z_l), 0)) / (1 + pifa_weight),
@@ -123,6 +134,7 @@ class XRConfig(Params):
     beam: int = 10
     negatives: str = "tfn+man"
     negative_beam: int = 0
+    man_min_parents: int = 0
     led_neighbours: int = 10
     loss: str = "squared_hinge"
     C: float = 1.0
@@ -149,6 +161,7 @@ class XRConfig(Params):
             raise ValueError(f"tree must be a TreeConfig; got {type(self.tree).__name__}")
         check_int("beam", self.beam, 1)
         check_int("negative_beam", self.negative_beam, 0)
+        check_int("man_min_parents", self.man_min_parents, 0)
         if self.negatives not in NEGATIVES:
             raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}; got {self.negatives!r}")
         check_int("led_neighbours", self.led_neighbours, 1)
@@ -183,6 +196,10 @@ class XRConfig(Params):
     def training_beam(self) -> int:
         """How many of the beam's nodes per document become matcher-aware negatives in training."""
         return self.negative_beam or self.beam
+
+    def beam_negatives_at(self, n_parents: int) -> bool:
+        """Whether the layer below a level of ``n_parents`` nodes is trained with the beam's negatives."""
+        return self.matcher_aware and n_parents > self.man_min_parents
 
     @property
     def matcher_aware(self) -> bool:

@@ -127,11 +127,11 @@ class LabelNameMatcher:
     def matches(self, texts: Sequence[str]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """0/1 matrices (N, L): the label's name occurs in the title; it occurs in the text but not the title."""
         items = check_texts(texts)
-        separator = self.config.title_separator
-        titles = [text.split(separator, 1)[0] for text in items] if separator else [""] * len(items)
         word_map = stem_word if self.config.stem else None
-        anywhere = (self._phrases.word_counts(items, word_map=word_map) @ self._phrase_labels).tocsr()  # (N, L)
-        title = (self._phrases.word_counts(titles, word_map=word_map) @ self._phrase_labels).tocsr()  # (N, L)
+        # one tokenisation for both: the title's tokens are (almost always) a prefix of the text's
+        title, anywhere = self._phrases.word_counts_with_heads(items, self.config.title_separator, word_map=word_map)
+        anywhere = (anywhere @ self._phrase_labels).tocsr()  # (N, L)
+        title = (title @ self._phrase_labels).tocsr()  # (N, L)
         anywhere.data[:] = 1.0
         title.data[:] = 1.0
         body = anywhere - anywhere.multiply(title)

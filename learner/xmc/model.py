@@ -452,7 +452,8 @@ class XRLinear:
                 n_nodes = int(ptr[-1])
                 hard = layer_hard[t - 1] if layer_hard is not None and t > 0 else None
                 parents = layer_targets[t - 1] if t > 0 else None
-                tasks = cls._tasks(ptr, parents, beam_nodes, n_docs, hard=hard)
+                beam = beam_nodes if t > 0 and config.beam_negatives_at(tree.level_sizes[t - 1]) else None
+                tasks = cls._tasks(ptr, parents, beam, n_docs, hard=hard)
                 finished = [0]
 
                 def on_task(
@@ -468,7 +469,7 @@ class XRLinear:
                 layers.append(layer)
                 info[f"layer{t}_seconds"] = round(time.perf_counter() - layer_started, 3)
                 info[f"layer{t}_active_pairs"] = int(sum(len(task.rows) for task in tasks))
-                if config.matcher_aware and t < tree.n_layers - 1:
+                if t < tree.n_layers - 1 and config.beam_negatives_at(tree.level_sizes[t]):
                     beam_started = time.perf_counter()
                     partial = cls(
                         config=config,
@@ -638,7 +639,10 @@ class XRLinear:
         by_position = targets[:, order].tocsr()  # (N, L') in the grown tree's order
         leaf_targets = (by_position @ _position_assignment(grown, last - 1)) if last > 0 else None  # (N, n_leaves)
         routed = self._tasks(
-            grown.child_ptr(last), leaf_targets, beam_nodes if config.matcher_aware else None, n_docs
+            grown.child_ptr(last),
+            leaf_targets,
+            beam_nodes if last > 0 and config.beam_negatives_at(tree.level_sizes[last - 1]) else None,
+            n_docs,
         )  # per leaf: the documents a full training would route to it
         positions = np.sort(position_of_label[retrain])  # (R,)
         parent_of = np.repeat(np.arange(n_leaves), np.diff(grown.leaf_bounds))[positions]  # (R,)

@@ -222,6 +222,64 @@ def fork_map(
     return results
 
 
+class ForkedCall:
+    """``function(*args)`` running in one forked process while the caller goes on (``result()`` waits for it).
+
+    The arguments reach the child copy-on-write (set before the fork, never pickled); the result comes back
+    pickled. Where forking is not possible (no fork, or a daemonic process) or not wanted (``fork=False``: too little
+    work to pay for forking a big process) the call runs at ``result()``.
+    Used to overlap independent single-threaded work, e.g. the label-name matcher's fit with TF-IDF's.
+    """
+
+    def __init__(self, function: Callable[..., Any], *args: Any, fork: bool = True) -> None:
+        self._call: tuple[Callable[..., Any], tuple[Any, ...]] | None = (function, args)
+        self._pool: Any = None
+        self._pending: Any = None
+        if fork and _can_fork():
+            _CALL["call"] = self._call
+            try:
+                self._pool = multiprocessing.get_context("fork").Pool(1, initializer=_worker_signals)
+            finally:
+                _CALL.clear()
+            self._pending = self._pool.apply_async(_run_forked_call)
+            self._call = None
+
+    def result(self) -> Any:
+        """The call's return value (its exception re-raised); waits for the child."""
+        if self._call is not None:
+            function, args = self._call
+            self._call = None
+            return function(*args)
+        if self._pool is None:
+            raise RuntimeError("the forked call's result was already taken or the call was stopped")
+        try:
+            return self._pending.get()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """End the child if it still runs (nothing to do after ``result()``)."""
+        self._call = None
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.terminate()
+            pool.join()
+
+    def __enter__(self) -> ForkedCall:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+_CALL: dict[str, Any] = {}
+
+
+def _run_forked_call() -> Any:
+    function, args = _CALL["call"]
+    return function(*args)
+
+
 def _split_tasks(tasks: list[LayerTask], jobs: int) -> list[LayerTask]:
     """Split parents whose work (documents x children) exceeds a quarter of a worker's share by children,
     so that the root (one parent) or a top level of few parents still keeps every worker busy."""

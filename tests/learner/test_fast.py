@@ -284,13 +284,21 @@ def test_a_tree_trained_on_many_documents_uses_the_large_data_settings_unless_it
         train,
         y_train,
         labels,
-        dataclasses.replace(config, tfidf={"ngram_max": 2}, tree={"n_jobs": 1, "beam": 4}, lexical_weight=0.0),
+        dataclasses.replace(
+            config,
+            tfidf={"ngram_max": 2},
+            tree={"n_jobs": 1, "beam": 4},
+            lexical_weight=0.0,
+            large_data_neighbour_weight=0.0,
+        ),
     )
 
     assert (small.featurizer.config.ngram_max, small.featurizer.config.min_df) == (2, 2)  # TfidfConfig's defaults
     assert small.tree.config.training_beam == 10 and not small.train_info["large_data_settings"]
     assert (large.featurizer.config.ngram_max, large.featurizer.config.min_df) == (1, 3)  # unigrams, min_df 3
     assert large.featurizer.config.stem and not small.featurizer.config.stem
+    assert large.featurizer.title is not None and small.featurizer.title is None  # the title block
+    assert large.tree.config.man_min_parents == xmc_config.LARGE_DATA_XR["man_min_parents"] > 0
     assert large.tree.config.training_beam == 5 and large.train_info["large_data_settings"]
     assert large.featurizer.n_features < small.featurizer.n_features
     assert (mine.featurizer.config.ngram_max, mine.featurizer.config.min_df) == (2, 3)  # the config's own wins
@@ -301,12 +309,45 @@ def test_a_tree_trained_on_many_documents_uses_the_large_data_settings_unless_it
         0.05,
         0.1,
     )
-    assert (large.tree.config.path_exponent, large.tree.config.pifa_weight, large.config.lexical_weight) == (
-        0.6,
-        0.1,
-        0.2,
+    defaults = FastTierConfig()
+    assert (large.tree.config.path_exponent, large.tree.config.pifa_weight) == (
+        xmc_config.LARGE_DATA_XR["path_exponent"],
+        xmc_config.LARGE_DATA_XR["pifa_weight"],
     )
+    assert large.config.lexical_weight == defaults.large_data_lexical_weight != defaults.lexical_weight
     assert mine.config.lexical_weight == 0.0 and mine.matcher is None
+    # the neighbour vote: only for large trees, and a weight of 0 switches it off
+    assert small.voter is None and small.config.neighbour_weight == 0.0
+    assert large.voter is not None and large.config.neighbour_weight == defaults.large_data_neighbour_weight > 0
+    assert mine.voter is None and mine.config.neighbour_weight == 0.0
+
+
+def test_the_neighbour_vote_of_a_large_tree_is_saved_and_learns_from_updates(monkeypatch, tmp_path):
+    import learner.xmc.config as xmc_config
+
+    train, y_train, dev, _, labels = _tibkat_sample()
+    monkeypatch.setattr(xmc_config, "LARGE_DATA_DOCUMENTS", 100)
+    half = len(train) // 2
+    first = train.take(np.arange(half))
+    config = FastTierConfig(flat_max_labels=500, tfidf={"min_df": 1}, tree={"n_jobs": 1})
+    model = FastTier.train(first, y_train[:half], labels, config)
+    without = FastTier.train(first, y_train[:half], labels, dataclasses.replace(config, large_data_neighbour_weight=0))
+
+    assert model.voter is not None and without.voter is None
+    idx, _ = model.predict_topk(dev, 5)
+    idx_without, _ = without.predict_topk(dev, 5)
+    assert not np.array_equal(idx, idx_without)  # the vote changes the ranking (its gain: bench_xmc_honest.py)
+    again = FastTier.load(model.save(tmp_path / "model"))
+    assert again.voter is not None and np.array_equal(again.predict_topk(dev, 5)[0], idx)
+
+    rest = train.take(np.arange(half, len(train)))
+    updated = model.update(rest, y_train[half:], labels, replay=(first, y_train[:half]))
+    assert updated.voter.n_documents == model.voter.n_documents + len(rest)  # replayed documents are not added twice
+    # an update document asking for itself is its own nearest neighbour: its labels come first
+    column = {name: j for j, name in enumerate(labels)}
+    own = updated.voter.score(updated.featurizer.transform(list(rest.texts[:3])), k=1).toarray()
+    truth = y_train[half : half + 3][:, [column[name] for name in updated.labels]].toarray()
+    assert np.array_equal(own > 0, truth > 0)
 
 
 def test_tree_models_update_incrementally_with_labels_never_seen_before(tmp_path):

@@ -59,6 +59,8 @@ def test_config_round_trips_through_json() -> None:
         ({"char_weight": 0}, "char_weight"),
         ({"char_min_word_length": 0}, "char_min_word_length"),
         ({"lowercase": 1}, "lowercase"),
+        ({"title_weight": -1}, "title_weight"),
+        ({"title_separator": ""}, "title_separator"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(changes: dict, field: str) -> None:
@@ -206,3 +208,33 @@ def test_progress_bar_can_be_switched_on(capsys) -> None:
     featurizer.transform(TEXTS, progress=True)
 
     assert "tfidf" in capsys.readouterr().err
+
+
+def test_title_words_get_their_own_weighted_block_and_survive_save_and_load(tmp_path) -> None:
+    texts = [
+        "Pilze im Fachwerk\n\nSchäden an Holz durch Pilze und Insekten",
+        "Holzschutz\n\nPilze, Insekten und Feuchte im Holz",
+        "Fachwerk ohne Titeltrenner",
+    ]
+    plain, X_plain = TfidfFeaturizer.fit_transform(texts, TfidfConfig(ngram_max=1, min_df=1))
+    titled, X = TfidfFeaturizer.fit_transform(texts, TfidfConfig(ngram_max=1, min_df=1, title_weight=0.5))
+
+    names = list(titled.vocabulary())
+    assert names[: plain.n_features] == list(plain.vocabulary())
+    assert {"title:pilze", "title:fachwerk", "title:holzschutz", "title:titeltrenner"} <= set(names)
+    assert "title:insekten" not in names  # only in the bodies
+    assert X.shape == (3, titled.n_features) and titled.n_features > plain.n_features
+    np.testing.assert_allclose(sp.linalg.norm(X, axis=1), 1.0, atol=1e-6)
+    column = {name: j for j, name in enumerate(names)}
+    # the title block is the title's own TF-IDF row scaled by 0.5 before the row is normalised again
+    row = X[0].toarray().ravel()
+    title_block = row[plain.n_features :]
+    text_block = row[: plain.n_features]
+    assert np.linalg.norm(title_block) / np.linalg.norm(text_block) == pytest.approx(0.5, rel=1e-5)
+    assert row[column["title:pilze"]] > 0 and row[column["title:holzschutz"]] == 0  # another document's title
+    np.testing.assert_allclose(text_block / np.linalg.norm(text_block), X_plain[0].toarray().ravel(), atol=1e-6)
+    # transform equals fit_transform, and so does a saved and loaded featurizer
+    assert abs(titled.transform(texts) - X).max() < 1e-6
+    again = TfidfFeaturizer.load(titled.save(tmp_path / "tfidf"))
+    assert list(again.vocabulary()) == names
+    assert abs(again.transform(texts) - X).max() < 1e-6

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import math
@@ -520,6 +521,29 @@ def test_a_smaller_negative_beam_routes_fewer_documents_and_still_learns(problem
     assert float(np.asarray(Y[300:][np.arange(300), top[:, 0]]).mean()) > 0.6  # random: about 2 / 40
     with pytest.raises(ValueError, match="negative_beam"):
         XRConfig(negative_beam=-1)
+
+
+def test_levels_of_few_nodes_can_train_the_layer_below_without_the_beams_negatives(problem) -> None:
+    X, Y = problem
+    config = XRConfig.from_dict({**FAST.to_dict(), "tree": {**FAST.tree.to_dict(), "branching": 4}, "beam": 3})
+    every = XRLinear.train(X[:300], Y[:300], config)
+    sizes = every.train_info["level_sizes"]
+    assert len(sizes) >= 3 and sizes[0] <= 4 < sizes[1]
+    coarse = XRLinear.train(X[:300], Y[:300], dataclasses.replace(config, man_min_parents=sizes[0]))
+    none = XRLinear.train(X[:300], Y[:300], dataclasses.replace(config, man_min_parents=max(sizes)))
+    tfn = XRLinear.train(X[:300], Y[:300], dataclasses.replace(config, negatives="tfn"))
+
+    # below the first level (few nodes) only the teacher-forced documents; deeper levels keep the beam's
+    assert coarse.train_info["layer1_active_pairs"] == tfn.train_info["layer1_active_pairs"]
+    assert coarse.train_info["layer1_active_pairs"] < every.train_info["layer1_active_pairs"]
+    deepest = f"layer{len(sizes) - 1}_active_pairs"
+    assert coarse.train_info[deepest] > tfn.train_info[deepest]
+    # above every level's size it is teacher forcing throughout: the very same model
+    assert np.array_equal(none.predict_topk(X[300:], 5)[0], tfn.predict_topk(X[300:], 5)[0])
+    top, _ = coarse.predict_topk(X[300:], 1)
+    assert float(np.asarray(Y[300:][np.arange(300), top[:, 0]]).mean()) > 0.6  # random: about 2 / 40
+    with pytest.raises(ValueError, match="man_min_parents"):
+        XRConfig(man_min_parents=-1)
 
 
 def test_a_small_layer_is_trained_in_process_with_the_same_result(problem, monkeypatch) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,32 @@ def test_forked_workers_end_even_when_the_parent_handles_sigterm_itself() -> Non
         pytest.fail("fork_map never returned: its workers kept the parent's SIGTERM handler")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "all pools ended"
+
+
+def _square_or_fail(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"negative: {value}")
+    return value * value
+
+
+def _child_pid(_: int) -> int:
+    return os.getpid()
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_a_forked_call_returns_what_the_function_returns_and_raises_what_it_raises(fork: bool) -> None:
+    from learner.xmc.solver import ForkedCall
+
+    with ForkedCall(_square_or_fail, 7, fork=fork) as call:
+        assert call.result() == 49
+    pid = ForkedCall(_child_pid, 0, fork=fork).result()
+    assert (pid != os.getpid()) == fork  # forked: another process did the work
+    failing = ForkedCall(_square_or_fail, -2, fork=fork)
+    with pytest.raises(ValueError, match="negative: -2"):
+        failing.result()
+    with pytest.raises(RuntimeError, match="already taken"):
+        failing.result()
+    stopped = ForkedCall(_square_or_fail, 3, fork=fork)
+    stopped.stop()  # the caller failed before it needed the result: nothing is left running
+    with pytest.raises(RuntimeError):
+        stopped.result()
