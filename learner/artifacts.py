@@ -24,7 +24,16 @@ import numpy as np
 
 import learner
 
-__all__ = ["header", "library_versions", "publish_folder", "read_header", "write_folder", "write_json"]
+__all__ = [
+    "header",
+    "library_versions",
+    "publish_folder",
+    "read_arrays_folder",
+    "read_header",
+    "write_arrays_folder",
+    "write_folder",
+    "write_json",
+]
 
 
 def publish_folder(tmp: Path, target: Path) -> None:
@@ -92,6 +101,36 @@ def read_header(path: Path, fmt: str, version: int) -> dict[str, Any]:
         found = payload.get("format_version")
         raise ValueError(f"{path}: unsupported {fmt} format_version {found!r} (this code reads v{version})")
     return payload
+
+
+def write_arrays_folder(
+    directory: str | os.PathLike[str], json_name: str, payload: Any, arrays_name: str, arrays: dict[str, np.ndarray]
+) -> Path:
+    """A folder of one JSON file (``payload``, opening with a ``header``) and one ``.npz`` of named arrays (no
+    pickle), written atomically (``write_folder``)."""
+
+    def write(folder: Path) -> None:
+        write_json(folder / json_name, payload)
+        with open(folder / arrays_name, "wb") as handle:
+            np.savez(handle, allow_pickle=False, **arrays)
+
+    return write_folder(directory, write)
+
+
+def read_arrays_folder(
+    directory: str | os.PathLike[str], json_name: str, arrays_name: str, fmt: str, version: int, what: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(the checked JSON header, every array) of a folder written by ``write_arrays_folder``. ``ValueError``
+    "no saved {what} in ..." when a file is missing, "corrupt {what} in ..." when one cannot be read."""
+    folder = Path(directory)
+    if not (folder / json_name).is_file() or not (folder / arrays_name).is_file():
+        raise ValueError(f"no saved {what} in {folder}")
+    try:
+        payload = read_header(folder / json_name, fmt, version)
+        with np.load(folder / arrays_name, allow_pickle=False) as arrays:
+            return payload, {name: arrays[name] for name in arrays.files}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"corrupt {what} in {folder}: {exc}") from exc
 
 
 def library_versions(*extra: str) -> dict[str, str]:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from learner.artifacts import header, read_header, write_folder, write_json
+from learner.artifacts import header, read_arrays_folder, write_arrays_folder
 from learner.config import Params, check_float, check_int, check_positive_int
 from learner.features import TfidfConfig, TfidfFeaturizer, check_texts, stem_word
 from learner.xmc.model import check_targets
@@ -213,36 +213,26 @@ class LabelNameMatcher:
             "config": self.config.to_dict(),
             "label_names": self.label_names,
         }
-
-        def write(folder: Path) -> None:
-            write_json(folder / CONFIG_FILE, payload)
-            with open(folder / ARRAYS_FILE, "wb") as handle:
-                np.savez(
-                    handle,
-                    allow_pickle=False,
-                    title=self.title_precision,
-                    body=self.body_precision,
-                    priors=np.asarray(self.priors, dtype=np.float64),
-                )
-
-        return write_folder(directory, write)
+        arrays: dict[str, np.ndarray] = {
+            "title": self.title_precision,
+            "body": self.body_precision,
+            "priors": np.asarray(self.priors, dtype=np.float64),
+        }
+        return write_arrays_folder(directory, CONFIG_FILE, payload, ARRAYS_FILE, arrays)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> LabelNameMatcher:
-        folder = Path(directory)
-        if not (folder / CONFIG_FILE).is_file() or not (folder / ARRAYS_FILE).is_file():
-            raise ValueError(f"no saved label-name matcher in {folder}")
+        what = "label-name matcher"
+        payload, arrays = read_arrays_folder(directory, CONFIG_FILE, ARRAYS_FILE, FORMAT, FORMAT_VERSION, what)
         try:
-            payload = read_header(folder / CONFIG_FILE, FORMAT, FORMAT_VERSION)
-            with np.load(folder / ARRAYS_FILE, allow_pickle=False) as arrays:
-                title, body = arrays["title"], arrays["body"]
-                priors = arrays.get("priors")
+            title, body = arrays["title"], arrays["body"]
             matcher = cls(LexicalConfig.from_dict(payload["config"]), list(payload["label_names"]), title, body)
+            priors = arrays.get("priors")
             if priors is not None:  # folders saved before priors were stored keep the medians
                 matcher.priors = (float(priors[0]), float(priors[1]))
             return matcher
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"corrupt label-name matcher in {folder}: {exc}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"corrupt {what} in {directory}: {exc}") from exc
 
 
 def blend_topk(

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from learner.artifacts import header, read_header, write_folder, write_json
+from learner.artifacts import header, read_arrays_folder, write_arrays_folder
 from learner.config import Params, check_float, check_int, check_positive_int
 from learner.xmc.model import check_features, check_targets
 
@@ -190,41 +190,30 @@ class NeighbourVoter:
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """``neighbours.json`` (config) and ``index.npz`` (the matrices), atomically; no pickle."""
         payload = {**header(FORMAT, FORMAT_VERSION), "config": self.config.to_dict()}
-
-        def write(folder: Path) -> None:
-            write_json(folder / CONFIG_FILE, payload)
-            with open(folder / ARRAYS_FILE, "wb") as handle:
-                np.savez(
-                    handle,
-                    allow_pickle=False,
-                    index_data=self._index.data,
-                    index_indices=self._index.indices,
-                    index_indptr=self._index.indptr,
-                    index_shape=np.asarray(self._index.shape, dtype=np.int64),
-                    y_indices=self.Y.indices,
-                    y_indptr=self.Y.indptr,
-                    y_shape=np.asarray(self.Y.shape, dtype=np.int64),
-                    kept=self.kept,
-                )
-
-        return write_folder(directory, write)
+        arrays: dict[str, np.ndarray] = {
+            "index_data": self._index.data,
+            "index_indices": self._index.indices,
+            "index_indptr": self._index.indptr,
+            "index_shape": np.asarray(self._index.shape, dtype=np.int64),
+            "y_indices": self.Y.indices,
+            "y_indptr": self.Y.indptr,
+            "y_shape": np.asarray(self.Y.shape, dtype=np.int64),
+            "kept": self.kept,
+        }
+        return write_arrays_folder(directory, CONFIG_FILE, payload, ARRAYS_FILE, arrays)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> NeighbourVoter:
-        folder = Path(directory)
-        if not (folder / CONFIG_FILE).is_file() or not (folder / ARRAYS_FILE).is_file():
-            raise ValueError(f"no saved neighbour voter in {folder}")
+        what = "neighbour voter"
+        payload, a = read_arrays_folder(directory, CONFIG_FILE, ARRAYS_FILE, FORMAT, FORMAT_VERSION, what)
         try:
-            payload = read_header(folder / CONFIG_FILE, FORMAT, FORMAT_VERSION)
-            with np.load(folder / ARRAYS_FILE, allow_pickle=False) as a:
-                index = sp.csr_matrix(
-                    (a["index_data"], a["index_indices"], a["index_indptr"]), shape=tuple(a["index_shape"])
-                )
-                y_indices = a["y_indices"]
-                Y = sp.csr_matrix(
-                    (np.ones(len(y_indices), dtype=np.float32), y_indices, a["y_indptr"]), shape=tuple(a["y_shape"])
-                )
-                kept = a["kept"]
-            return cls(NeighbourConfig.from_dict(payload["config"]), index, Y, kept)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"corrupt neighbour voter in {folder}: {exc}") from exc
+            index = sp.csr_matrix(
+                (a["index_data"], a["index_indices"], a["index_indptr"]), shape=tuple(a["index_shape"])
+            )
+            y_indices = a["y_indices"]
+            Y = sp.csr_matrix(
+                (np.ones(len(y_indices), dtype=np.float32), y_indices, a["y_indptr"]), shape=tuple(a["y_shape"])
+            )
+            return cls(NeighbourConfig.from_dict(payload["config"]), index, Y, a["kept"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"corrupt {what} in {directory}: {exc}") from exc
